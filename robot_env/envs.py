@@ -1,0 +1,313 @@
+"""Gymnasium envs for the reach task: open-loop (the lecture's) and closed-loop.
+
+* `ReachSignalEnv` (ids ``armlab/ReachSignal{Fixed,Velocity,State}-v0``): one decision
+  per episode. The action is the whole signal x, held (or interpolated between K
+  knots) over the horizon t; the episode ends after that one step with reward -y.
+* `ReachEnv` (ids ``armlab/Reach{Fixed,Velocity,State}-v0``): a new action every control
+  step (24 Hz at the default 240 Hz physics and 10 substeps) for t seconds, with an
+  optional goal-conditioned dict observation for HER.
+
+Actions outside [-1, 1] are clipped; NaN or inf actions raise ``ValueError``. The last
+step's ``info`` holds ``distance`` (y, metres) and ``is_success`` (y < threshold). A
+physics blow-up ends the episode with ``truncated=True`` and ``info["physics_error"]``.
+Observations are clipped to the (finite) bounds of their Box.
+"""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import pybullet as pb
+from gymnasium import spaces
+
+from robot_env.robots import Arm
+from robot_env.sim import World
+from robot_env.tasks import Context, ReachTask
+
+OBS_TYPES = ("state", "dict")
+REWARD_TYPES = ("dense", "sparse")
+
+
+class _ReachBase(gym.Env):
+    """Shared construction, contexts, observations and rendering."""
+
+    metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 24}
+
+    def __init__(
+        self,
+        robot: str = "arm2",
+        stage: str = "fixed",
+        control: str = "torque",
+        horizon: float = 0.5,
+        timestep: float = 1.0 / 240.0,
+        knots: int = 1,
+        velocity_range: float | None = None,
+        joint_margin: float = 0.1,
+        target_signal_range: float = 0.8,
+        randomization=None,
+        success_threshold: float = 0.02,
+        render_mode: str | None = None,
+        render_size: tuple[int, int] = (320, 240),
+        obs_type: str = "state",
+        solver_iterations: int | None = None,
+    ) -> None:
+        super().__init__()
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"unknown render_mode {render_mode!r}; choose one of {self.metadata['render_modes']}.")
+        if obs_type not in OBS_TYPES:
+            raise ValueError(f"unknown obs_type {obs_type!r}; choose one of {', '.join(OBS_TYPES)}.")
+        self.render_mode = render_mode
+        self.render_size = (int(render_size[0]), int(render_size[1]))
+        self.obs_type = obs_type
+        self.world = World(timestep=timestep, gui=render_mode == "human", solver_iterations=solver_iterations)
+        try:
+            self.arm = Arm(self.world, robot)
+            self.arm.set_control(control)
+            self.task = ReachTask(
+                self.arm, stage=stage, horizon=horizon, knots=knots, velocity_range=velocity_range,
+                joint_margin=joint_margin, target_signal_range=target_signal_range,
+                randomization=randomization, success_threshold=success_threshold,
+            )
+        except Exception:
+            self.world.close()
+            raise
+        self.world.add_marker("target", radius=0.02)
+        self.obs_noise = self.task.randomization.obs_noise
+        n = self.arm.n
+        reach = self.arm.spec.reach
+        self._vel_bound = 3.0 * self.arm.max_velocity + self.task.velocity_range
+        self._pos_low = np.array([-reach, -reach, -0.2])
+        self._pos_high = np.array([reach, reach, reach + 0.8])
+        self._q_low, self._q_high = self.arm.lower, self.arm.upper
+        self.context: Context | None = None
+        self._np_random_seeded = False
+        self.n_joints = n
+
+    # -- helpers ------------------------------------------------------------------------
+    def _box(self, low, high) -> spaces.Box:
+        return spaces.Box(np.asarray(low, np.float32), np.asarray(high, np.float32), dtype=np.float32)
+
+    def _check_action(self, action) -> np.ndarray:
+        a = np.asarray(action, dtype=np.float64)
+        if a.shape != self.action_space.shape:
+            a = a.reshape(-1)
+            if a.shape != self.action_space.shape:
+                raise ValueError(f"action must have shape {self.action_space.shape}, got {np.shape(action)}.")
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"action contains NaN or inf: {np.asarray(action).tolist()}.")
+        return np.clip(a, -1.0, 1.0)
+
+    def _noise(self, size: int) -> np.ndarray:
+        if self.obs_noise > 0:
+            return self.np_random.normal(0.0, self.obs_noise, size)
+        return np.zeros(size)
+
+    def _begin(self, seed, options) -> Context:
+        super().reset(seed=seed)
+        options = options or {}
+        ctx = options.get("context")
+        if ctx is None:
+            ctx = self.task.sample_context(self.np_random)
+        elif not isinstance(ctx, Context):
+            raise ValueError("options['context'] must be a robot_env.tasks.Context.")
+        self.context = ctx
+        self.task.set_context(ctx)
+        self.world.move_body("target", ctx.target)
+        return ctx
+
+    def _physics_ok(self, *arrays) -> bool:
+        return all(np.all(np.isfinite(a)) for a in arrays)
+
+    def _result(self, y: float) -> dict:
+        return {"distance": y, "is_success": bool(y < self.task.success_threshold)}
+
+    # -- rendering ----------------------------------------------------------------------------
+    def render(self):
+        if self.render_mode != "rgb_array":
+            return None
+        w, h = self.render_size
+        reach = self.arm.spec.reach
+        look = [0.0, 0.0, 0.15 if self.arm.n == 2 else 0.4 * reach]
+        cid = self.world.id
+        view = pb.computeViewMatrixFromYawPitchRoll(look, 1.9 * reach, 35.0, -45.0, 0.0, 2, physicsClientId=cid)
+        proj = pb.computeProjectionMatrixFOV(50.0, w / h, 0.02, 10.0, physicsClientId=self.world.id)
+        img = pb.getCameraImage(
+            w, h, view, proj, renderer=pb.ER_TINY_RENDERER, flags=pb.ER_NO_SEGMENTATION_MASK,
+            physicsClientId=self.world.id,
+        )
+        return np.asarray(img[2], dtype=np.uint8).reshape(h, w, 4)[:, :, :3].copy()
+
+    def close(self) -> None:
+        self.world.close()
+
+
+class ReachSignalEnv(_ReachBase):
+    """Open-loop reach: the action is the whole signal x over the horizon t.
+
+    Observation: ``[j (n), v (n), p (3)]``. Action: x in [-1, 1]^(K n), joint-major per
+    knot (``x.reshape(K, n)``). One step per episode, reward ``-y``.
+
+    `evaluate` plays any signal from the current episode's start state (restored from
+    an in-memory snapshot, not a rebuilt simulator) without ending the episode: the
+    "evaluate this signal in this context" call an optimizer needs.
+    """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.metadata = dict(self.metadata, render_fps=max(1, round(1.0 / self.task.horizon)))
+        self.action_space = self._box(-np.ones(self.task.signal_dim), np.ones(self.task.signal_dim))
+        self.observation_space = self._box(
+            np.concatenate([self._q_low, -self._vel_bound, self._pos_low]),
+            np.concatenate([self._q_high, self._vel_bound, self._pos_high]),
+        )
+        self._state_id: int | None = None
+        self._done = True
+        self._dirty = False
+        self.evaluations = 0  #: episodes simulated by `evaluate` (the optimizer's cost)
+
+    def _obs(self, q, qd, target) -> np.ndarray:
+        o = np.concatenate([q, qd, target]) + self._noise(2 * self.arm.n + 3)
+        return np.clip(o, self.observation_space.low, self.observation_space.high).astype(np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        ctx = self._begin(seed, options)
+        if self._state_id is not None:
+            self.world.drop_state(self._state_id)
+        self._state_id = self.world.save_state()
+        self._done = self._dirty = False
+        return self._obs(ctx.q, ctx.qd, ctx.target), {"target": ctx.target.copy()}
+
+    def step(self, action):
+        if self._done:
+            raise RuntimeError("the episode is over (one step per episode): call reset() first.")
+        x = self._check_action(action)
+        self._done = True
+        if self._dirty:
+            self.world.restore_state(self._state_id)
+            self._dirty = False
+        self.task.play(x)
+        q, qd = self.arm.joint_state()
+        ee = self.arm.ee_position()
+        target = self.context.target
+        if not self._physics_ok(q, qd, ee):
+            info = {"physics_error": "the simulation produced a non-finite state", "distance": math.inf,
+                    "is_success": False}
+            obs = self._obs(np.nan_to_num(q), np.nan_to_num(qd), target)
+            return obs, -float(np.linalg.norm(self._pos_high - self._pos_low)), False, True, info
+        y = float(np.linalg.norm(ee - target))
+        return self._obs(q, qd, target), -y, True, False, self._result(y)
+
+    def evaluate(self, x) -> float:
+        """Distance y reached by signal ``x`` from this episode's start state."""
+        if self._state_id is None:
+            raise RuntimeError("call reset() before evaluate().")
+        x = self._check_action(x)
+        self.world.restore_state(self._state_id)
+        self._dirty = True
+        self.task.play(x)
+        self.evaluations += 1
+        y = self.task.distance(self.context.target)
+        return y if math.isfinite(y) else math.inf
+
+
+class ReachEnv(_ReachBase):
+    """Closed-loop reach: a new action every control step for the horizon t.
+
+    Observation (``obs_type="state"``): ``[j (n), v (n), ee (3), p (3), time left (1)]``;
+    ``obs_type="dict"`` splits it into ``observation`` ``[j, v, time left]``,
+    ``achieved_goal`` (ee) and ``desired_goal`` (p) for HER. ``control="position"``
+    is incremental here (target = j + x * ``position_delta``), as in panda-gym.
+    Reward: ``-y`` every step (``dense``) or ``-(y >= threshold)`` (``sparse``).
+    """
+
+    def __init__(self, substeps: int = 10, reward_type: str = "dense", position_delta: float = 0.05, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if reward_type not in REWARD_TYPES:
+            raise ValueError(f"unknown reward_type {reward_type!r}; choose one of {', '.join(REWARD_TYPES)}.")
+        if int(substeps) < 1:
+            raise ValueError(f"substeps must be >= 1, got {substeps!r}.")
+        self.substeps = int(substeps)
+        self.reward_type = reward_type
+        self.position_delta = float(position_delta)
+        self.max_steps = max(1, self.task.n_steps // self.substeps)
+        self.metadata = dict(self.metadata, render_fps=max(1, round(1.0 / (self.world.timestep * self.substeps))))
+        n = self.arm.n
+        self.action_space = self._box(-np.ones(n), np.ones(n))
+        q_lo, q_hi, v = self._q_low, self._q_high, self._vel_bound
+        if obs_type_is_dict := self.obs_type == "dict":
+            self.observation_space = spaces.Dict(
+                {
+                    "observation": self._box(np.concatenate([q_lo, -v, [0.0]]), np.concatenate([q_hi, v, [1.0]])),
+                    "achieved_goal": self._box(self._pos_low, self._pos_high),
+                    "desired_goal": self._box(self._pos_low, self._pos_high),
+                }
+            )
+        else:
+            self.observation_space = self._box(
+                np.concatenate([q_lo, -v, self._pos_low, self._pos_low, [0.0]]),
+                np.concatenate([q_hi, v, self._pos_high, self._pos_high, [1.0]]),
+            )
+        self._dict = obs_type_is_dict
+        if obs_type_is_dict:  # goal-conditioned API only where it applies (SB3 checks for it)
+            self.compute_reward = self._reward
+        self._t = 0
+        self._last = None
+
+    def _obs(self, q, qd, ee):
+        n = self.arm.n
+        time_left = 1.0 - self._t / self.max_steps
+        noisy = np.concatenate([q, qd, ee]) + self._noise(2 * n + 3)
+        q, qd, ee = noisy[:n], noisy[n : 2 * n], noisy[2 * n :]
+        if self._dict:
+            raw = {
+                "observation": np.concatenate([q, qd, [time_left]]),
+                "achieved_goal": ee,
+                "desired_goal": self.context.target,
+            }
+            return {
+                k: np.clip(v, self.observation_space[k].low, self.observation_space[k].high).astype(np.float32)
+                for k, v in raw.items()
+            }
+        o = np.concatenate([q, qd, ee, self.context.target, [time_left]])
+        return np.clip(o, self.observation_space.low, self.observation_space.high).astype(np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        ctx = self._begin(seed, options)
+        self._t = 0
+        self._last = (ctx.q, ctx.qd)
+        return self._obs(ctx.q, ctx.qd, self.arm.ee_position()), {"target": ctx.target.copy()}
+
+    def _reward(self, achieved_goal, desired_goal, info=None):
+        """Reward for (batches of) goals; exposed as ``compute_reward`` with dict observations (HER)."""
+        d = np.linalg.norm(np.asarray(achieved_goal) - np.asarray(desired_goal), axis=-1)
+        if self.reward_type == "sparse":
+            return -(d >= self.task.success_threshold).astype(np.float32)
+        return -d.astype(np.float32)
+
+    def step(self, action):
+        if self.context is None:
+            raise RuntimeError("call reset() before step().")
+        x = self._check_action(action)
+        arm = self.arm
+        if arm.control == "position":
+            u = np.clip(self._last[0] + x * self.position_delta, arm.lower, arm.upper)
+        else:
+            u = arm.scale(x)
+        arm.run((u.tolist(),), self.substeps)
+        self._t += 1
+        q, qd = arm.joint_state()
+        ee = arm.ee_position()
+        if not self._physics_ok(q, qd, ee):
+            self._t = self.max_steps
+            info = {"physics_error": "the simulation produced a non-finite state", "distance": math.inf,
+                    "is_success": False}
+            obs = self._obs(*self._last, self.context.target)
+            return obs, float(self._reward(self._pos_high, self._pos_low)), False, True, info
+        self._last = (q, qd)
+        y = float(np.linalg.norm(ee - self.context.target))
+        info = self._result(y)
+        reward = float(self._reward(ee, self.context.target))
+        terminated = self._t >= self.max_steps
+        return self._obs(q, qd, ee), reward, terminated, False, info

@@ -1,0 +1,79 @@
+"""The ``armlab`` command line: a thin layer that parses arguments and calls the library.
+
+    armlab demo [--out runs/demo] [--quick]      the main job (see README)
+    armlab envs                                  list the registered envs and robots
+    armlab bench env [--json]                    env speed against raw physics and panda-gym
+    armlab bench feasibility [--robot R] [--json]
+                                                 can CMA-ES solve every stage, does a zero signal fail?
+
+Bad input gets one sentence on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from armlab_scripts._common import UsageError
+
+
+def _envs(args: argparse.Namespace) -> int:
+    import robot_env
+
+    print(f"{'id':<32}{'loop':<8}stage")
+    for stage, env_id in robot_env.OPEN_LOOP_IDS.items():
+        print(f"{env_id:<32}{'open':<8}{stage}")
+    for stage, env_id in robot_env.CLOSED_LOOP_IDS.items():
+        print(f"{env_id:<32}{'closed':<8}{stage}")
+    print("\nrobots:")
+    for name, spec in robot_env.ROBOTS.items():
+        print(f"  {name:<7}{spec.description}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from armlab_scripts import bench_env, demo, feasibility
+
+    parser = argparse.ArgumentParser(
+        prog="armlab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("demo", help="run the main job: stages, CMA-ES, landscape plot",
+                       description=demo.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    demo.add_arguments(p)
+    p.set_defaults(func=demo.run)
+
+    p = sub.add_parser("envs", help="list the registered env ids and robots")
+    p.set_defaults(func=_envs)
+
+    bench = sub.add_parser("bench", help="benchmarks (each takes --json)")
+    bsub = bench.add_subparsers(dest="bench", metavar="BENCH")
+    bsub.required = True
+    p = bsub.add_parser("env", help="env steps/s against raw physics, panda-gym and SubprocVecEnv",
+                        description=bench_env.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    bench_env.add_arguments(p)
+    p.set_defaults(func=bench_env.run)
+    p = bsub.add_parser("feasibility", help="CMA-ES solve rate per stage and the zero-signal check",
+                        description=feasibility.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    feasibility.add_arguments(p)
+    p.set_defaults(func=feasibility.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (UsageError, ValueError, FileNotFoundError) as exc:
+        print(f"armlab: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("armlab: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

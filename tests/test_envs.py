@@ -1,0 +1,263 @@
+"""The six reach envs: checkers, seeding, bad input, physics errors, stages and the evaluate API."""
+
+import gymnasium as gym
+import numpy as np
+import pybullet as pb
+import pytest
+from gymnasium.utils.env_checker import check_env as gym_check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+import robot_env
+from robot_env import CLOSED_LOOP_IDS, ENV_IDS, OPEN_LOOP_IDS
+
+
+@pytest.fixture
+def make():
+    envs = []
+
+    def _make(env_id, **kw):
+        env = gym.make(env_id, **kw)
+        envs.append(env)
+        return env
+
+    yield _make
+    for e in envs:
+        e.close()
+
+
+def _rollout(env, seed, actions):
+    obs, info = env.reset(seed=seed)
+    trace = [obs]
+    for a in actions:
+        obs, r, term, trunc, info = env.step(a)
+        trace.append((obs, r, term, trunc, info["distance"], info["is_success"]))
+        if term or trunc:
+            break
+    return trace
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_both_env_checkers_pass(make, env_id):
+    gym_check_env(make(env_id).unwrapped, skip_render_check=True)
+    sb3_check_env(make(env_id).unwrapped, warn=True)
+
+
+def test_dict_observations_pass_checkers_and_compute_reward_is_vectorised(make):
+    env = make(CLOSED_LOOP_IDS["velocity"], obs_type="dict", reward_type="sparse").unwrapped
+    gym_check_env(env, skip_render_check=True)
+    sb3_check_env(env)
+    obs, _ = env.reset(seed=0)
+    obs, r, *_ , info = env.step(env.action_space.sample())
+    assert r == env.compute_reward(obs["achieved_goal"], obs["desired_goal"], info)
+    a = np.zeros((5, 3))
+    d = np.zeros((5, 3))
+    d[:2, 0] = 0.5
+    assert env.compute_reward(a, d, [{}] * 5).tolist() == [-1, -1, 0, 0, 0]
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_same_seed_same_rollout(make, env_id):
+    a, b = make(env_id), make(env_id)
+    actions = np.random.default_rng(3).uniform(-1, 1, (40,) + a.action_space.shape)
+    ta, tb = _rollout(a, 11, actions), _rollout(b, 11, actions)
+    assert np.array_equal(ta[0], tb[0])
+    for sa, sb in zip(ta[1:], tb[1:]):
+        assert np.array_equal(sa[0], sb[0]) and sa[1:] == sb[1:]
+    # and the same env reset again with that seed replays it too
+    tc = _rollout(a, 11, actions)
+    assert all(np.array_equal(x[0], y[0]) for x, y in zip(ta[1:], tc[1:]))
+
+
+@pytest.mark.parametrize("env_id", [OPEN_LOOP_IDS["state"], CLOSED_LOOP_IDS["state"]])
+def test_different_seeds_differ(make, env_id):
+    env = make(env_id)
+    o1, _ = env.reset(seed=1)
+    o2, _ = env.reset(seed=2)
+    assert not np.allclose(o1, o2)
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_final_info_has_distance_and_success(make, env_id):
+    env = make(env_id, success_threshold=10.0)
+    env.reset(seed=0)
+    done = False
+    while not done:
+        _, reward, term, trunc, info = env.step(env.action_space.sample())
+        done = term or trunc
+    assert term and not trunc
+    assert info["distance"] > 0 and info["is_success"] is True  # a 10 m threshold always succeeds
+
+
+@pytest.mark.parametrize("env_id", [OPEN_LOOP_IDS["fixed"], CLOSED_LOOP_IDS["fixed"]])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_action_raises(make, env_id, bad):
+    env = make(env_id).unwrapped
+    env.reset(seed=0)
+    a = np.zeros(env.action_space.shape)
+    a[0] = bad
+    with pytest.raises(ValueError, match="NaN or inf"):
+        env.step(a)
+
+
+@pytest.mark.parametrize("env_id", [OPEN_LOOP_IDS["fixed"], CLOSED_LOOP_IDS["fixed"]])
+def test_wrong_action_shape_raises(make, env_id):
+    env = make(env_id).unwrapped
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="shape"):
+        env.step(np.zeros(7))
+
+
+@pytest.mark.parametrize("env_id", [OPEN_LOOP_IDS["velocity"], CLOSED_LOOP_IDS["velocity"]])
+def test_out_of_range_actions_are_clipped(make, env_id):
+    a, b = make(env_id), make(env_id)
+    big = np.array([5.0, -3.0])
+    ra = _rollout(a, 0, [big] * 3)
+    rb = _rollout(b, 0, [np.clip(big, -1, 1)] * 3)
+    assert all(np.array_equal(x[0], y[0]) for x, y in zip(ra[1:], rb[1:]))
+
+
+@pytest.mark.parametrize("env_id", [OPEN_LOOP_IDS["fixed"], CLOSED_LOOP_IDS["fixed"]])
+def test_physics_blow_up_truncates_with_error(make, env_id):
+    env = make(env_id).unwrapped
+    env.reset(seed=0)
+    for j in env.arm.joints:  # corrupt the state as an exploding simulation would
+        pb.resetJointState(env.arm.body, j, float("nan"), float("nan"), physicsClientId=env.world.id)
+    obs, reward, term, trunc, info = env.step(np.zeros(env.action_space.shape))
+    assert trunc and not term
+    assert "physics_error" in info and info["is_success"] is False
+    assert env.observation_space.contains(obs) and np.isfinite(reward)
+
+
+def test_close_releases_the_client(make):
+    env = make(OPEN_LOOP_IDS["fixed"])
+    cid = env.unwrapped.world.id
+    assert pb.isConnected(physicsClientId=cid)
+    env.close()
+    assert not pb.isConnected(physicsClientId=cid)
+    env.close()  # twice is fine
+
+
+def test_unknown_options_raise_clear_errors():
+    with pytest.raises(ValueError, match="available robots"):
+        gym.make(OPEN_LOOP_IDS["fixed"], robot="ur5")
+    with pytest.raises(ValueError, match="stage"):
+        robot_env.ReachSignalEnv(stage="hard")
+    with pytest.raises(ValueError, match="control mode"):
+        gym.make(CLOSED_LOOP_IDS["fixed"], control="impedance")
+    with pytest.raises(ValueError, match="unknown randomization"):
+        gym.make(OPEN_LOOP_IDS["state"], randomization={"gravity": 0.1})
+    with pytest.raises(ValueError, match="horizon"):
+        gym.make(OPEN_LOOP_IDS["fixed"], horizon=0.0)
+    with pytest.raises(ValueError, match="unknown env id"):
+        robot_env.make("armlab/Nope-v0")
+
+
+def test_human_render_without_display_says_so(monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    with pytest.raises(RuntimeError, match="display"):
+        gym.make(OPEN_LOOP_IDS["fixed"], render_mode="human")
+
+
+@pytest.mark.parametrize("env_id", [OPEN_LOOP_IDS["fixed"], CLOSED_LOOP_IDS["fixed"]])
+def test_rgb_array_render(make, env_id):
+    env = make(env_id, render_mode="rgb_array", render_size=(64, 48))
+    env.reset(seed=0)
+    frame = env.render()
+    assert frame.shape == (48, 64, 3) and frame.dtype == np.uint8 and frame.std() > 0
+    assert env.metadata["render_fps"] > 0
+
+
+def test_stages_draw_what_the_lecture_says(make):
+    fixed, vel, state = (make(OPEN_LOOP_IDS[s]).unwrapped for s in ("fixed", "velocity", "state"))
+    n = 2
+    fo = [fixed.reset(seed=s)[0] for s in range(3)]
+    assert all(np.array_equal(fo[0], o) for o in fo)
+    vo = np.array([vel.reset(seed=s)[0] for s in range(5)])
+    assert np.ptp(vo[:, :n], axis=0).max() == 0 and np.ptp(vo[:, 2 * n :], axis=0).max() == 0
+    assert np.ptp(vo[:, n : 2 * n], axis=0).min() > 0.1
+    so = np.array([state.reset(seed=s)[0] for s in range(5)])
+    assert np.ptp(so[:, : 2 * n + 2], axis=0).min() > 0.01  # j, v and the target's x, y (arm2 is planar)
+
+
+def test_state_stage_target_is_reachable_and_zero_signal_is_not(make):
+    env = make(OPEN_LOOP_IDS["state"]).unwrapped
+    for seed in range(5):
+        env.reset(seed=seed)
+        assert env.evaluate(env.context.info["target_signal"]) < 1e-9
+        assert env.evaluate(np.zeros(2)) > 0.01
+
+
+def test_evaluate_replays_the_episode_start(make):
+    env = make(OPEN_LOOP_IDS["velocity"], robot="arm3").unwrapped
+    env.reset(seed=4)
+    x = np.array([0.3, -0.5, 0.2])
+    y1 = env.evaluate(x)
+    env.evaluate(np.array([-1.0, 1.0, -1.0]))
+    y2 = env.evaluate(x)
+    _, reward, *_ , info = env.step(x)
+    assert y1 == y2 == info["distance"] == -reward
+    assert env.evaluations == 3
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step(x)
+
+
+def test_knots_interpolate_linearly(make):
+    env = make(OPEN_LOOP_IDS["fixed"], knots=3).unwrapped
+    assert env.action_space.shape == (6,)
+    rows, per = env.task.commands(np.array([-1.0, 0.0, 0.0, 0.0, 1.0, 0.0]))
+    rows = np.array(rows)
+    assert per == 1 and rows.shape == (env.task.n_steps, 2)
+    assert np.all(np.diff(rows[:, 0]) > 0) and rows[0, 0] < -1.4 and rows[-1, 0] > 1.4
+    assert np.allclose(rows[:, 1], 0.0)
+    env.reset(seed=0)
+    assert env.evaluate(np.zeros(6)) != env.evaluate(np.array([-1.0, 0.0, 0.0, 0.0, 1.0, 0.0]))
+
+
+@pytest.mark.parametrize("control", ["velocity", "position"])
+@pytest.mark.parametrize("env_id", [OPEN_LOOP_IDS["fixed"], CLOSED_LOOP_IDS["fixed"]])
+def test_other_control_modes_move_the_arm(make, env_id, control):
+    env = make(env_id, control=control)
+    obs0, _ = env.reset(seed=0)
+    obs, *_ = env.step(np.full(env.action_space.shape, 0.5))
+    assert not np.allclose(obs0[:2], obs[:2], atol=1e-3)
+
+
+def test_initial_velocity_matters_under_torque_control(make):
+    env = make(OPEN_LOOP_IDS["velocity"]).unwrapped
+    ys = set()
+    for seed in range(3):
+        env.reset(seed=seed)
+        ys.add(round(env.evaluate(np.array([0.3, 0.2])), 6))
+    assert len(ys) == 3
+
+
+@pytest.mark.parametrize("robot", ["arm3", "panda", "kuka"])
+def test_every_robot_runs_closed_loop(make, robot):
+    env = make(CLOSED_LOOP_IDS["state"], robot=robot)
+    env.reset(seed=0)
+    for _ in range(3):
+        obs, *_ = env.step(env.action_space.sample())
+    assert env.observation_space.contains(obs)
+
+
+def test_subproc_vec_env_with_spawn():
+    venv = robot_env.make_vec_env(CLOSED_LOOP_IDS["velocity"], n_envs=2, seed=0, subproc=True, start_method="spawn")
+    try:
+        obs = venv.reset()
+        assert obs.shape == (2, 11)
+        assert not np.array_equal(obs[0], obs[1])  # each worker drew its own v
+        for _ in range(15):
+            obs, rewards, dones, infos = venv.step(np.zeros((2, 2)))
+        assert any("distance" in i for i in infos)
+    finally:
+        venv.close()
+
+
+def test_her_learns_on_dict_observations(make):
+    from stable_baselines3 import SAC, HerReplayBuffer
+
+    env = make(CLOSED_LOOP_IDS["fixed"], obs_type="dict", reward_type="sparse")
+    model = SAC("MultiInputPolicy", env, replay_buffer_class=HerReplayBuffer, learning_starts=24,
+                batch_size=32, seed=0, verbose=0)
+    model.learn(60)
+    assert model.replay_buffer.size() > 0
