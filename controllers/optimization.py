@@ -24,7 +24,7 @@ class OptResult:
     y: float  #: its distance (m)
     evaluations: int  #: evaluations spent
     curve: list[float] = field(default_factory=list)  #: best y after each evaluation
-    path: list[np.ndarray] = field(default_factory=list)  #: search mean per generation (CMA-ES)
+    path: list[np.ndarray] = field(default_factory=list)  #: search mean per generation, in [-1, 1] (CMA-ES)
     wall_time: float = 0.0
 
 
@@ -77,7 +77,7 @@ def cmaes(
             if len(ys) == len(xs):
                 es.tell(xs, ys)
             run_best.append(min(ys + run_best[-1:]))
-            path.append(np.asarray(es.mean).copy())
+            path.append(np.asarray(es.boundary_handler.transform(np.asarray(es.mean)), dtype=float))
         if not restarts:
             break
         start = rng.uniform(-0.8, 0.8, dim)

@@ -20,6 +20,11 @@ import functools
 
 import gymnasium as gym
 
+from robot_env._quiet import quiet_c_output
+
+with quiet_c_output():
+    import pybullet  # noqa: F401  (first import prints a build banner)
+
 from robot_env.envs import ReachEnv, ReachSignalEnv
 from robot_env.randomization import Randomization
 from robot_env.robots import ROBOTS, Arm, RobotSpec

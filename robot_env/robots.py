@@ -7,6 +7,7 @@ shapes, which would make torque control meaningless.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from armlab_urdf import URDF_DIR
 from robot_env.sim import World
 
 CONTROL_MODES = ("torque", "velocity", "position")
+HOLD_SPEED = 1.0e4  #: rad/s, the unreachable target speed of a velocity motor that holds a torque
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,8 @@ class Arm:
     The signal ``x`` is always in [-1, 1] per controlled joint and is scaled by the
     control mode: ``torque`` -> ``x * max_torque * torque_gain`` (N m), ``velocity``
     -> ``x * max_velocity`` (rad/s), ``position`` -> joint targets (absolute, mapped
-    onto the joint range). PyBullet clears applied torques after every physics step,
+    onto the joint range). Velocity and position motors are limited to the URDF's
+    effort (times the torque gain). PyBullet clears applied torques after every physics step,
     so torque commands are re-applied before each step.
     """
 
@@ -131,6 +134,9 @@ class Arm:
             "robot", self.spec.path, position=base_position, fixed=True, flags=pb.URDF_USE_INERTIA_FROM_FILE
         )
         c = world.client
+        if "floor" in world.bodies:
+            # the fixed base rests on the floor: a contact between two immovable parts
+            c.setCollisionFilterPair(self.body, world.body("floor"), -1, -1, 0)
         names, links = {}, {}
         for j in range(c.getNumJoints(self.body)):
             info = c.getJointInfo(self.body, j)
@@ -147,6 +153,7 @@ class Arm:
         self.lower = np.array([i[8] for i in infos])
         self.upper = np.array([i[9] for i in infos])
         effort = np.array([i[10] for i in infos])
+        self.effort = effort  #: URDF effort limits: the force limit of velocity/position motors
         self.max_torque = np.array(self.spec.max_torque) if self.spec.max_torque else effort
         self.max_velocity = np.array([i[11] if i[11] > 0 else 2.0 for i in infos])
         self.nominal_damping = np.array([i[6] for i in infos])
@@ -158,6 +165,7 @@ class Arm:
             for link in range(-1, c.getNumJoints(self.body))
         }
         self.torque_gain = 1.0
+        self._motor_forces = self.effort.tolist()
         self.friction = np.zeros(self.n)
         self.control = "torque"
         self.set_control("torque")
@@ -169,6 +177,11 @@ class Arm:
             raise ValueError(f"unknown control mode {mode!r}; choose one of {', '.join(CONTROL_MODES)}.")
         self.control = mode
         if mode == "torque":
+            self._release_motors()
+
+    def release(self) -> None:
+        """Stop applying any held torque (the joints keep only their friction)."""
+        if self.control == "torque":
             self._release_motors()
 
     def _release_motors(self) -> None:
@@ -195,27 +208,42 @@ class Arm:
         elif self.control == "velocity":
             pb.setJointMotorControlArray(
                 self.body, self.joints, pb.VELOCITY_CONTROL, targetVelocities=u,
-                forces=(self.max_torque * self.torque_gain).tolist(), physicsClientId=self.cid,
+                forces=self._motor_forces, physicsClientId=self.cid,
             )
         else:
             pb.setJointMotorControlArray(
                 self.body, self.joints, pb.POSITION_CONTROL, targetPositions=u,
-                forces=(self.max_torque * self.torque_gain).tolist(), physicsClientId=self.cid,
+                forces=self._motor_forces, physicsClientId=self.cid,
             )
 
     def run(self, commands, steps_per_command: int) -> None:
         """Apply each physical command for ``steps_per_command`` physics steps.
 
-        This is the hot loop of every env: torques are re-sent before every step,
-        velocity/position targets once per command (PyBullet motors persist).
+        This is the hot loop of every env. PyBullet forgets a ``TORQUE_CONTROL`` torque
+        after one physics step, so sending it costs as much as a small arm's step. A
+        joint's velocity motor, by contrast, persists: asked for an unreachable speed
+        (``HOLD_SPEED`` in the torque's direction) with the torque's magnitude as its force
+        limit, it saturates and applies exactly that torque at every step (identical
+        trajectories, see tests/test_robots.py). Torques are therefore *held* by the
+        motors, one command per held value. Joints with Coulomb friction need that motor
+        for the friction, so with friction (the ``state`` stage's randomization) the
+        torques are re-sent before every step instead. Velocity and position targets are
+        sent once per command.
         """
         body, joints, cid = self.body, self.joints, self.cid
-        step = pb.stepSimulation
-        if self.control == "torque":
-            send, mode = pb.setJointMotorControlArray, pb.TORQUE_CONTROL
+        step, send = pb.stepSimulation, pb.setJointMotorControlArray
+        if self.control == "torque" and self.friction.any():
+            mode = pb.TORQUE_CONTROL
             for u in commands:
                 for _ in range(steps_per_command):
                     send(body, joints, mode, forces=u, physicsClientId=cid)
+                    step(physicsClientId=cid)
+        elif self.control == "torque":
+            mode = pb.VELOCITY_CONTROL
+            for u in commands:
+                send(body, joints, mode, targetVelocities=[math.copysign(HOLD_SPEED, t) for t in u],
+                     forces=[abs(t) for t in u], physicsClientId=cid)
+                for _ in range(steps_per_command):
                     step(physicsClientId=cid)
         else:
             for u in commands:
@@ -230,6 +258,12 @@ class Arm:
         q = np.array([s[0] for s in states])
         qd = np.array([s[1] for s in states])
         return q, qd
+
+    def read(self) -> list[float]:
+        """``[q..., qd..., ee_x, ee_y, ee_z]`` as one flat list: the env's per-step read."""
+        states = pb.getJointStates(self.body, self.joints, physicsClientId=self.cid)
+        ee = pb.getLinkState(self.body, self.ee, computeForwardKinematics=1, physicsClientId=self.cid)[4]
+        return [s[0] for s in states] + [s[1] for s in states] + list(ee)
 
     def reset_joints(self, q, qd=None) -> None:
         """Teleport the controlled joints to positions ``q`` and velocities ``qd``."""
@@ -261,5 +295,6 @@ class Arm:
             c.changeDynamics(self.body, j, jointDamping=float(d0 * s))
         self.friction = np.zeros(self.n) if friction is None else np.broadcast_to(friction, (self.n,)).astype(float)
         self.torque_gain = float(torque_gain)
+        self._motor_forces = (self.effort * self.torque_gain).tolist()
         if self.control == "torque":
             self._release_motors()

@@ -14,6 +14,8 @@ import pybullet as pb
 import pybullet_data
 from pybullet_utils import bullet_client
 
+from robot_env._quiet import quiet_c_output
+
 
 class World:
     """A PyBullet simulation with its own client.
@@ -41,7 +43,8 @@ class World:
                 "render_mode='human' opens the PyBullet GUI, which needs a display; "
                 "none is set (DISPLAY is empty). Use render_mode='rgb_array' on a headless machine."
             )
-        self.client = bullet_client.BulletClient(connection_mode=pb.GUI if gui else pb.DIRECT)
+        with quiet_c_output():  # DIRECT connections print "argv[0]="
+            self.client = bullet_client.BulletClient(connection_mode=pb.GUI if gui else pb.DIRECT)
         self.id: int = self.client._client
         self.timestep = float(timestep)
         self._bodies: dict[str, int] = {}

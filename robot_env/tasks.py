@@ -80,6 +80,7 @@ class ReachTask:
             raise ValueError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}.")
         self.arm, self.stage = arm, stage
         self.max_target_draws = 10
+        self.physics_steps = 0  #: physics steps simulated by `play` (targets and episodes)
         dt = arm.world.timestep
         self.n_steps = int(round(horizon / dt))
         if self.n_steps < 1 or not np.isfinite(horizon):
@@ -139,6 +140,8 @@ class ReachTask:
         if dyn is not self._applied:
             self.arm.set_dynamics(dyn.mass_scale, dyn.damping_scale, dyn.friction, dyn.torque_gain)
             self._applied = dyn
+        else:
+            self.arm.release()
         self.arm.reset_joints(ctx.q, ctx.qd)
 
     def _end_point(self, q, qd, dyn: Dynamics, x) -> np.ndarray:
@@ -161,6 +164,7 @@ class ReachTask:
         """Apply the open-loop signal ``x`` for the whole horizon t."""
         rows, per = self.commands(x)
         self.arm.run(rows, per)
+        self.physics_steps += self.n_steps
 
     def distance(self, target: np.ndarray) -> float:
         """y = ||end-effector - p|| in metres."""

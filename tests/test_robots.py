@@ -116,3 +116,37 @@ def test_worlds_are_independent():
         a.step(10)
         assert np.allclose(arm_b.joint_state()[0], [0.0, 0.0])
     assert not a.connected and not b.connected
+
+
+@pytest.mark.parametrize("robot,tol", [("arm2", 1e-9), ("arm3", 1e-5)])
+def test_held_torque_equals_torque_resent_every_step(world, robot, tol):
+    """The fast path (a saturated velocity motor holding the torque) follows the same trajectory."""
+    import pybullet as pb
+
+    arm = Arm(world, robot)
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        tau = rng.uniform(-1, 1, arm.n) * arm.max_torque
+        q0, v0 = rng.uniform(0.5 * arm.lower, 0.5 * arm.upper), rng.uniform(-1, 1, arm.n)
+        arm.reset_joints(q0, v0)
+        arm.run([tau.tolist()], 120)
+        held = arm.ee_position()
+        arm.release()
+        arm.reset_joints(q0, v0)
+        for _ in range(120):
+            pb.setJointMotorControlArray(arm.body, arm.joints, pb.TORQUE_CONTROL, forces=tau.tolist(),
+                                         physicsClientId=world.id)
+            world.step()
+        assert np.linalg.norm(held - arm.ee_position()) < tol
+        assert np.linalg.norm(held - arm.ee_position()) < 1e-3 * np.linalg.norm(held - arm.ee_position() + 1)
+
+
+def test_friction_takes_the_resend_path_and_brakes(world):
+    arm = Arm(world, "arm2")
+    arm.reset_joints([0.0, 0.0], [1.0, 0.0])
+    arm.run([[0.0, 0.0]], 60)
+    free = arm.joint_state()[0][0]
+    arm.set_dynamics(friction=[0.5, 0.5])
+    arm.reset_joints([0.0, 0.0], [1.0, 0.0])
+    arm.run([[0.0, 0.0]], 60)
+    assert arm.joint_state()[0][0] < free

@@ -1,0 +1,40 @@
+# armlab: `make demo` and `make test` each set everything up on a fresh machine.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.armlab-installed
+
+.PHONY: install demo test test-all lint format bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install armlab with the dev tools
+
+demo: $(STAMP)  ## the main job: envs, CMA-ES per stage, the y(x) landscape plot
+	$(BIN)/armlab demo --out runs/demo
+
+test: $(STAMP)  ## the test suite without `slow` tests (a few minutes on 2 cores)
+	$(BIN)/python -m pytest
+
+test-all: $(STAMP)  ## every test, `slow` ones included
+	$(BIN)/python -m pytest -m ""
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: $(STAMP)  ## speed and feasibility benchmarks (installs panda-gym for the comparison)
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
+	$(BIN)/armlab bench env
+	$(BIN)/armlab bench feasibility --robot arm2
+	$(BIN)/armlab bench feasibility --robot arm3
+
+clean:
+	rm -rf $(VENV) runs build *.egg-info .pytest_cache .ruff_cache

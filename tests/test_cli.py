@@ -1,0 +1,104 @@
+"""The `armlab` command: help, bad input (one sentence, exit 2), JSON last lines, the demo."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+
+
+def armlab(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "armlab_scripts.cli", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def last_json(stdout: str) -> dict:
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def test_console_script_is_installed():
+    out = subprocess.run([str(BIN / "armlab"), "--help"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0
+    for command in ("demo", "envs", "bench"):
+        assert command in out.stdout
+
+
+@pytest.mark.parametrize("args", [["bench", "env", "--help"], ["bench", "feasibility", "--help"], ["demo", "--help"]])
+def test_help_explains(args):
+    out = armlab(*args)
+    assert out.returncode == 0 and "--json" in out.stdout
+
+
+def test_envs_lists_the_six_ids():
+    out = armlab("envs")
+    assert out.returncode == 0
+    assert sum(line.startswith("armlab/") for line in out.stdout.splitlines()) == 6
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["bench", "feasibility", "--robot", "ur5"], "available robots"),
+        (["bench", "env", "--robot", "ur5"], "available robots"),
+        (["bench", "feasibility", "--stages", "fixed,hard"], "unknown stage"),
+        (["bench", "feasibility", "--budget", "0"], "positive"),
+        (["demo", "--grid", "2"], "--grid"),
+    ],
+)
+def test_bad_input_is_one_sentence_and_exit_2(args, needle):
+    out = armlab(*args)
+    assert out.returncode == 2
+    lines = [line for line in out.stderr.splitlines() if line.strip() and "argv" not in line]
+    assert len(lines) == 1 and needle in lines[0], out.stderr
+
+
+def test_argparse_type_errors_exit_2():
+    out = armlab("bench", "feasibility", "--budget", "many")
+    assert out.returncode == 2 and "invalid int value" in out.stderr
+
+
+def test_demo_into_a_file_path_is_refused(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("keep me")
+    out = armlab("demo", "--out", str(f))
+    assert out.returncode == 2 and "not a folder" in out.stderr
+    assert f.read_text() == "keep me"
+
+
+def test_feasibility_json_solves_small_contexts():
+    out = armlab("bench", "feasibility", "--robot", "arm2", "--contexts", "3", "--budget", "300", "--workers", "1",
+                 "--stages", "fixed,state", "--json")
+    assert out.returncode == 0, out.stderr
+    figures = last_json(out.stdout)
+    assert set(figures["stages"]) == {"fixed", "state"}
+    for stage in figures["stages"].values():
+        assert stage["solved"] == 1.0 and stage["zero_solved"] == 0.0
+
+
+def test_bench_env_quick_json_keys():
+    out = armlab("bench", "env", "--quick", "--json")
+    assert out.returncode == 0, out.stderr
+    figures = last_json(out.stdout)
+    for key in ("closed_loop_vs_raw", "open_loop_vs_raw", "subproc2_vs_1", "raw_physics_steps_per_s"):
+        assert figures[key] > 0
+    try:
+        import panda_gym  # noqa: F401
+    except ImportError:
+        assert "vs_panda_gym" not in figures
+    else:
+        assert figures["vs_panda_gym"] > 0
+
+
+def test_demo_quick_writes_plot_table_and_json(tmp_path):
+    out = armlab("demo", "--quick", "--no-progress", "--out", str(tmp_path / "demo"), "--json")
+    assert out.returncode == 0, out.stderr
+    figures = last_json(out.stdout)
+    assert figures["best_y_fixed"] < 0.01 and figures["best_y_state"] < 0.01  # CMA-ES solves each stage
+    png = tmp_path / "demo" / "landscape.png"
+    assert png.stat().st_size > 20_000 and png.read_bytes()[:4] == b"\x89PNG"
+    results = json.loads((tmp_path / "demo" / "results.json").read_text())
+    assert len(results["envs"]) == 6 and results["landscape"]["min_y"] < 0.01
+    assert "| fixed |" in (tmp_path / "demo" / "summary.md").read_text()
