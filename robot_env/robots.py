@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pybullet as pb
 import pybullet_data
-from armlab_urdf import URDF_DIR
 
+from armlab_urdf import URDF_DIR
 from robot_env.sim import World
 
 CONTROL_MODES = ("torque", "velocity", "position")

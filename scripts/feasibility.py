@@ -75,7 +75,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from armlab_scripts._common import UsageError, emit_json
-
     from robot_env import ROBOTS, STAGES
 
     stages = tuple(s for s in args.stages.split(",") if s)
