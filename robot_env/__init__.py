@@ -12,6 +12,9 @@ id                                        loop        stage
 ``armlab/ReachVelocity-v0``               closed      v drawn per episode
 ``armlab/ReachState-v0``                  closed      j, v, p and dynamics drawn
 ========================================  ==========  =====================================
+
+Cameras (pixel K, OpenCV-frame extrinsics, metric depth, decoded segmentation) live in
+`robot_env.camera`, rollout videos in `robot_env.video`.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from robot_env._quiet import quiet_c_output
 with quiet_c_output():
     import pybullet  # noqa: F401  (first import prints a build banner)
 
+from robot_env.camera import Camera, named_camera
 from robot_env.envs import ReachEnv, ReachSignalEnv
 from robot_env.randomization import Randomization
 from robot_env.robots import ROBOTS, Arm, RobotSpec
@@ -71,6 +75,6 @@ def make_vec_env(env_id: str, n_envs: int = 1, seed: int = 0, subproc: bool = Fa
 
 
 __all__ = [
-    "ENV_IDS", "OPEN_LOOP_IDS", "CLOSED_LOOP_IDS", "ROBOTS", "STAGES", "Arm", "Context", "Randomization",
-    "ReachEnv", "ReachSignalEnv", "ReachTask", "RobotSpec", "World", "make", "make_vec_env",
+    "ENV_IDS", "OPEN_LOOP_IDS", "CLOSED_LOOP_IDS", "ROBOTS", "STAGES", "Arm", "Camera", "Context", "Randomization",
+    "ReachEnv", "ReachSignalEnv", "ReachTask", "RobotSpec", "World", "make", "make_vec_env", "named_camera",
 ]

@@ -7,6 +7,8 @@
   step (24 Hz at the default 240 Hz physics and 10 substeps) for t seconds, with an
   optional goal-conditioned dict observation for HER.
 
+Both take ``obs_type="rgb"`` or ``"rgbd"`` for image observations (see `_ReachBase`).
+
 Actions outside [-1, 1] are clipped; NaN or inf actions raise ``ValueError``. The last
 step's ``info`` holds ``distance`` (y, metres) and ``is_success`` (y < threshold). A
 physics blow-up ends the episode with ``truncated=True`` and ``info["physics_error"]``.
@@ -22,16 +24,38 @@ import numpy as np
 import pybullet as pb
 from gymnasium import spaces
 
+from robot_env.camera import CAMERA_NAMES, named_camera
 from robot_env.robots import Arm
 from robot_env.sim import World
 from robot_env.tasks import Context, ReachTask
 
-OBS_TYPES = ("state", "dict")
+OBS_TYPES = ("state", "dict", "rgb", "rgbd")
+IMAGE_OBS_TYPES = ("rgb", "rgbd")
+DEPTH_MAX_PER_REACH = 3.0  #: the rgbd depth channel spans 0 .. 3 x the robot's reach (metres)
 REWARD_TYPES = ("dense", "sparse")
 
 
+def _image_size(size) -> tuple[int, int]:
+    """``(width, height)`` from an int (square) or a pair."""
+    w, h = (size, size) if np.isscalar(size) else tuple(size)
+    if int(w) != w or int(h) != h or int(w) < 1 or int(h) < 1:
+        raise ValueError(f"image_size must be a positive int or a (width, height) pair, got {size!r}.")
+    return int(w), int(h)
+
+
 class _ReachBase(gym.Env):
-    """Shared construction, contexts, observations and rendering."""
+    """Shared construction, contexts, observations and rendering.
+
+    Image observations (``obs_type="rgb"`` or ``"rgbd"``) are uint8, channel-first
+    ``(C, H, W)`` renders at ``image_size`` (an int for square images, or ``(width,
+    height)``; default 64) from the scene camera ``camera`` (the fixed ``front`` camera by
+    default; ``side``, ``top``, or ``wrist`` on the end effector: see
+    `robot_env.camera.named_camera`), as SB3's ``CnnPolicy`` expects. ``rgbd`` adds depth
+    as a fourth channel: ``round(255 * min(z, depth_max) / depth_max)`` with z the metric
+    depth along the optical axis and ``depth_max`` (an attribute) = 3 x the robot's reach
+    (1.8 m for arm2, 2.1 m for arm3). Images get no observation noise and do not show
+    velocities or the time left; after a physics blow-up they are all zeros.
+    """
 
     metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 24}
 
@@ -52,12 +76,19 @@ class _ReachBase(gym.Env):
         render_size: tuple[int, int] = (320, 240),
         obs_type: str = "state",
         solver_iterations: int | None = None,
+        image_size: int | tuple[int, int] = 64,
+        camera: str = "front",
     ) -> None:
         super().__init__()
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"unknown render_mode {render_mode!r}; choose one of {self.metadata['render_modes']}.")
         if obs_type not in OBS_TYPES:
             raise ValueError(f"unknown obs_type {obs_type!r}; choose one of {', '.join(OBS_TYPES)}.")
+        self._pixels = obs_type in IMAGE_OBS_TYPES
+        if self._pixels:
+            image_wh = _image_size(image_size)
+            if camera not in CAMERA_NAMES:
+                raise ValueError(f"unknown camera {camera!r}; choose one of {', '.join(CAMERA_NAMES)}.")
         self.render_mode = render_mode
         self.render_size = (int(render_size[0]), int(render_size[1]))
         self.obs_type = obs_type
@@ -77,6 +108,9 @@ class _ReachBase(gym.Env):
         self.obs_noise = self.task.randomization.obs_noise
         n = self.arm.n
         reach = self.arm.spec.reach
+        if self._pixels:
+            self.obs_camera = named_camera(camera, self.arm, *image_wh)
+            self.depth_max = DEPTH_MAX_PER_REACH * reach
         self._vel_bound = 3.0 * self.arm.max_velocity + self.task.velocity_range
         self._pos_low = np.array([-reach, -reach, -0.2])
         self._pos_high = np.array([reach, reach, reach + 0.8])
@@ -120,6 +154,25 @@ class _ReachBase(gym.Env):
 
     def _physics_ok(self, *arrays) -> bool:
         return all(math.isfinite(float(np.sum(a))) for a in arrays)
+
+    # -- image observations ------------------------------------------------------------------
+    def _image_space(self) -> spaces.Box:
+        cam = self.obs_camera
+        shape = (3 if self.obs_type == "rgb" else 4, cam.height, cam.width)
+        return spaces.Box(0, 255, shape, dtype=np.uint8)
+
+    def _image(self) -> np.ndarray:
+        """The ``rgb``/``rgbd`` observation: uint8 (C, H, W) from the scene camera."""
+        if not self._physics_ok(self.arm.joint_state()[0]):  # nothing sensible to draw
+            return np.zeros(self.observation_space.shape, np.uint8)
+        img = self.obs_camera.render(self.world, segmentation=False)
+        rgb = img.rgb.transpose(2, 0, 1)
+        if self.obs_type == "rgb":
+            return np.ascontiguousarray(rgb)
+        out = np.empty(self.observation_space.shape, np.uint8)
+        out[:3] = rgb
+        out[3] = np.rint(np.clip(img.depth, 0.0, self.depth_max) * (255.0 / self.depth_max))
+        return out
 
     def _result(self, y: float) -> dict:
         return {"distance": y, "is_success": bool(y < self.task.success_threshold)}
@@ -165,11 +218,15 @@ class ReachSignalEnv(_ReachBase):
             np.concatenate([self._q_low, -self._vel_bound, self._pos_low]),
             np.concatenate([self._q_high, self._vel_bound, self._pos_high]),
         )
+        if self._pixels:
+            self.observation_space = self._image_space()
         self._done = True
         self._dirty = False
         self.evaluations = 0  #: episodes simulated by `evaluate` (the optimizer's cost)
 
     def _obs(self, q, qd, target) -> np.ndarray:
+        if self._pixels:
+            return self._image()
         o = np.concatenate([q, qd, target]) + self._noise(2 * self.arm.n + 3)
         return np.clip(o, self.observation_space.low, self.observation_space.high).astype(np.float32)
 
@@ -251,6 +308,8 @@ class ReachEnv(_ReachBase):
         self._dict = obs_type_is_dict
         if not obs_type_is_dict:
             self._low, self._high = self.observation_space.low, self.observation_space.high
+        if self._pixels:  # the state bounds above stay in use for the physics-error reward
+            self.observation_space = self._image_space()
         if obs_type_is_dict:  # goal-conditioned API only where it applies (SB3 checks for it)
             self.compute_reward = self._reward
         self._t = 0
@@ -258,6 +317,8 @@ class ReachEnv(_ReachBase):
 
     def _obs(self, state: np.ndarray):
         """Observation from ``state = [q, qd, ee]`` (a fresh float array, modified in place)."""
+        if self._pixels:
+            return self._image()
         n = self.arm.n
         time_left = 1.0 - self._t / self.max_steps
         if self.obs_noise > 0:

@@ -5,6 +5,15 @@
     armlab bench env [--json]                    env speed against raw physics and panda-gym
     armlab bench feasibility [--robot R] [--json]
                                                  can CMA-ES solve every stage, does a zero signal fail?
+    armlab train --algo A --env E [--n-timesteps N] [--env-kwargs k:v ...] [--hyperparams k:v ...]
+                 [-f runs] [--resume [--exp-id N]] [--normalize] [--n-envs N] [--json]
+                                                 train PPO / SAC / TD3 / TQC (HER on dict obs) into runs/A/E_N/
+    armlab evaluate --algo A --env E [-f runs] [--exp-id N] [--load-best | --load-checkpoint STEPS] [--json]
+                                                 a trained run on the shared held-out contexts
+    armlab compare [--robot arm3] [--quick] [--out runs/compare]
+                                                 CMA-ES vs regression vs RL per stage: table and plot
+    armlab render --random | --controller cmaes | --run RUN [--camera front,wrist] --out x.webm
+                                                 rollout videos (WebM, MP4, GIF) with an overlay
 
 Bad input gets one sentence on stderr and exit code 2.
 """
@@ -32,7 +41,7 @@ def _envs(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from armlab_scripts import bench_env, demo, feasibility
+    from armlab_scripts import bench_env, compare, demo, evaluate, feasibility, render, train
 
     parser = argparse.ArgumentParser(
         prog="armlab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -59,6 +68,26 @@ def build_parser() -> argparse.ArgumentParser:
                         description=feasibility.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     feasibility.add_arguments(p)
     p.set_defaults(func=feasibility.run)
+
+    p = sub.add_parser("train", help="train an SB3 agent (PPO, SAC, TD3, TQC; HER) on an armlab env",
+                       description=train.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    train.add_arguments(p)
+    p.set_defaults(func=train.run)
+
+    p = sub.add_parser("evaluate", help="evaluate a trained run on the held-out contexts",
+                       description=evaluate.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    evaluate.add_arguments(p)
+    p.set_defaults(func=evaluate.run)
+
+    p = sub.add_parser("compare", help="the lecture's comparison: CMA-ES vs regression vs RL per stage",
+                       description=compare.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    compare.add_arguments(p)
+    p.set_defaults(func=compare.run)
+
+    p = sub.add_parser("render", help="record rollouts of a controller as WebM / MP4 / GIF",
+                       description=render.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    render.add_arguments(p)
+    p.set_defaults(func=render.run)
     return parser
 
 

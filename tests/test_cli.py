@@ -102,3 +102,41 @@ def test_demo_quick_writes_plot_table_and_json(tmp_path):
     results = json.loads((tmp_path / "demo" / "results.json").read_text())
     assert len(results["envs"]) == 6 and results["landscape"]["min_y"] < 0.01
     assert "| fixed |" in (tmp_path / "demo" / "summary.md").read_text()
+
+
+def test_compare_quick_writes_table_plot_and_resumes(tmp_path):
+    out = tmp_path / "cmp"
+    args = ["compare", "--quick", "--robot", "arm2", "--stages", "velocity", "--contexts", "6", "--rl-steps", "300",
+            "--regression-sizes", "8", "--cmaes-budgets", "30,120", "--no-progress", "--out", str(out), "--json"]
+    first = armlab(*args)
+    assert first.returncode == 0, first.stderr
+    rows = last_json(first.stdout)["rows"]
+    by = {r["controller"]: r for r in rows}
+    assert set(by) == {"zero signal", "CMA-ES 30", "CMA-ES 120", "regression 8", "SAC 300 steps"}
+    assert by["CMA-ES 120"]["median_y"] < by["zero signal"]["median_y"]
+    assert by["regression 8"]["training_episodes"] > 8  # the optimized examples are paid for
+    assert (out / "compare.png").stat().st_size > 10_000 and "| velocity | SAC 300 steps |" in (
+        out / "compare.md").read_text()
+    again = armlab(*args)  # everything done already: rows are reused, nothing is recomputed
+    assert again.returncode == 0 and last_json(again.stdout)["rows"] == rows
+
+
+def test_compare_refuses_other_settings_in_the_same_folder(tmp_path):
+    out = tmp_path / "cmp"
+    out.mkdir()
+    (out / "rows.json").write_text('{"settings": {"robot": "kuka"}, "rows": []}')
+    res = armlab("compare", "--quick", "--stages", "fixed", "--out", str(out))
+    assert res.returncode == 2 and "other settings" in res.stderr
+
+
+def test_render_cli_writes_a_webm(tmp_path):
+    import cv2
+
+    path = tmp_path / "r.webm"
+    res = armlab("render", "--random", "--env", "armlab/ReachFixed-v0", "--episodes", "1", "--size", "96x64",
+                 "--camera", "front,top", "--out", str(path))
+    assert res.returncode == 0, res.stderr
+    cap = cv2.VideoCapture(str(path))
+    ok, frame = cap.read()
+    assert ok and frame.shape[1] == 192 and frame.shape[0] == 64
+    cap.release()

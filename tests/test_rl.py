@@ -1,0 +1,293 @@
+"""SB3 agents (controllers/rl.py) and `armlab train` / `armlab evaluate`: tiny budgets, one real-effect run."""
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+import yaml
+from stable_baselines3 import HerReplayBuffer
+
+from controllers import rl
+from controllers.evaluation import evaluate, held_out_contexts, zero_controller
+
+SMALL = {"learning_starts": 100, "batch_size": 32, "policy_kwargs": {"net_arch": [32, 32]}}
+PPO_SMALL = {"n_steps": 64, "batch_size": 32, "n_epochs": 2, "policy_kwargs": {"net_arch": [32, 32]}}
+
+
+def armlab(*args, timeout=120):
+    return subprocess.run([sys.executable, "-m", "armlab_scripts.cli", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def last_json(stdout: str) -> dict:
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory):
+    """A SAC run made by `armlab train` on the state stage (randomized dynamics, noisy observations)."""
+    folder = tmp_path_factory.mktemp("runs")
+    out = armlab("train", "--algo", "sac", "--env", "armlab/ReachSignalState-v0", "-f", str(folder),
+                 "--n-timesteps", "200", "--env-kwargs", "robot:arm2", "--hyperparams", "learning_starts:100",
+                 "batch_size:32", "policy_kwargs:{net_arch:[32,32]}", "--eval-freq", "100", "--eval-episodes", "3",
+                 "--save-freq", "100", "--seed", "3", "--no-progress", "--json")
+    assert out.returncode == 0, out.stderr
+    return folder, last_json(out.stdout)
+
+
+def test_cli_train_writes_a_complete_run_folder(cli_run):
+    folder, figures = cli_run
+    run_dir = folder / "sac" / "ReachSignalState-v0_1"
+    assert figures["run_dir"] == str(run_dir) and figures["num_timesteps"] == 200
+    assert figures["checkpoints"] == [100, 200] and figures["best_mean_reward"] is not None
+    config = yaml.safe_load((run_dir / "config.yml").read_text())
+    assert config["algo"] == "sac" and config["env_id"] == "armlab/ReachSignalState-v0"
+    assert config["env_kwargs"] == {"robot": "arm2"} and config["seed"] == 3 and config["n_timesteps"] == 200
+    hp = config["hyperparams"]
+    assert hp["policy_kwargs"] == {"net_arch": [32, 32]} and hp["learning_starts"] == 100
+    assert hp["tau"] == 0.005  # a default from hyperparams.yml, recorded with the overrides
+    for name in ("model.zip", "best_model.zip", "evaluations.npz", "checkpoints/rl_model_100_steps.zip",
+                 "checkpoints/rl_model_200_steps.zip", "checkpoints/rl_model_replay_buffer_200_steps.pkl"):
+        assert (run_dir / name).is_file(), name
+    assert not list(run_dir.rglob(".*tmp*"))  # every write was moved into place
+    assert not (run_dir / "checkpoints" / "rl_model_replay_buffer_100_steps.pkl").exists()  # only the latest buffer
+    with np.load(run_dir / "evaluations.npz") as z:
+        assert list(z["timesteps"]) == [100, 200] and z["results"].shape == (2, 3)
+
+
+CASES = [
+    ("ppo", "armlab/ReachSignalFixed-v0", {}, PPO_SMALL, 128),
+    ("sac", "armlab/ReachSignalVelocity-v0", {}, SMALL, 200),
+    ("td3", "armlab/ReachSignalState-v0", {"robot": "arm3"}, SMALL, 200),
+    ("tqc", "armlab/ReachFixed-v0", {}, dict(SMALL, policy_kwargs={"net_arch": [32, 32], "n_quantiles": 5}), 200),
+    ("sac", "armlab/ReachFixed-v0", {"obs_type": "dict", "reward_type": "sparse"}, SMALL, 240),
+]
+
+
+@pytest.mark.parametrize("algo,env_id,env_kwargs,hyperparams,steps", CASES,
+                         ids=["ppo", "sac", "td3-arm3", "tqc-closed-loop", "sac-her"])
+def test_algo_trains_saves_and_reloads_identical_actions(tmp_path, algo, env_id, env_kwargs, hyperparams, steps):
+    result = rl.train(algo, env_id, steps, folder=tmp_path, env_kwargs=env_kwargs, hyperparams=hyperparams,
+                      seed=1, eval_freq=0, save_freq=0)
+    assert result.num_timesteps == steps and result.checkpoints == [steps]
+    if env_kwargs.get("obs_type") == "dict":
+        assert isinstance(result.model.replay_buffer, HerReplayBuffer)
+    controller = rl.policy_controller(result.run_dir)
+    env = gym.make(env_id, **env_kwargs)
+    try:
+        for seed in range(4):
+            obs, _ = env.reset(seed=seed)
+            expected = result.model.predict(obs, deterministic=True)[0]
+            np.testing.assert_array_equal(controller.act(env, obs), expected)
+            np.testing.assert_array_equal(controller.act(env, obs), expected)  # deterministic
+        steps_per_episode = getattr(env.unwrapped, "max_steps", 1)
+    finally:
+        env.close()
+    assert controller.training_episodes == pytest.approx(steps / steps_per_episode)
+    assert controller.info["num_timesteps"] == steps
+
+
+def test_resume_continues_the_step_counter_buffer_and_normalization(tmp_path):
+    kwargs = dict(folder=tmp_path, hyperparams=SMALL, eval_freq=100, eval_episodes=2, save_freq=100, normalize=True)
+    first = rl.train("sac", "armlab/ReachSignalVelocity-v0", 200, **kwargs)
+    count = first.model.get_vec_normalize_env().obs_rms.count
+    second = rl.train("sac", "armlab/ReachSignalVelocity-v0", 400, resume=True, folder=tmp_path, eval_freq=100,
+                      eval_episodes=2, save_freq=100)
+    assert second.run_dir == first.run_dir and second.start_timesteps == 200
+    assert second.model.num_timesteps == 400
+    assert second.checkpoints == [100, 200, 300, 400]  # the history is kept
+    assert second.model.replay_buffer.size() == 400  # the first 200 transitions came back with the buffer
+    assert second.model.get_vec_normalize_env().obs_rms.count > count + 199  # statistics continued, not restarted
+    config = yaml.safe_load((first.run_dir / "config.yml").read_text())
+    assert config["n_timesteps"] == 400 and config["resumes"][0]["from_timesteps"] == 200
+    with np.load(first.run_dir / "evaluations.npz") as z:
+        assert list(z["timesteps"]) == [100, 200, 300, 400]
+    assert rl.load_run(first.run_dir).num_timesteps == 400
+    assert rl.load_run(first.run_dir, checkpoint_steps=100).num_timesteps == 100
+
+
+@pytest.mark.parametrize("env_kwargs", [{}, {"obs_type": "dict"}], ids=["plain", "her"])
+def test_replay_buffer_is_saved_trimmed_and_restored_exactly(tmp_path, env_kwargs):
+    # 144 steps: 12 whole episodes (HER truncates an unfinished last episode on load, as it should on resume)
+    result = rl.train("sac", "armlab/ReachFixed-v0", 144, folder=tmp_path, env_kwargs=env_kwargs,
+                      hyperparams=SMALL, eval_freq=0, save_freq=0)
+    path = result.run_dir / "checkpoints" / "rl_model_replay_buffer_144_steps.pkl"
+    assert path.stat().st_size < 200_000  # 144 of 300,000 preallocated rows
+    saved = result.model.replay_buffer
+    fresh = rl.train("sac", "armlab/ReachFixed-v0", 10, folder=tmp_path / "fresh", env_kwargs=env_kwargs,
+                     hyperparams=SMALL, eval_freq=0, save_freq=0).model
+    rl.load_replay_buffer(fresh, path)
+    loaded = fresh.replay_buffer
+    assert type(loaded) is type(saved) and loaded.pos == saved.pos == 144 and loaded.size() == 144
+    for name, value in vars(saved).items():
+        if isinstance(value, np.ndarray):
+            np.testing.assert_array_equal(getattr(loaded, name), value, err_msg=name)
+        elif isinstance(value, dict):
+            for key, array in value.items():
+                np.testing.assert_array_equal(getattr(loaded, name)[key], array, err_msg=f"{name}[{key}]")
+
+
+def test_vecnormalize_statistics_are_saved_and_applied_on_load(tmp_path):
+    result = rl.train("td3", "armlab/ReachSignalVelocity-v0", 150, folder=tmp_path, hyperparams=SMALL,
+                      normalize=True, eval_freq=0, save_freq=0)
+    vec_normalize = result.model.get_vec_normalize_env()
+    run = rl.load_run(result.run_dir)
+    mean, var, count = run.normalizer.stats[""]
+    np.testing.assert_array_equal(mean, vec_normalize.obs_rms.mean)
+    np.testing.assert_array_equal(var, vec_normalize.obs_rms.var)
+    assert count == vec_normalize.obs_rms.count and count > 150
+    assert not np.allclose(mean, 0.0)
+    obs = np.random.default_rng(0).uniform(-1, 1, (6, 7)).astype(np.float32)
+    np.testing.assert_allclose(run.normalizer(obs), vec_normalize.normalize_obs(obs), rtol=1e-6)
+    for o in obs:
+        expected = result.model.predict(vec_normalize.normalize_obs(o), deterministic=True)[0]
+        np.testing.assert_array_equal(run.predict(o), expected)
+
+
+def test_evaluate_matches_direct_evaluation_of_the_loaded_policy(cli_run):
+    folder, _ = cli_run
+    out = armlab("evaluate", "--algo", "sac", "--env", "armlab/ReachSignalState-v0", "-f", str(folder),
+                 "--contexts", "6", "--seed", "77", "--json")
+    assert out.returncode == 0, out.stderr
+    figures = last_json(out.stdout)
+    assert "| SAC ReachSignalState-v0_1 (final) |" in out.stdout
+    run_dir = folder / "sac" / "ReachSignalState-v0_1"
+    controller = rl.policy_controller(run_dir)
+    contexts = held_out_contexts("armlab/ReachSignalState-v0", 6, 77, robot="arm2")
+    direct = evaluate(controller, "armlab/ReachSignalState-v0", contexts, 77, robot="arm2")
+    assert len(set(direct.ys)) == 6  # the contexts differ
+    assert figures["median_y"] == pytest.approx(direct.median_y, rel=1e-9)
+    assert figures["p90_y"] == pytest.approx(direct.p90_y, rel=1e-9)
+    assert figures["training_episodes"] == 200 and figures["num_timesteps"] == 200
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["train", "--algo", "sac", "--env", "armlab/ReachNowhere-v0"], "unknown env id"),
+        (["train", "--algo", "dqn", "--env", "armlab/ReachSignalFixed-v0"], "unknown algo"),
+        (["train", "--algo", "sac", "--env", "armlab/ReachSignalFixed-v0", "--hyperparams", "learning_rate:abc"],
+         "learning_rate must be"),
+        (["train", "--algo", "sac", "--env", "armlab/ReachSignalFixed-v0", "--hyperparams", "lr:0.001"],
+         "unknown hyperparameter 'lr'"),
+        (["train", "--algo", "ppo", "--env", "armlab/ReachSignalFixed-v0", "--hyperparams",
+          "policy_kwargs:{net_arch:wide}"], "bad hyperparameters for ppo"),
+        (["evaluate", "--algo", "sac", "--env", "armlab/ReachSignalFixed-v0"], "no sac run"),
+    ],
+    ids=["env", "algo", "value", "name", "policy-kwargs", "missing-folder"],
+)
+def test_cli_bad_input_is_one_sentence_and_exit_2(tmp_path, args, needle):
+    out = armlab(*args, "-f", str(tmp_path), "--json")
+    assert out.returncode == 2
+    lines = error_lines(out.stderr)
+    assert len(lines) == 1 and needle in lines[0], out.stderr
+    assert not (tmp_path / "sac").exists() and not (tmp_path / "ppo").exists()  # no run folder left behind
+
+
+def test_cli_truncated_model_file_is_one_sentence_and_exit_2(cli_run, tmp_path):
+    folder, _ = cli_run
+    copy = tmp_path / "runs"
+    shutil.copytree(folder, copy)
+    model = copy / "sac" / "ReachSignalState-v0_1" / "model.zip"
+    data = model.read_bytes()
+    model.write_bytes(data[: len(data) // 2])
+    out = armlab("evaluate", "--algo", "sac", "--env", "armlab/ReachSignalState-v0", "-f", str(copy))
+    assert out.returncode == 2
+    lines = error_lines(out.stderr)
+    assert len(lines) == 1 and "truncated or corrupt" in lines[0], out.stderr
+
+
+
+def test_a_model_file_of_another_env_or_algo_is_refused(cli_run, tmp_path):
+    folder, _ = cli_run
+    run_dir = tmp_path / "run"
+    shutil.copytree(folder / "sac" / "ReachSignalState-v0_1", run_dir)
+    other = rl.train("sac", "armlab/ReachSignalState-v0", 10, folder=tmp_path / "arm3", env_kwargs={"robot": "arm3"},
+                     hyperparams=SMALL, eval_freq=0, save_freq=0)
+    shutil.copy(other.run_dir / "model.zip", run_dir / "model.zip")  # an arm3 model in an arm2 run
+    with pytest.raises(ValueError, match=r"trained on observations \(9,\), but armlab/ReachSignalState-v0"):
+        rl.load_run(run_dir)
+    other = rl.train("td3", "armlab/ReachSignalState-v0", 10, folder=tmp_path / "td3", env_kwargs={"robot": "arm2"},
+                     hyperparams=SMALL, eval_freq=0, save_freq=0)
+    shutil.copy(other.run_dir / "model.zip", run_dir / "model.zip")
+    with pytest.raises(ValueError, match="holds a td3 model, but the run is sac"):
+        rl.load_run(run_dir)
+    other = rl.train("sac", "armlab/ReachSignalState-v0", 10, folder=tmp_path / "wide", env_kwargs={"robot": "arm2"},
+                     hyperparams=dict(SMALL, policy_kwargs={"net_arch": [48]}), eval_freq=0, save_freq=0)
+    shutil.copy(other.run_dir / "model.zip", run_dir / "model.zip")
+    with pytest.raises(ValueError, match="does not fit the sac network"):
+        rl.load_run(run_dir)
+
+
+def test_killed_training_resumes_from_its_last_checkpoint(tmp_path):
+    cmd = [sys.executable, "-m", "armlab_scripts.cli", "train", "--algo", "sac", "--env", "armlab/ReachSignalFixed-v0",
+           "-f", str(tmp_path), "--n-timesteps", "100000", "--hyperparams", "learning_starts:50", "batch_size:16",
+           "policy_kwargs:{net_arch:[16]}", "--save-freq", "25", "--eval-freq", "0", "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    ckpt = tmp_path / "sac" / "ReachSignalFixed-v0_1" / "checkpoints"
+    deadline = time.monotonic() + 60
+    try:
+        while not (ckpt / "rl_model_150_steps.zip").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "training never reached 150 steps"
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    done = rl.checkpoint_steps(ckpt.parent)
+    assert done[-1] >= 150
+    result = rl.train("sac", "armlab/ReachSignalFixed-v0", done[-1] + 60, resume=True, folder=tmp_path, save_freq=25,
+                      eval_freq=0)
+    assert result.model.num_timesteps == done[-1] + 60
+    assert set(done) <= set(result.checkpoints)
+    assert not list(ckpt.parent.rglob(".*tmp*"))
+
+
+def test_policy_kwargs_are_parsed_without_eval(tmp_path):
+    hp = rl.load_hyperparams("sac", "ReachSignalVelocity-v0",
+                             {"policy_kwargs": "dict(net_arch=dict(pi=[64], qf=[32]), activation_fn=nn.Tanh)"})
+    assert hp["policy_kwargs"] == {"net_arch": {"pi": [64], "qf": [32]}, "activation_fn": "nn.Tanh"}
+    hp = rl.load_hyperparams("tqc", "ReachFixed-v0", {"policy_kwargs": {"net_arch": [64, 64], "n_critics:3": None}})
+    assert hp["policy_kwargs"] == {"net_arch": [64, 64], "n_critics": 3}  # YAML's {k:v} without a space
+    with pytest.raises(ValueError, match="cannot read policy_kwargs"):
+        rl.load_hyperparams("sac", "ReachSignalFixed-v0", {"policy_kwargs": "dict(x=__import__('os').getcwd())"})
+    with pytest.raises(ValueError, match="unknown activation_fn"):
+        rl.train("sac", "ReachSignalFixed-v0", 10, folder=tmp_path,
+                 hyperparams={"policy_kwargs": {"activation_fn": "os.system"}})
+    assert not list(tmp_path.iterdir())
+
+
+def test_linear_schedule_and_activation_by_name(tmp_path):
+    result = rl.train("ppo", "ReachSignalFixed-v0", 64, folder=tmp_path, eval_freq=0, save_freq=0,
+                      hyperparams=dict(PPO_SMALL, learning_rate="lin_1e-3",
+                                       policy_kwargs="dict(net_arch=[8], activation_fn=nn.Tanh)"))
+    assert result.model.lr_schedule(1.0) == pytest.approx(1e-3) and result.model.lr_schedule(0.5) == pytest.approx(5e-4)
+    assert result.model.policy.activation_fn is torch.nn.Tanh
+    config = yaml.safe_load((result.run_dir / "config.yml").read_text())
+    assert config["hyperparams"]["learning_rate"] == "lin_1e-3"
+    assert config["hyperparams"]["policy_kwargs"] == {"net_arch": [8], "activation_fn": "nn.Tanh"}
+    np.testing.assert_array_equal(rl.load_run(result.run_dir).predict(np.zeros(7, np.float32)),
+                                  result.model.predict(np.zeros(7, np.float32), deterministic=True)[0])
+
+
+def test_sac_on_the_fixed_stage_beats_the_zero_signal(tmp_path):
+    """Real effect: hyperparams.yml's defaults for ReachSignalFixed-v0, 2,000 steps (about 15 s on 2 cores)."""
+    result = rl.train("sac", "armlab/ReachSignalFixed-v0", 2000, folder=tmp_path, env_kwargs={"robot": "arm2"},
+                      seed=0, eval_freq=0, save_freq=0)
+    contexts = held_out_contexts("armlab/ReachSignalFixed-v0", 5, robot="arm2")
+    sac = evaluate(rl.policy_controller(result.run_dir), "armlab/ReachSignalFixed-v0", contexts, robot="arm2")
+    zero = evaluate(zero_controller(), "armlab/ReachSignalFixed-v0", contexts, robot="arm2")
+    assert zero.median_y > 0.1
+    assert sac.median_y < 0.4 * zero.median_y, (sac.median_y, zero.median_y)
+    print(f"SAC 2000 steps: median y {sac.median_y * 1000:.1f} mm, zero signal {zero.median_y * 1000:.1f} mm")
+    assert sac.training_episodes == 2000
