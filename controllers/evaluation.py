@@ -135,11 +135,17 @@ def zero_controller() -> Controller:
 
 
 def cmaes_controller(budget: int = 1000, seed: int = 0, target: float = 0.002) -> Controller:
-    """Per-context CMA-ES on an open-loop env ("try hundreds of x" for every decision)."""
+    """Per-context CMA-ES on an open-loop env ("try hundreds of x" for every decision).
+
+    Each decision's search is seeded from ``seed`` and a draw of the env's ``np_random``
+    (itself seeded per context by the protocol), so repeated decisions on the same context,
+    as in the ``fixed`` stage, are independent runs and the figures are medians over seeds.
+    """
     from controllers.optimization import cmaes
 
     def act(env, obs):
-        res = cmaes(env.unwrapped.evaluate, env.action_space.shape[0], budget=budget, seed=seed, target=target)
+        run_seed = seed + int(env.unwrapped.np_random.integers(0, 2**31 - 1))
+        res = cmaes(env.unwrapped.evaluate, env.action_space.shape[0], budget=budget, seed=run_seed, target=target)
         return res.x
 
     return Controller(f"CMA-ES {budget}", act, info={"budget": budget})
