@@ -40,6 +40,14 @@ def _envs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add(sub, name: str, module, help_text: str) -> None:
+    """One subcommand from a module with ``add_arguments(parser)`` and ``run(args)``."""
+    p = sub.add_parser(name, help=help_text, description=module.__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    module.add_arguments(p)
+    p.set_defaults(func=module.run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from armlab_scripts import bench_env, compare, demo, evaluate, feasibility, render, train
 
@@ -48,46 +56,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-
-    p = sub.add_parser("demo", help="run the main job: stages, CMA-ES, landscape plot",
-                       description=demo.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    demo.add_arguments(p)
-    p.set_defaults(func=demo.run)
-
-    p = sub.add_parser("envs", help="list the registered env ids and robots")
-    p.set_defaults(func=_envs)
-
+    _add(sub, "demo", demo, "run the main job: envs, CMA-ES, landscape, the velocity-stage comparison, a video")
+    sub.add_parser("envs", help="list the registered env ids and robots").set_defaults(func=_envs)
     bench = sub.add_parser("bench", help="benchmarks (each takes --json)")
     bsub = bench.add_subparsers(dest="bench", metavar="BENCH")
     bsub.required = True
-    p = bsub.add_parser("env", help="env steps/s against raw physics, panda-gym and SubprocVecEnv",
-                        description=bench_env.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    bench_env.add_arguments(p)
-    p.set_defaults(func=bench_env.run)
-    p = bsub.add_parser("feasibility", help="CMA-ES solve rate per stage and the zero-signal check",
-                        description=feasibility.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    feasibility.add_arguments(p)
-    p.set_defaults(func=feasibility.run)
-
-    p = sub.add_parser("train", help="train an SB3 agent (PPO, SAC, TD3, TQC; HER) on an armlab env",
-                       description=train.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    train.add_arguments(p)
-    p.set_defaults(func=train.run)
-
-    p = sub.add_parser("evaluate", help="evaluate a trained run on the held-out contexts",
-                       description=evaluate.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    evaluate.add_arguments(p)
-    p.set_defaults(func=evaluate.run)
-
-    p = sub.add_parser("compare", help="the lecture's comparison: CMA-ES vs regression vs RL per stage",
-                       description=compare.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    compare.add_arguments(p)
-    p.set_defaults(func=compare.run)
-
-    p = sub.add_parser("render", help="record rollouts of a controller as WebM / MP4 / GIF",
-                       description=render.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    render.add_arguments(p)
-    p.set_defaults(func=render.run)
+    _add(bsub, "env", bench_env, "env steps/s against raw physics, panda-gym and SubprocVecEnv")
+    _add(bsub, "feasibility", feasibility, "CMA-ES solve rate per stage and the zero-signal check")
+    _add(sub, "train", train, "train an SB3 agent (PPO, SAC, TD3, TQC; HER) on an armlab env")
+    _add(sub, "evaluate", evaluate, "evaluate a trained run on the held-out contexts")
+    _add(sub, "compare", compare, "the lecture's comparison: CMA-ES vs regression vs RL per stage")
+    _add(sub, "render", render, "record rollouts of a controller as WebM / MP4 / GIF")
     return parser
 
 

@@ -134,16 +134,18 @@ def _rl_rows(run, folder: Path, algo: str, env_id: str, budgets: list[int], env_
 
     name = label or algo.upper()
     for budget in sorted(budgets):
-        existing = list(folder.glob(f"{algo}/*"))
+        existing = sorted(folder.glob(f"{algo}/*"))
         run_dir = existing[0] if existing else None
-        if run_dir is None or budget not in rl.checkpoint_steps(run_dir):
+        if run_dir is None or not any(s >= budget for s in rl.checkpoint_steps(run_dir)):
             res = rl.train(algo, env_id, budget, folder=folder, env_kwargs=env_kwargs, seed=seed, eval_freq=0,
                            save_freq=0, resume=run_dir is not None, progress_bar=progress)
             run_dir = res.run_dir
+        # on-policy agents train in whole rollouts, so the checkpoint may lie a little past the budget
+        steps = min(s for s in rl.checkpoint_steps(run_dir) if s >= budget)
 
-        def make(run_dir=run_dir, budget=budget):
-            ctrl = rl.policy_controller(run_dir, checkpoint_steps=budget)
-            ctrl.name = f"{name} {budget:,} steps"
+        def make(run_dir=run_dir, steps=steps):
+            ctrl = rl.policy_controller(run_dir, checkpoint_steps=steps)
+            ctrl.name = f"{name} {steps:,} steps"
             return ctrl
 
         run(f"{name} {budget:,} steps", name, budget, make, **({"env": eval_env} if eval_env else {}))

@@ -11,20 +11,6 @@ import robot_env
 from robot_env import CLOSED_LOOP_IDS, ENV_IDS, OPEN_LOOP_IDS
 
 
-@pytest.fixture
-def make():
-    envs = []
-
-    def _make(env_id, **kw):
-        env = gym.make(env_id, **kw)
-        envs.append(env)
-        return env
-
-    yield _make
-    for e in envs:
-        e.close()
-
-
 def _rollout(env, seed, actions):
     obs, info = env.reset(seed=seed)
     trace = [obs]

@@ -1,6 +1,5 @@
 """Image observations (obs_type="rgb" / "rgbd"): checkers, layout, depth encoding, seeding, SB3's CnnPolicy."""
 
-import gymnasium as gym
 import numpy as np
 import pybullet as pb
 import pytest
@@ -10,20 +9,6 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 from robot_env import CLOSED_LOOP_IDS, OPEN_LOOP_IDS
 
 IDS = [OPEN_LOOP_IDS["state"], CLOSED_LOOP_IDS["state"]]
-
-
-@pytest.fixture
-def make():
-    envs = []
-
-    def _make(env_id, **kw):
-        env = gym.make(env_id, **kw)
-        envs.append(env)
-        return env
-
-    yield _make
-    for e in envs:
-        e.close()
 
 
 @pytest.mark.parametrize("obs_type", ["rgb", "rgbd"])
