@@ -156,6 +156,7 @@ def plot(rows: list[dict], path: Path, decisions: int) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     stages = [s for s in STAGES if any(r["stage"] == s for r in rows)]
     fig, axes = plt.subplots(1, len(stages), figsize=(5.2 * len(stages), 4.4), squeeze=False, sharey=True)
@@ -171,6 +172,7 @@ def plot(rows: list[dict], path: Path, decisions: int) -> None:
         ax.axhline(0.02, color="k", ls="--", lw=0.8, label="2 cm")
         ax.set(title=f"stage '{stage}'", xlabel=f"simulated episodes for {decisions} decisions (training + deployment)")
         ax.grid(True, which="both", alpha=0.3)
+        ax.xaxis.set_minor_formatter(NullFormatter())  # decades only: minor labels collide
     axes[0][0].set_ylabel("median final distance y (m)")
     axes[0][-1].legend(fontsize=8)
     fig.tight_layout()
