@@ -10,7 +10,7 @@
     evaluations.npz             the periodic evaluation results
     checkpoints/                rl_model_{steps}_steps.zip (all kept) with
                                 rl_model_vecnormalize_{steps}_steps.npz and, off-policy, the
-                                latest rl_model_replay_buffer_{steps}_steps.pkl
+                                latest rl_model_replay_buffer_{steps}_steps.npz
     tb/                         TensorBoard logs, when tensorboard is installed
 
 Every file is written to a temporary name and moved into place with ``os.replace``, the
@@ -26,8 +26,9 @@ from the zip, with ``torch.load(weights_only=True)`` (SB3's ``load_from_zip_file
 and the recorded space shapes (checked against the env), and the VecNormalize statistics
 are an ``.npz`` read with ``allow_pickle=False``. A truncated or corrupt zip, or one
 trained with another algorithm, env, robot or network, raises a one-sentence
-``ValueError``. The one pickle left is the replay buffer, read only when resuming a run
-you trained yourself. SB3 itself can still ``load`` these zips (rl-zoo3, enjoy scripts).
+``ValueError``. The replay buffer is an ``.npz`` too (its numeric arrays, cut to the
+filled rows), so nothing in a run folder is unpickled. SB3 itself can still ``load``
+these zips (rl-zoo3, enjoy scripts).
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList, Check
 from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.preprocessing import is_image_space
-from stable_baselines3.common.save_util import load_from_zip_file, recursive_setattr, save_to_pkl
+from stable_baselines3.common.save_util import load_from_zip_file, recursive_setattr
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 import robot_env
@@ -200,7 +201,7 @@ def _ckpt_paths(run_dir: Path, steps: int) -> dict[str, Path]:
     ckpt = Path(run_dir) / CHECKPOINTS
     return {"model": ckpt / f"rl_model_{steps}_steps.zip",
             "vecnormalize": ckpt / f"rl_model_vecnormalize_{steps}_steps.npz",
-            "replay_buffer": ckpt / f"rl_model_replay_buffer_{steps}_steps.pkl"}
+            "replay_buffer": ckpt / f"rl_model_replay_buffer_{steps}_steps.npz"}
 
 
 # -- hyperparameters -------------------------------------------------------------------------------
@@ -602,52 +603,65 @@ def _restore_model(model: BaseAlgorithm, path: Path, config: dict, info: EnvInfo
             setattr(model, key, value)
 
 
-_TRIMMED = "_armlab_trimmed"  # replay buffer attribute: the (name, key) of arrays saved cut to their filled rows
 
 
 def save_replay_buffer(model: OffPolicyAlgorithm, path: str | Path) -> None:
-    """Pickle the replay buffer with its arrays cut to the rows filled so far.
+    """Save the replay buffer's numeric arrays, cut to the rows filled so far, as an ``.npz``.
 
-    SB3 preallocates ``buffer_size`` rows and pickles them all: 300,000 rows of 64 x 64 images
-    would be 7 GiB at every checkpoint. `load_replay_buffer` pads the arrays back."""
+    No pickle: loading it back never executes code. SB3 preallocates ``buffer_size`` rows
+    (300,000 rows of 64 x 64 images would be 7 GiB at every checkpoint), so only the filled
+    rows are written and `load_replay_buffer` pads them back. HER's per-transition ``infos``
+    (Python dicts) are not saved: armlab's ``compute_reward`` does not read them."""
     buf = model.replay_buffer
+    n = buf.buffer_size
     # rows 0 .. pos: with optimize_memory_usage the last transition's next observation is in row pos
-    n, used = buf.buffer_size, min(buf.pos + 1, buf.buffer_size)
-    state, trimmed = dict(buf.__dict__), []
+    used = n if buf.full else min(buf.pos + 1, n)
 
     def cut(v):
-        return v[:used] if isinstance(v, np.ndarray) and v.ndim >= 2 and v.shape[0] == n else v
+        return v[:used] if v.ndim >= 2 and v.shape[0] == n else v
 
-    if not buf.full:
-        for name, value in state.items():
-            if isinstance(value, dict):
-                state[name] = {k: cut(v) for k, v in value.items()}
-                trimmed += [(name, k) for k, v in value.items() if state[name][k] is not v]
-            elif cut(value) is not value:
-                state[name] = cut(value)
-                trimmed.append((name, None))
-    clone = object.__new__(type(buf))
-    clone.__dict__.update(state)
-    setattr(clone, _TRIMMED, trimmed)
-    save_to_pkl(str(path), clone)
+    arrays = {"__pos": np.array(buf.pos), "__full": np.array(buf.full)}
+    for name, value in vars(buf).items():
+        if isinstance(value, np.ndarray) and value.dtype != object:
+            arrays[name] = cut(value)
+        elif isinstance(value, dict):
+            for key, v in value.items():
+                if isinstance(v, np.ndarray) and v.dtype != object:
+                    arrays[f"{name}/{key}"] = cut(v)
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
 
 
 def load_replay_buffer(model: OffPolicyAlgorithm, path: str | Path) -> None:
-    """Load a `save_replay_buffer` file into ``model`` (a pickle: only for runs you trust)."""
-    model.load_replay_buffer(str(path))
+    """Load a `save_replay_buffer` file into ``model``'s own (freshly built) replay buffer."""
     buf = model.replay_buffer
-    for name, key in buf.__dict__.pop(_TRIMMED, []):
-        holder = getattr(buf, name)
-        value = holder[key] if key is not None else holder
-        full = np.zeros((buf.buffer_size, *value.shape[1:]), dtype=value.dtype)
-        if value.dtype == object:  # HER's per-transition infos: an empty dict in every unused cell
-            for index in np.ndindex(full.shape):
-                full[index] = {}
-        full[: len(value)] = value
-        if key is not None:
-            holder[key] = full
-        else:
-            setattr(buf, name, full)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            for key in data.files:
+                if key.startswith("__"):
+                    continue
+                name, _, sub = key.partition("/")
+                holder = getattr(buf, name)
+                current = holder[sub] if sub else holder
+                value = data[key]
+                if value.shape[1:] != current.shape[1:] or value.dtype != current.dtype:
+                    raise ValueError(f"{key} has shape {value.shape} {value.dtype}, the model's buffer "
+                                     f"{current.shape} {current.dtype}")
+                if value.ndim >= 2 and value.shape[0] < current.shape[0]:
+                    full = np.zeros_like(current)
+                    full[: len(value)] = value
+                    value = full
+                if sub:
+                    holder[sub] = value
+                else:
+                    setattr(buf, name, value)
+            buf.pos, buf.full = int(data["__pos"]), bool(data["__full"])
+    except (OSError, KeyError, ValueError, AttributeError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"replay buffer {path} is corrupt or does not fit this run ({_one_line(exc)}).") from None
+    if isinstance(buf, HerReplayBuffer):
+        if buf.env is None:
+            buf.set_env(model.get_env())
+        buf.truncate_last_trajectory()  # an episode cut by the checkpoint cannot be relabelled
 
 
 def _save_model(model: BaseAlgorithm, path: Path) -> None:
@@ -669,7 +683,7 @@ def save_checkpoint(model: BaseAlgorithm, run_dir: str | Path, replay_buffer: bo
         _atomic(paths["replay_buffer"], lambda tmp: save_replay_buffer(model, tmp))
     _save_model(model, paths["model"])
     if has_buffer:
-        for old in paths["replay_buffer"].parent.glob("rl_model_replay_buffer_*_steps.pkl"):
+        for old in paths["replay_buffer"].parent.glob("rl_model_replay_buffer_*_steps.npz"):
             if old != paths["replay_buffer"]:
                 old.unlink(missing_ok=True)
     return paths["model"]

@@ -58,10 +58,10 @@ def test_cli_train_writes_a_complete_run_folder(cli_run):
     assert hp["policy_kwargs"] == {"net_arch": [32, 32]} and hp["learning_starts"] == 100
     assert hp["tau"] == 0.005  # a default from hyperparams.yml, recorded with the overrides
     for name in ("model.zip", "best_model.zip", "evaluations.npz", "checkpoints/rl_model_100_steps.zip",
-                 "checkpoints/rl_model_200_steps.zip", "checkpoints/rl_model_replay_buffer_200_steps.pkl"):
+                 "checkpoints/rl_model_200_steps.zip", "checkpoints/rl_model_replay_buffer_200_steps.npz"):
         assert (run_dir / name).is_file(), name
     assert not list(run_dir.rglob(".*tmp*"))  # every write was moved into place
-    assert not (run_dir / "checkpoints" / "rl_model_replay_buffer_100_steps.pkl").exists()  # only the latest buffer
+    assert not (run_dir / "checkpoints" / "rl_model_replay_buffer_100_steps.npz").exists()  # only the latest buffer
     with np.load(run_dir / "evaluations.npz") as z:
         assert list(z["timesteps"]) == [100, 200] and z["results"].shape == (2, 3)
 
@@ -122,7 +122,7 @@ def test_replay_buffer_is_saved_trimmed_and_restored_exactly(tmp_path, env_kwarg
     # 144 steps: 12 whole episodes (HER truncates an unfinished last episode on load, as it should on resume)
     result = rl.train("sac", "armlab/ReachFixed-v0", 144, folder=tmp_path, env_kwargs=env_kwargs,
                       hyperparams=SMALL, eval_freq=0, save_freq=0)
-    path = result.run_dir / "checkpoints" / "rl_model_replay_buffer_144_steps.pkl"
+    path = result.run_dir / "checkpoints" / "rl_model_replay_buffer_144_steps.npz"
     assert path.stat().st_size < 200_000  # 144 of 300,000 preallocated rows
     saved = result.model.replay_buffer
     fresh = rl.train("sac", "armlab/ReachFixed-v0", 10, folder=tmp_path / "fresh", env_kwargs=env_kwargs,
@@ -131,7 +131,9 @@ def test_replay_buffer_is_saved_trimmed_and_restored_exactly(tmp_path, env_kwarg
     loaded = fresh.replay_buffer
     assert type(loaded) is type(saved) and loaded.pos == saved.pos == 144 and loaded.size() == 144
     for name, value in vars(saved).items():
-        if isinstance(value, np.ndarray):
+        if isinstance(value, np.ndarray) and value.dtype == object:  # HER infos: not saved (never read)
+            assert all(info == {} for info in getattr(loaded, name).ravel())
+        elif isinstance(value, np.ndarray):
             np.testing.assert_array_equal(getattr(loaded, name), value, err_msg=name)
         elif isinstance(value, dict):
             for key, array in value.items():
@@ -291,3 +293,15 @@ def test_sac_on_the_fixed_stage_beats_the_zero_signal(tmp_path):
     assert sac.median_y < 0.4 * zero.median_y, (sac.median_y, zero.median_y)
     print(f"SAC 2000 steps: median y {sac.median_y * 1000:.1f} mm, zero signal {zero.median_y * 1000:.1f} mm")
     assert sac.training_episodes == 2000
+
+
+def test_replay_buffer_file_is_never_unpickled(tmp_path):
+    result = rl.train("sac", "armlab/ReachSignalFixed-v0", 60, folder=tmp_path, hyperparams=SMALL, eval_freq=0,
+                      save_freq=0)
+    path = result.run_dir / "checkpoints" / "rl_model_replay_buffer_60_steps.npz"
+    with np.load(path, allow_pickle=False) as data:  # plain arrays only
+        assert "observations" in data.files and data["observations"].dtype != object
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, observations=np.array([{"x": 1}], dtype=object))  # an object array would need pickle
+    with pytest.raises(ValueError, match="corrupt or does not fit"):
+        rl.load_replay_buffer(result.model, bad)
