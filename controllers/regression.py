@@ -38,20 +38,29 @@ class Examples:
         return int(self.costs.sum())
 
 
-def collect(env_id: str, n: int, budget: int = 300, seed: int = 0, progress: bool = False,
+def collect(env_id: str, n: int, budget: int = 300, seed: int = 0, progress: bool = False, consistent: bool = True,
             **env_kwargs) -> Examples:
     """Draw ``n`` contexts (seeds ``seed..seed+n-1``) and solve each with CMA-ES.
 
-    Every search starts from the zero signal with a small step, so neighbouring contexts
-    tend to get solutions on the same branch (elbow up or down) and the map stays learnable.
+    Similar contexts often have several solutions (elbow up or down; the shoulder fighting
+    gravity from either side) and an MLP trained on a mix of them learns their average,
+    which solves nothing. With ``consistent`` each search starts from the solution of the
+    nearest context solved so far, with a small step, so the examples follow one branch
+    wherever the budget allows (restarts from random points remain the fallback).
     """
     env = gym.make(env_id, **env_kwargs)
     u = env.unwrapped
+    dim = env.action_space.shape[0]
     obs, xs, ys, costs = [], [], [], []
     try:
         for i in tqdm(range(n), desc="optimize examples", disable=not progress):
             o, _ = env.reset(seed=seed + i)
-            res = cmaes(u.evaluate, env.action_space.shape[0], budget=budget, seed=seed + i, target=0.002)
+            x0, sigma0 = None, 0.3
+            if consistent and obs:
+                scale = np.std(obs, axis=0) + 1e-6 if len(obs) > 1 else np.ones_like(o)
+                nearest = int(np.argmin(np.sum(((np.array(obs) - o) / scale) ** 2, axis=1)))
+                x0, sigma0 = xs[nearest], 0.15
+            res = cmaes(u.evaluate, dim, budget=budget, seed=seed + i, target=0.002, x0=x0, sigma0=sigma0)
             obs.append(o)
             xs.append(res.x)
             ys.append(res.y)
