@@ -106,7 +106,6 @@ class _ReachBase(gym.Env):
             raise
         self.world.add_marker("target", radius=0.02)
         self.obs_noise = self.task.randomization.obs_noise
-        n = self.arm.n
         reach = self.arm.spec.reach
         if self._pixels:
             self.obs_camera = named_camera(camera, self.arm, *image_wh)
@@ -116,8 +115,6 @@ class _ReachBase(gym.Env):
         self._pos_high = np.array([reach, reach, reach + 0.8])
         self._q_low, self._q_high = self.arm.lower, self.arm.upper
         self.context: Context | None = None
-        self._np_random_seeded = False
-        self.n_joints = n
 
     # -- helpers ------------------------------------------------------------------------
     def _box(self, low, high) -> spaces.Box:
