@@ -107,24 +107,29 @@ COLUMNS = ("controller", "env_id", "contexts", "median_y", "p90_y", "success_2cm
            "training_episodes", "episodes_per_decision", "wall_s")
 
 
-def to_csv(results: list[EvalResult]) -> str:
+def to_csv(results: list, columns=COLUMNS) -> str:
+    """CSV of `EvalResult`s or row dicts (properly quoted: controller names hold commas)."""
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=COLUMNS)
+    w = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore")
     w.writeheader()
     for r in results:
-        w.writerow(r.row())
+        w.writerow(r if isinstance(r, dict) else r.row())
     return buf.getvalue()
 
 
+METRICS_HEADER = "median y | p90 y | success@2cm | success@1cm | training episodes | episodes / decision"
+
+
+def metric_cells(row: dict) -> str:
+    """The shared metric columns of a result row, as Markdown cells (see `METRICS_HEADER`)."""
+    return (f"{row['median_y'] * 1000:.1f} mm | {row['p90_y'] * 1000:.1f} mm | {row['success_2cm']:.0%} "
+            f"| {row['success_1cm']:.0%} | {row['training_episodes']:,.0f} | {row['episodes_per_decision']:,.1f}")
+
+
 def to_markdown(results: list[EvalResult]) -> str:
-    lines = ["| controller | env | median y | p90 y | success@2cm | success@1cm | training episodes "
-             "| episodes / decision | wall time |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [f"| controller | env | {METRICS_HEADER} | wall time |", "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
-        lines.append(
-            f"| {r.controller} | {r.env_id.split('/')[-1]} | {r.median_y * 1000:.1f} mm | {r.p90_y * 1000:.1f} mm "
-            f"| {r.success_2cm:.0%} | {r.success_1cm:.0%} | {r.training_episodes:,.0f} "
-            f"| {r.episodes_per_decision:,.1f} | {r.wall_s:.1f} s |"
-        )
+        lines.append(f"| {r.controller} | {r.env_id.split('/')[-1]} | {metric_cells(r.row())} | {r.wall_s:.1f} s |")
     return "\n".join(lines) + "\n"
 
 

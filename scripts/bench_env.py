@@ -56,6 +56,15 @@ def _hold(arm, u) -> None:
         arm.command(u)
 
 
+def _timed_steps(cid: int, n: int) -> float:
+    """Seconds taken by ``n`` bare stepSimulation calls."""
+    step = pb.stepSimulation
+    t = time.perf_counter()
+    for _ in range(n):
+        step(physicsClientId=cid)
+    return time.perf_counter() - t
+
+
 def raw_open_loop(env, signals) -> float:
     """Physics steps/s of bare stepSimulation replaying the open-loop episodes."""
     u = env.unwrapped
@@ -65,10 +74,7 @@ def raw_open_loop(env, signals) -> float:
         rows, per = u.task.commands(x)
         for row in rows:
             _hold(u.arm, row)
-            t = time.perf_counter()
-            for _ in range(per):
-                pb.stepSimulation(physicsClientId=cid)
-            elapsed += time.perf_counter() - t
+            elapsed += _timed_steps(cid, per)
             steps += per
     return steps / elapsed
 
@@ -94,10 +100,7 @@ def raw_closed_loop(env, actions) -> float:
             env.reset()
         cmd = u.arm.scale(a) if u.arm.control != "position" else u.arm.joint_state()[0] + a * u.position_delta
         _hold(u.arm, cmd.tolist())
-        t = time.perf_counter()
-        for _ in range(per):
-            pb.stepSimulation(physicsClientId=cid)
-        elapsed += time.perf_counter() - t
+        elapsed += _timed_steps(cid, per)
         steps += per
     return steps / elapsed
 

@@ -183,13 +183,13 @@ def plot(rows: list[dict], path: Path, decisions: int) -> None:
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| stage | controller | median y | p90 y | success@2cm | success@1cm | training episodes "
-             "| episodes / decision | total episodes | wall time |", "|---|---|---|---|---|---|---|---|---|---|"]
+    from controllers.evaluation import METRICS_HEADER, metric_cells
+
+    lines = [f"| stage | controller | {METRICS_HEADER} | total episodes | wall time |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(
-            f"| {r['stage']} | {r['controller']} | {r['median_y'] * 1000:.1f} mm | {r['p90_y'] * 1000:.1f} mm "
-            f"| {r['success_2cm']:.0%} | {r['success_1cm']:.0%} | {r['training_episodes']:,.0f} "
-            f"| {r['episodes_per_decision']:,.1f} | {r['total_episodes']:,.0f} | {r['wall_s']:.1f} s |")
+        lines.append(f"| {r['stage']} | {r['controller']} | {metric_cells(r)} | {r['total_episodes']:,.0f} "
+                     f"| {r['wall_s']:.1f} s |")
     return "\n".join(lines) + "\n"
 
 
@@ -252,11 +252,9 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     rows = run_comparison(args)
     rows = [r for r in rows if r["stage"] in args.stage_list]
-    from controllers.evaluation import COLUMNS
+    from controllers.evaluation import COLUMNS, to_csv
 
-    cols = ["stage", *COLUMNS, "family", "budget", "total_episodes"]
-    csv_lines = [",".join(cols)] + [",".join(str(r.get(c, "")) for c in cols) for r in rows]
-    atomic_write_text(out / "compare.csv", "\n".join(csv_lines) + "\n")
+    atomic_write_text(out / "compare.csv", to_csv(rows, ["stage", *COLUMNS, "family", "budget", "total_episodes"]))
     table = markdown(rows)
     atomic_write_text(out / "compare.md", table)
     plot(rows, out / "compare.png", args.decisions)

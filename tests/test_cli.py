@@ -117,6 +117,11 @@ def test_compare_quick_writes_table_plot_and_resumes(tmp_path):
     assert by["regression 8"]["training_episodes"] > 8  # the optimized examples are paid for
     assert (out / "compare.png").stat().st_size > 10_000 and "| velocity | SAC 300 steps |" in (
         out / "compare.md").read_text()
+    import csv
+
+    with open(out / "compare.csv", newline="") as f:
+        table = {r["controller"]: r for r in csv.DictReader(f)}
+    assert float(table["SAC 300 steps"]["median_y"]) == by["SAC 300 steps"]["median_y"]
     again = armlab(*args)  # everything done already: rows are reused, nothing is recomputed
     assert again.returncode == 0 and last_json(again.stdout)["rows"] == rows
 
