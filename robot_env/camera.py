@@ -91,17 +91,20 @@ def _inverse(T: np.ndarray) -> np.ndarray:
 def look_at_rotation(eye, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:
     """``R_world_cam`` (3x3, columns = the OpenCV camera axes in world coordinates) of a
     camera at ``eye`` looking at ``target``; ``up`` appears upwards in the image."""
-    eye, target, up = (np.asarray(a, dtype=float) for a in (eye, target, up))
-    z = target - eye
-    if not np.linalg.norm(z) > 0:
+    ex, ey, ez = (float(v) for v in eye)
+    z = [float(target[0]) - ex, float(target[1]) - ey, float(target[2]) - ez]
+    n = math.sqrt(z[0] ** 2 + z[1] ** 2 + z[2] ** 2)
+    if not n > 0:
         raise ValueError("look_at: eye and target must differ.")
-    z /= np.linalg.norm(z)
-    x = np.cross(z, up)
-    if not np.linalg.norm(x) > 1e-9:
+    z = [v / n for v in z]
+    u = [float(v) for v in up]
+    x = [z[1] * u[2] - z[2] * u[1], z[2] * u[0] - z[0] * u[2], z[0] * u[1] - z[1] * u[0]]
+    n = math.sqrt(x[0] ** 2 + x[1] ** 2 + x[2] ** 2)
+    if not n > 1e-9:
         raise ValueError("look_at: the up vector is parallel to the viewing direction; choose another up.")
-    x /= np.linalg.norm(x)
-    y = np.cross(z, x)
-    return np.stack([x, y, z], axis=1)
+    x = [v / n for v in x]
+    y = [z[1] * x[2] - z[2] * x[1], z[2] * x[0] - z[0] * x[2], z[0] * x[1] - z[1] * x[0]]
+    return np.array([x, y, z]).T  # columns x, y, z
 
 
 def _quaternion(R: np.ndarray) -> tuple[float, float, float, float]:

@@ -14,6 +14,10 @@
                                                  CMA-ES vs regression vs RL per stage: table and plot
     armlab render --random | --controller cmaes | --run RUN [--camera front,wrist] --out x.webm
                                                  rollout videos (WebM, MP4, GIF) with an overlay
+    armlab dataset generate --out DIR [--n N] [--size S] [--style sim|real] [--workers W] [--shard i/N]
+    armlab dataset merge SHARD... --out DIR  |  armlab dataset verify DIR
+                                                 synthetic camera datasets (RGB, depth, seg, labels, COCO)
+    armlab bench dataset [--json]                dataset frames/s against bare rendering; 2 workers vs 1
 
 Bad input gets one sentence on stderr and exit code 2.
 """
@@ -49,7 +53,7 @@ def _add(sub, name: str, module, help_text: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from armlab_scripts import bench_env, compare, demo, evaluate, feasibility, render, train
+    from armlab_scripts import bench_dataset, bench_env, compare, dataset, demo, evaluate, feasibility, render, train
 
     parser = argparse.ArgumentParser(
         prog="armlab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -63,10 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     bsub.required = True
     _add(bsub, "env", bench_env, "env steps/s against raw physics, panda-gym and SubprocVecEnv")
     _add(bsub, "feasibility", feasibility, "CMA-ES solve rate per stage and the zero-signal check")
+    _add(bsub, "dataset", bench_dataset, "dataset frames/s against bare rendering, and 2 workers against 1")
     _add(sub, "train", train, "train an SB3 agent (PPO, SAC, TD3, TQC; HER) on an armlab env")
     _add(sub, "evaluate", evaluate, "evaluate a trained run on the held-out contexts")
     _add(sub, "compare", compare, "the lecture's comparison: CMA-ES vs regression vs RL per stage")
     _add(sub, "render", render, "record rollouts of a controller as WebM / MP4 / GIF")
+    _add(sub, "dataset", dataset, "synthetic camera datasets: generate, merge shards, verify")
     return parser
 
 

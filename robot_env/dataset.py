@@ -1,0 +1,845 @@
+"""Synthetic camera datasets: the arm on a table with a target object and distractors.
+
+`generate` writes the format described in ``docs/dataset-format.md``: per frame an RGB PNG,
+metric depth (uint16 millimetres PNG), instance segmentation (uint16 PNG) and a JSON label
+(joints, end-effector pose, every object's 6-D pose and 2-D box, the target's pixel, K and
+the OpenCV extrinsics); then a COCO ``instances.json`` and a ``manifest.json`` with the
+SHA-256 of every file.
+
+Determinism and scale
+    Frame ``i`` draws everything from ``numpy.random.default_rng([seed, i, stream])``:
+    stream 0 is the scene (arm, objects, colours, light, camera jitter), stream 1 the
+    ``real`` style's camera effects. A frame therefore depends only on ``(seed, i,
+    settings)``: any number of worker processes (``workers``), any shard split (``shard``)
+    and any kill-and-resume produce byte-identical files, and ``style="real"`` with the same
+    seed shows the same scene with the same 3-D labels as ``style="sim"`` (pairs for
+    evaluation, although sim-to-real training is unpaired).
+
+Reliability
+    A frame counts as done when its label exists; the label is written last, to a
+    temporary name moved into place, so a killed run never leaves a frame that looks done
+    but is torn, and a restarted run regenerates exactly the frames without a label. The
+    COCO file and the manifest are written the same way. `verify` re-checks checksums, counts and label consistency.
+
+The ``real`` style is a stand-in for a physical camera, so sim-to-real can be shown and
+tested without photographs: textured table and floor, shadows, light falloff, vignetting,
+a colour cast, blur, sensor noise, JPEG compression and barrel lens distortion (OpenCV).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pybullet as pb
+
+from robot_env.camera import Camera
+from robot_env.robots import Arm
+from robot_env.sim import World
+
+FORMAT_VERSION = 1
+CLASSES = ("cube", "cylinder", "sphere")  #: the target object's shape: the dataset's discrete label
+CATEGORIES = ("robot",) + CLASSES  #: COCO categories (ids 1..4)
+STYLES = ("sim", "real")
+RANDOMIZE = ("colors", "textures", "light", "camera", "distractors", "background")
+DEFAULT_RANDOMIZE = ("colors", "light", "camera", "distractors", "background")
+SEG_BACKGROUND, SEG_TABLE, SEG_ROBOT = 0, 1, 2  #: fixed instance ids; objects follow from 3
+
+TABLE_TOP = 0.30  #: z of the table surface (m); arm3's shoulder is at 0.6 m
+TABLE_CENTER = (0.30, 0.0)
+TABLE_HALF = (0.45, 0.55)
+
+# target colour (always reddish) and the distractor palette (never red)
+TARGET_RGB = (0.85, 0.12, 0.10)
+PALETTE = (
+    (0.10, 0.35, 0.85), (0.10, 0.70, 0.25), (0.95, 0.80, 0.10), (0.60, 0.20, 0.75),
+    (0.10, 0.75, 0.80), (0.95, 0.95, 0.95), (0.20, 0.20, 0.20), (0.95, 0.55, 0.10),
+)
+
+
+class DatasetError(ValueError):
+    """A dataset folder or option that cannot be used; the message says what and where."""
+
+
+@dataclass
+class DatasetConfig:
+    """Everything that shapes the frames (recorded in the manifest)."""
+
+    n: int = 1000
+    size: int = 128
+    seed: int = 0
+    style: str = "sim"
+    robot: str = "arm3"
+    randomize: tuple[str, ...] = DEFAULT_RANDOMIZE
+    max_distractors: int = 3
+    object_size: float = 0.10  #: edge / diameter of the objects (m)
+    fov: float = 45.0  #: vertical field of view (degrees)
+    camera_distance: float = 1.05
+    camera_elevation: float = 45.0
+    jpeg_quality: tuple[int, int] = (70, 90)
+    dist_coeffs: tuple[float, ...] = (-0.18, 0.05, 0.0, 0.0, 0.0)  #: the real style's lens (OpenCV k1 k2 p1 p2 k3)
+
+    def validate(self) -> DatasetConfig:
+        if int(self.n) < 1:
+            raise DatasetError(f"--n must be at least 1, got {self.n}.")
+        if not 16 <= int(self.size) <= 1024:
+            raise DatasetError(f"--size must be between 16 and 1024 pixels, got {self.size}.")
+        if self.style not in STYLES:
+            raise DatasetError(f"unknown style {self.style!r}; choose one of {', '.join(STYLES)}.")
+        bad = [r for r in self.randomize if r not in RANDOMIZE]
+        if bad:
+            raise DatasetError(
+                f"unknown randomization {bad[0]!r}; choose from {', '.join(RANDOMIZE)}, 'all' or 'none'."
+            )
+        if self.robot != "arm3":
+            raise DatasetError(f"the dataset scene is built for arm3, got robot {self.robot!r}.")
+        if not 0 <= int(self.max_distractors) <= 6:
+            raise DatasetError(f"--max-distractors must be between 0 and 6, got {self.max_distractors}.")
+        self.n, self.size, self.seed = int(self.n), int(self.size), int(self.seed)
+        self.randomize = tuple(r for r in RANDOMIZE if r in self.randomize)
+        return self
+
+    def settings(self) -> dict:
+        d = asdict(self)
+        d["randomize"] = list(self.randomize)
+        d["jpeg_quality"] = list(self.jpeg_quality)
+        d["dist_coeffs"] = list(self.dist_coeffs)
+        return d
+
+
+def parse_randomize(text: str) -> tuple[str, ...]:
+    """``"colors,light"`` / ``"all"`` / ``"none"`` -> a tuple of randomization names."""
+    text = text.strip()
+    if text == "all":
+        return RANDOMIZE
+    if text in ("none", ""):
+        return ()
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+# -- procedural textures (generated, never downloaded) -------------------------------------------
+def make_texture(kind: str, rng: np.random.Generator, size: int = 128) -> np.ndarray:
+    """An RGB uint8 texture: ``checker``, ``noise``, ``stripes`` or ``wood``."""
+    base = rng.uniform(0.3, 0.9, 3)
+    other = np.clip(base * rng.uniform(0.5, 0.8), 0, 1)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    if kind == "checker":
+        n = rng.integers(4, 12)
+        t = ((np.floor(xx * n) + np.floor(yy * n)) % 2)[..., None]
+    elif kind == "stripes":
+        n, angle = rng.integers(4, 16), rng.uniform(0, math.pi)
+        t = (0.5 + 0.5 * np.sin(2 * math.pi * n * (xx * math.cos(angle) + yy * math.sin(angle))))[..., None]
+    elif kind == "wood":
+        warp = cv2.GaussianBlur(rng.standard_normal((size, size)), (0, 0), size / 16) * 6
+        t = (0.5 + 0.5 * np.sin(2 * math.pi * (yy * rng.integers(6, 14) + warp)))[..., None] ** 2
+    else:  # noise
+        t = cv2.GaussianBlur(rng.standard_normal((size, size)), (0, 0), rng.uniform(1, 4))
+        t = ((t - t.min()) / (np.ptp(t) + 1e-9))[..., None]
+    img = base * (1 - t) + other * t
+    img = img + rng.normal(0, 0.02, img.shape)
+    return (np.clip(img, 0, 1) * 255).astype(np.uint8)
+
+
+# -- the scene ---------------------------------------------------------------------------------------
+@dataclass
+class Frame:
+    rgb: np.ndarray
+    depth_mm: np.ndarray
+    seg: np.ndarray
+    label: dict = field(default_factory=dict)
+
+
+class Scene:
+    """One PyBullet world with the arm, a table, a floor and a pool of objects, reused for
+    every frame a process renders (bodies are moved and recoloured, never rebuilt)."""
+
+    def __init__(self, cfg: DatasetConfig) -> None:
+        self.cfg = cfg.validate()
+        self.world = World(floor=True)
+        c = self.world.client
+        self.cid = self.world.id
+        self.arm = Arm(self.world, cfg.robot)
+        half = [TABLE_HALF[0], TABLE_HALF[1], TABLE_TOP / 2]
+        vis = c.createVisualShape(pb.GEOM_BOX, halfExtents=half, rgbaColor=[0.55, 0.45, 0.35, 1])
+        self.table = c.createMultiBody(0, -1, vis, [TABLE_CENTER[0], TABLE_CENTER[1], TABLE_TOP / 2])
+        self.floor = self.world.body("floor")
+        s = cfg.object_size
+        self.pool: dict[str, list[int]] = {}
+        for shape in CLASSES:
+            if shape == "cube":
+                vis_kwargs = {"shapeType": pb.GEOM_BOX, "halfExtents": [s / 2] * 3}
+            elif shape == "cylinder":
+                vis_kwargs = {"shapeType": pb.GEOM_CYLINDER, "radius": s / 2, "length": s}
+            else:
+                vis_kwargs = {"shapeType": pb.GEOM_SPHERE, "radius": s / 2}
+            self.pool[shape] = []
+            for _ in range(1 + cfg.max_distractors):
+                v = c.createVisualShape(rgbaColor=[1, 1, 1, 1], **vis_kwargs)
+                self.pool[shape].append(c.createMultiBody(0, -1, v, [0, 0, -5]))
+        self.robot_links = [-1] + list(range(c.getNumJoints(self.arm.body)))
+        self.camera = Camera.from_fov(cfg.fov, cfg.size, cfg.size, near=0.05, far=5.0, name="dataset")
+        self.look = np.array([TABLE_CENTER[0] + 0.05, 0.0, TABLE_TOP + 0.08])
+        self._textures: list[int] = []
+        if "textures" in cfg.randomize or cfg.style == "real":
+            self._textures = self._texture_bank()
+        self._distortion_maps = None
+        self._placed: list[int] = []
+        self._lut = np.zeros(c.getNumBodies() + 2, np.uint16)  # body id + 1 -> instance id
+
+    # -- set-up helpers
+    def _texture_bank(self) -> list[int]:
+        """Eight procedural textures drawn from the dataset seed (identical in every worker),
+        written to a private temporary folder (PyBullet loads textures from files) and loaded once."""
+        import tempfile
+
+        rng = np.random.default_rng([self.cfg.seed, 2**31 - 1])
+        folder = Path(tempfile.mkdtemp(prefix="armlab-textures-"))
+        ids = []
+        try:
+            for k in range(8):
+                kind = ("wood", "checker", "noise", "stripes")[k % 4]
+                path = folder / f"tex_{k}.png"
+                cv2.imwrite(str(path), cv2.cvtColor(make_texture(kind, rng), cv2.COLOR_RGB2BGR))
+                ids.append(self.world.client.loadTexture(str(path)))
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        return ids
+
+    def close(self) -> None:
+        self.world.close()
+
+    # -- one frame
+    def _sample_arm(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        arm = self.arm
+        lo, hi = arm.lower.copy(), arm.upper.copy()
+        lo[0], hi[0] = -1.4, 1.4  # face the table and the camera
+        for _ in range(200):
+            q = rng.uniform(lo, hi)
+            arm.reset_joints(q)
+            zs = [pb.getLinkState(arm.body, j, computeForwardKinematics=1, physicsClientId=self.cid)[4][2]
+                  for j in range(1, pb.getNumJoints(arm.body, physicsClientId=self.cid))]
+            if min(zs) > TABLE_TOP + 0.04:
+                break
+        qd = rng.uniform(-1.0, 1.0, arm.n) * arm.spec.velocity_range
+        arm.reset_joints(q, qd)
+        return q, qd
+
+    def _sample_objects(self, rng: np.random.Generator, ee_xy: np.ndarray) -> list[dict]:
+        cfg = self.cfg
+        n_distract = int(rng.integers(0, cfg.max_distractors + 1)) if "distractors" in cfg.randomize else 0
+        target_class = int(rng.integers(len(CLASSES)))
+        shapes = [target_class] + [int(rng.integers(len(CLASSES))) for _ in range(n_distract)]
+        placed: list[np.ndarray] = []
+        objects = []
+        used = {c: 0 for c in CLASSES}
+        for k, cls in enumerate(shapes):
+            for _ in range(100):
+                r = rng.uniform(0.22, 0.48)
+                a = rng.uniform(-1.1, 1.1)
+                xy = np.array([r * math.cos(a), r * math.sin(a)])
+                if all(math.hypot(xy[0] - p[0], xy[1] - p[1]) > 1.4 * cfg.object_size for p in placed):
+                    break
+            placed.append(xy)
+            yaw = rng.uniform(-math.pi, math.pi)
+            if k == 0:
+                color = np.array(TARGET_RGB) + (rng.uniform(-0.08, 0.08, 3) if "colors" in cfg.randomize else 0)
+            else:
+                color = np.array(PALETTE[int(rng.integers(len(PALETTE)))])
+                if "colors" in cfg.randomize:
+                    color = color + rng.uniform(-0.08, 0.08, 3)
+            name = CLASSES[cls]
+            body = self.pool[name][used[name]]
+            used[name] += 1
+            z = TABLE_TOP + cfg.object_size / 2
+            quat = pb.getQuaternionFromEuler([0, 0, yaw])
+            objects.append({"class_id": cls, "category": name, "body": body, "position": [xy[0], xy[1], z],
+                            "quaternion": list(quat), "color": np.clip(color, 0, 1).tolist(),
+                            "name": "target" if k == 0 else f"distractor_{k}", "is_target": k == 0})
+        return objects
+
+    def frame(self, index: int) -> Frame:
+        """Render frame ``index`` (a pure function of the seed, the index and the settings)."""
+        cfg = self.cfg
+        rng = np.random.default_rng([cfg.seed, index, 0])
+        c = self.world.client
+        q, qd = self._sample_arm(rng)
+        ee_state = pb.getLinkState(self.arm.body, self.arm.ee, computeForwardKinematics=1, physicsClientId=self.cid)
+        objects = self._sample_objects(rng, np.array(ee_state[4][:2]))
+        # park the previous frame's objects under the floor, then place this frame's
+        for b in self._placed:
+            c.resetBasePositionAndOrientation(b, [0, 0, -5], [0, 0, 0, 1])
+        self._placed = [o["body"] for o in objects]
+        for o in objects:
+            c.resetBasePositionAndOrientation(o["body"], o["position"], o["quaternion"])
+            c.changeVisualShape(o["body"], -1, rgbaColor=o["color"] + [1.0])
+        # colours, textures, light, camera
+        rand = cfg.randomize
+        table_rgb = rng.uniform(0.35, 0.85, 3) if "colors" in rand else np.array([0.55, 0.45, 0.35])
+        floor_rgb = rng.uniform(0.2, 0.7, 3) if "background" in rand else np.array([0.45, 0.45, 0.5])
+        table_tex = floor_tex = -1
+        if self._textures:
+            if cfg.style == "real" or "textures" in rand:
+                table_tex = self._textures[int(rng.integers(0, 4)) * 2]  # wood / noise kinds
+                floor_tex = self._textures[int(rng.integers(0, 4)) * 2 + 1]  # checker / stripes kinds
+            else:
+                rng.integers(0, 4, 2)
+        else:
+            rng.integers(0, 4, 2)
+        c.changeVisualShape(self.table, -1, rgbaColor=list(table_rgb) + [1], textureUniqueId=table_tex)
+        c.changeVisualShape(self.floor, -1, rgbaColor=list(floor_rgb) + [1], textureUniqueId=floor_tex)
+        robot_rgb = rng.uniform(0.5, 0.9, 3) if "colors" in rand else np.array([0.7, 0.7, 0.72])
+        for link in self.robot_links:
+            c.changeVisualShape(self.arm.body, link, rgbaColor=list(robot_rgb) + [1])
+        if "light" in rand:
+            az, el = rng.uniform(-math.pi, math.pi), rng.uniform(0.5, 1.3)
+            light_dir = [math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)]
+            light_rgb = (1.0 - rng.uniform(0, 0.25, 3)).tolist()
+        else:
+            rng.uniform(size=5)
+            light_dir, light_rgb = [0.4, 0.3, 1.0], [1.0, 1.0, 1.0]
+        az = math.radians(rng.uniform(-12, 12) if "camera" in rand else 0.0)
+        el = math.radians(cfg.camera_elevation + (rng.uniform(-6, 6) if "camera" in rand else 0.0))
+        dist = cfg.camera_distance * (rng.uniform(0.93, 1.07) if "camera" in rand else 1.0)
+        look = self.look + (rng.uniform(-0.03, 0.03, 3) if "camera" in rand else 0.0)
+        eye = look + dist * np.array([math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)])
+        self.camera.look_at(eye, look)
+        # render
+        real = cfg.style == "real"
+        W = H = cfg.size
+        self.render_args = dict(
+            width=W, height=H, viewMatrix=self.camera.view_matrix,
+            projectionMatrix=self.camera._tiny_projection_list, renderer=pb.ER_TINY_RENDERER,
+            flags=0, lightDirection=light_dir, lightColor=light_rgb,
+            shadow=1 if real else 0, lightAmbientCoeff=0.55, lightDiffuseCoeff=0.5, lightSpecularCoeff=0.08,
+            physicsClientId=self.cid,
+        )  # kept: `armlab bench dataset` times bare getCameraImage calls with exactly these
+        _, _, rgba, zbuf, seg = pb.getCameraImage(**self.render_args)
+        rgb = np.asarray(rgba, dtype=np.uint8).reshape(H, W, 4)[:, :, :3].copy()
+        zb = np.asarray(zbuf, dtype=np.float32).reshape(H, W)
+        near, far = self.camera.near, self.camera.far
+        depth_mm = (1000.0 * far * near) / (far - (far - near) * zb)  # metric z, millimetres
+        depth_mm[zb >= 0.99999] = 0.0  # nothing hit
+        depth_mm = (depth_mm + 0.5).clip(0, 65535).astype(np.uint16)
+        # body id -> instance id through a lookup table (one pass over the image)
+        lut = self._lut
+        lut[:] = SEG_BACKGROUND
+        lut[self.table + 1] = SEG_TABLE
+        lut[self.arm.body + 1] = SEG_ROBOT
+        for k, o in enumerate(objects):
+            o["id"] = SEG_ROBOT + 1 + k
+            lut[o["body"] + 1] = o["id"]
+        body = np.asarray(seg, dtype=np.int32).reshape(H, W)
+        inst = lut[body + 1]
+        if "background" in rand:
+            # the far background (nothing hit) in one random colour
+            bg = (rng.uniform(0, 1, 3) * 255).astype(np.uint8)
+            rgb[body < 0] = bg
+        dist_coeffs = np.zeros(5)
+        if real:
+            rgb, depth_mm, inst = self._real_camera(rgb, depth_mm, inst, np.random.default_rng([cfg.seed, index, 1]))
+            dist_coeffs = np.array(cfg.dist_coeffs, dtype=np.float64)
+        label = self._label(index, q, qd, ee_state, objects, inst, dist_coeffs)
+        return Frame(rgb=rgb, depth_mm=depth_mm, seg=inst, label=label)
+
+    # -- the real style's camera
+    def _maps(self):
+        if self._distortion_maps is None:
+            W = H = self.cfg.size
+            K = self.camera.K
+            uu, vv = np.meshgrid(np.arange(W, dtype=np.float64), np.arange(H, dtype=np.float64))
+            pts = np.stack([uu.ravel(), vv.ravel()], 1).reshape(-1, 1, 2)
+            # for every pixel of the distorted output: where it comes from in the ideal render
+            und = cv2.undistortPoints(pts, K, np.array(self.cfg.dist_coeffs), P=K).reshape(H, W, 2)
+            self._distortion_maps = (und[..., 0].astype(np.float32), und[..., 1].astype(np.float32))
+        return self._distortion_maps
+
+    def _real_camera(self, rgb, depth_mm, inst, rng):
+        H, W = inst.shape
+        mx, my = self._maps()
+        rgb = cv2.remap(rgb, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        depth_mm = cv2.remap(depth_mm, mx, my, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        inst = cv2.remap(inst, mx, my, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        img = rgb.astype(np.float32) / 255.0
+        yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+        r2 = ((xx - (W - 1) / 2) ** 2 + (yy - (H - 1) / 2) ** 2) / (0.5 * (W**2 + H**2) / 2)
+        vignette = 1.0 - rng.uniform(0.25, 0.4) * r2
+        cx, cy = rng.uniform(0.2, 0.8) * W, rng.uniform(0.0, 0.5) * H  # a lamp: light falloff
+        falloff = 1.0 - rng.uniform(0.1, 0.25) * np.sqrt((xx - cx) ** 2 + (yy - cy) ** 2) / max(W, H)
+        cast = np.array([1.16, 1.06, 0.92]) * rng.uniform(0.95, 1.05, 3)  # warm sensor, auto-exposure gain
+        img = img * (vignette * falloff)[..., None] * cast[None, None, :].astype(np.float32)
+        img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.5, 0.9) * W / 128)
+        img = img + rng.normal(0, rng.uniform(0.01, 0.025), img.shape).astype(np.float32)
+        out = (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
+        quality = int(rng.integers(self.cfg.jpeg_quality[0], self.cfg.jpeg_quality[1] + 1))
+        ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        out = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+        return out, depth_mm, inst
+
+    # -- labels
+    def _label(self, index, q, qd, ee_state, objects, inst, dist_coeffs) -> dict:
+        cfg, cam = self.cfg, self.camera
+        W = H = cfg.size
+        T = cam.T_cam_world
+        K = cam.K
+        target = objects[0]
+
+        def pixel(p):
+            p_cam = (T @ np.r_[p, 1.0])[:3]
+            if p_cam[2] <= 0:
+                return None
+            img, _ = cv2.projectPoints(p_cam.reshape(1, 1, 3), np.zeros(3), np.zeros(3), K, dist_coeffs)
+            return img.reshape(2).tolist()
+
+        counts = np.bincount(inst.ravel(), minlength=SEG_ROBOT + 2 + len(objects))
+
+        def bbox(i):
+            if counts[i] == 0:
+                return [0, 0, 0, 0], 0
+            x, y, w, h = cv2.boundingRect((inst == i).astype(np.uint8))
+            return [int(x), int(y), int(w), int(h)], int(counts[i])
+
+        entries = []
+        base_pos, base_orn = pb.getBasePositionAndOrientation(self.arm.body, physicsClientId=self.cid)
+        box, area = bbox(SEG_ROBOT)
+        entries.append({"id": SEG_ROBOT, "name": "robot", "category": "robot", "category_id": 1, "is_target": False,
+                        "position": list(base_pos), "quaternion": list(base_orn), "bbox": box, "area": area,
+                        "color": None})
+        for o in objects:
+            box, area = bbox(o["id"])
+            entries.append({"id": o["id"], "name": o["name"], "category": o["category"],
+                            "category_id": 2 + o["class_id"], "is_target": o["is_target"],
+                            "position": [float(v) for v in o["position"]],
+                            "quaternion": [float(v) for v in o["quaternion"]], "bbox": box, "area": area,
+                            "color": [round(float(v), 4) for v in o["color"]]})
+        uv = pixel(np.array(target["position"]))
+        visible = uv is not None and -0.5 <= uv[0] <= W - 0.5 and -0.5 <= uv[1] <= H - 0.5 and entries[1]["area"] > 0
+        uv = uv if uv is not None else [float("nan"), float("nan")]
+        return {
+            "frame": int(index), "style": cfg.style, "width": W, "height": H,
+            "rgb": f"rgb/{index:06d}.png", "depth": f"depth/{index:06d}.png", "seg": f"seg/{index:06d}.png",
+            "K": K.tolist(), "T_cam_world": T.tolist(), "dist_coeffs": [float(v) for v in dist_coeffs],
+            "robot": cfg.robot, "joint_positions": [float(v) for v in q], "joint_velocities": [float(v) for v in qd],
+            "ee_pose": {"position": list(ee_state[4]), "quaternion": list(ee_state[5])},
+            "class_id": target["class_id"], "class_name": target["category"],
+            "target": {"position": [float(v) for v in target["position"]], "pixel": uv,
+                       "pixel_norm": [uv[0] / W, uv[1] / H], "visible": bool(visible)},
+            "objects": entries,
+        }
+
+
+# -- writing ------------------------------------------------------------------------------------------
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def _png(img: np.ndarray) -> bytes:
+    if img.ndim == 3:
+        img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+    # no PNG row filter and fast deflate: three times faster than OpenCV's default, files ~10 % larger
+    ok, buf = cv2.imencode(".png", img, [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_FILTER,
+                                         cv2.IMWRITE_PNG_FILTER_NONE])
+    if not ok:  # pragma: no cover
+        raise OSError("OpenCV could not encode a PNG")
+    return buf.tobytes()
+
+
+def label_bytes(label: dict) -> bytes:
+    return (json.dumps(label, separators=(",", ":")) + "\n").encode()  # key order is fixed by the code
+
+
+def _frame_files(i: int) -> list[str]:
+    return [f"rgb/{i:06d}.png", f"depth/{i:06d}.png", f"seg/{i:06d}.png", f"labels/{i:06d}.json"]
+
+
+def _annotations(label: dict, seg: np.ndarray) -> list[dict]:
+    """COCO annotations (without ids) of one frame: box, area and RLE mask of every visible instance."""
+    from pycocotools import mask as mask_utils
+
+    anns = []
+    for o in label["objects"]:
+        if o["area"] == 0:
+            continue
+        rle = mask_utils.encode(np.asfortranarray((seg == o["id"]).astype(np.uint8)))
+        rle["counts"] = rle["counts"].decode("ascii")
+        anns.append({"image_id": label["frame"], "category_id": o["category_id"], "bbox": o["bbox"],
+                     "area": int(o["area"]), "iscrowd": 0, "segmentation": rle,
+                     "attributes": {"name": o["name"], "is_target": o["is_target"]}})
+    return anns
+
+
+def write_frame(out: Path, frame: Frame) -> dict:
+    """Write one frame's three images, then its label: the commit marker, written atomically
+    (temporary name, then ``os.replace``). A frame counts only once its label exists.
+
+    Returns what the manifest and the COCO file need (checksums and annotations), computed
+    from the bytes in memory so that finishing a dataset does not read it back."""
+    i = frame.label["frame"]
+    blobs = [_png(frame.rgb), _png(frame.depth_mm), _png(frame.seg), label_bytes(frame.label)]
+    sums = {}
+    for k, (rel, data) in enumerate(zip(_frame_files(i), blobs)):
+        if k < 3:  # images: a frame without its label is regenerated whole, so a torn image never counts
+            with open(out / rel, "wb") as f:
+                f.write(data)
+        else:
+            _atomic_write(out / rel, data)
+        sums[rel] = hashlib.sha256(data).hexdigest()
+    return {"files": sums, "annotations": _annotations(frame.label, frame.seg), "label": frame.label}
+
+
+def _frame_record(out: Path, i: int) -> dict:
+    """`write_frame`'s record for a frame already on disk (a resumed run's earlier frames)."""
+    label = json.loads((out / "labels" / f"{i:06d}.json").read_text())
+    sums = {rel: _sha256(out / rel) for rel in _frame_files(i)}
+    return {"files": sums, "annotations": _annotations(label, _read_png(out / label["seg"])), "label": label}
+
+
+# -- generation: workers, shards, resume ----------------------------------------------------------
+_WORKER: dict = {}
+
+
+def _worker_init(cfg_dict: dict, out: str) -> None:
+    from robot_env._quiet import quiet_c_output
+
+    with quiet_c_output():
+        _WORKER["scene"] = Scene(DatasetConfig(**cfg_dict))
+    _WORKER["out"] = Path(out)
+
+
+def _worker_frames(indices: list[int]) -> dict[int, dict]:
+    scene, out = _WORKER["scene"], _WORKER["out"]
+    return {i: write_frame(out, scene.frame(i)) for i in indices}
+
+
+def shard_range(n: int, shard: tuple[int, int] | None) -> range:
+    """The frame indices of shard ``i`` of ``N``: contiguous, disjoint, covering ``range(n)``."""
+    if shard is None:
+        return range(n)
+    i, N = shard
+    if not (N >= 1 and 0 <= i < N):
+        raise DatasetError(f"--shard must be i/N with 0 <= i < N, got {i}/{N}.")
+    return range(i * n // N, (i + 1) * n // N)
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    try:
+        i, N = (int(t) for t in text.split("/"))
+    except ValueError:
+        raise DatasetError(f"--shard must look like i/N (for example 0/4), got {text!r}.") from None
+    shard_range(1, (i, N))  # validates
+    return i, N
+
+
+def _done(out: Path, i: int) -> bool:
+    return (out / "labels" / f"{i:06d}.json").exists()
+
+
+def _settings_file(out: Path) -> Path:
+    return out / ".armlab-settings.json"
+
+
+def generate(out: str | Path, cfg: DatasetConfig, workers: int = 1, shard: tuple[int, int] | None = None,
+             progress: bool = True, chunk: int = 8, finalize: bool = True, only: list[int] | None = None) -> dict:
+    """Write frames ``shard_range(cfg.n, shard)`` of the dataset into ``out`` and (with
+    ``finalize``) its COCO file and manifest. Returns the manifest.
+
+    Restarting with the same arguments after a kill regenerates only the missing frames;
+    restarting with *different* settings into the same folder is refused (no mixing).
+    """
+    cfg = cfg.validate()
+    out = Path(out)
+    if int(workers) < 1:
+        raise DatasetError(f"--workers must be at least 1, got {workers}.")
+    indices = list(shard_range(cfg.n, shard))
+    for sub in ("rgb", "depth", "seg", "labels"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    settings = {"settings": cfg.settings(), "shard": list(shard) if shard else None}
+    sfile = _settings_file(out)
+    if sfile.exists():
+        previous = json.loads(sfile.read_text())
+        if previous != settings:
+            raise DatasetError(
+                f"{out} already holds a dataset made with other settings; choose a new --out or delete that folder."
+            )
+    else:
+        _atomic_write(sfile, json.dumps(settings, sort_keys=True).encode())
+    for sub in ("rgb", "depth", "seg", "labels"):  # partial writes of a killed run
+        for stale in (out / sub).glob(".*.tmp"):
+            stale.unlink(missing_ok=True)
+    todo = [i for i in indices if not _done(out, i)] if only is None else list(only)
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(indices), initial=len(indices) - len(todo), desc=f"dataset {cfg.style}", unit="frame",
+               disable=not progress)
+    t0 = time.perf_counter()
+    records: dict[int, dict] = {}
+    if todo:
+        chunks = [todo[k:k + chunk] for k in range(0, len(todo), chunk)]
+        if workers == 1:
+            _worker_init(asdict(cfg), str(out))
+            try:
+                for ch in chunks:
+                    records.update(_worker_frames(ch))
+                    bar.update(len(ch))
+            finally:
+                _WORKER.pop("scene").close()
+        else:
+            import multiprocessing as mp
+
+            # fork is cheap and safe here (workers create their own PyBullet clients and use no
+            # threads of the parent); spawn where fork does not exist
+            ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+            with ctx.Pool(int(workers), initializer=_worker_init,
+                          initargs=(asdict(cfg), str(out))) as pool:
+                for done in pool.imap_unordered(_worker_frames, chunks):
+                    records.update(done)
+                    bar.update(len(done))
+    bar.close()
+    render_s = time.perf_counter() - t0
+    manifest = finalize_dataset(out, cfg, indices, shard=shard, records=records) if finalize else {}
+    manifest_timing = {"frames_rendered": len(todo), "render_seconds": render_s}
+    return {**manifest, "_timing": manifest_timing}
+
+
+def generate_ray(out: str | Path, cfg: DatasetConfig, workers: int = 2, shard: tuple[int, int] | None = None,
+                 chunk: int = 32, address: str | None = None) -> dict:
+    """`generate` on a Ray cluster: one Ray actor per worker renders chunks of frames into
+    ``out`` (a folder every node can write: a shared filesystem). Frames depend only on
+    ``(seed, i)``, so the files are identical to a local run. ``address`` is passed to
+    ``ray.init`` (``None``: start or join a local cluster; ``"auto"``: the running cluster)."""
+    try:
+        import ray
+    except ImportError:
+        raise DatasetError("the Ray backend needs Ray: pip install 'armlab[distributed]'.") from None
+    cfg = cfg.validate()
+    out = Path(out)
+    # the folder, settings check and resume bookkeeping are the local path's, with no frames to render
+    pending = [i for i in shard_range(cfg.n, shard) if not _done(out, i)]
+    generate(out, cfg, workers=1, shard=shard, progress=False, finalize=False, only=[])
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=address, num_cpus=None if address else workers, include_dashboard=False,
+                 log_to_driver=False, configure_logging=False)
+    try:
+        @ray.remote(num_cpus=1)
+        class Renderer:
+            def __init__(self, cfg_dict, out_dir):
+                _worker_init(cfg_dict, out_dir)
+
+            def render(self, indices):
+                return _worker_frames(indices)
+
+        actors = [Renderer.remote(asdict(cfg), str(out.resolve())) for _ in range(max(1, int(workers)))]
+        chunks = [pending[k:k + chunk] for k in range(0, len(pending), chunk)]
+        t0 = time.perf_counter()
+        records: dict[int, dict] = {}
+        for done in ray.get([actors[k % len(actors)].render.remote(ch) for k, ch in enumerate(chunks)]):
+            records.update(done)
+        render_s = time.perf_counter() - t0
+    finally:
+        if started:
+            ray.shutdown()
+    manifest = finalize_dataset(out, cfg, list(shard_range(cfg.n, shard)), shard=shard, records=records)
+    return {**manifest, "_timing": {"frames_rendered": len(pending), "render_seconds": render_s}}
+
+
+# -- COCO, manifest, merge, verify ------------------------------------------------------------------
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _read_png(path: Path, flags=cv2.IMREAD_UNCHANGED) -> np.ndarray:
+    img = cv2.imread(str(path), flags)
+    if img is None:
+        raise DatasetError(f"cannot read image {path}: missing or corrupt.")
+    return img
+
+
+def _coco(images: list[dict], annotations: list[dict]) -> dict:
+    return {"info": {"description": "armlab synthetic camera dataset", "version": str(FORMAT_VERSION)},
+            "images": images,
+            "annotations": [{"id": k + 1, **a} for k, a in enumerate(annotations)],
+            "categories": [{"id": k + 1, "name": n, "supercategory": "object" if k else "robot"}
+                           for k, n in enumerate(CATEGORIES)]}
+
+
+def _version() -> str:
+    from robot_env import __version__
+
+    return __version__
+
+
+def finalize_dataset(out: Path, cfg: DatasetConfig, indices, shard=None, records: dict | None = None) -> dict:
+    """Write ``instances.json`` and ``manifest.json`` for the frames ``indices`` in ``out``.
+
+    ``records`` (frame -> `write_frame`'s return) saves reading back frames written in this
+    process; frames not in it are read from disk."""
+    out = Path(out)
+    indices = list(indices)
+    missing = [i for i in indices if not _done(out, i)]
+    if missing:
+        raise DatasetError(f"{out} is missing {len(missing)} frames (first: {missing[0]}); rerun generate to finish.")
+    records = records or {}
+    files, images, annotations, labels = {}, [], [], []
+    for i in indices:
+        rec = records[i] if i in records else _frame_record(out, i)
+        files.update(rec["files"])
+        lab = rec["label"]
+        labels.append(lab)
+        images.append({"id": i, "file_name": lab["rgb"], "width": lab["width"], "height": lab["height"]})
+        annotations.extend(rec["annotations"])
+    coco = json.dumps(_coco(images, annotations), separators=(",", ":")).encode()
+    _atomic_write(out / "instances.json", coco)
+    files["instances.json"] = hashlib.sha256(coco).hexdigest()
+    manifest = {
+        "format": "armlab-dataset", "format_version": FORMAT_VERSION,
+        "generator": "armlab.robot_env.dataset", "version": _version(),
+        "seed": cfg.seed, "style": cfg.style, "size": cfg.size, "n": cfg.n,
+        "frames": [int(indices[0]), int(indices[-1]) + 1] if len(indices) else [0, 0],
+        "shard": list(shard) if shard else None,
+        "settings": cfg.settings(),
+        "classes": list(CLASSES),
+        "categories": [{"id": k + 1, "name": n} for k, n in enumerate(CATEGORIES)],
+        "counts": {"frames": len(indices), "files": len(files),
+                   "annotations": sum(1 for lab in labels for o in lab["objects"] if o["area"] > 0)},
+        "files": files,
+    }
+    _atomic_write(out / "manifest.json", (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
+    return manifest
+
+
+def load_manifest(root: str | Path) -> dict:
+    root = Path(root)
+    path = root / "manifest.json"
+    if not root.is_dir():
+        raise DatasetError(f"no dataset folder at {root}.")
+    if not path.exists():
+        raise DatasetError(
+            f"{root} is not a finished armlab dataset: no manifest.json (run `armlab dataset generate`)."
+        )
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise DatasetError(f"{path} is not valid JSON ({e.msg} at line {e.lineno}).") from None
+    if manifest.get("format") != "armlab-dataset":
+        raise DatasetError(f"{path} is not an armlab dataset manifest.")
+    return manifest
+
+
+def merge(shards: list[str | Path], out: str | Path, progress: bool = True) -> dict:
+    """Join shard folders written with ``--shard i/N`` into one dataset at ``out``.
+
+    The shards must share every setting, and together cover all frames exactly once.
+    Files are hard-linked when possible (copied otherwise); the shards are left intact.
+    """
+    out = Path(out)
+    manifests = [load_manifest(s) for s in shards]
+    first = manifests[0]
+    for s, m in zip(shards, manifests):
+        if m["settings"] != first["settings"]:
+            raise DatasetError(f"shard {s} was generated with other settings than {shards[0]}.")
+    covered = sorted((m["frames"][0], m["frames"][1], s) for m, s in zip(manifests, shards))
+    pos = 0
+    for lo, hi, s in covered:
+        if lo != pos:
+            what = "overlaps" if lo < pos else "leaves a gap before"
+            raise DatasetError(f"shard {s} {what} frame {min(lo, pos)}; shards must cover 0..{first['n'] - 1} once.")
+        pos = hi
+    if pos != first["n"]:
+        raise DatasetError(f"the shards cover frames 0..{pos - 1} of {first['n']}; some shards are missing.")
+    for sub in ("rgb", "depth", "seg", "labels"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    from tqdm.auto import tqdm
+
+    for s, m in zip(shards, manifests):
+        for rel in tqdm([r for r in m["files"] if r != "instances.json"], desc=f"merge {Path(s).name}",
+                        disable=not progress):
+            src, dst = Path(s) / rel, out / rel
+            if dst.exists():
+                continue
+            tmp = dst.with_name(f".{dst.name}.tmp")
+            try:
+                os.link(src, tmp)
+            except OSError:
+                shutil.copyfile(src, tmp)
+            os.replace(tmp, dst)
+    cfg = DatasetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in first["settings"].items()})
+    settings = {"settings": cfg.settings(), "shard": None}
+    _atomic_write(_settings_file(out), json.dumps(settings, sort_keys=True).encode())
+    return finalize_dataset(out, cfg, range(first["n"]))
+
+
+def verify(root: str | Path) -> list[str]:
+    """Check a dataset folder: every manifest file present with its checksum, no frame
+    missing, labels consistent with the images (sizes, boxes from the segmentation, the
+    target's class and visibility). Returns a list of problems, empty when all is well."""
+    root = Path(root)
+    manifest = load_manifest(root)
+    problems: list[str] = []
+    for rel, digest in manifest["files"].items():
+        path = root / rel
+        if not path.exists():
+            problems.append(f"{rel} is missing")
+        elif _sha256(path) != digest:
+            problems.append(f"{rel} does not match its checksum")
+    lo, hi = manifest.get("frames", [0, manifest["n"]])
+    if manifest["counts"]["frames"] != hi - lo:
+        problems.append(f"manifest counts {manifest['counts']['frames']} frames for the range {lo}..{hi - 1}")
+    size = manifest["size"]
+    for i in range(lo, hi):
+        rel = f"labels/{i:06d}.json"
+        if rel not in manifest["files"]:
+            problems.append(f"frame {i} is not in the manifest")
+            continue
+        if not (root / rel).exists():
+            continue
+        try:
+            lab = json.loads((root / rel).read_text())
+        except json.JSONDecodeError:
+            problems.append(f"{rel} is not valid JSON")
+            continue
+        if lab.get("frame") != i or lab.get("width") != size or lab.get("height") != size:
+            problems.append(f"{rel}: frame number or size disagrees with the manifest")
+        if lab.get("class_name") != CLASSES[lab.get("class_id", 0)]:
+            problems.append(f"{rel}: class_id and class_name disagree")
+        rgb = cv2.imread(str(root / lab["rgb"]), cv2.IMREAD_UNCHANGED)
+        seg = cv2.imread(str(root / lab["seg"]), cv2.IMREAD_UNCHANGED)
+        depth = cv2.imread(str(root / lab["depth"]), cv2.IMREAD_UNCHANGED)
+        if rgb is None or seg is None or depth is None:
+            problems.append(f"frame {i}: an image cannot be read")
+            continue
+        if rgb.shape != (size, size, 3) or seg.shape != (size, size) or depth.shape != (size, size):
+            problems.append(f"frame {i}: image shapes {rgb.shape}, {seg.shape}, {depth.shape} are not {size}x{size}")
+        if seg.dtype != np.uint16 or depth.dtype != np.uint16:
+            problems.append(f"frame {i}: depth and segmentation must be uint16 PNGs")
+        for o in lab["objects"]:
+            ys, xs = np.nonzero(seg == o["id"])
+            box = [0, 0, 0, 0] if len(xs) == 0 else [int(xs.min()), int(ys.min()), int(np.ptp(xs) + 1),
+                                                      int(np.ptp(ys) + 1)]
+            if box != o["bbox"] or len(xs) != o["area"]:
+                problems.append(f"frame {i}: the box or area of {o['name']} disagrees with the segmentation")
+    coco = root / "instances.json"
+    if coco.exists():
+        try:
+            data = json.loads(coco.read_text())
+            if len(data["images"]) != hi - lo:
+                problems.append(f"instances.json lists {len(data['images'])} images, expected {hi - lo}")
+        except (json.JSONDecodeError, KeyError):
+            problems.append("instances.json is not a valid COCO file")
+    return problems

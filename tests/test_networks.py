@@ -1,0 +1,156 @@
+"""generative.networks: shapes, conditioning, normalisation layers, receptive fields and FLOP counts."""
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from generative.networks import (
+    DCGANDiscriminator,
+    DCGANGenerator,
+    PatchDiscriminator,
+    ResnetGenerator,
+    choose_n_layers,
+    count_params,
+    flops_per_image,
+    init_weights,
+    patch_receptive_field,
+    receptive_field,
+)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread (and much faster than two on a busy 2-core machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("size", [32, 64, 128])
+@pytest.mark.parametrize("conditional", [False, True])
+def test_dcgan_shapes(size, conditional):
+    torch.manual_seed(0)
+    kw = {"n_classes": 4, "cond_dim": 2} if conditional else {}
+    g = DCGANGenerator(z_dim=16, size=size, channels=3, base=4, **kw)
+    d = DCGANDiscriminator(size=size, channels=3, base=4, **kw)
+    cond = {"y": torch.tensor([0, 3, 1]), "c": torch.rand(3, 2)} if conditional else {}
+    x = g(torch.randn(3, 16), **cond)
+    assert x.shape == (3, 3, size, size)
+    assert x.min() >= -1 and x.max() <= 1  # tanh output
+    assert d(x, **cond).shape == (3,)
+
+
+def test_dcgan_rejects_bad_sizes_and_missing_conditions():
+    for size in (48, 100, 4):
+        with pytest.raises(ValueError, match="power of two"):
+            DCGANGenerator(size=size)
+        with pytest.raises(ValueError, match="power of two"):
+            DCGANDiscriminator(size=size)
+    g = DCGANGenerator(z_dim=8, size=32, base=4, n_classes=3)
+    with pytest.raises(ValueError, match="conditional"):
+        g(torch.randn(2, 8))
+    with pytest.raises(ValueError, match="not conditional"):
+        g(torch.randn(2, 8), torch.zeros(2, dtype=torch.long), torch.rand(2, 2))
+
+
+def test_discriminator_spectral_norm_and_batch_norm_variants():
+    d = DCGANDiscriminator(size=32, base=4, n_classes=3, cond_dim=2)
+    weighted = [m for m in d.modules() if isinstance(m, (nn.Conv2d, nn.Linear, nn.Embedding))]
+    assert weighted and all(parametrize.is_parametrized(m, "weight") for m in weighted)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in d.modules())
+    # the spectral norm of each normalised weight matrix is ~1
+    conv = weighted[1]
+    sigma = torch.linalg.matrix_norm(conv.weight.detach().flatten(1), ord=2)
+    assert sigma == pytest.approx(1.0, abs=0.05)
+    plain = DCGANDiscriminator(size=32, base=4, spectral=False)
+    assert not any(parametrize.is_parametrized(m) for m in plain.modules())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in plain.modules())
+
+
+def test_projection_discriminator_depends_on_the_condition():
+    torch.manual_seed(0)
+    d = DCGANDiscriminator(size=32, base=4, n_classes=5, cond_dim=2).eval()
+    x = torch.randn(1, 3, 32, 32).repeat(5, 1, 1, 1)
+    c = torch.full((5, 2), 0.5)
+    with torch.no_grad():
+        by_class = d(x, torch.arange(5), c)
+        by_target = d(x[:2], torch.zeros(2, dtype=torch.long), torch.tensor([[0.1, 0.1], [0.9, 0.8]]))
+    assert by_class.unique().numel() == 5
+    assert by_target[0] != by_target[1]
+
+
+def test_conditional_generator_output_depends_on_the_condition():
+    torch.manual_seed(0)
+    g = DCGANGenerator(z_dim=8, size=32, base=4, n_classes=3, cond_dim=2).eval()
+    z = torch.randn(1, 8).repeat(2, 1)
+    with torch.no_grad():
+        a = g(z, torch.tensor([0, 2]), torch.full((2, 2), 0.5))
+        b = g(z, torch.tensor([0, 0]), torch.tensor([[0.5, 0.5], [0.1, 0.9]]))
+    assert not torch.allclose(a[0], a[1])
+    assert not torch.allclose(b[0], b[1])
+
+
+@pytest.mark.parametrize("n_blocks", [6, 9])
+def test_resnet_generator_preserves_size(n_blocks):
+    g = ResnetGenerator(in_ch=3, out_ch=3, base=4, n_blocks=n_blocks)
+    x = torch.randn(2, 3, 32, 24)
+    y = g(x)
+    assert y.shape == x.shape and y.abs().max() <= 1
+    assert sum(isinstance(m, nn.InstanceNorm2d) for m in g.modules()) == 2 * n_blocks + 5
+    assert any(isinstance(m, nn.ReflectionPad2d) for m in g.modules())
+    assert sum(isinstance(m, nn.Conv2d) and m.stride == (2, 2) for m in g.modules()) == 2
+    assert sum(isinstance(m, nn.ConvTranspose2d) for m in g.modules()) == 2
+    with pytest.raises(ValueError, match="multiples of 4"):
+        g(torch.randn(1, 3, 30, 32))
+
+
+def test_patchgan_receptive_field_and_depth_choice():
+    assert patch_receptive_field(3) == 70
+    assert [patch_receptive_field(n) for n in (1, 2, 4)] == [16, 34, 142]
+    assert choose_n_layers(64) == 2 and patch_receptive_field(2) < 64 <= patch_receptive_field(3)
+    assert choose_n_layers(128) == 3 and choose_n_layers(256) == 4
+    d = PatchDiscriminator(in_ch=3, base=4, n_layers=3)
+    assert d(torch.randn(2, 3, 64, 64)).shape == (2, 1, 6, 6)
+    assert any(isinstance(m, nn.InstanceNorm2d) for m in d.modules())
+
+
+def test_patchgan_receptive_field_matches_gradient_support():
+    """With the (globally coupling) instance norms removed, one output logit's gradient covers exactly 70x70 px."""
+    torch.manual_seed(0)
+    d = PatchDiscriminator(in_ch=1, base=2, n_layers=3)
+    for i, m in enumerate(d.net):
+        if isinstance(m, nn.InstanceNorm2d):
+            d.net[i] = nn.Identity()
+    x = torch.randn(1, 1, 160, 160, requires_grad=True)
+    out = d(x)
+    out[0, 0, out.shape[2] // 2, out.shape[3] // 2].backward()
+    rows = (x.grad[0, 0].abs() > 0).any(1).nonzero()
+    cols = (x.grad[0, 0].abs() > 0).any(0).nonzero()
+    assert rows.max() - rows.min() + 1 == 70 == receptive_field(d)
+    assert cols.max() - cols.min() + 1 == 70
+
+
+def test_flops_of_known_layers():
+    conv = nn.Conv2d(3, 8, 3, padding=1)
+    assert flops_per_image(conv, (3, 16, 16)) == 2 * (8 * 16 * 16) * (3 * 3 * 3)
+    deconv = nn.ConvTranspose2d(4, 2, 4, stride=2, padding=1)
+    assert flops_per_image(deconv, (4, 8, 8)) == 2 * (4 * 8 * 8) * (2 * 4 * 4)
+    assert flops_per_image(nn.Linear(10, 5), (10,)) == 2 * 50
+    g = DCGANGenerator(z_dim=8, size=32, base=4, n_classes=2)
+    g.train()
+    flops = flops_per_image(g, (8,), y=torch.zeros(1, dtype=torch.long))
+    assert flops > 0 and g.training  # mode restored
+
+
+def test_init_and_param_count():
+    lin = nn.Linear(100, 100)
+    init_weights(lin, gain=0.02)
+    assert lin.weight.std().item() == pytest.approx(0.02, rel=0.1) and lin.bias.abs().sum() == 0
+    assert count_params(lin) == 100 * 100 + 100
+    d = DCGANDiscriminator(size=32, base=4)
+    before = [p.clone() for p in d.parameters()]
+    init_weights(d)
+    assert any(not torch.equal(a, b) for a, b in zip(before, d.parameters()))
+    assert count_params(d) == sum(p.numel() for p in d.parameters())
