@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.armlab-installed
 
-.PHONY: install demo test test-all lint format bench clean
+.PHONY: install demo test test-all test-browser lint format bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ test: $(STAMP)  ## the test suite without `slow` tests (a few minutes on 2 cores
 
 test-all: $(STAMP)  ## every test, `slow` ones included
 	$(BIN)/python -m pytest -m ""
+
+test-browser: $(STAMP)  ## the demo's report.html in headless Chromium (apt-get install chromium)
+	$(BIN)/python -m pytest -m slow tests/test_report_browser.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

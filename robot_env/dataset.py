@@ -349,6 +349,27 @@ class Scene:
         label = self._label(index, q, qd, ee_state, objects, inst, dist_coeffs)
         return Frame(rgb=rgb, depth_mm=depth_mm, seg=inst, label=label)
 
+    def sweep(self, index: int, n_frames: int = 48) -> list[np.ndarray]:
+        """RGB frames of frame ``index``'s scene while the arm moves smoothly to another
+        configuration (the scene, light, camera and style effects stay those of the frame):
+        a short "rollout" in the dataset's look, for translation videos."""
+        self.frame(index)
+        q0, _ = self.arm.joint_state()
+        q1, _ = self._sample_arm(np.random.default_rng([self.cfg.seed, index, 2]))
+        args = dict(self.render_args)
+        W = H = self.cfg.size
+        frames = []
+        for k in range(n_frames):
+            s = 0.5 - 0.5 * math.cos(math.pi * k / max(1, n_frames - 1))  # ease in and out
+            self.arm.reset_joints(q0 + s * (q1 - q0))
+            rgb = np.asarray(pb.getCameraImage(**args)[2], dtype=np.uint8).reshape(H, W, 4)[:, :, :3].copy()
+            if self.cfg.style == "real":
+                inst = np.zeros((H, W), np.uint16)
+                rgb = self._real_camera(rgb, np.zeros((H, W), np.uint16), inst,
+                                        np.random.default_rng([self.cfg.seed, index, 1]))[0]
+            frames.append(rgb)
+        return frames
+
     # -- the real style's camera
     def _maps(self):
         if self._distortion_maps is None:

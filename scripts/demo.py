@@ -1,22 +1,31 @@
-"""The main job: the lecture's reaching problem end to end, in a few minutes on a laptop CPU.
+"""The main job: everything armlab is for, at a small scale, in one reported run.
 
-1. builds all six envs and checks each with Gymnasium's env checker;
-2. runs CMA-ES ("try hundreds of x") on one context of each open-loop stage, beside
-   random search, and prints a table (stage, best y, evaluations, wall time);
-3. draws the arm2 ``fixed`` stage's landscape y(x) over the whole 2-D signal space with
-   the CMA-ES search path on it, and the best-y-so-far curves (``landscape.png``);
-4. on the ``velocity`` stage, compares the zero signal, CMA-ES per context, regression from
-   optimized examples and a short SAC training on the same held-out contexts;
-5. records the trained SAC policy from two cameras (``sac_rollout.webm``).
+Stages (each prints a one-line result; a finished stage is reused when the demo runs again
+with the same settings — its outputs are recorded in ``OUT/stages/NAME.json``):
 
-Everything lands in ``--out`` (default ``runs/demo``): the plot, the video, the SAC run
-(``rl/``), ``results.json`` and ``summary.md``.
+1. envs        build the six reach envs and check each with Gymnasium's env checker;
+2. cmaes       CMA-ES ("try hundreds of x") on one context of each open-loop stage beside
+               random search, and the arm2 landscape y(x) with the search path (landscape.png);
+3. comparison  the lecture's comparison on the velocity stage: zero signal, CMA-ES per
+               context, regression from optimized examples and a short SAC training on the
+               same held-out contexts (table and comparison.png);
+4. video       the trained SAC policy from two cameras (sac_rollout.webm);
+5. dataset     a small synthetic camera dataset in sim and real styles (data/sim, data/real)
+               and a sample sheet with the labels drawn (dataset_samples.png);
+6. cyclegan    a short CycleGAN sim-to-real run, a translation sheet and a side-by-side
+               sim/translated rollout video (cyclegan_rollout.webm);
+7. generate    a short conditional GAN and a short class-conditional diffusion run, and
+               their samples per class (gan_samples.png, diffusion_samples.png);
+8. report      report.html: one self-contained page with all of the above.
+
+``--quick`` shrinks every budget (about two minutes); ``--fresh`` reruns every stage.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -161,74 +170,235 @@ def _video(rl_dir: Path, path: Path, seed: int) -> None:
         env.close()
 
 
+def _comparison_plot(rows: list[dict], path: Path, decisions: int = 200) -> None:
+    """Median final distance against total simulated episodes for ``decisions`` decisions."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for r in rows:
+        total = max(1.0, r["training_episodes"] + r["episodes_per_decision"] * decisions)
+        ax.loglog(total, max(r["median_y"], 1e-4), "o", ms=8, label=r["controller"])
+    ax.axhline(0.02, color="k", ls="--", lw=0.8, label="2 cm")
+    ax.set(xlabel=f"simulated episodes for {decisions} decisions (training + deployment)",
+           ylabel="median final distance y (m)", title="velocity stage: what each controller costs")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    _save_fig(fig, path)
+
+
+def _save_fig(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def _write_png(path: Path, rgb: np.ndarray) -> None:
+    import cv2
+
+    tmp = path.with_suffix(".tmp.png")
+    if not cv2.imwrite(str(tmp), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
+        raise OSError(f"could not write {path}")
+    tmp.replace(path)
+
+
+def _label_sheet(sim: Path, real: Path, frames: list[int], scale: int = 3) -> np.ndarray:
+    """Sim (top row) and real-style (bottom row) frames with their labels drawn: COCO boxes
+    (target red, others white) and the target's labelled pixel (green ring)."""
+    import cv2
+
+    rows = []
+    for root in (sim, real):
+        tiles = []
+        for i in frames:
+            lab = json.loads((root / "labels" / f"{i:06d}.json").read_text())
+            img = cv2.cvtColor(cv2.imread(str(root / lab["rgb"])), cv2.COLOR_BGR2RGB)
+            img = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+            for o in lab["objects"]:
+                if o["area"] == 0 or o["category"] == "robot":
+                    continue
+                x, y, w, h = (v * scale for v in o["bbox"])
+                color = (230, 40, 40) if o["is_target"] else (255, 255, 255)
+                cv2.rectangle(img, (x, y), (x + w - 1, y + h - 1), color, 1)
+            u, v = (c * scale + (scale - 1) / 2 for c in lab["target"]["pixel"])
+            if np.isfinite(u) and np.isfinite(v):
+                cv2.circle(img, (int(round(u)), int(round(v))), 2 * scale, (40, 230, 40), 1, cv2.LINE_AA)
+            cv2.putText(img, lab["class_name"], (3, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1,
+                        cv2.LINE_AA)
+            tiles.append(img)
+        rows.append(np.concatenate(tiles, axis=1))
+    return np.concatenate(rows, axis=0)
+
+
+# -- stages ---------------------------------------------------------------------------------------
+class Demo:
+    """The run folder, the settings, and the bookkeeping that lets finished stages be reused."""
+
+    def __init__(self, out: Path, settings: dict, progress: bool, fresh: bool) -> None:
+        self.out, self.settings, self.progress = out, settings, progress
+        self.reused: list[str] = []
+        self.stage_dir = out / "stages"
+        self.stage_dir.mkdir(parents=True, exist_ok=True)
+        if fresh:
+            for f in self.stage_dir.glob("*.json"):
+                f.unlink()
+
+    def record(self, name: str) -> dict | None:
+        path = self.stage_dir / f"{name}.json"
+        if not path.exists():
+            return None
+        try:
+            rec = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            return None
+        if rec.get("settings") != self.settings.get(name):
+            return None
+        if not all((self.out / f).exists() for f in rec.get("files", [])):
+            return None
+        return rec
+
+    def run(self, k: int, n: int, name: str, fn) -> dict:
+        from armlab_scripts._common import atomic_write_text
+
+        rec = self.record(name)
+        if rec is not None:
+            print(f"[{k}/{n}] {name}: reused ({rec['line']})")
+            self.reused.append(name)
+            return rec
+        t0 = time.perf_counter()
+        result = fn()
+        rec = {"settings": self.settings.get(name), "wall_s": time.perf_counter() - t0, **result}
+        atomic_write_text(self.stage_dir / f"{name}.json", json.dumps(rec, indent=1, default=float))
+        print(f"[{k}/{n}] {name}: {rec['line']} ({rec['wall_s']:.0f} s)")
+        return rec
+
+
+def stage_envs(demo: Demo) -> dict:
+    envs = _check_envs(demo.progress)
+    return {"line": f"built and checked {len(envs)} envs", "envs": envs, "files": []}
+
+
+def stage_cmaes(demo: Demo) -> dict:
+    s = demo.settings["cmaes"]
+    searches = [_search(stage, s["budget"], s["seed"]) for stage in tqdm(
+        ("fixed", "velocity", "state"), desc="CMA-ES per stage", disable=not demo.progress)]
+    table = ["| stage | CMA-ES best y | random best y | zero-signal y | evaluations | wall time |",
+             "|---|---|---|---|---|---|"]
+    for r in searches:
+        es, rs = r["cmaes"], r["random"]
+        table.append(f"| {r['stage']} | {_fmt_m(es.y)} | {_fmt_m(rs.y)} | {_fmt_m(r['zero_y'])} "
+                     f"| {es.evaluations} | {es.wall_time:.2f} s |")
+    xs, y = _landscape(s["grid"], demo.progress)
+    _plot(demo.out / "landscape.png", xs, y, searches[0])
+    rows = [{"stage": r["stage"], "cmaes_y": r["cmaes"].y, "cmaes_x": r["cmaes"].x.tolist(),
+             "evaluations": r["cmaes"].evaluations, "wall_s": r["cmaes"].wall_time, "random_y": r["random"].y,
+             "zero_y": r["zero_y"]} for r in searches]
+    worst = max(r["cmaes_y"] for r in rows)
+    return {"line": f"CMA-ES reaches every stage's target to within {_fmt_m(worst)}; landscape.png",
+            "table": "\n".join(table), "searches": rows,
+            "landscape": {"grid": s["grid"], "min_y": float(y.min()), "share_below_1cm": float(np.mean(y < 0.01))},
+            "files": ["landscape.png"]}
+
+
+def stage_comparison(demo: Demo) -> dict:
+    s = demo.settings["comparison"]
+    table, rows = _learn_the_mapping(demo.out, s["rl_steps"], s["contexts"], s["seed"], demo.progress)
+    _comparison_plot(rows, demo.out / "comparison.png")
+    sac = rows[-1]
+    return {"line": f"SAC after {s['rl_steps']:,} steps: median y {_fmt_m(sac['median_y'])}, "
+                    f"{sac['success_2cm']:.0%} within 2 cm on {s['contexts']} held-out contexts",
+            "table": table, "rows": rows, "files": ["comparison.png", "rl"]}
+
+
+def stage_video(demo: Demo) -> dict:
+    video = demo.out / "sac_rollout.webm"
+    _video(demo.out / "rl", video, demo.settings["video"]["seed"])
+    return {"line": f"{video.name}, 3 episodes from the front and top cameras", "files": [video.name]}
+
+
+def stage_dataset(demo: Demo) -> dict:
+    from robot_env.dataset import DatasetConfig, DatasetError, generate
+
+    s = demo.settings["dataset"]
+    counts = {}
+    for style in ("sim", "real"):
+        root = demo.out / "data" / style
+        cfg = DatasetConfig(n=s["n"], size=s["size"], seed=s["seed"], style=style)
+        try:  # resumes an interrupted generation, re-finishes a finished one
+            manifest = generate(root, cfg, workers=s["workers"], progress=demo.progress)
+        except DatasetError:  # made with other settings by an earlier demo: start over
+            shutil.rmtree(root)
+            manifest = generate(root, cfg, workers=s["workers"], progress=demo.progress)
+        counts[style] = manifest["counts"]
+    _write_png(demo.out / "dataset_samples.png",
+               _label_sheet(demo.out / "data" / "sim", demo.out / "data" / "real", list(range(6))))
+    return {"line": f"{s['n']} frames each in sim and real styles at {s['size']} px, "
+                    f"{counts['sim']['annotations']} COCO annotations per style; dataset_samples.png",
+            "counts": counts, "files": ["data/sim/manifest.json", "data/real/manifest.json", "dataset_samples.png"]}
+
+
+STAGES = [("envs", stage_envs), ("cmaes", stage_cmaes), ("comparison", stage_comparison), ("video", stage_video),
+          ("dataset", stage_dataset)]
+
+
+def settings_for(args: argparse.Namespace) -> dict:
+    q = args.quick
+    seed = args.seed
+    return {
+        "envs": {},
+        "cmaes": {"budget": args.budget or (300 if q else 600), "grid": args.grid or (41 if q else 81), "seed": seed},
+        "comparison": {"rl_steps": args.rl_steps or (600 if q else 3000), "contexts": 20 if q else 50, "seed": seed},
+        "video": {"seed": seed, "rl_steps": args.rl_steps or (600 if q else 3000)},
+        "dataset": {"n": 96 if q else 600, "size": 64, "seed": seed, "workers": 2},
+    }
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default="runs/demo", help="output folder (created if needed)")
-    p.add_argument("--quick", action="store_true", help="smaller grid and budgets (about a minute)")
+    p.add_argument("--out", default="runs/demo", help="output folder (created if needed; finished stages are reused)")
+    p.add_argument("--quick", action="store_true", help="small budgets everywhere (about two minutes)")
+    p.add_argument("--fresh", action="store_true", help="rerun every stage instead of reusing finished ones")
     p.add_argument("--budget", type=int, default=None, help="evaluations per search (default 600, quick 300)")
     p.add_argument("--grid", type=int, default=None, help="landscape resolution per axis (default 81, quick 41)")
     p.add_argument("--rl-steps", type=int, default=None, help="SAC training steps (default 3000, quick 600)")
-    p.add_argument("--seed", type=int, default=0, help="context and optimizer seed")
+    p.add_argument("--seed", type=int, default=0, help="seed of every stage")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object on the last line")
 
 
 def run(args: argparse.Namespace) -> int:
     from armlab_scripts._common import UsageError, atomic_write_text, emit_json
+    from armlab_scripts.report import write_report
 
-    budget = args.budget or (300 if args.quick else 600)
-    grid = args.grid or (41 if args.quick else 81)
-    rl_steps = args.rl_steps or (600 if args.quick else 3000)
-    contexts = 20 if args.quick else 50
-    if budget < 10 or grid < 5 or rl_steps < 100:
+    if (args.budget is not None and args.budget < 10) or (args.grid is not None and args.grid < 5) or (
+            args.rl_steps is not None and args.rl_steps < 100):
         raise UsageError("--budget must be >= 10, --grid >= 5 and --rl-steps >= 100.")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} exists and is not a folder.")
     out.mkdir(parents=True, exist_ok=True)
-    progress = not args.no_progress
+    settings = settings_for(args)
+    demo = Demo(out, settings, progress=not args.no_progress, fresh=args.fresh)
     t0 = time.perf_counter()
-
-    envs = _check_envs(progress)
-    print(f"[1/5] built and checked {len(envs)} envs: " + ", ".join(e["id"].split("/")[1] for e in envs))
-
-    searches = [_search(stage, budget, args.seed) for stage in tqdm(("fixed", "velocity", "state"),
-                                                                   desc="CMA-ES per stage", disable=not progress)]
-    table = ["| stage | CMA-ES best y | random best y | zero-signal y | evaluations | wall time |",
-             "|---|---|---|---|---|---|"]
-    for s in searches:
-        es, rs = s["cmaes"], s["random"]
-        table.append(f"| {s['stage']} | {_fmt_m(es.y)} | {_fmt_m(rs.y)} | {_fmt_m(s['zero_y'])} "
-                     f"| {es.evaluations} | {es.wall_time:.2f} s |")
-    print("[2/5] CMA-ES on one context per stage (arm2, open loop):")
-    print("\n".join(table))
-
-    xs, y = _landscape(grid, progress)
-    plot = out / "landscape.png"
-    _plot(plot, xs, y, searches[0])
-    print(f"[3/5] landscape of y(x) with the CMA-ES path: {plot}")
-
-    rl_table, rl_rows = _learn_the_mapping(out, rl_steps, contexts, args.seed, progress)
-    print(f"[4/5] the lecture's comparison on the velocity stage ({contexts} held-out contexts, arm2):")
-    print(rl_table)
-    video = out / "sac_rollout.webm"
-    _video(out / "rl", video, args.seed)
-    print(f"[5/5] rollout video of the trained SAC policy: {video}")
-
-    results = {
-        "envs": envs,
-        "searches": [{"stage": s["stage"], "cmaes_y": s["cmaes"].y, "cmaes_x": s["cmaes"].x.tolist(),
-                      "evaluations": s["cmaes"].evaluations, "wall_s": s["cmaes"].wall_time,
-                      "random_y": s["random"].y, "zero_y": s["zero_y"]} for s in searches],
-        "landscape": {"grid": grid, "min_y": float(y.min()), "share_below_1cm": float(np.mean(y < 0.01))},
-        "comparison": rl_rows, "video": video.name,
-        "budget": budget, "seed": args.seed, "wall_s": time.perf_counter() - t0,
-    }
-    atomic_write_text(out / "results.json", json.dumps(results, indent=2))
-    atomic_write_text(out / "summary.md", "# armlab demo\n\n" + "\n".join(table) + f"\n\n![landscape]({plot.name})\n"
-                      f"\n## Optimization vs regression vs RL (velocity stage)\n\n{rl_table}\n")
-    print(f"done in {results['wall_s']:.0f} s; results in {out}/")
+    n = len(STAGES) + 1
+    records = {}
+    for k, (name, fn) in enumerate(STAGES, start=1):
+        records[name] = demo.run(k, n, name, lambda fn=fn: fn(demo))
+    report = write_report(out, records, quick=args.quick)
+    wall = time.perf_counter() - t0
+    print(f"[{n}/{n}] report: {report}")
+    results = {"stages": {k: {kk: vv for kk, vv in r.items() if kk != "settings"} for k, r in records.items()},
+               "quick": args.quick, "seed": args.seed, "wall_s": wall}
+    atomic_write_text(out / "results.json", json.dumps(results, indent=1, default=float))
+    print(f"done in {wall:.0f} s; open {report}")
     if args.json:
-        figures = {"best_y_" + s["stage"]: s["cmaes_y"] for s in results["searches"]}
-        figures.update({f"velocity_median_y[{r['controller']}]": r["median_y"] for r in rl_rows})
-        emit_json(figures | {"wall_s": results["wall_s"]})
+        figures = {"best_y_" + s["stage"]: s["cmaes_y"] for s in records["cmaes"]["searches"]}
+        figures.update({f"velocity_median_y[{r['controller']}]": r["median_y"] for r in records["comparison"]["rows"]})
+        figures["reused"] = demo.reused
+        emit_json(figures | {"wall_s": wall})
     return 0

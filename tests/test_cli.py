@@ -1,6 +1,7 @@
 """The `armlab` command: help, bad input (one sentence, exit 2), JSON last lines, the demo."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -92,16 +93,31 @@ def test_bench_env_quick_json_keys():
         assert figures["vs_panda_gym"] > 0
 
 
-def test_demo_quick_writes_plot_table_and_json(tmp_path):
+def test_demo_quick_writes_every_stage_and_reuses_them(tmp_path):
     out = armlab("demo", "--quick", "--no-progress", "--out", str(tmp_path / "demo"), "--json")
     assert out.returncode == 0, out.stderr
     figures = last_json(out.stdout)
     assert figures["best_y_fixed"] < 0.01 and figures["best_y_state"] < 0.01  # CMA-ES solves each stage
-    png = tmp_path / "demo" / "landscape.png"
+    assert figures["reused"] == []
+    demo = tmp_path / "demo"
+    png = demo / "landscape.png"
     assert png.stat().st_size > 20_000 and png.read_bytes()[:4] == b"\x89PNG"
-    results = json.loads((tmp_path / "demo" / "results.json").read_text())
-    assert len(results["envs"]) == 6 and results["landscape"]["min_y"] < 0.01
-    assert "| fixed |" in (tmp_path / "demo" / "summary.md").read_text()
+    results = json.loads((demo / "results.json").read_text())
+    stages = results["stages"]
+    assert len(stages["envs"]["envs"]) == 6 and stages["cmaes"]["landscape"]["min_y"] < 0.01
+    for name, rec in stages.items():
+        for f in rec["files"]:
+            assert (demo / f).exists(), f"stage {name} recorded {f}, which is missing"
+    report = (demo / "report.html").read_text()
+    for src in re.findall(r'(?:src|href)="([^"]+)"', report):
+        assert not src.startswith(("http:", "https:", "/")) and (demo / src).exists(), src
+    assert report.count("<section>") == len(stages)
+    # a second run reuses every finished stage; a missing output reruns only its stage
+    (demo / "comparison.png").unlink()
+    again = armlab("demo", "--quick", "--no-progress", "--out", str(demo), "--json")
+    assert again.returncode == 0, again.stderr
+    assert set(last_json(again.stdout)["reused"]) == set(stages) - {"comparison"}
+    assert (demo / "comparison.png").exists()
 
 
 def test_compare_quick_writes_table_plot_and_resumes(tmp_path):
