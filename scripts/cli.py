@@ -18,6 +18,8 @@
     armlab dataset merge SHARD... --out DIR  |  armlab dataset verify DIR
                                                  synthetic camera datasets (RGB, depth, seg, labels, COCO)
     armlab bench dataset [--json]                dataset frames/s against bare rendering; 2 workers vs 1
+    armlab gan train|sample|eval ...             DCGAN and conditional GAN (class, target position)
+    armlab bench gan [--json]                    the conditional GAN's targets, measured
 
 Bad input gets one sentence on stderr and exit code 2.
 """
@@ -53,7 +55,19 @@ def _add(sub, name: str, module, help_text: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from armlab_scripts import bench_dataset, bench_env, compare, dataset, demo, evaluate, feasibility, render, train
+    from armlab_scripts import (
+        bench_dataset,
+        bench_env,
+        bench_gan,
+        compare,
+        dataset,
+        demo,
+        evaluate,
+        feasibility,
+        gan,
+        render,
+        train,
+    )
 
     parser = argparse.ArgumentParser(
         prog="armlab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -68,11 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add(bsub, "env", bench_env, "env steps/s against raw physics, panda-gym and SubprocVecEnv")
     _add(bsub, "feasibility", feasibility, "CMA-ES solve rate per stage and the zero-signal check")
     _add(bsub, "dataset", bench_dataset, "dataset frames/s against bare rendering, and 2 workers against 1")
+    _add(bsub, "gan", bench_gan, "conditional GAN: training images/s, conditioning error, FID, diversity")
     _add(sub, "train", train, "train an SB3 agent (PPO, SAC, TD3, TQC; HER) on an armlab env")
     _add(sub, "evaluate", evaluate, "evaluate a trained run on the held-out contexts")
     _add(sub, "compare", compare, "the lecture's comparison: CMA-ES vs regression vs RL per stage")
     _add(sub, "render", render, "record rollouts of a controller as WebM / MP4 / GIF")
     _add(sub, "dataset", dataset, "synthetic camera datasets: generate, merge shards, verify")
+    _add(sub, "gan", gan, "GAN and conditional GAN on a dataset: train, sample, eval")
     return parser
 
 

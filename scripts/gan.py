@@ -1,0 +1,247 @@
+"""DCGAN and conditional GAN on armlab camera images: train, sample, evaluate.
+
+    armlab gan train --data data/sim64 --out runs/gan/cgan --steps 2000 --cond class,target
+    armlab gan train --data data/sim64 --out runs/gan/cgan --steps 4000 --cond class,target   # continues to 4000
+    armlab gan train --data data/photos --out runs/gan/dcgan --steps 5000                     # unconditional
+    armlab gan sample --run runs/gan/cgan --n 64 --out runs/gan/samples              # conditions drawn from the data
+    armlab gan sample --run runs/gan/cgan --n 16 --class cube --target 0.4,0.6 --out runs/gan/cubes
+    armlab gan eval --run runs/gan/cgan --data data/sim64 --json
+
+--cond: class (the target object's shape: cube, cylinder, sphere), target (where the target is in the image,
+pixel_norm in [0, 1]) or class,target; leave it out for an unconditional DCGAN. The generator is a DCGAN
+generator, the discriminator a spectrally normalised projection discriminator, trained with the hinge loss, Adam
+(2e-4, betas 0.5/0.999) and an EMA of the generator (see generative/gan.py).
+
+A run folder holds config.json, checkpoint.pt (the same command after a kill resumes; a larger --steps
+continues a finished run), log.csv, tb/ (TensorBoard), samples/ (grids: one class per row, the target moving left
+to right) and summary.json. `sample` writes DIR/rgb/, DIR/labels/ and DIR/manifest.json in armlab's dataset format
+(the requested conditions as labels, "style": "generated") and DIR/grid.png. `eval` trains (once per dataset,
+cached) a probe network on the dataset and reports how well generated images follow the conditions
+(class_acc_ratio, pos_err_ratio: fake against real), their diversity (diversity_ratio) and fid_custom, a Frechet
+distance in the probe's feature space (NOT comparable with published FID).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+from armlab_scripts._common import UsageError, emit_json
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="gan_command", metavar="ACTION")
+    sub.required = True
+
+    t = sub.add_parser("train", help="train a (conditional) GAN; the same command resumes",
+                       description="Train a DCGAN / conditional GAN into --out (see `armlab gan --help`).")
+    t.add_argument("--data", required=True, help="armlab dataset folder (or, unconditional, any image folder)")
+    t.add_argument("--out", required=True, help="run folder (created; an existing run resumes / continues)")
+    t.add_argument("--steps", type=int, required=True, help="total training steps (a finished run continues to N)")
+    t.add_argument("--cond", default="", help="class, target or class,target (default: unconditional)")
+    t.add_argument("--size", type=int, default=64, help="image size, a power of two (default 64)")
+    t.add_argument("--batch-size", type=int, default=64, help="images per step (default 64)")
+    t.add_argument("--seed", type=int, default=0, help="seed of the weights, batches and noise (default 0)")
+    t.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
+    t.add_argument("--base", type=int, default=32, help="base width of G and D (default 32)")
+    t.add_argument("--loss", default="hinge", choices=("hinge", "ns"), help="hinge (default) or non-saturating")
+    t.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate of G and D (default 2e-4)")
+    t.add_argument("--augment", default="none",
+                   help="DiffAugment for D: color, translation, color,translation or none (default none; "
+                        "try color,translation on a few hundred images)")
+    t.add_argument("--limit", type=int, default=None, help="use only the first N frames")
+    t.add_argument("--sample-every", type=int, default=500, help="sample grid every N steps (default 500)")
+    t.add_argument("--checkpoint-every", type=int, default=500, help="checkpoint every N steps (default 500)")
+    t.add_argument("--log-every", type=int, default=50, help="log losses every N steps (default 50)")
+    t.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    t.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    t.add_argument("--json", action="store_true", help="print the summary as one JSON object on the last line")
+    t.set_defaults(gan_func=_train)
+
+    s = sub.add_parser("sample", help="draw images into an armlab-format dataset folder and a grid PNG",
+                       description="Sample a trained GAN into --out (see `armlab gan --help`).")
+    s.add_argument("--run", required=True, help="run folder written by `armlab gan train`")
+    s.add_argument("--n", type=int, default=64, help="number of images (default 64)")
+    s.add_argument("--cond", default=None,
+                   help="the run's conditions, checked against it (class, target, class,target or none)")
+    s.add_argument("--class", dest="class_", default=None,
+                   help="class name or id for every image (default: drawn from the training labels)")
+    s.add_argument("--target", default=None, metavar="U,V",
+                   help="target position pixel_norm for every image, e.g. 0.4,0.6 (default: from the training labels)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the noise and drawn conditions (default 0)")
+    s.add_argument("--out", required=True, help="output folder (an armlab dataset of style 'generated')")
+    s.add_argument("--device", default="cpu", help="cpu (default), cuda, auto")
+    s.add_argument("--no-ema", action="store_true", help="use the trained generator, not its EMA copy")
+    s.add_argument("--json", action="store_true", help="print a summary as one JSON object on the last line")
+    s.set_defaults(gan_func=_sample)
+
+    e = sub.add_parser("eval", help="probe metrics of a run against a dataset",
+                       description="Evaluate a trained GAN against an armlab dataset (see `armlab gan --help`).")
+    e.add_argument("--run", required=True, help="run folder written by `armlab gan train`")
+    e.add_argument("--data", required=True, help="armlab dataset folder (real images and their labels)")
+    e.add_argument("--quick", action="store_true", help="shorter probe training (250 steps instead of 1000)")
+    e.add_argument("--n", type=int, default=500, help="real and generated images compared (default 500)")
+    e.add_argument("--seed", type=int, default=0, help="seed of the drawn frames and noise (default 0)")
+    e.add_argument("--probe-steps", type=int, default=None, help="probe training steps (overrides --quick)")
+    e.add_argument("--device", default="cpu", help="cpu (default), cuda, auto")
+    e.add_argument("--no-ema", action="store_true", help="evaluate the trained generator, not its EMA copy")
+    e.add_argument("--json", action="store_true", help="print the metrics as one JSON object on the last line")
+    e.set_defaults(gan_func=_eval)
+
+
+def run(args: argparse.Namespace) -> int:
+    return args.gan_func(args)
+
+
+def _parse_cond(text: str | None) -> tuple[str, ...]:
+    from generative.gan import parse_cond
+
+    try:
+        return parse_cond(text)
+    except ValueError as exc:
+        raise UsageError(f"{exc}.") from None
+
+
+def _train(args: argparse.Namespace) -> int:
+    import sys
+
+    import torch
+
+    from generative.gan import check_size, parse_augment, train_gan
+
+    if args.steps < 1:
+        raise UsageError(f"--steps must be at least 1, got {args.steps}.")
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}.")
+    if args.base < 1:
+        raise UsageError(f"--base must be at least 1, got {args.base}.")
+    if args.limit is not None and args.limit < 1:
+        raise UsageError(f"--limit must be at least 1, got {args.limit}.")
+    if min(args.sample_every, args.checkpoint_every, args.log_every) < 1:
+        raise UsageError("--sample-every, --checkpoint-every and --log-every must be at least 1.")
+    check_size(args.size)
+    cond = _parse_cond(args.cond)
+    augment = parse_augment(args.augment)
+    if not Path(args.data).exists():
+        raise UsageError(f"dataset folder {args.data!r} does not exist.")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UsageError(f"--threads must be at least 1, got {args.threads}.")
+        torch.set_num_threads(args.threads)
+    s = train_gan(args.data, args.out, args.steps, cond, size=args.size, batch_size=args.batch_size, seed=args.seed,
+                  device=args.device, g_base=args.base, d_base=args.base, loss=args.loss, lr=args.lr,
+                  augment=augment, limit=args.limit, log_every=args.log_every, sample_every=args.sample_every,
+                  checkpoint_every=args.checkpoint_every, progress=not args.no_progress and sys.stderr.isatty())
+    what = ",".join(s["cond"]) or "unconditional"
+    ips = f"{s['images_per_s']:.0f} images/s" if s["images_per_s"] else "images/s not measured"
+    print(f"GAN ({what}, {s['size']} px, {s['n_train']} frames) -> {s['out']}: step {s['steps']} "
+          f"({s['steps_run']} run now from {s['start_step']}, {s['wall_time_s']:.1f} s, {ips})")
+    if s.get("losses"):
+        print("last losses: " + ", ".join(f"{k} {v:.4g}" for k, v in s["losses"].items()))
+    if args.json:
+        emit_json({k: v for k, v in s.items() if k != "history"})
+    return 0
+
+
+def _sample(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from generative.data import write_generated
+    from generative.gan import run_config, sample
+    from generative.training import CHECKPOINT, load_checkpoint, make_grid
+
+    if args.n < 1:
+        raise UsageError(f"--n must be at least 1, got {args.n}.")
+    cfg = run_config(args.run)
+    if args.cond is not None:
+        wanted = _parse_cond(args.cond)
+        if wanted != cfg.cond:
+            have = ",".join(cfg.cond) or "nothing (unconditional)"
+            raise UsageError(f"run {args.run} is conditioned on {have}, not on {','.join(wanted) or 'nothing'}.")
+    cond = {}
+    if args.class_ is not None:
+        if "class" not in cfg.cond:
+            raise UsageError(f"run {args.run} is not conditioned on the class: leave --class out.")
+        cond["class_id"] = args.class_
+    if args.target is not None:
+        if "target" not in cfg.cond:
+            raise UsageError(f"run {args.run} is not conditioned on the target: leave --target out.")
+        try:
+            uv = [float(v) for v in args.target.split(",")]
+        except ValueError:
+            uv = []
+        if len(uv) != 2 or not all(0.0 <= v <= 1.0 for v in uv):
+            raise UsageError(f"--target takes two numbers in [0, 1] like 0.4,0.6, got {args.target!r}.")
+        cond["target"] = uv
+    images, class_ids, targets = sample(args.run, args.n, cond or None, seed=args.seed, device=args.device,
+                                        ema=not args.no_ema)
+    step = int(load_checkpoint(Path(args.run) / CHECKPOINT).get("step", 0))
+    out = Path(args.out)
+    write_generated(out, images, class_ids, targets, classes=cfg.classes,
+                    extra_settings={"seed": args.seed, "run": str(args.run), "step": step, "ema": not args.no_ema,
+                                    "cond": list(cfg.cond), "model": "gan"})
+    shown = torch.from_numpy(np.ascontiguousarray(images[:64])).permute(0, 3, 1, 2).float() / 127.5 - 1
+    grid = make_grid(shown, nrow=min(8, max(1, math.ceil(math.sqrt(len(shown))))))
+    import cv2
+
+    from generative.data import atomic_write_bytes
+
+    ok, png = cv2.imencode(".png", np.ascontiguousarray(grid[:, :, ::-1]))
+    if not ok:
+        raise RuntimeError("OpenCV could not encode the grid PNG")
+    atomic_write_bytes(out / "grid.png", png.tobytes())
+    print(f"{args.n} images from {args.run} (step {step}) -> {out} (armlab dataset, style 'generated') and "
+          f"{out / 'grid.png'}")
+    if args.json:
+        emit_json({"out": str(out), "n": args.n, "run": str(args.run), "step": step, "cond": list(cfg.cond),
+                   "grid": str(out / "grid.png")})
+    return 0
+
+
+def _fmt(v, spec: str = ".3f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from generative.gan import evaluate_gan
+
+    if args.n < 2:
+        raise UsageError(f"--n must be at least 2, got {args.n}.")
+    if args.probe_steps is not None and args.probe_steps < 1:
+        raise UsageError(f"--probe-steps must be at least 1, got {args.probe_steps}.")
+    r = evaluate_gan(args.run, args.data, quick=args.quick, n=args.n, seed=args.seed, device=args.device,
+                     probe_steps=args.probe_steps, ema=not args.no_ema)
+    print_report(r, title=f"{args.run} (step {r['steps']}, cond {','.join(r['cond']) or 'none'}) against {args.data}")
+    if args.json:
+        emit_json(r)
+    return 0
+
+
+TARGETS = {"class_acc_ratio": (">=", 0.9), "pos_err_ratio": ("<=", 2.0), "diversity_ratio": (">=", 0.8)}
+
+
+def print_report(r: dict, title: str = "") -> None:
+    """The metrics of `evaluate_gan` as a readable table."""
+    if title:
+        print(title)
+    rows = [
+        ("class accuracy (probe)", r.get("class_acc_real"), r.get("class_acc_fake"), "class_acc_ratio"),
+        ("target position error, px", r.get("pos_err_real"), r.get("pos_err_fake"), "pos_err_ratio"),
+        ("diversity (probe features)", r.get("diversity_real"), r.get("diversity_fake"), "diversity_ratio"),
+    ]
+    print(f"  {'metric':<28}{'real':>9}{'fake':>9}{'ratio':>9}   target")
+    for name, real, fake, key in rows:
+        op, goal = TARGETS[key]
+        ratio = r.get(key)
+        verdict = "" if ratio is None else ("ok" if (ratio >= goal if op == ">=" else ratio <= goal) else "MISSED")
+        print(f"  {name:<28}{_fmt(real):>9}{_fmt(fake):>9}{_fmt(ratio):>9}   {key} {op} {goal} {verdict}")
+    print(f"  fid_custom {_fmt(r.get('fid_custom'), '.2f')}   kid_custom {_fmt(r.get('kid_custom'), '.4f')} "
+          "(probe features: not comparable with published FID/KID)")
+    cov = r.get("mode_coverage") or []
+    cov_real = r.get("mode_coverage_real") or []
+    print(f"  classes seen by the probe: fake {', '.join(f'{v:.2f}' for v in cov)}   real "
+          f"{', '.join(f'{v:.2f}' for v in cov_real)}   modes covered {r.get('modes_covered')}")
+    ips = r.get("train_images_per_s")
+    print(f"  {r.get('n_fake')} fakes against {r.get('n_real')} real frames; training {_fmt(ips, '.0f')} images/s")

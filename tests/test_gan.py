@@ -1,0 +1,267 @@
+"""generative.gan and `armlab gan`: a tiny GAN learns, conditions matter, CLI round trip, resume, bad input."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from generative.data import ArmlabDataset, load_tensors
+from generative.gan import (
+    GANConfig,
+    GANTask,
+    diff_augment,
+    evaluate_gan,
+    load_generator,
+    parse_cond,
+    sample,
+    train_gan,
+)
+
+SIZE = 32
+TINY = dict(g_base=8, d_base=8, z_dim=16, log_every=5, sample_every=1000, checkpoint_every=1000, progress=False,
+            tensorboard=False, n_samples=6)
+REPORT_KEYS = ("class_acc_ratio", "pos_err_ratio", "diversity_ratio", "fid_custom")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread (and much faster than two on a busy 2-core machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    from robot_env.dataset import DatasetConfig, generate
+
+    root = tmp_path_factory.mktemp("gan") / "sim32"
+    generate(root, DatasetConfig(n=64, size=SIZE, seed=0, style="sim"), workers=1, progress=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def data(dataset):
+    return load_tensors(ArmlabDataset(dataset, size=SIZE))
+
+
+def armlab(*argv: str) -> int:
+    """``armlab_scripts.cli.main`` with the gan commands, also before cli.py registers them."""
+    from armlab_scripts import bench_gan, cli, gan
+
+    original = cli.build_parser
+
+    def build_parser():
+        parser = original()
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        if "gan" not in sub.choices:
+            cli._add(sub, "gan", gan, "DCGAN / conditional GAN")
+        bench = next(a for a in sub.choices["bench"]._actions if isinstance(a, argparse._SubParsersAction))
+        if "gan" not in bench.choices:
+            cli._add(bench, "gan", bench_gan, "conditional GAN benchmark")
+        return parser
+
+    cli.build_parser = build_parser
+    try:
+        return cli.main(list(argv))
+    finally:
+        cli.build_parser = original
+
+
+def last_json(text: str) -> dict:
+    return json.loads(text.strip().splitlines()[-1])
+
+
+def moments_error(images: torch.Tensor, real: torch.Tensor) -> float:
+    """Distance between per-channel mean and standard deviation of two image sets in [-1, 1]."""
+    def moments(x):
+        return torch.cat([x.mean(dim=(0, 2, 3)), x.std(dim=(0, 2, 3))])
+
+    return float((moments(images) - moments(real)).abs().sum())
+
+
+# ---------------------------------------------------------------------------------------------------------- units
+def test_parse_cond_and_config_round_trip():
+    assert parse_cond("target,class") == ("class", "target")
+    assert parse_cond("") == parse_cond(None) == parse_cond("none") == ()
+    with pytest.raises(ValueError, match="unknown condition 'colour'"):
+        parse_cond("class,colour")
+    cfg = GANConfig(size=32, cond="class,target", augment="translation,color", g_base=8)
+    assert cfg.cond == ("class", "target") and cfg.augment == ("color", "translation")
+    assert GANConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    with pytest.raises(ValueError, match="power of two"):
+        GANConfig(size=48)
+
+
+def test_translation_moves_the_target_label_with_the_image():
+    torch.manual_seed(0)
+    n, size = 16, 32
+    x = torch.full((n, 3, size, size), -1.0, requires_grad=True)
+    target = torch.tensor([[0.5, 0.25]]).expand(n, 2).clone()
+    marked = x.detach().clone()
+    marked[:, :, 8, 16] = 1.0  # a bright pixel at the target: row v * H = 8, column u * W = 16
+    marked.requires_grad_(True)
+    y, t = diff_augment(marked, target, ("translation",))
+    for i in range(n):
+        rows, cols = torch.nonzero(y[i, 0] > 0, as_tuple=True)
+        assert len(rows) == 1
+        assert (cols.item() / size, rows.item() / size) == pytest.approx(t[i].tolist(), abs=1e-6)
+    assert (t != target).any()  # something moved
+    y2, t2 = diff_augment(x, None, ("color", "translation"))
+    assert t2 is None and y2.shape == x.shape
+    y2.sum().backward()  # differentiable
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+# ------------------------------------------------------------------------------------------------- learning effects
+def test_a_few_dozen_steps_fit_the_data(dataset, data, tmp_path):
+    """D learns to tell real from fake, and G's colour statistics move toward the data's."""
+    real = data["image"].float() / 127.5 - 1
+    cfg = GANConfig(size=SIZE, g_base=8, d_base=8, z_dim=16)
+    g0 = GANTask(cfg, init_seed=0).G.eval()
+    with torch.no_grad():
+        before = moments_error(g0(torch.randn(64, 16)), real)
+    train_gan(dataset, tmp_path / "run", 60, (), size=SIZE, batch_size=16, lr=1e-3, **TINY)
+    with open(tmp_path / "run" / "log.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    first, last = rows[0], rows[-1]
+    assert float(first["d_loss"]) > float(last["d_loss"]) + 0.1  # hinge loss starts at ~2 (logits ~0)
+    assert float(last["d_acc"]) > 0.6
+    G = load_generator(tmp_path / "run", ema=False)
+    with torch.no_grad():
+        after = moments_error(G(torch.randn(64, 16)), real)
+    assert after < 0.6 * before, (before, after)
+
+
+def test_conditional_generator_depends_on_class_and_target(dataset, data, tmp_path):
+    run = tmp_path / "cgan"
+    train_gan(dataset, run, 30, "class,target", size=SIZE, batch_size=16, lr=1e-3, **TINY)
+    G = load_generator(run)
+    z, z2 = torch.randn(8, 16), torch.randn(8, 16)
+    c = torch.full((8, 2), 0.5)
+    with torch.no_grad():
+        by_class = [G(z, torch.full((8,), k), c) for k in range(3)]
+        again = G(z, torch.full((8,), 0), c)
+        other_z = G(z2, torch.full((8,), 0), c)
+        moved = G(z, torch.full((8,), 0), torch.tensor([[0.2, 0.7]]).expand(8, 2))
+    assert torch.equal(by_class[0], again)  # eval mode: deterministic
+    z_effect = (other_z - by_class[0]).abs().mean()
+    for a in range(3):
+        for b in range(a + 1, 3):
+            assert (by_class[a] - by_class[b]).abs().mean() > 0.01 * z_effect
+    assert (moved - by_class[0]).abs().mean() > 0.002 * z_effect
+
+    # sampling: explicit conditions are used as given; otherwise drawn from the training labels (seeded)
+    imgs, cls, tgt = sample(run, 6, {"class_id": "sphere", "target": (0.3, 0.6)}, seed=1)
+    assert imgs.shape == (6, SIZE, SIZE, 3) and imgs.dtype == np.uint8
+    assert cls.tolist() == [2] * 6 and np.allclose(tgt, [0.3, 0.6])
+    imgs, cls, tgt = sample(run, 90, seed=2)
+    train_pairs = {(int(k), round(float(u), 5), round(float(v), 5))
+                   for k, (u, v) in zip(data["class_id"], data["target"])}
+    assert {(int(k), round(float(u), 5), round(float(v), 5)) for k, (u, v) in zip(cls, tgt)} <= train_pairs
+    assert set(cls.tolist()) == {0, 1, 2}
+    again = sample(run, 90, seed=2)
+    assert np.array_equal(imgs, again[0]) and np.array_equal(cls, again[1])
+    with pytest.raises(ValueError, match="unknown class"):
+        sample(run, 2, {"class_id": "pyramid"})
+
+
+def test_resume_4_then_8_equals_straight_8(dataset, tmp_path):
+    kw = dict(cond="class,target", size=SIZE, batch_size=8, seed=3, **TINY)
+    train_gan(dataset, tmp_path / "a", 4, **kw)
+    summary = train_gan(dataset, tmp_path / "a", 8, **kw)
+    assert summary["start_step"] == 4 and summary["steps_run"] == 4
+    train_gan(dataset, tmp_path / "b", 8, **kw)
+    for ema in (False, True):
+        ga, gb = load_generator(tmp_path / "a", ema=ema), load_generator(tmp_path / "b", ema=ema)
+        sa, sb = ga.state_dict(), gb.state_dict()
+        assert sa.keys() == sb.keys()
+        for k in sa:
+            assert torch.equal(sa[k], sb[k]), (ema, k)
+    with pytest.raises(ValueError, match="trained with cond"):
+        train_gan(dataset, tmp_path / "a", 9, **{**kw, "cond": "class"})
+
+
+# ------------------------------------------------------------------------------------------------------------ CLI
+def test_cli_train_sample_eval_round_trip(dataset, tmp_path, capsys):
+    run, out = tmp_path / "run", tmp_path / "samples"
+    assert armlab("gan", "train", "--data", str(dataset), "--out", str(run), "--steps", "6", "--cond", "class,target",
+                  "--size", str(SIZE), "--batch-size", "16", "--base", "8", "--json") == 0
+    s = last_json(capsys.readouterr().out)
+    assert s["steps"] == 6 and s["cond"] == ["class", "target"] and (run / "checkpoint.pt").is_file()
+    assert (run / "config.json").is_file() and list((run / "samples").glob("step_*.png"))
+
+    assert armlab("gan", "sample", "--run", str(run), "--n", "12", "--class", "cube", "--target", "0.4,0.6",
+                  "--seed", "1", "--out", str(out)) == 0
+    ds = ArmlabDataset(out)
+    assert len(ds) == 12 and ds.manifest["style"] == "generated" and (out / "grid.png").is_file()
+    for i in (0, 11):
+        item = ds[i]
+        assert item["image"].shape == (3, SIZE, SIZE)
+        assert int(item["class_id"]) == 0 and item["target"].tolist() == pytest.approx([0.4, 0.6])
+
+    assert armlab("gan", "sample", "--run", str(run), "--n", "5", "--out", str(tmp_path / "drawn")) == 0
+    assert len(ArmlabDataset(tmp_path / "drawn")) == 5
+    capsys.readouterr()
+
+    assert armlab("gan", "eval", "--run", str(run), "--data", str(dataset), "--n", "32", "--probe-steps", "20",
+                  "--json") == 0
+    captured = capsys.readouterr().out
+    r = last_json(captured)
+    for key in REPORT_KEYS:
+        assert key in r
+    assert r["class_acc_ratio"] is not None and r["pos_err_ratio"] is not None and r["fid_custom"] >= 0
+    assert "class_acc_ratio" in captured.splitlines()[1] or "metric" in captured
+
+
+def test_unconditional_eval_has_no_conditioning_figures(dataset, tmp_path):
+    train_gan(dataset, tmp_path / "dcgan", 3, (), size=SIZE, batch_size=8, **TINY)
+    r = evaluate_gan(tmp_path / "dcgan", dataset, n=24, probe_steps=20)
+    assert r["class_acc_ratio"] is None and r["pos_err_ratio"] is None
+    assert r["diversity_ratio"] is not None and r["fid_custom"] >= 0 and r["modes_covered"] >= 1
+
+
+def test_bench_gan_runs_on_a_given_dataset(dataset, tmp_path, capsys):
+    assert armlab("bench", "gan", "--data", str(dataset), "--out", str(tmp_path / "bench"), "--size", str(SIZE),
+                  "--steps", "3", "--batch-size", "8", "--base", "8", "--n", "24", "--probe-steps", "20",
+                  "--json") == 0
+    r = last_json(capsys.readouterr().out)
+    for key in (*REPORT_KEYS, "train_images_per_s", "train_seconds", "eval_seconds", "targets_met"):
+        assert key in r
+
+
+def test_bad_input_is_one_line_and_exit_2(dataset, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    no_ckpt = tmp_path / "no_ckpt"
+    no_ckpt.mkdir()
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    d = str(dataset)
+    train = ["gan", "train", "--data", d, "--out", str(tmp_path / "r"), "--size", str(SIZE)]
+    cases = [
+        (["gan", "train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "r"), "--steps", "2"],
+         "does not exist"),
+        (["gan", "train", "--data", str(empty), "--out", str(tmp_path / "r"), "--steps", "2"], "not a dataset"),
+        ([*train, "--steps", "2", "--cond", "colour"], "unknown condition"),
+        ([*train, "--steps", "0"], "--steps"),
+        (["gan", "train", "--data", d, "--out", str(tmp_path / "r"), "--steps", "2", "--size", "48"], "power of two"),
+        (["gan", "sample", "--run", str(tmp_path / "nope"), "--n", "2", "--out", str(tmp_path / "s")],
+         "does not exist"),
+        (["gan", "sample", "--run", str(no_ckpt), "--n", "2", "--out", str(tmp_path / "s")], "no checkpoint"),
+        (["gan", "sample", "--run", str(corrupt), "--n", "2", "--out", str(tmp_path / "s")], "corrupt"),
+        (["gan", "sample", "--run", str(corrupt), "--n", "0", "--out", str(tmp_path / "s")], "--n"),
+        (["gan", "eval", "--run", str(corrupt), "--data", d, "--n", "0"], "--n"),
+        (["gan", "eval", "--run", str(no_ckpt), "--data", str(tmp_path / "missing")], "no checkpoint"),
+    ]
+    for argv, needle in cases:
+        assert armlab(*argv) == 2, argv
+        err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert len(err) == 1 and needle in err[0], (argv, err)
