@@ -20,6 +20,8 @@
     armlab bench dataset [--json]                dataset frames/s against bare rendering; 2 workers vs 1
     armlab gan train|sample|eval ...             DCGAN and conditional GAN (class, target position)
     armlab bench gan [--json]                    the conditional GAN's targets, measured
+    armlab diffusion train|sample|eval ...       pixel / latent diffusion (diffusers), classifier-free guidance
+    armlab bench diffusion [--json]              diffusion vs GAN: conditioning, FID, speed per sampler
 
 Bad input gets one sentence on stderr and exit code 2.
 """
@@ -57,11 +59,13 @@ def _add(sub, name: str, module, help_text: str) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from armlab_scripts import (
         bench_dataset,
+        bench_diffusion,
         bench_env,
         bench_gan,
         compare,
         dataset,
         demo,
+        diffusion,
         evaluate,
         feasibility,
         gan,
@@ -83,12 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add(bsub, "feasibility", feasibility, "CMA-ES solve rate per stage and the zero-signal check")
     _add(bsub, "dataset", bench_dataset, "dataset frames/s against bare rendering, and 2 workers against 1")
     _add(bsub, "gan", bench_gan, "conditional GAN: training images/s, conditioning error, FID, diversity")
+    _add(bsub, "diffusion", bench_diffusion, "pixel vs latent diffusion: quality, training and sampling speed")
     _add(sub, "train", train, "train an SB3 agent (PPO, SAC, TD3, TQC; HER) on an armlab env")
     _add(sub, "evaluate", evaluate, "evaluate a trained run on the held-out contexts")
     _add(sub, "compare", compare, "the lecture's comparison: CMA-ES vs regression vs RL per stage")
     _add(sub, "render", render, "record rollouts of a controller as WebM / MP4 / GIF")
     _add(sub, "dataset", dataset, "synthetic camera datasets: generate, merge shards, verify")
     _add(sub, "gan", gan, "GAN and conditional GAN on a dataset: train, sample, eval")
+    _add(sub, "diffusion", diffusion, "pixel and latent diffusion with guidance: train, sample, eval")
     return parser
 
 

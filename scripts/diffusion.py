@@ -1,0 +1,395 @@
+"""Conditional diffusion models (pixel or latent, on diffusers) on armlab camera images: train, sample, evaluate.
+
+    armlab diffusion train --data data/sim64 --out runs/diffusion/px --steps 2000 --cond class,target
+    armlab diffusion train --data data/sim64 --out runs/diffusion/px --steps 4000 --cond class,target  # continues
+    armlab diffusion train --data data/sim64 --out runs/diffusion/ldm --steps 3000 --cond class --latent
+    armlab diffusion train --data data/sim64 --out runs/diffusion/ldm2 --steps 3000 --latent --vae runs/diffusion/ldm
+    armlab diffusion sample --run runs/diffusion/ldm --n 64 --sampler ddim --steps 50 --guidance 2 --out samples/
+    armlab diffusion sample --run runs/diffusion/px --n 16 --class cube --target 0.4,0.6 --sampler dpm --steps 20 \\
+        --out samples/cubes
+    armlab diffusion eval --run runs/diffusion/ldm --data data/sim64 --sampler ddim --steps 50 --guidance 2 --json
+
+--cond: class (the target object's shape: cube, cylinder, sphere), target (where the target is in the image,
+pixel_norm in [0, 1]) or class,target; leave it out for an unconditional model. The denoiser is a diffusers
+UNet2DModel (--model tiny, small or base); conditions enter through an embedding added to the timestep embedding
+(class: n_classes + 1 rows, the last one the null label) and, for the target, a Gaussian-bump input channel. Each
+image's conditions are dropped with probability --guidance-dropout in training (classifier-free guidance); sampling
+mixes eps = eps_uncond + S (eps_cond - eps_uncond) with S = --guidance (1: no guidance, 0: unconditional).
+
+--latent: latent diffusion (the Stable Diffusion idea). An AutoencoderKL is trained first into RUN/vae (--vae-steps
+steps; it reports its reconstruction PSNR), or reused with --vae RUN (an autoencoder run or another latent run); the
+UNet then learns the autoencoder's latents, scaled to unit standard deviation (the factor is kept in the run's
+config), and sampling decodes them.
+
+Samplers: ddpm (ancestral, 1000 steps is the training schedule), ddim (deterministic, e.g. 50 steps) and dpm
+(DPM-Solver++ multistep, e.g. 20 steps), all built from the training scheduler's config.
+
+A run folder holds config.json, checkpoint.pt (the same command after a kill resumes; a larger --steps continues a
+finished run), log.csv, tb/ (TensorBoard), samples/ (DDIM grids: one class per row, the target moving left to
+right) and summary.json. `sample` writes DIR/rgb/, DIR/labels/ and DIR/manifest.json in armlab's dataset format
+(the requested conditions as labels, "style": "generated") and DIR/grid.png. `eval` trains (once per dataset,
+cached) a probe network on the dataset and prints the keys of `armlab gan eval --json`: how well samples follow the
+conditions (class_acc_ratio, pos_err_ratio: fake against real), their diversity (diversity_ratio) and fid_custom, a
+Frechet distance in the probe's feature space (NOT comparable with published FID).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+from armlab_scripts._common import UsageError, emit_json
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="diffusion_command", metavar="ACTION")
+    sub.required = True
+
+    t = sub.add_parser("train", help="train a (conditional, pixel or latent) diffusion model; the same command resumes",
+                       description="Train a diffusion model into --out (see `armlab diffusion --help`).")
+    t.add_argument("--data", required=True, help="armlab dataset folder (or, unconditional, any image folder)")
+    t.add_argument("--out", required=True, help="run folder (created; an existing run resumes / continues)")
+    t.add_argument("--steps", type=int, required=True, help="total UNet training steps (a finished run continues)")
+    t.add_argument("--cond", default="", help="class, target or class,target (default: unconditional)")
+    t.add_argument("--size", type=int, default=64, help="image size in pixels (default 64)")
+    t.add_argument("--latent", action="store_true", help="latent diffusion: train on AutoencoderKL latents")
+    t.add_argument("--vae", default=None, metavar="RUN",
+                   help="with --latent: reuse the autoencoder of this run instead of training one into OUT/vae")
+    t.add_argument("--vae-steps", type=int, default=2000, help="with --latent: autoencoder steps (default 2000)")
+    t.add_argument("--model", default="small", help="UNet (and autoencoder) size: tiny, small (default) or base")
+    t.add_argument("--vae-model", default=None, help="autoencoder size if not --model's: tiny, small or base")
+    t.add_argument("--batch-size", type=int, default=32, help="images per step (default 32)")
+    t.add_argument("--vae-batch-size", type=int, default=None,
+                   help="with --latent: images per autoencoder step (default: --batch-size)")
+    t.add_argument("--guidance-dropout", type=float, default=0.1,
+                   help="probability of dropping the conditions in training, for guidance (default 0.1)")
+    t.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (default 1e-3, 100 warm-up steps)")
+    t.add_argument("--patch", type=int, default=None,
+                   help="pixel models: fold PxP pixel patches into channels (default 2 from 64 px up, else 1)")
+    t.add_argument("--target-weight", type=float, default=20.0,
+                   help="extra loss weight of the pixels around the target (default 20; 0: plain loss)")
+    t.add_argument("--ema-decay", type=float, default=0.995, help="EMA decay of the UNet copy used to sample")
+    t.add_argument("--limit", type=int, default=None, help="use only the first N frames")
+    t.add_argument("--seed", type=int, default=0, help="seed of the weights, batches and noise (default 0)")
+    t.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
+    t.add_argument("--sample-every", type=int, default=500, help="sample grid every N steps (default 500)")
+    t.add_argument("--checkpoint-every", type=int, default=500, help="checkpoint every N steps (default 500)")
+    t.add_argument("--log-every", type=int, default=50, help="log losses every N steps (default 50)")
+    t.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    t.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    t.add_argument("--json", action="store_true", help="print the summary as one JSON object on the last line")
+    t.set_defaults(diffusion_func=_train)
+
+    s = sub.add_parser("sample", help="draw images into an armlab-format dataset folder and a grid PNG",
+                       description="Sample a trained diffusion model into --out (see `armlab diffusion --help`).")
+    s.add_argument("--run", required=True, help="run folder written by `armlab diffusion train`")
+    s.add_argument("--n", type=int, default=64, help="number of images (default 64)")
+    s.add_argument("--cond", default=None,
+                   help="the run's conditions, checked against it (class, target, class,target or none)")
+    s.add_argument("--class", dest="class_", default=None,
+                   help="class name or id for every image (default: drawn from the training labels)")
+    s.add_argument("--target", default=None, metavar="U,V",
+                   help="target position pixel_norm for every image, e.g. 0.4,0.6 (default: from the training labels)")
+    _sampling_arguments(s)
+    s.add_argument("--seed", type=int, default=0, help="seed of the noise and drawn conditions (default 0)")
+    s.add_argument("--out", required=True, help="output folder (an armlab dataset of style 'generated')")
+    s.add_argument("--batch-size", type=int, default=64, help="images denoised at once (default 64)")
+    s.add_argument("--device", default="cpu", help="cpu (default), cuda, auto")
+    s.add_argument("--no-ema", action="store_true", help="use the trained UNet, not its EMA copy")
+    s.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    s.add_argument("--json", action="store_true", help="print a summary as one JSON object on the last line")
+    s.set_defaults(diffusion_func=_sample)
+
+    e = sub.add_parser("eval", help="probe metrics of a run against a dataset (the keys of `armlab gan eval`)",
+                       description="Evaluate a trained diffusion model against an armlab dataset "
+                                   "(see `armlab diffusion --help`).")
+    e.add_argument("--run", required=True, help="run folder written by `armlab diffusion train`")
+    e.add_argument("--data", required=True, help="armlab dataset folder (real images and their labels)")
+    e.add_argument("--quick", action="store_true",
+                   help="shorter probe training (250 steps instead of 1000) and, without --n, 64 images")
+    _sampling_arguments(e)
+    e.add_argument("--n", type=int, default=None, help="real and generated images compared (default 256)")
+    e.add_argument("--seed", type=int, default=0, help="seed of the drawn frames and noise (default 0)")
+    e.add_argument("--probe-steps", type=int, default=None, help="probe training steps (overrides --quick)")
+    e.add_argument("--batch-size", type=int, default=64, help="images denoised at once (default 64)")
+    e.add_argument("--device", default="cpu", help="cpu (default), cuda, auto")
+    e.add_argument("--no-ema", action="store_true", help="evaluate the trained UNet, not its EMA copy")
+    e.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    e.add_argument("--json", action="store_true", help="print the metrics as one JSON object on the last line")
+    e.set_defaults(diffusion_func=_eval)
+
+
+def _sampling_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sampler", default="ddim", help="ddpm, ddim (default) or dpm (DPM-Solver++)")
+    p.add_argument("--steps", type=int, default=50, help="sampling steps (default 50; ddpm's schedule has 1000)")
+    p.add_argument("--guidance", type=float, default=2.0,
+                   help="classifier-free guidance scale S (default 2; 1: none, 0: unconditional)")
+
+
+def run(args: argparse.Namespace) -> int:
+    return args.diffusion_func(args)
+
+
+def _threads(n: int | None) -> None:
+    if n is None:
+        return
+    if n < 1:
+        raise UsageError(f"--threads must be at least 1, got {n}.")
+    import torch
+
+    torch.set_num_threads(n)
+
+
+def _sentence(exc: Exception) -> str:
+    text = str(exc).rstrip()
+    return text if text.endswith(".") else text + "."
+
+
+def _check_sampling(args: argparse.Namespace) -> str:
+    from generative.diffusion import check_sampler
+
+    if args.steps < 1:
+        raise UsageError(f"--steps must be at least 1, got {args.steps}.")
+    if not math.isfinite(args.guidance) or args.guidance < 0:
+        raise UsageError(f"--guidance must be a number >= 0, got {args.guidance}.")
+    try:
+        return check_sampler(args.sampler, args.steps, args.guidance)
+    except ValueError as exc:
+        raise UsageError(_sentence(exc)) from None
+
+
+def _parse_cond(text: str | None) -> tuple[str, ...]:
+    from generative.diffusion import parse_cond
+
+    try:
+        return parse_cond(text)
+    except ValueError as exc:
+        raise UsageError(_sentence(exc)) from None
+
+
+def _check_run(run: str) -> None:
+    path = Path(run)
+    if not path.exists():
+        raise UsageError(f"run folder {run!r} does not exist.")
+    if not (path / "checkpoint.pt").is_file():
+        raise UsageError(f"run folder {run!r} holds no checkpoint.pt: train it with `armlab diffusion train` first.")
+
+
+def _train(args: argparse.Namespace) -> int:
+    from generative.diffusion import MODEL_SIZES, VAE_SIZES, train_diffusion
+
+    if args.steps < 1:
+        raise UsageError(f"--steps must be at least 1, got {args.steps}.")
+    if args.batch_size < 1 or (args.vae_batch_size is not None and args.vae_batch_size < 1):
+        raise UsageError("--batch-size and --vae-batch-size must be at least 1.")
+    if args.size < 8:
+        raise UsageError(f"--size must be at least 8 pixels, got {args.size}.")
+    if args.model not in MODEL_SIZES:
+        raise UsageError(f"unknown --model {args.model!r}: choose {', '.join(MODEL_SIZES)}.")
+    if args.vae_model is not None and args.vae_model not in VAE_SIZES:
+        raise UsageError(f"unknown --vae-model {args.vae_model!r}: choose {', '.join(VAE_SIZES)}.")
+    if not 0.0 <= args.guidance_dropout < 1.0:
+        raise UsageError(f"--guidance-dropout must be in [0, 1), got {args.guidance_dropout}.")
+    if args.vae is not None and not args.latent:
+        raise UsageError("--vae names the autoencoder of a latent model: use it with --latent.")
+    if args.vae is not None:
+        _check_run(args.vae)
+    if args.latent and args.vae is None and args.vae_steps < 1:
+        raise UsageError(f"--vae-steps must be at least 1, got {args.vae_steps}.")
+    if args.limit is not None and args.limit < 1:
+        raise UsageError(f"--limit must be at least 1, got {args.limit}.")
+    if args.patch is not None and args.patch < 1:
+        raise UsageError(f"--patch must be at least 1, got {args.patch}.")
+    if not 0.0 <= args.ema_decay < 1.0:
+        raise UsageError(f"--ema-decay must be in [0, 1), got {args.ema_decay}.")
+    if args.lr <= 0 or args.target_weight < 0:
+        raise UsageError("--lr must be > 0 and --target-weight >= 0.")
+    if min(args.sample_every, args.checkpoint_every, args.log_every) < 1:
+        raise UsageError("--sample-every, --checkpoint-every and --log-every must be at least 1.")
+    cond = _parse_cond(args.cond)
+    if not Path(args.data).exists():
+        raise UsageError(f"dataset folder {args.data!r} does not exist.")
+    if not Path(args.data).is_dir():
+        raise UsageError(f"{args.data!r} is not a folder.")
+    _threads(args.threads)
+    s = train_diffusion(
+        args.data, args.out, args.steps, size=args.size, cond=cond, latent=args.latent, vae=args.vae,
+        vae_steps=args.vae_steps, model=args.model, vae_model=args.vae_model, batch_size=args.batch_size,
+        vae_batch_size=args.vae_batch_size,
+        guidance_dropout=args.guidance_dropout, lr=args.lr, patch=args.patch, target_weight=args.target_weight,
+        seed=args.seed, device=args.device, limit=args.limit, ema_decay=args.ema_decay, log_every=args.log_every,
+        sample_every=args.sample_every, checkpoint_every=args.checkpoint_every,
+        progress=not args.no_progress and sys.stderr.isatty(),
+    )
+    what = ",".join(s["cond"]) or "unconditional"
+    kind = "latent" if s["latent"] else f"pixel (patch {s['patch']})"
+    sps = f"{s['steps_per_s']:.2f} steps/s" if s.get("steps_per_s") else "steps/s not measured"
+    print(f"{kind} diffusion ({what}, {s['size']} px, {s['model']}, {s['n_train']} frames) -> {s['out']}: step "
+          f"{s['steps']} ({s['steps_run']} run now from {s['start_step']}, {s['wall_time_s']:.1f} s, {sps} at batch "
+          f"{s['batch_size']})")
+    if s.get("losses"):
+        print("last losses: " + ", ".join(f"{k} {v:.4g}" for k, v in s["losses"].items()))
+    if s.get("latent"):
+        v = s.get("vae") or {}
+        psnr = f"{v['psnr']:.2f} dB" if v.get("psnr") is not None else "?"
+        print(f"autoencoder {s.get('vae_source')}: reconstruction PSNR {psnr}, latents {s.get('latent_shape')}, "
+              f"scaling factor {s['scaling_factor']:.4f}")
+    if args.json:
+        emit_json({k: v for k, v in s.items() if k != "history"})
+    return 0
+
+
+def _write_grid(out: Path, images) -> Path:
+    import cv2
+    import numpy as np
+    import torch
+
+    from generative.data import atomic_write_bytes
+    from generative.training import make_grid
+
+    shown = torch.from_numpy(np.ascontiguousarray(images[:64])).permute(0, 3, 1, 2).float() / 127.5 - 1
+    grid = make_grid(shown, nrow=min(8, max(1, math.ceil(math.sqrt(len(shown))))))
+    ok, png = cv2.imencode(".png", np.ascontiguousarray(grid[:, :, ::-1]))
+    if not ok:
+        raise RuntimeError("OpenCV could not encode the grid PNG")
+    atomic_write_bytes(out / "grid.png", png.tobytes())
+    return out / "grid.png"
+
+
+def _sample(args: argparse.Namespace) -> int:
+    import time
+
+    import torch
+
+    from generative.data import write_generated
+    from generative.diffusion import draw_conditions, load_pipeline, to_uint8
+
+    if args.n < 1:
+        raise UsageError(f"--n must be at least 1, got {args.n}.")
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}.")
+    sampler = _check_sampling(args)
+    _check_run(args.run)
+    _threads(args.threads)
+    pipe = load_pipeline(args.run, args.device, ema=not args.no_ema)
+    cfg = pipe.cfg
+    if args.cond is not None:
+        wanted = _parse_cond(args.cond)
+        if wanted != cfg.cond:
+            have = ",".join(cfg.cond) or "nothing (unconditional)"
+            raise UsageError(f"run {args.run} is conditioned on {have}, not on {','.join(wanted) or 'nothing'}.")
+    cond = {}
+    if args.class_ is not None:
+        if "class" not in cfg.cond:
+            raise UsageError(f"run {args.run} is not conditioned on the class: leave --class out.")
+        cond["class_id"] = args.class_
+    if args.target is not None:
+        if "target" not in cfg.cond:
+            raise UsageError(f"run {args.run} is not conditioned on the target: leave --target out.")
+        try:
+            uv = [float(v) for v in args.target.split(",")]
+        except ValueError:
+            uv = []
+        if len(uv) != 2 or not all(0.0 <= v <= 1.0 for v in uv):
+            raise UsageError(f"--target takes two numbers in [0, 1] like 0.4,0.6, got {args.target!r}.")
+        cond["target"] = uv
+    gen = torch.Generator().manual_seed(args.seed)
+    y, c = draw_conditions(cfg, pipe.extra, args.n, cond or None, gen)
+    t0 = time.perf_counter()
+    images = to_uint8(pipe.generate(args.n, y, c, sampler, args.steps, args.guidance, gen, args.batch_size,
+                                    progress=sys.stderr.isatty()))
+    seconds = time.perf_counter() - t0
+    class_ids, targets, step = (None if y is None else y.numpy()), (None if c is None else c.numpy()), pipe.step
+    out = Path(args.out)
+    write_generated(out, images, class_ids, targets, classes=cfg.classes,
+                    extra_settings={"seed": args.seed, "run": str(args.run), "step": step, "ema": not args.no_ema,
+                                    "cond": list(cfg.cond), "model": "diffusion", "latent": cfg.latent,
+                                    "sampler": sampler, "sampler_steps": args.steps, "guidance": args.guidance})
+    grid = _write_grid(out, images)
+    print(f"{args.n} images from {args.run} (step {step}, {sampler} {args.steps} steps, guidance {args.guidance:g}, "
+          f"{args.n / seconds:.2f} images/s) -> {out} (armlab dataset, style 'generated') and {grid}")
+    if args.json:
+        emit_json({"out": str(out), "n": args.n, "run": str(args.run), "step": step, "cond": list(cfg.cond),
+                   "sampler": sampler, "sampler_steps": args.steps, "guidance": args.guidance,
+                   "images_per_s": args.n / seconds, "grid": str(grid)})
+    return 0
+
+
+def _fmt(v, spec: str = ".3f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from generative.diffusion import evaluate_diffusion
+
+    n = args.n if args.n is not None else (64 if args.quick else 256)
+    if n < 2:
+        raise UsageError(f"--n must be at least 2, got {n}.")
+    if args.probe_steps is not None and args.probe_steps < 1:
+        raise UsageError(f"--probe-steps must be at least 1, got {args.probe_steps}.")
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}.")
+    sampler = _check_sampling(args)
+    data = Path(args.data)
+    if not data.exists():
+        raise UsageError(f"dataset folder {args.data!r} does not exist.")
+    if not (data / "manifest.json").is_file():
+        raise UsageError(f"{args.data!r} is not an armlab dataset (no manifest.json): eval needs labelled frames.")
+    _check_run(args.run)
+    _threads(args.threads)
+    r = evaluate_diffusion(args.run, args.data, quick=args.quick, sampler=sampler, steps=args.steps,
+                           guidance=args.guidance, n=n, seed=args.seed, device=args.device,
+                           probe_steps=args.probe_steps, ema=not args.no_ema, batch_size=args.batch_size)
+    print_report(r, title=f"{args.run} (step {r['steps']}, cond {','.join(r['cond']) or 'none'}, "
+                          f"{'latent' if r['latent'] else 'pixel'}; {r['sampler']} {r['sampler_steps']} steps, "
+                          f"guidance {r['guidance']:g}) against {args.data}")
+    if args.json:
+        emit_json(r)
+    return 0
+
+
+TARGETS = {"class_acc_ratio": (">=", 0.95), "pos_err_ratio": ("<=", 1.5), "diversity_ratio": (">=", 0.8)}
+
+
+def print_report(r: dict, title: str = "") -> None:
+    """The metrics of `evaluate_diffusion` as a readable table."""
+    if title:
+        print(title)
+    rows = [
+        ("class accuracy (probe)", r.get("class_acc_real"), r.get("class_acc_fake"), "class_acc_ratio"),
+        ("target position error, px", r.get("pos_err_real"), r.get("pos_err_fake"), "pos_err_ratio"),
+        ("diversity (probe features)", r.get("diversity_real"), r.get("diversity_fake"), "diversity_ratio"),
+    ]
+    print(f"  {'metric':<28}{'real':>9}{'fake':>9}{'ratio':>9}   target")
+    for name, real, fake, key in rows:
+        op, goal = TARGETS[key]
+        ratio = r.get(key)
+        verdict = "" if ratio is None else ("ok" if (ratio >= goal if op == ">=" else ratio <= goal) else "MISSED")
+        print(f"  {name:<28}{_fmt(real):>9}{_fmt(fake):>9}{_fmt(ratio):>9}   {key} {op} {goal} {verdict}")
+    print(f"  fid_custom {_fmt(r.get('fid_custom'), '.2f')}   kid_custom {_fmt(r.get('kid_custom'), '.4f')} "
+          "(probe features: not comparable with published FID/KID)")
+    cov = r.get("mode_coverage") or []
+    cov_real = r.get("mode_coverage_real") or []
+    print(f"  classes seen by the probe: fake {', '.join(f'{v:.2f}' for v in cov)}   real "
+          f"{', '.join(f'{v:.2f}' for v in cov_real)}   modes covered {r.get('modes_covered')}")
+    print(f"  {r.get('n_fake')} samples against {r.get('n_real')} real frames; sampling "
+          f"{_fmt(r.get('sample_images_per_s'), '.2f')} images/s, training {_fmt(r.get('train_images_per_s'), '.0f')}"
+          " images/s")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="armlab diffusion", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    args = p.parse_args(argv)
+    try:
+        return run(args)
+    except (UsageError, ValueError, FileNotFoundError) as exc:
+        print(f"armlab: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,281 @@
+"""generative.diffusion and `armlab diffusion`: tiny diffusers models, a few steps each, no network."""
+
+import argparse
+import json
+import socket
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from armlab_scripts import diffusion as cli
+from armlab_scripts._common import UsageError
+from generative import diffusion as D
+
+# diffusers' DPM-Solver builds a NumPy array from a tensor in the way NumPy 2 deprecates; not ours to fix
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
+
+@pytest.fixture(autouse=True)
+def offline_one_thread(monkeypatch):
+    """No hub access (HF_HUB_OFFLINE=1) and one torch thread (tiny models run fastest on one)."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """A 24-frame, 16 px armlab dataset."""
+    from robot_env.dataset import DatasetConfig, generate
+
+    out = tmp_path_factory.mktemp("diffusion") / "data"
+    generate(out, DatasetConfig(n=24, size=16, seed=0), workers=1, progress=False)
+    return out
+
+
+TINY = dict(size=16, model="tiny", batch_size=4, tensorboard=False, log_every=2, sample_every=1000,
+            checkpoint_every=1000, n_samples=4)
+
+
+def tiny_task(cond=("class",), size=16, **kw) -> D.DiffusionTask:
+    cfg = D.DiffusionConfig(size=size, cond=cond, model="tiny", classes=("a", "b"), **kw)
+    return D.DiffusionTask(cfg, init_seed=0)
+
+
+def cli_run(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="armlab diffusion")
+    cli.add_arguments(p)
+    return cli.run(p.parse_args(argv))
+
+
+# ------------------------------------------------------------------------------------------------ construction
+def test_every_model_and_scheduler_builds_offline(monkeypatch):
+    def no_network(*args, **kwargs):
+        raise AssertionError("network access attempted")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    for cond in ((), ("class",), ("target",), ("class", "target")):
+        for latent in (False, True):
+            vcfg = D.vae_arguments("tiny", 16) if latent else None
+            cfg = D.DiffusionConfig(size=16, cond=cond, model="tiny", latent=latent, vae_config=vcfg,
+                                    scaling_factor=1.0 if latent else None)
+            net = D.ConditionedUNet(cfg)
+            x = torch.randn(2, cfg.data_channels, cfg.data_size, cfg.data_size)
+            kw = {}
+            if "class" in cond:
+                kw["class_ids"] = torch.tensor([0, 2])
+            if "target" in cond:
+                kw["target"] = torch.tensor([[0.2, 0.3], [0.7, 0.6]])
+            out = net(x, torch.tensor([3, 900]), **kw, drop=torch.tensor([False, True]) if cond else None)
+            assert out.shape == x.shape
+    px = D.DiffusionConfig(size=64, cond=("class",), model="small")
+    assert px.patch == 2 and px.resolution == 32 and D.ConditionedUNet(px).unet.config.in_channels == 12
+    assert D.ConditionedUNet(px).class_embed.num_embeddings == 3 + 1  # the null label
+    vae = D.build_vae(D.vae_arguments("small", 64))
+    z = vae.encode(torch.zeros(1, 3, 64, 64)).latent_dist.mode()
+    assert z.shape == (1, 4, 16, 16)
+    train = D.train_scheduler()
+    assert train.config.num_train_timesteps == 1000
+    for name in D.SAMPLERS:
+        s = D.make_sampler(name, train.config)
+        s.set_timesteps(10)
+        assert len(s.timesteps) == 10 and int(s.timesteps[0]) == 999
+
+
+# ----------------------------------------------------------------------------------------------------- learning
+def _constant_images(n: int, size: int, classes: torch.Tensor) -> torch.Tensor:
+    """Class 0: a muted red, class 1: a muted blue (room for guidance to push further), in [-1, 1]."""
+    red = torch.tensor([0.4, 0.0, -0.4])
+    blue = torch.tensor([-0.4, 0.0, 0.4])
+    cols = torch.where(classes[:, None] == 0, red, blue)
+    return cols[:, :, None, None].expand(n, 3, size, size).clone()
+
+
+def test_denoising_loss_falls_on_a_fixed_batch():
+    task = tiny_task(cond=(), lr=3e-3, warmup_steps=1)
+    g = torch.Generator().manual_seed(0)
+    low = torch.rand(8, 3, 4, 4, generator=g) * 2 - 1
+    x0 = F.interpolate(low, size=16, mode="bilinear", align_corners=False)
+    t = torch.linspace(50, 950, 8).long()
+    noise = torch.randn(x0.shape, generator=g)
+
+    def loss() -> float:
+        with torch.no_grad():
+            return float(task.denoising_loss(x0, t, noise, weighted=False).mean())
+
+    before = loss()
+    torch.manual_seed(0)
+    for step in range(50):
+        task.train_step({"image": x0}, step)
+    after = loss()
+    assert after < 0.6 * before, (before, after)
+
+
+def test_guidance_pushes_samples_towards_the_class():
+    task = tiny_task(cond=("class",), lr=3e-3, warmup_steps=1, guidance_dropout=0.25, snr_gamma=0.0)
+    torch.manual_seed(0)
+    for step in range(120):
+        y = torch.randint(0, 2, (16,))
+        task.train_step({"image": _constant_images(16, 16, y), "class_id": y}, step)
+    task.unet.eval()
+    pipe = D.Pipeline(task.cfg, task.unet, None, task.noise.config)
+
+    def blueness(guidance: float) -> tuple[float, float]:
+        y = torch.tensor([0] * 6 + [1] * 6)
+        x = pipe.generate(12, y, None, "ddim", 10, guidance, torch.Generator().manual_seed(1))
+        b = (x[:, 2] - x[:, 0]).mean(dim=(1, 2))  # blue minus red
+        return float(b[:6].mean()), float(b[6:].mean())
+
+    red0, blue0 = blueness(0.0)  # unconditional
+    red1, blue1 = blueness(1.0)  # conditional, no guidance
+    red3, blue3 = blueness(4.0)  # guided
+    assert blue1 > red1
+    assert blue3 - red3 > blue1 - red1 > blue0 - red0, ((red0, blue0), (red1, blue1), (red3, blue3))
+
+
+def test_autoencoder_reconstruction_improves():
+    cfg = D.AutoencoderConfig(size=16, model="tiny", lr=3e-3, warmup_steps=1)
+    task = D.AutoencoderTask(cfg)
+    g = torch.Generator().manual_seed(0)
+    low = torch.rand(16, 3, 4, 4, generator=g)
+    images = (F.interpolate(low, size=16, mode="bilinear", align_corners=False) * 255).round().to(torch.uint8)
+    before = D.reconstruction_psnr(task.vae, images)
+    torch.manual_seed(0)
+    x = images.float() / 127.5 - 1
+    for step in range(40):
+        task.train_step({"image": x}, step)
+    after = D.reconstruction_psnr(task.vae, images)
+    assert after > before + 3.0, (before, after)
+
+
+# ----------------------------------------------------------------------------------------------- runs, resume
+@pytest.mark.parametrize("latent", [False, True])
+def test_resume_equals_straight_training(dataset, tmp_path, latent):
+    kw = dict(TINY, cond="class,target", latent=latent, vae_steps=3)
+    D.train_diffusion(dataset, tmp_path / "a", 4, **kw)
+    s = D.train_diffusion(dataset, tmp_path / "a", 8, **kw)  # a finished run continued to 8
+    assert s["start_step"] == 4 and s["steps"] == 8
+    D.train_diffusion(dataset, tmp_path / "b", 8, **kw)
+    a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
+    for group in ("modules", "ema"):
+        for name, state in b[group].items():
+            for k, v in state.items():
+                assert torch.equal(a[group][name][k], v), (group, name, k)
+    if latent:
+        assert a["task_config"]["scaling_factor"] == b["task_config"]["scaling_factor"] > 0
+        assert (tmp_path / "a" / "vae" / "summary.json").is_file()
+
+
+def test_samplers_give_images_of_the_right_shape_and_range(dataset, tmp_path):
+    D.train_diffusion(dataset, tmp_path / "run", 2, **TINY, cond="class,target")
+    for sampler, steps in (("ddpm", 5), ("ddim", 4), ("dpm", 3)):
+        images, y, c = D.sample(tmp_path / "run", 3, {"class_id": "cylinder", "target": [0.4, 0.6]},
+                                sampler=sampler, steps=steps, guidance=2.0, seed=1)
+        assert images.shape == (3, 16, 16, 3) and images.dtype == np.uint8
+        assert images.std() > 0
+        assert (y == 1).all() and np.allclose(c, [[0.4, 0.6]] * 3)
+    a = D.sample(tmp_path / "run", 2, sampler="dpm", steps=3, seed=5)[0]
+    b = D.sample(tmp_path / "run", 2, sampler="dpm", steps=3, seed=5)[0]
+    assert np.array_equal(a, b)
+
+
+# ---------------------------------------------------------------------------------------------------------- CLI
+def test_cli_train_sample_eval_round_trip(dataset, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert cli_run(["train", "--data", str(dataset), "--out", str(run), "--size", "16", "--steps", "3",
+                    "--cond", "class,target", "--model", "tiny", "--batch-size", "4", "--latent", "--vae-steps",
+                    "2", "--sample-every", "1000", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["steps"] == 3 and summary["latent"] and summary["vae"]["psnr"] > 0
+    out = tmp_path / "samples"
+    assert cli_run(["sample", "--run", str(run), "--n", "4", "--class", "sphere", "--target", "0.3,0.7",
+                    "--sampler", "dpm", "--steps", "3", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert (out / "grid.png").is_file()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["style"] == "generated" and manifest["n"] == 4
+    label = json.loads((out / "labels" / "000002.json").read_text())
+    assert label["class_name"] == "sphere" and label["target"]["pixel_norm"] == [0.3, 0.7]
+    assert cli_run(["eval", "--run", str(run), "--data", str(dataset), "--quick", "--n", "8", "--steps", "3",
+                    "--probe-steps", "10", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for key in ("class_acc_ratio", "pos_err_ratio", "diversity_ratio", "fid_custom", "kid_custom", "mode_coverage",
+                "class_acc_real", "class_acc_fake", "pos_err_real", "pos_err_fake", "n_fake", "steps", "cond"):
+        assert key in report
+    assert report["n_fake"] == 8 and report["steps"] == 3
+
+
+def _one_sentence(exc: BaseException) -> None:
+    text = str(exc)
+    assert text and "\n" not in text and "Traceback" not in text
+
+
+def test_bad_input_is_one_sentence(dataset, tmp_path):
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "readme.txt").write_text("not images")
+    cases = [
+        ["train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "r"), "--steps", "2"],
+        ["train", "--data", str(dataset), "--out", str(tmp_path / "r"), "--steps", "0"],
+        ["train", "--data", str(dataset), "--out", str(tmp_path / "r"), "--steps", "2", "--cond", "colour"],
+        ["train", "--data", str(dataset), "--out", str(tmp_path / "r"), "--steps", "2", "--vae", str(tmp_path)],
+        ["train", "--data", str(dataset), "--out", str(tmp_path / "r"), "--steps", "2", "--model", "huge"],
+        ["sample", "--run", str(tmp_path / "missing"), "--out", str(tmp_path / "s")],
+        ["sample", "--run", str(tmp_path), "--out", str(tmp_path / "s"), "--sampler", "euler"],
+        ["sample", "--run", str(tmp_path), "--out", str(tmp_path / "s"), "--steps", "0"],
+        ["sample", "--run", str(tmp_path), "--out", str(tmp_path / "s"), "--guidance", "-1"],
+        ["eval", "--run", str(tmp_path), "--data", str(notes)],
+        ["eval", "--run", str(tmp_path), "--data", str(tmp_path / "missing")],
+    ]
+    for argv in cases:
+        with pytest.raises((UsageError, ValueError)) as info:
+            cli_run(argv)
+        _one_sentence(info.value)
+    with pytest.raises(ValueError) as info:  # a plain image folder has no labels to condition on
+        D.train_diffusion(notes, tmp_path / "r", 2, **TINY, cond="class")
+    _one_sentence(info.value)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    for argv in (["sample", "--run", str(broken), "--out", str(tmp_path / "s")],
+                 ["eval", "--run", str(broken), "--data", str(dataset)]):
+        with pytest.raises(ValueError) as info:
+            cli_run(argv)
+        _one_sentence(info.value)
+        assert "broken" in str(info.value)
+    with pytest.raises(ValueError):
+        D.check_sampler("ddim", 0, 1.0)
+    with pytest.raises(ValueError):
+        D.check_sampler("ddim", 5, -0.5)
+
+
+def test_gpu_check_script_runs_on_cpu(capsys):
+    from armlab_scripts import gpu_check_diffusion
+
+    assert gpu_check_diffusion.main(["--device", "cpu", "--seconds", "1", "--size", "16", "--sample-n", "2"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for key in ("device", "train_images_per_s", "sample_images_per_s_ddim50", "achieved_tflops",
+                "train_flops_per_image"):
+        assert result[key] is not None
+    assert result["device"] == "cpu" and result["sample_finite"]
+
+
+@pytest.mark.slow
+def test_bench_quick_runs(tmp_path, capsys):
+    from armlab_scripts import bench_diffusion
+
+    argv = ["--quick", "--out", str(tmp_path / "bench"), "--frames", "64", "--test", "16", "--steps", "3",
+            "--pixel-steps", "2", "--vae-steps", "3", "--n", "6", "--n-ddpm", "2", "--downstream-n", "8",
+            "--probe-steps", "5", "--model", "tiny", "--json"]
+    assert bench_diffusion.main(argv) == 0
+    figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for key in ("latent_class_acc_ratio", "pixel_class_acc_ratio", "latent_vs_pixel_train_steps_per_s",
+                "latent_ddim50_speedup", "autoencoder_psnr", "downstream_class_acc_ratio", "latent_fid_custom"):
+        assert key in figures
+    assert (tmp_path / "bench" / "results.json").is_file()
