@@ -20,6 +20,9 @@
     armlab bench dataset [--json]                dataset frames/s against bare rendering; 2 workers vs 1
     armlab gan train|sample|eval ...             DCGAN and conditional GAN (class, target position)
     armlab bench gan [--json]                    the conditional GAN's targets, measured
+    armlab cyclegan train|translate|eval ...     CycleGAN sim-to-real (datasets, folders, videos)
+    armlab sim2real eval --sim D --real D --run R    gap closure of a CycleGAN run on a downstream regressor
+    armlab bench cyclegan [--json]               CycleGAN speed, gap closure, PSNR gain
     armlab diffusion train|sample|eval ...       pixel / latent diffusion (diffusers), classifier-free guidance
     armlab bench diffusion [--json]              diffusion vs GAN: conditioning, FID, speed per sampler
 
@@ -58,11 +61,13 @@ def _add(sub, name: str, module, help_text: str) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from armlab_scripts import (
+        bench_cyclegan,
         bench_dataset,
         bench_diffusion,
         bench_env,
         bench_gan,
         compare,
+        cyclegan,
         dataset,
         demo,
         diffusion,
@@ -70,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         feasibility,
         gan,
         render,
+        sim2real,
         train,
     )
 
@@ -78,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    _add(sub, "demo", demo, "run the main job: envs, CMA-ES, landscape, the velocity-stage comparison, a video")
+    _add(sub, "demo", demo, "the main job: envs, controllers, video, dataset, CycleGAN, GAN, diffusion, report.html")
     sub.add_parser("envs", help="list the registered env ids and robots").set_defaults(func=_envs)
     bench = sub.add_parser("bench", help="benchmarks (each takes --json)")
     bsub = bench.add_subparsers(dest="bench", metavar="BENCH")
@@ -87,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add(bsub, "feasibility", feasibility, "CMA-ES solve rate per stage and the zero-signal check")
     _add(bsub, "dataset", bench_dataset, "dataset frames/s against bare rendering, and 2 workers against 1")
     _add(bsub, "gan", bench_gan, "conditional GAN: training images/s, conditioning error, FID, diversity")
+    _add(bsub, "cyclegan", bench_cyclegan, "CycleGAN training speed, gap closure and PSNR gain, task term on/off")
     _add(bsub, "diffusion", bench_diffusion, "pixel vs latent diffusion: quality, training and sampling speed")
     _add(sub, "train", train, "train an SB3 agent (PPO, SAC, TD3, TQC; HER) on an armlab env")
     _add(sub, "evaluate", evaluate, "evaluate a trained run on the held-out contexts")
@@ -94,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add(sub, "render", render, "record rollouts of a controller as WebM / MP4 / GIF")
     _add(sub, "dataset", dataset, "synthetic camera datasets: generate, merge shards, verify")
     _add(sub, "gan", gan, "GAN and conditional GAN on a dataset: train, sample, eval")
+    _add(sub, "cyclegan", cyclegan, "CycleGAN sim<->real: train, translate datasets/folders/videos, eval")
+    _add(sub, "sim2real", sim2real, "the sim-to-real gap closed by a CycleGAN run (regressor, PSNR/SSIM)")
     _add(sub, "diffusion", diffusion, "pixel and latent diffusion with guidance: train, sample, eval")
     return parser
 

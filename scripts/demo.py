@@ -343,8 +343,108 @@ def stage_dataset(demo: Demo) -> dict:
             "counts": counts, "files": ["data/sim/manifest.json", "data/real/manifest.json", "dataset_samples.png"]}
 
 
+def stage_cyclegan(demo: Demo) -> dict:
+    import cv2
+
+    from generative.cyclegan import load_generators, train_cyclegan, translate_images
+    from generative.metrics import psnr
+    from robot_env.dataset import DatasetConfig, Scene
+    from robot_env.video import VideoWriter
+
+    s = demo.settings["cyclegan"]
+    sim, real = demo.out / "data" / "sim", demo.out / "data" / "real"
+    run = demo.out / "cyclegan"
+    summary = train_cyclegan(sim, real, run, s["steps"], size=s["size"], batch_size=s["batch_size"], seed=s["seed"],
+                             device="cpu", base=s["base"], n_blocks=s["n_blocks"], progress=demo.progress,
+                             tensorboard=False, sample_every=10**9, checkpoint_every=max(50, s["steps"] // 4))
+    gens = load_generators(run)
+    frames = list(range(6))
+
+    def read(root: Path, i: int) -> np.ndarray:
+        return cv2.cvtColor(cv2.imread(str(root / "rgb" / f"{i:06d}.png")), cv2.COLOR_BGR2RGB)
+
+    sim_imgs = np.stack([read(sim, i) for i in frames])
+    real_imgs = np.stack([read(real, i) for i in frames])
+    trans = translate_images(gens, sim_imgs)
+    _write_png(demo.out / "cyclegan_samples.png", _class_sheet([sim_imgs, trans, real_imgs], scale=3))
+    psnr_sim = float(np.mean([psnr(a, b) for a, b in zip(sim_imgs, real_imgs)]))
+    psnr_trans = float(np.mean([psnr(a, b) for a, b in zip(trans, real_imgs)]))
+    # a short rollout in the dataset's scene (the arm sweeping between two poses), translated frame by frame
+    scene = Scene(DatasetConfig(n=1, size=s["size"], seed=s["seed"]))
+    try:
+        roll = np.stack(scene.sweep(0, s["video_frames"]))
+    finally:
+        scene.close()
+    out_frames = translate_images(gens, roll)
+    video = demo.out / "cyclegan_rollout.webm"
+    with VideoWriter(video, fps=24) as writer:
+        for a, b in zip(roll, out_frames):
+            pair = np.concatenate([a, b], axis=1)
+            writer.write(cv2.resize(pair, None, fx=4, fy=4, interpolation=cv2.INTER_NEAREST))
+    ips = _images_per_s(summary)
+    figures = {"PSNR sim vs paired real": f"{psnr_sim:.1f} dB",
+               "PSNR translated vs paired real": f"{psnr_trans:.1f} dB", "training images/s": f"{ips:.0f}",
+               "steps": f"{s['steps']:,}"}
+    return {"line": f"CycleGAN {s['steps']:,} steps ({ips:.0f} images/s): PSNR against the paired real frames "
+                    f"{psnr_sim:.1f} dB untranslated, {psnr_trans:.1f} dB translated; cyclegan_rollout.webm",
+            "figures": figures, "psnr_sim": psnr_sim, "psnr_trans": psnr_trans,
+            "files": ["cyclegan_samples.png", "cyclegan_rollout.webm", "cyclegan/checkpoint.pt"]}
+
+
+def _class_sheet(rows: list[np.ndarray], scale: int = 2) -> np.ndarray:
+    """One row of images per class (uint8 NHWC each), upscaled for viewing."""
+    import cv2
+
+    sheet = np.concatenate([np.concatenate(list(r), axis=1) for r in rows], axis=0)
+    return cv2.resize(sheet, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+
+
+def _images_per_s(summary: dict) -> float:
+    """Training images/s of a run, from its latest training session that ran steps."""
+    if summary.get("images_per_s"):
+        return float(summary["images_per_s"])
+    for h in reversed(summary.get("history", [])):
+        if h.get("images_per_s"):
+            return float(h["images_per_s"])
+    return float("nan")
+
+
+def stage_generate(demo: Demo) -> dict:
+    from generative.diffusion import sample as diffusion_sample
+    from generative.diffusion import train_diffusion
+    from generative.gan import sample as gan_sample
+    from generative.gan import train_gan
+
+    s = demo.settings["generate"]
+    data = demo.out / "data" / "sim"
+    summary = train_gan(data, demo.out / "gan", s["gan_steps"], cond="class,target", size=s["size"],
+                        batch_size=s["batch_size"], seed=s["seed"], device="cpu", progress=demo.progress,
+                        tensorboard=False, sample_every=10**9, checkpoint_every=max(50, s["gan_steps"] // 4))
+    ema = s["gan_steps"] >= 1000  # the EMA of a very short run is still mostly its initial weights
+    rows = [gan_sample(demo.out / "gan", s["per_class"], cond={"class_id": c}, seed=s["seed"], ema=ema)[0]
+            for c in range(3)]
+    _write_png(demo.out / "gan_samples.png", _class_sheet(rows))
+    dsum = train_diffusion(data, demo.out / "diffusion", s["diffusion_steps"], size=s["size"], cond="class",
+                           model="tiny", batch_size=s["batch_size"], seed=s["seed"], device="cpu",
+                           progress=demo.progress, tensorboard=False, sample_every=10**9,
+                           checkpoint_every=max(50, s["diffusion_steps"] // 4))
+    ema = s["diffusion_steps"] >= 1000
+    rows = [diffusion_sample(demo.out / "diffusion", s["per_class"], cond={"class_id": c}, sampler="ddim",
+                             steps=s["ddim_steps"], guidance=2.0, seed=s["seed"], ema=ema)[0] for c in range(3)]
+    _write_png(demo.out / "diffusion_samples.png", _class_sheet(rows))
+    g_ips, d_ips = _images_per_s(summary), _images_per_s(dsum)
+    figures = {"GAN training images/s": f"{g_ips:.0f}", "GAN steps": f"{s['gan_steps']:,}",
+               "diffusion training images/s": f"{d_ips:.0f}",
+               "diffusion steps": f"{s['diffusion_steps']:,}", "DDIM sampling steps": str(s["ddim_steps"])}
+    return {"line": f"conditional GAN {s['gan_steps']:,} steps ({g_ips:.0f} images/s), "
+                    f"class-conditional diffusion {s['diffusion_steps']:,} steps ({d_ips:.0f} "
+                    f"images/s, DDIM {s['ddim_steps']} steps, guidance 2); gan_samples.png, diffusion_samples.png",
+            "figures": figures,
+            "files": ["gan_samples.png", "diffusion_samples.png", "gan/checkpoint.pt", "diffusion/checkpoint.pt"]}
+
+
 STAGES = [("envs", stage_envs), ("cmaes", stage_cmaes), ("comparison", stage_comparison), ("video", stage_video),
-          ("dataset", stage_dataset)]
+          ("dataset", stage_dataset), ("cyclegan", stage_cyclegan), ("generate", stage_generate)]
 
 
 def settings_for(args: argparse.Namespace) -> dict:
@@ -356,6 +456,11 @@ def settings_for(args: argparse.Namespace) -> dict:
         "comparison": {"rl_steps": args.rl_steps or (600 if q else 3000), "contexts": 20 if q else 50, "seed": seed},
         "video": {"seed": seed, "rl_steps": args.rl_steps or (600 if q else 3000)},
         "dataset": {"n": 96 if q else 600, "size": 64, "seed": seed, "workers": 2},
+        "cyclegan": {"steps": 20 if q else 400, "size": 64, "batch_size": 4, "base": 16, "n_blocks": 3 if q else 6,
+                     "video_frames": 24 if q else 72, "seed": seed, "dataset_n": 96 if q else 600},
+        "generate": {"gan_steps": 30 if q else 300, "diffusion_steps": 20 if q else 300, "ddim_steps": 10 if q else 25,
+                     "size": 64, "batch_size": 16 if q else 32, "per_class": 8, "seed": seed,
+                     "dataset_n": 96 if q else 600},
     }
 
 

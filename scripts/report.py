@@ -128,7 +128,7 @@ def build(records: dict, quick: bool) -> str:
         parts.append(_section(
             "7. Generated scenes: conditional GAN and diffusion", r,
             figs + "<p>One row per requested class (cube, cylinder, sphere).</p>"
-            + _img("gan_samples.png", "conditional GAN samples") + _img("diffusion_samples.png", "diffusion samples"),
+            + "".join(_img(f, f.split("_")[0] + " samples") for f in r["files"] if f.endswith(".png")),
             "armlab gan train --data data/sim --out runs/gan --steps 20000 --cond class,target\n"
             "armlab gan eval --run runs/gan --data data/sim --json\n"
             "armlab diffusion train --data data/sim --out runs/diffusion --size 64 --steps 20000 --cond class\n"
