@@ -18,7 +18,7 @@ demo: $(STAMP)  ## the main job: envs, CMA-ES per stage, the y(x) landscape plot
 	$(BIN)/armlab demo --out runs/demo
 
 test: $(STAMP)  ## the test suite without `slow` tests (a few minutes on 2 cores)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=10
 
 test-all: $(STAMP)  ## every test, `slow` ones included
 	$(BIN)/python -m pytest -m ""

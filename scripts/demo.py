@@ -456,7 +456,7 @@ def settings_for(args: argparse.Namespace) -> dict:
         "comparison": {"rl_steps": args.rl_steps or (600 if q else 3000), "contexts": 20 if q else 50, "seed": seed},
         "video": {"seed": seed, "rl_steps": args.rl_steps or (600 if q else 3000)},
         "dataset": {"n": 96 if q else 600, "size": 64, "seed": seed, "workers": 2},
-        "cyclegan": {"steps": 20 if q else 400, "size": 64, "batch_size": 4, "base": 16, "n_blocks": 3 if q else 6,
+        "cyclegan": {"steps": 20 if q else 250, "size": 64, "batch_size": 4, "base": 16, "n_blocks": 3,
                      "video_frames": 24 if q else 72, "seed": seed, "dataset_n": 96 if q else 600},
         "generate": {"gan_steps": 30 if q else 300, "diffusion_steps": 20 if q else 300, "ddim_steps": 10 if q else 25,
                      "size": 64, "batch_size": 16 if q else 32, "per_class": 8, "seed": seed,
@@ -472,6 +472,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grid", type=int, default=None, help="landscape resolution per axis (default 81, quick 41)")
     p.add_argument("--rl-steps", type=int, default=None, help="SAC training steps (default 3000, quick 600)")
     p.add_argument("--seed", type=int, default=0, help="seed of every stage")
+    p.add_argument("--threads", default="auto",
+                   help="torch CPU threads for the training stages, or auto (default): the cores the load average "
+                        "leaves free (two threads on two cores that other processes also use run several times "
+                        "slower than one)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object on the last line")
 
@@ -487,6 +491,11 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} exists and is not a folder.")
     out.mkdir(parents=True, exist_ok=True)
+    import torch
+
+    from armlab_scripts.bench_gan import _threads
+
+    torch.set_num_threads(_threads(args.threads, torch.get_num_threads()))
     settings = settings_for(args)
     demo = Demo(out, settings, progress=not args.no_progress, fresh=args.fresh)
     t0 = time.perf_counter()
