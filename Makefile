@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.armlab-installed
 
-.PHONY: install demo test test-all test-browser lint format bench clean
+.PHONY: install demo test test-all test-browser lint format bench bench-generative clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,12 @@ bench: $(STAMP)  ## speed and feasibility benchmarks (installs panda-gym for the
 	$(BIN)/armlab bench env
 	$(BIN)/armlab bench feasibility --robot arm2
 	$(BIN)/armlab bench feasibility --robot arm3
+	$(BIN)/armlab bench dataset
+
+bench-generative: $(STAMP)  ## GAN, CycleGAN and diffusion benchmarks (each 25-45 min on 2 CPU cores)
+	$(BIN)/armlab bench gan --json
+	$(BIN)/armlab bench cyclegan --json
+	$(BIN)/armlab bench diffusion --json
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info .pytest_cache .ruff_cache

@@ -420,17 +420,14 @@ def stage_generate(demo: Demo) -> dict:
     summary = train_gan(data, demo.out / "gan", s["gan_steps"], cond="class,target", size=s["size"],
                         batch_size=s["batch_size"], seed=s["seed"], device="cpu", progress=demo.progress,
                         tensorboard=False, sample_every=10**9, checkpoint_every=max(50, s["gan_steps"] // 4))
-    ema = s["gan_steps"] >= 1000  # the EMA of a very short run is still mostly its initial weights
-    rows = [gan_sample(demo.out / "gan", s["per_class"], cond={"class_id": c}, seed=s["seed"], ema=ema)[0]
-            for c in range(3)]
+    rows = [gan_sample(demo.out / "gan", s["per_class"], cond={"class_id": c}, seed=s["seed"])[0] for c in range(3)]
     _write_png(demo.out / "gan_samples.png", _class_sheet(rows))
     dsum = train_diffusion(data, demo.out / "diffusion", s["diffusion_steps"], size=s["size"], cond="class",
                            model="tiny", batch_size=s["batch_size"], seed=s["seed"], device="cpu",
                            progress=demo.progress, tensorboard=False, sample_every=10**9,
                            checkpoint_every=max(50, s["diffusion_steps"] // 4))
-    ema = s["diffusion_steps"] >= 1000
     rows = [diffusion_sample(demo.out / "diffusion", s["per_class"], cond={"class_id": c}, sampler="ddim",
-                             steps=s["ddim_steps"], guidance=2.0, seed=s["seed"], ema=ema)[0] for c in range(3)]
+                             steps=s["ddim_steps"], guidance=2.0, seed=s["seed"])[0] for c in range(3)]
     _write_png(demo.out / "diffusion_samples.png", _class_sheet(rows))
     g_ips, d_ips = _images_per_s(summary), _images_per_s(dsum)
     figures = {"GAN training images/s": f"{g_ips:.0f}", "GAN steps": f"{s['gan_steps']:,}",
@@ -458,7 +455,7 @@ def settings_for(args: argparse.Namespace) -> dict:
         "dataset": {"n": 96 if q else 600, "size": 64, "seed": seed, "workers": 2},
         "cyclegan": {"steps": 20 if q else 250, "size": 64, "batch_size": 4, "base": 16, "n_blocks": 3,
                      "video_frames": 24 if q else 72, "seed": seed, "dataset_n": 96 if q else 600},
-        "generate": {"gan_steps": 30 if q else 300, "diffusion_steps": 20 if q else 300, "ddim_steps": 10 if q else 25,
+        "generate": {"gan_steps": 30 if q else 300, "diffusion_steps": 20 if q else 1000, "ddim_steps": 10 if q else 25,
                      "size": 64, "batch_size": 16 if q else 32, "per_class": 8, "seed": seed,
                      "dataset_n": 96 if q else 600},
     }
