@@ -51,3 +51,34 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
+
+
+def fmt(v, spec: str = ".3f") -> str:
+    """A figure for a table: ``-`` when missing."""
+    return "-" if v is None else format(v, spec)
+
+
+def print_generation_report(r: dict, targets: dict, title: str = "", footer: str = "") -> None:
+    """The probe metrics of a generative model (`generative.metrics.generation_report` keys) as a table,
+    each ratio beside its target: ``targets`` maps a ratio key to ``(">=" | "<=", goal)``."""
+    if title:
+        print(title)
+    rows = [
+        ("class accuracy (probe)", r.get("class_acc_real"), r.get("class_acc_fake"), "class_acc_ratio"),
+        ("target position error, px", r.get("pos_err_real"), r.get("pos_err_fake"), "pos_err_ratio"),
+        ("diversity (probe features)", r.get("diversity_real"), r.get("diversity_fake"), "diversity_ratio"),
+    ]
+    print(f"  {'metric':<28}{'real':>9}{'fake':>9}{'ratio':>9}   target")
+    for name, real, fake, key in rows:
+        op, goal = targets[key]
+        ratio = r.get(key)
+        verdict = "" if ratio is None else ("ok" if (ratio >= goal if op == ">=" else ratio <= goal) else "MISSED")
+        print(f"  {name:<28}{fmt(real):>9}{fmt(fake):>9}{fmt(ratio):>9}   {key} {op} {goal} {verdict}")
+    print(f"  fid_custom {fmt(r.get('fid_custom'), '.2f')}   kid_custom {fmt(r.get('kid_custom'), '.4f')} "
+          "(probe features: not comparable with published FID/KID)")
+    cov = r.get("mode_coverage") or []
+    cov_real = r.get("mode_coverage_real") or []
+    print(f"  classes seen by the probe: fake {', '.join(f'{v:.2f}' for v in cov)}   real "
+          f"{', '.join(f'{v:.2f}' for v in cov_real)}   modes covered {r.get('modes_covered')}")
+    if footer:
+        print(footer)

@@ -27,7 +27,7 @@ import argparse
 import math
 from pathlib import Path
 
-from armlab_scripts._common import UsageError, emit_json
+from armlab_scripts._common import UsageError, emit_json, fmt, print_generation_report
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -200,10 +200,6 @@ def _sample(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fmt(v, spec: str = ".3f") -> str:
-    return "-" if v is None else format(v, spec)
-
-
 def _eval(args: argparse.Namespace) -> int:
     from generative.gan import evaluate_gan
 
@@ -224,24 +220,6 @@ TARGETS = {"class_acc_ratio": (">=", 0.9), "pos_err_ratio": ("<=", 2.0), "divers
 
 def print_report(r: dict, title: str = "") -> None:
     """The metrics of `evaluate_gan` as a readable table."""
-    if title:
-        print(title)
-    rows = [
-        ("class accuracy (probe)", r.get("class_acc_real"), r.get("class_acc_fake"), "class_acc_ratio"),
-        ("target position error, px", r.get("pos_err_real"), r.get("pos_err_fake"), "pos_err_ratio"),
-        ("diversity (probe features)", r.get("diversity_real"), r.get("diversity_fake"), "diversity_ratio"),
-    ]
-    print(f"  {'metric':<28}{'real':>9}{'fake':>9}{'ratio':>9}   target")
-    for name, real, fake, key in rows:
-        op, goal = TARGETS[key]
-        ratio = r.get(key)
-        verdict = "" if ratio is None else ("ok" if (ratio >= goal if op == ">=" else ratio <= goal) else "MISSED")
-        print(f"  {name:<28}{_fmt(real):>9}{_fmt(fake):>9}{_fmt(ratio):>9}   {key} {op} {goal} {verdict}")
-    print(f"  fid_custom {_fmt(r.get('fid_custom'), '.2f')}   kid_custom {_fmt(r.get('kid_custom'), '.4f')} "
-          "(probe features: not comparable with published FID/KID)")
-    cov = r.get("mode_coverage") or []
-    cov_real = r.get("mode_coverage_real") or []
-    print(f"  classes seen by the probe: fake {', '.join(f'{v:.2f}' for v in cov)}   real "
-          f"{', '.join(f'{v:.2f}' for v in cov_real)}   modes covered {r.get('modes_covered')}")
-    ips = r.get("train_images_per_s")
-    print(f"  {r.get('n_fake')} fakes against {r.get('n_real')} real frames; training {_fmt(ips, '.0f')} images/s")
+    footer = (f"  {r.get('n_fake')} fakes against {r.get('n_real')} real frames; training "
+              f"{fmt(r.get('train_images_per_s'), '.0f')} images/s")
+    print_generation_report(r, TARGETS, title, footer)
