@@ -4,8 +4,9 @@ Two readers, both ``torch.utils.data.Dataset`` subclasses returning dicts of ten
 
 * `ArmlabDataset` reads armlab's camera dataset format (``docs/dataset-format.md``): ``rgb/``,
   optional ``depth/`` and ``seg/``, ``labels/`` and ``manifest.json``. Each item carries the
-  conditioning labels of the generative models: ``class_id`` (the target's shape class) and
-  ``target`` (``target.pixel_norm``, where the target centre is in the image, in [0, 1]).
+  conditioning labels of the generative models: ``class_id`` (the target's shape class),
+  ``target`` (``target.pixel_norm``, where the target centre is in the image, in [0, 1]) and,
+  when the labels have them, ``joints`` (``joint_positions``, the arm's joint angles in radians).
 * `ImageFolderDataset` reads any folder of images (recursively) and gives images only.
 
 `open_images` picks the right one (a folder with ``manifest.json`` is an armlab dataset).
@@ -243,13 +244,17 @@ class ArmlabDataset(Dataset):
         {"image": uint8 (3, H, W),          # rgb/NNNNNN.png, RGB
          "class_id": long scalar,           # label "class_id" (-1 if the label has none)
          "target": float32 (2,),            # label "target.pixel_norm" (NaN if the label has none)
+         "joints": float32 (J,),            # label "joint_positions" (radians; NaN if the label has
+                                            # none), only when some label has them
          "frame": int,                      # label "frame"
          "depth": float32 (1, H, W),        # with_depth: metres (uint16 millimetres / 1000; 0 = none)
          "seg": int64 (H, W)}               # with_seg: instance ids (0 = background)
 
     A frame exists when its label exists (labels are written last). Labels are parsed at
     construction, so a corrupt label fails early; images are read when an item is asked for.
-    ``classes`` is the manifest's class list, ``manifest`` the whole manifest.
+    ``classes`` is the manifest's class list, ``manifest`` the whole manifest. ``n_joints`` is the
+    length of the labels' ``joint_positions`` (0 when no label has them; labels of different
+    lengths raise `DataError`).
 
     With ``size`` the images are center-cropped and resized to ``size x size`` and ``target``
     is moved with the crop (it stays the target centre in the returned image). ``skip_bad=True``
@@ -295,6 +300,7 @@ class ArmlabDataset(Dataset):
                 raise DataError(f"armlab dataset {str(self.root)!r} (style {style!r}) has no {folder}/ folder")
 
         self.records: list[dict] = []
+        self.n_joints = 0  # set below; items carry "joints" only when it is > 0
         for p in label_paths:
             try:
                 rec = self._record(p)
@@ -308,6 +314,19 @@ class ArmlabDataset(Dataset):
             self.records.append(rec)
         if not self.records:
             raise DataError(f"armlab dataset {str(self.root)!r} holds no readable frames")
+        first = None
+        for rec in self.records:
+            q = rec["joint_positions"]
+            if q is None:
+                continue
+            if first is None:
+                first = rec
+            elif len(q) != len(first["joint_positions"]):
+                raise DataError(
+                    f"label {rec['label']!r} has {len(q)} joint_positions but label {first['label']!r} has "
+                    f"{len(first['joint_positions'])}; one dataset holds one robot"
+                )
+        self.n_joints = len(first["joint_positions"]) if first is not None else 0
 
     def _record(self, path: Path) -> dict:
         label = _read_json(path, "label")
@@ -320,6 +339,8 @@ class ArmlabDataset(Dataset):
             target = label.get("target") or {}
             pn = target.get("pixel_norm")
             pixel_norm = (float(pn[0]), float(pn[1])) if pn is not None else (float("nan"), float("nan"))
+            jp = label.get("joint_positions")
+            joint_positions = tuple(float(v) for v in jp) if jp is not None else None
         except (TypeError, ValueError, KeyError, IndexError) as e:
             raise DataError(f"label {str(path)!r} has a malformed field: {e}") from None
         rec = {
@@ -327,6 +348,7 @@ class ArmlabDataset(Dataset):
             "frame": frame,
             "class_id": class_id,
             "pixel_norm": pixel_norm,
+            "joint_positions": joint_positions,
             "rgb": self.root / label.get("rgb", f"rgb/{stem}.png"),
         }
         if self.with_depth:
@@ -359,6 +381,9 @@ class ArmlabDataset(Dataset):
             "target": torch.tensor([u, v], dtype=torch.float32),
             "frame": rec["frame"],
         }
+        if self.n_joints:
+            q = rec["joint_positions"]
+            out["joints"] = torch.tensor(q if q is not None else [float("nan")] * self.n_joints, dtype=torch.float32)
         if self.with_depth:
             d = self._read_u16(rec["depth"], "depth")
             d = _square_resize(d, self.size, nearest=True).astype(np.float32) / 1000.0
@@ -402,7 +427,8 @@ def load_tensors(dataset: Dataset, limit: int | None = None, progress: bool = Fa
     """Stack the first ``limit`` items (all with ``None``) of ``dataset`` into tensors.
 
     Returns ``{"image": uint8 (N, C, H, W)}`` for an image folder and, for an armlab dataset,
-    also ``"class_id"`` (long ``(N,)``) and ``"target"`` (float32 ``(N, 2)``), plus ``"depth"``
+    also ``"class_id"`` (long ``(N,)``) and ``"target"`` (float32 ``(N, 2)``), ``"joints"`` (float32
+    ``(N, J)``, radians) when the labels have joint positions, plus ``"depth"``
     (float32 ``(N, 1, H, W)``) and ``"seg"`` (int64 ``(N, H, W)``) when the dataset was opened
     with them. All images must have one size: pass ``size=`` to the dataset otherwise.
     ``progress`` shows a tqdm bar.
@@ -410,7 +436,7 @@ def load_tensors(dataset: Dataset, limit: int | None = None, progress: bool = Fa
     n = len(dataset) if limit is None else min(len(dataset), max(0, int(limit)))
     if n == 0:
         raise DataError("nothing to load: the dataset is empty or limit is 0")
-    keys = ("image", "class_id", "target", "depth", "seg")
+    keys = ("image", "class_id", "target", "joints", "depth", "seg")
     out: dict[str, torch.Tensor] = {}
     indices: Any = range(n)
     if progress:
@@ -472,6 +498,7 @@ def write_generated(
     targets: Any = None,
     classes: Sequence[str] = DEFAULT_CLASSES,
     extra_settings: dict | None = None,
+    joint_positions: Any = None,
 ) -> dict:
     """Write generated images in armlab's format; returns the manifest written.
 
@@ -479,6 +506,8 @@ def write_generated(
     repeated to RGB). ``class_ids`` (N,) and ``targets`` (N, 2, ``pixel_norm`` in [0, 1]) are
     the *requested* conditions; each label carries ``class_id``, ``class_name``,
     ``target.pixel_norm`` and ``target.pixel`` (pixels: ``pixel_norm * (W, H)``) when given.
+    ``joint_positions`` (N, J; radians) are requested joint angles, written as each label's
+    ``joint_positions``.
 
     Writes ``rgb/NNNNNN.png``, then ``labels/NNNNNN.json`` (``"style": "generated"``), then
     ``manifest.json`` with the SHA-256 of every file; each file atomically. There is no
@@ -504,6 +533,13 @@ def write_generated(
         tg = np.asarray(torch.as_tensor(targets, dtype=torch.float64).cpu()).reshape(-1, 2)
         if len(tg) != n:
             raise ValueError(f"{len(tg)} targets for {n} images")
+    jp = None
+    if joint_positions is not None:
+        jp = np.asarray(torch.as_tensor(joint_positions, dtype=torch.float64).cpu())
+        if jp.ndim != 2 or len(jp) != n:
+            raise ValueError(f"joint_positions must be one row per image ({n}), not shape {jp.shape}")
+        if not np.isfinite(jp).all():
+            raise ValueError("joint_positions must be finite numbers")
 
     old_manifest = out / "manifest.json"
     if old_manifest.is_file():
@@ -531,6 +567,8 @@ def write_generated(
         if tg is not None:
             u, v = float(tg[i, 0]), float(tg[i, 1])
             label["target"] = {"pixel": [u * w, v * h], "pixel_norm": [u, v]}
+        if jp is not None:
+            label["joint_positions"] = [float(q) for q in jp[i]]
         label_rel = f"labels/{stem}.json"
         files[label_rel] = sha256_bytes(_atomic_write_json(out / label_rel, label))
 
@@ -543,7 +581,7 @@ def write_generated(
                     p.unlink()
 
     settings = {"source": "generated", "depth": False, "seg": False, "conditioned_on_class": cids is not None,
-                "conditioned_on_target": tg is not None}
+                "conditioned_on_target": tg is not None, "conditioned_on_joints": jp is not None}
     settings.update(extra_settings or {})
     manifest = {
         "format": FORMAT,

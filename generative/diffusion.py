@@ -7,8 +7,8 @@ prediction) for training, the samplers ``DDPMScheduler`` / ``DDIMScheduler`` / `
 built from the training scheduler's config (``timestep_spacing="trailing"``, so a short schedule starts at the last
 training step), and an ``AutoencoderKL`` for latent diffusion.
 
-Conditions (``cond``, a subset of ``("class", "target")``; empty = unconditional)
-----------------------------------------------------------------------------------
+Conditions (``cond``, a subset of ``("class", "target", "joints")``; empty = unconditional)
+--------------------------------------------------------------------------------------------
 * ``class``: the target object's shape (``class_id``: cube, cylinder, sphere). A learned embedding with
   ``n_classes + 1`` rows; the last row is the *null* label used for classifier-free guidance.
 * ``target``: where the target's centre is in the image (``pixel_norm`` in ``[0, 1]^2``), given to the network
@@ -20,19 +20,29 @@ Conditions (``cond``, a subset of ``("class", "target")``; empty = unconditional
   the single bump, the bump in the requested class's channel and zeros in the others, so the pixels where the
   object goes also see *which* object: "a cube here" is then as local as "something here". (The embeddings are
   kept as well.) With the class alone, there is no place to put it, and the embedding carries it.
+* ``joints``: the arm's joint positions (``joint_positions`` of each frame's label, radians; ``n_joints`` is read
+  from the data: 3 for the dataset's arm3). They are normalised per joint by the *training frames'* range,
+  ``(q - mid) / half_range`` with ``mid`` and ``half_range`` from the per-joint min / max of the training labels
+  (``joint_low`` / ``joint_high`` in the config, so in the checkpoint), which puts the training joints in
+  ``[-1, 1]``; then Fourier features -> 2-layer MLP, like the target's embedding (no input map: the arm is spread
+  over the image, so there is no single place to mark). The robot's URDF limits (``joint_limits``, looked up from
+  the manifest's ``settings.robot`` when armlab knows that robot) are kept to check requested joints.
+  Normalising by the data rather than the URDF limits uses the whole ``[-1, 1]`` (the dataset draws the base yaw
+  in +-1.4 rad of its +-2.97 rad range) and works for labels of any robot.
 
-The class and target embeddings are summed into one vector that :class:`ConditionedUNet` passes to the UNet as
-``class_labels`` with ``class_embed_type="identity"``: diffusers adds it to the timestep embedding, so it reaches
+The class, target and joint embeddings are summed into one vector that :class:`ConditionedUNet` passes to the UNet
+as ``class_labels`` with ``class_embed_type="identity"``: diffusers adds it to the timestep embedding, so it reaches
 every ResNet block (the same path the UNet's own ``num_class_embeds`` table would take).
 
 Classifier-free guidance (Ho & Salimans 2022)
 ---------------------------------------------
 In training, each image's conditions are dropped with probability ``guidance_dropout`` (default 0.1), all of them
-together: the null class row, a zeroed target embedding input with a "dropped" flag set, and a zero target channel.
+together: the null class row, zeroed target and joint embedding inputs with their "dropped" flags set, and a zero
+target channel.
 At sampling, the network runs on the conditioned and the unconditioned input in one batch and
 ``eps = eps_uncond + s * (eps_cond - eps_uncond)``: ``s = 1`` is the plain conditional model (one pass), ``s = 0``
 the unconditional one, ``s > 1`` pushes samples towards the condition. (A ``UNet2DConditionModel`` with
-cross-attention to condition tokens would work too; for two small conditions an added embedding and input maps
+cross-attention to condition tokens would work too; for a few small conditions an added embedding and input maps
 are simpler and cheaper.)
 
 Training loss
@@ -67,11 +77,18 @@ API
   :func:`build_vae`, :func:`train_scheduler`, :func:`make_sampler`.
 * :class:`AutoencoderTask`, :func:`train_autoencoder` (reports reconstruction PSNR).
 * :func:`train_diffusion` (resumes; a finished run continues to a larger ``steps``), :func:`load_pipeline`,
-  :func:`sample`, :func:`evaluate_diffusion` (the keys of ``armlab gan eval --json``).
+  :func:`sample` (images and the conditions used: ``(images, class_ids, targets, joints)``),
+  :func:`draw_all_conditions` (requested conditions completed from the training labels; :func:`draw_conditions`
+  is its ``(class_ids, targets)`` part), :func:`evaluate_diffusion` (the keys of ``armlab gan eval --json``).
+
+The checkpoint's ``extra`` keeps the training labels the model was conditioned on (``class_ids``, ``targets``,
+``joints``), so that sampling draws conditions that are not given from the training distribution (all of one
+frame's labels together, from the frames of the requested class when a class is given).
 
 A run folder holds ``config.json``, ``checkpoint.pt``, ``log.csv``, ``tb/``, ``samples/step_NNNNNN.png`` (DDIM
-grids: one class per row, the target sweeping left to right), ``summary.json`` and, for a latent run that trained
-its own autoencoder, ``vae/`` (the autoencoder's run folder).
+grids: one class per row, the target and the first joint (base yaw) sweeping left to right, other joints at their
+training medians), ``summary.json`` and, for a latent run that trained its own autoencoder, ``vae/`` (the
+autoencoder's run folder).
 """
 
 from __future__ import annotations
@@ -106,6 +123,8 @@ __all__ = [
     "Pipeline",
     "build_unet",
     "build_vae",
+    "draw_all_conditions",
+    "draw_conditions",
     "evaluate_diffusion",
     "load_pipeline",
     "load_vae",
@@ -117,7 +136,7 @@ __all__ = [
     "train_scheduler",
 ]
 
-CONDITIONS = ("class", "target")
+CONDITIONS = ("class", "target", "joints")
 SAMPLERS = ("ddpm", "ddim", "dpm")
 SUMMARY = "summary.json"
 
@@ -127,6 +146,9 @@ MODEL_SIZES: dict[str, dict[str, Any]] = {
     "small": {"channels": (32, 64, 128), "layers": 1, "attention": (False, False, True), "groups": 8},
     "base": {"channels": (64, 128, 256), "layers": 2, "attention": (False, True, True), "groups": 32},
 }
+#: Smallest half-range (radians) a joint is normalised by: a joint that barely moves in the training data is not blown
+#: up into huge network inputs when another angle is requested.
+MIN_JOINT_HALF_RANGE = 0.05
 #: AutoencoderKL sizes: channels per level (downsampling ``2 ** (levels - 1)``), layers, mid-block attention.
 VAE_SIZES: dict[str, dict[str, Any]] = {
     "tiny": {"channels": (16, 32), "layers": 1, "attention": False, "groups": 8},
@@ -137,8 +159,8 @@ VAE_SIZES: dict[str, dict[str, Any]] = {
 
 # ------------------------------------------------------------------------------------------------------ settings
 def parse_cond(cond: str | Sequence[str] | None) -> tuple[str, ...]:
-    """``"class,target"`` / ``["target"]`` / ``""`` / ``"none"`` / None -> the conditions in canonical order; a
-    ValueError for anything but ``class`` and ``target``."""
+    """``"class,target"`` / ``["target"]`` / ``"joints,class"`` / ``""`` / ``"none"`` / None -> the conditions in
+    canonical order (class, target, joints); a ValueError for anything but ``class``, ``target`` and ``joints``."""
     if cond is None:
         return ()
     items = cond.split(",") if isinstance(cond, str) else list(cond)
@@ -147,7 +169,8 @@ def parse_cond(cond: str | Sequence[str] | None) -> tuple[str, ...]:
         return ()
     bad = [c for c in items if c not in CONDITIONS]
     if bad:
-        raise ValueError(f"unknown condition {bad[0]!r}: --cond takes class, target or class,target")
+        raise ValueError(f"unknown condition {bad[0]!r}: --cond takes class, target, joints or a comma-separated "
+                         "list of them such as class,target,joints")
     return tuple(c for c in CONDITIONS if c in items)
 
 
@@ -179,6 +202,11 @@ class DiffusionConfig:
     ``model``: UNet size (``tiny``, ``small``, ``base``; see :data:`MODEL_SIZES`); ``patch``: pixel-unshuffle factor
     of a pixel model (None: 2 from 64 px up, else 1; always 1 for latents); ``latent``: denoise autoencoder latents
     (``vae_config``: the autoencoder's constructor arguments, ``scaling_factor``: 1 / std of its latents).
+
+    A ``joints`` model takes ``n_joints`` joint positions, normalised by ``joint_low`` / ``joint_high`` (per joint,
+    the training labels' min / max; None: the joints are given already normalised, i.e. -1 / 1); ``joint_limits``
+    (``[[lower, upper], ...]`` in radians, None when unknown) only checks requested joints. For other models these
+    four are 0 / None.
     """
 
     size: int = 64
@@ -205,10 +233,15 @@ class DiffusionConfig:
     scaling_factor: float | None = None
     data: dict[str, Any] = field(default_factory=dict)  # where the training data came from (informative)
     vae_source: str | None = None  # the autoencoder run the latent model was trained on (informative)
+    n_joints: int = 0
+    joint_low: tuple[float, ...] | None = None
+    joint_high: tuple[float, ...] | None = None
+    joint_limits: list[list[float]] | None = None  # the robot's URDF limits: checks requested joints (informative)
 
     def __post_init__(self) -> None:
         self.cond = parse_cond(self.cond)
         self.classes = tuple(str(c) for c in self.classes)
+        self._check_joints()
         _check_model(self.model, MODEL_SIZES)
         if int(self.size) != self.size or self.size < 8:
             raise ValueError(f"--size must be a whole number of at least 8 pixels, got {self.size!r}")
@@ -235,6 +268,37 @@ class DiffusionConfig:
                              f"({res} px after {'the autoencoder' if self.latent else 'patching'}) must be a "
                              f"multiple of {2 ** (levels - 1)}")
 
+    def _check_joints(self) -> None:
+        if "joints" not in self.cond:
+            self.n_joints, self.joint_low, self.joint_high, self.joint_limits = 0, None, None, None
+            return
+        if int(self.n_joints) != self.n_joints or int(self.n_joints) < 1:
+            raise ValueError(f"a model conditioned on joints needs n_joints >= 1 (the labels' joint_positions), got "
+                             f"{self.n_joints!r}")
+        self.n_joints = int(self.n_joints)
+        if (self.joint_low is None) != (self.joint_high is None):
+            raise ValueError("joint_low and joint_high go together: give both or neither")
+        if self.joint_low is not None:
+            self.joint_low = tuple(float(v) for v in self.joint_low)
+            self.joint_high = tuple(float(v) for v in self.joint_high)
+            lo, hi = np.asarray(self.joint_low), np.asarray(self.joint_high)
+            if len(lo) != self.n_joints or len(hi) != self.n_joints:
+                raise ValueError(f"joint_low and joint_high need {self.n_joints} values each, got {len(lo)} and "
+                                 f"{len(hi)}")
+            if not (np.isfinite(lo).all() and np.isfinite(hi).all() and (lo <= hi).all()):
+                raise ValueError("joint_low and joint_high must be finite with joint_low <= joint_high")
+        if self.joint_limits is not None:
+            lim = [[float(a), float(b)] for a, b in self.joint_limits]
+            if len(lim) != self.n_joints or not all(a <= b for a, b in lim):
+                raise ValueError(f"joint_limits must be {self.n_joints} pairs [lower, upper], got {self.joint_limits}")
+            self.joint_limits = lim
+
+    def joint_range(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(low, high)`` float64 tensors ``(n_joints,)`` of the joint normalisation (-1 / 1 when not set)."""
+        if self.joint_low is None:
+            return -torch.ones(self.n_joints, dtype=torch.float64), torch.ones(self.n_joints, dtype=torch.float64)
+        return torch.tensor(self.joint_low, dtype=torch.float64), torch.tensor(self.joint_high, dtype=torch.float64)
+
     @property
     def n_classes(self) -> int:
         return len(self.classes) if "class" in self.cond else 0
@@ -256,8 +320,8 @@ class DiffusionConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        for k in ("cond", "classes"):
-            d[k] = list(d[k])
+        for k in ("cond", "classes", "joint_low", "joint_high"):
+            d[k] = None if d[k] is None else list(d[k])
         return d
 
     @classmethod
@@ -268,7 +332,7 @@ class DiffusionConfig:
     def model_dict(self) -> dict[str, Any]:
         """The settings a resumed run must share with its checkpoint (all but the informative ones)."""
         d = self.to_dict()
-        for k in ("data", "vae_source", "scaling_factor", "vae_config"):
+        for k in ("data", "vae_source", "scaling_factor", "vae_config", "joint_limits"):
             d.pop(k)
         return d
 
@@ -361,9 +425,10 @@ def target_bump(target: torch.Tensor, res: int, size: int, sigma: float) -> torc
 class ConditionedUNet(nn.Module):
     """A diffusers ``UNet2DModel`` with the condition encoders of the module docstring.
 
-    ``forward(x, t, class_ids=None, target=None, drop=None)`` -> predicted noise, shaped like ``x`` (``(N,
-    data_channels, data_size, data_size)``). ``drop`` (bool ``(N,)``) marks the images whose conditions are
-    dropped (classifier-free guidance's unconditional branch); None = none dropped.
+    ``forward(x, t, class_ids=None, target=None, drop=None, joints=None)`` -> predicted noise, shaped like ``x``
+    (``(N, data_channels, data_size, data_size)``). ``joints``: ``(N, n_joints)`` joint positions in radians (the
+    network normalises them). ``drop`` (bool ``(N,)``) marks the images whose conditions are dropped (classifier-free
+    guidance's unconditional branch); None = none dropped.
     """
 
     def __init__(self, cfg: DiffusionConfig):
@@ -384,6 +449,18 @@ class ConditionedUNet(nn.Module):
             self.target_embed = nn.Sequential(nn.Linear(n_in, temb), nn.SiLU(), nn.Linear(temb, temb))
         else:
             self.target_embed = None
+        self.n_joints = cfg.n_joints if "joints" in cfg.cond else 0
+        self.joint_embed = None
+        if self.n_joints:
+            if not self.use_target:
+                self.register_buffer("freqs", math.pi * 2.0 ** torch.arange(cfg.fourier_bands).float(),
+                                     persistent=False)
+            low, high = cfg.joint_range()
+            self.register_buffer("joint_mid", ((low + high) / 2).float(), persistent=False)
+            self.register_buffer("joint_half", ((high - low) / 2).clamp(min=MIN_JOINT_HALF_RANGE).float(),
+                                 persistent=False)
+            n_in = self.n_joints * (1 + 2 * cfg.fourier_bands) + 1  # q, sin / cos per band and joint, the flag
+            self.joint_embed = nn.Sequential(nn.Linear(n_in, temb), nn.SiLU(), nn.Linear(temb, temb))
 
     def _target_features(self, target: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         uv = torch.nan_to_num(target.float(), nan=0.5) * 2 - 1  # [-1, 1]
@@ -391,13 +468,31 @@ class ConditionedUNet(nn.Module):
         f = torch.cat([uv, ang.sin().flatten(1), ang.cos().flatten(1)], 1) * keep[:, None]
         return torch.cat([f, 1.0 - keep[:, None]], 1)
 
+    def normalise_joints(self, joints: torch.Tensor) -> torch.Tensor:
+        """Joint positions (radians) -> the network's scale: ``(q - mid) / half_range`` of the training range
+        (non-finite values -> 0, the middle)."""
+        q = joints.float()
+        q = torch.where(torch.isfinite(q), q, self.joint_mid.expand_as(q))
+        return (q - self.joint_mid) / self.joint_half
+
+    def _joint_features(self, joints: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        z = self.normalise_joints(joints)
+        ang = z[:, :, None] * self.freqs  # (N, J, bands)
+        f = torch.cat([z, ang.sin().flatten(1), ang.cos().flatten(1)], 1) * keep[:, None]
+        return torch.cat([f, 1.0 - keep[:, None]], 1)
+
     def forward(self, x: torch.Tensor, t: torch.Tensor, class_ids: torch.Tensor | None = None,
-                target: torch.Tensor | None = None, drop: torch.Tensor | None = None) -> torch.Tensor:
+                target: torch.Tensor | None = None, drop: torch.Tensor | None = None,
+                joints: torch.Tensor | None = None) -> torch.Tensor:
         n = x.shape[0]
         if self.n_classes and class_ids is None:
             raise ValueError("this model is conditioned on the class: pass class_ids")
         if self.use_target and target is None:
             raise ValueError("this model is conditioned on the target position: pass target")
+        if self.n_joints and (joints is None or joints.ndim != 2 or joints.shape[1] != self.n_joints):
+            got = "none" if joints is None else f"shape {tuple(joints.shape)}"
+            raise ValueError(f"this model is conditioned on {self.n_joints} joint positions: pass joints of shape "
+                             f"(N, {self.n_joints}), not {got}")
         drop = torch.zeros(n, dtype=torch.bool, device=x.device) if drop is None else drop.to(x.device).bool()
         keep = (~drop).float()
         h = F.pixel_unshuffle(x, self.patch) if self.patch > 1 else x
@@ -414,6 +509,9 @@ class ConditionedUNet(nn.Module):
                 bump = bump * F.one_hot(class_ids.long().clamp(0, self.n_classes - 1), self.n_classes).to(
                     bump.dtype)[:, :, None, None]
             h = torch.cat([h, bump.to(h.dtype)], 1)
+        if self.joint_embed is not None:
+            e = self.joint_embed(self._joint_features(joints.to(x.device), keep))
+            emb = e if emb is None else emb + e
         if t.ndim == 0:
             t = t.expand(n)
         out = self.unet(h, t.to(x.device), class_labels=emb).sample
@@ -425,10 +523,13 @@ def _warmup(steps: int):
     return lambda s: min(1.0, (s + 1) / max(int(steps), 1))
 
 
-def _grid_conditions(n: int, n_classes: int, use_target: bool,
-                     targets: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+def _grid_conditions(n: int, cfg: DiffusionConfig, targets: torch.Tensor | None, joints: torch.Tensor | None = None
+                     ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
     """Sample-grid conditions: one class per row, the target sweeping the 10th..90th percentile of the training
-    ``u`` across the columns, at the 30th / 70th percentile of ``v`` (alternating per round of classes)."""
+    ``u`` across the columns, at the 30th / 70th percentile of ``v`` (alternating per round of classes); the first
+    joint sweeping its 10th..90th training percentile across the columns, the other joints at their training
+    medians."""
+    n_classes, use_target = cfg.n_classes, "target" in cfg.cond
     ncol = max(1, math.ceil(math.sqrt(n)))
     i = torch.arange(n)
     row, col = i // ncol, i % ncol
@@ -444,20 +545,31 @@ def _grid_conditions(n: int, n_classes: int, use_target: bool,
         rounds = row // max(n_classes, 1)
         v = torch.where(rounds % 2 == 0, torch.tensor(v_lo), torch.tensor(v_hi))
         c = torch.stack([u, v], 1)
-    return y, c
+    q = None
+    if "joints" in cfg.cond:
+        tr = joints[torch.isfinite(joints).all(1)].double() if joints is not None else None
+        if tr is None or len(tr) == 0:
+            low, high = cfg.joint_range()
+            base, lo0, hi0 = (low + high) / 2, 0.9 * low[0] + 0.1 * high[0], 0.1 * low[0] + 0.9 * high[0]
+        else:
+            base, lo0, hi0 = tr.median(0).values, torch.quantile(tr[:, 0], 0.1), torch.quantile(tr[:, 0], 0.9)
+        q = base.expand(n, cfg.n_joints).clone()
+        q[:, 0] = lo0 + (hi0 - lo0) * col.double() / max(ncol - 1, 1)
+    return y, c, q
 
 
 class DiffusionTask(TrainTask):
     """A (conditional, pixel or latent) diffusion model as a :class:`TrainTask` (see the module docstring).
 
     The data the trainer hands ``train_step`` holds ``image`` (pixels, in [-1, 1]) or ``latent`` (scaled latents),
-    plus ``class_id`` / ``target`` when known. ``vae``: the frozen autoencoder of a latent model (kept as a module so
-    that the checkpoint holds it). ``class_ids`` / ``targets``: the training labels, kept in the checkpoint so that
-    :func:`sample` can draw conditions from the training distribution.
+    plus ``class_id`` / ``target`` / ``joints`` when known. ``vae``: the frozen autoencoder of a latent model (kept as
+    a module so that the checkpoint holds it). ``class_ids`` / ``targets`` / ``joints``: the training labels, kept in
+    the checkpoint so that :func:`sample` can draw conditions from the training distribution.
     """
 
     def __init__(self, cfg: DiffusionConfig, class_ids: torch.Tensor | None = None,
-                 targets: torch.Tensor | None = None, vae: nn.Module | None = None, init_seed: int = 0):
+                 targets: torch.Tensor | None = None, vae: nn.Module | None = None, init_seed: int = 0,
+                 joints: torch.Tensor | None = None):
         if cfg.latent and (vae is None or cfg.scaling_factor is None or not cfg.vae_config):
             raise ValueError("a latent diffusion task needs the autoencoder, its config and the scaling factor")
         self.cfg = cfg
@@ -470,6 +582,9 @@ class DiffusionTask(TrainTask):
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, _warmup(cfg.warmup_steps))
         self.class_ids = None if class_ids is None else torch.as_tensor(class_ids).long().reshape(-1).cpu()
         self.targets = None if targets is None else torch.as_tensor(targets).float().reshape(-1, 2).cpu()
+        self.joints = None
+        if joints is not None and cfg.n_joints:
+            self.joints = torch.as_tensor(joints).float().reshape(-1, cfg.n_joints).cpu()
 
     # -- TrainTask interface
     def modules(self) -> dict[str, nn.Module]:
@@ -496,6 +611,8 @@ class DiffusionTask(TrainTask):
             state["class_ids"] = self.class_ids
         if self.targets is not None:
             state["targets"] = self.targets
+        if self.joints is not None:
+            state["joints"] = self.joints
         return state
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
@@ -518,14 +635,15 @@ class DiffusionTask(TrainTask):
     def denoising_loss(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor,
                        class_ids: torch.Tensor | None = None, target: torch.Tensor | None = None,
                        drop: torch.Tensor | None = None, weighted: bool = True,
-                       net: nn.Module | None = None) -> torch.Tensor:
+                       net: nn.Module | None = None, joints: torch.Tensor | None = None) -> torch.Tensor:
         """Per-image loss ``(N,)`` of the noise prediction at timesteps ``t`` with ``noise``; ``weighted``:
         Min-SNR and target weighting (the training loss), else the plain mean squared error."""
         net = net if net is not None else self.net("unet")
         xt = self.noise.add_noise(x0, noise, t)
         with self.autocast():
             pred = net(xt, t, class_ids if self.cfg.n_classes else None,
-                       target if "target" in self.cfg.cond else None, drop)
+                       target if "target" in self.cfg.cond else None, drop,
+                       joints=joints if self.cfg.n_joints else None)
         se = (pred.float() - noise.float()) ** 2
         if not weighted:
             return se.mean(dim=(1, 2, 3))
@@ -542,17 +660,19 @@ class DiffusionTask(TrainTask):
         t = torch.randint(0, self.cfg.train_timesteps, (n,), device=dev)
         noise = torch.randn_like(x0)
         drop = torch.rand(n, device=dev) < self.cfg.guidance_dropout if self.cfg.cond else None
-        loss = self.denoising_loss(x0, t, noise, batch.get("class_id"), batch.get("target"), drop).mean()
+        loss = self.denoising_loss(x0, t, noise, batch.get("class_id"), batch.get("target"), drop,
+                                   joints=batch.get("joints")).mean()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
         return {"loss": loss.detach()}
 
     def sample(self, n: int) -> torch.Tensor:
-        y, c = _grid_conditions(n, self.cfg.n_classes, "target" in self.cfg.cond, self.targets)
+        y, c, q = _grid_conditions(n, self.cfg, self.targets, self.joints)
         pipe = Pipeline(self.cfg, self.eval_net("unet"), self.vae, self.noise.config)
         gen = torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, ()).item()))
-        return pipe.generate(n, y, c, self.cfg.grid_sampler, self.cfg.grid_steps, self.cfg.grid_guidance, gen)
+        return pipe.generate(n, y, c, self.cfg.grid_sampler, self.cfg.grid_steps, self.cfg.grid_guidance, gen,
+                             joints=q)
 
 
 # ----------------------------------------------------------------------------------------------------- sampling
@@ -574,17 +694,18 @@ class Pipeline:
         return next(self.unet.parameters()).device
 
     def _eps(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None, c: torch.Tensor | None,
-             guidance: float) -> torch.Tensor:
+             guidance: float, q: torch.Tensor | None = None) -> torch.Tensor:
         n = x.shape[0]
         if not self.cfg.cond:
             return self.unet(x, t)
         if guidance == 1.0:
-            return self.unet(x, t, y, c)
+            return self.unet(x, t, y, c, joints=q)
         if guidance == 0.0:
-            return self.unet(x, t, y, c, torch.ones(n, dtype=torch.bool, device=x.device))
+            return self.unet(x, t, y, c, torch.ones(n, dtype=torch.bool, device=x.device), joints=q)
         drop = torch.cat([torch.zeros(n, dtype=torch.bool), torch.ones(n, dtype=torch.bool)]).to(x.device)
         eps = self.unet(torch.cat([x, x]), t, None if y is None else torch.cat([y, y]),
-                        None if c is None else torch.cat([c, c]), drop)
+                        None if c is None else torch.cat([c, c]), drop,
+                        joints=None if q is None else torch.cat([q, q]))
         cond, uncond = eps.float().chunk(2)
         return uncond + guidance * (cond - uncond)
 
@@ -592,17 +713,19 @@ class Pipeline:
     def generate(self, n: int, class_ids: torch.Tensor | None = None, targets: torch.Tensor | None = None,
                  sampler: str = "ddim", steps: int = 50, guidance: float = 2.0,
                  generator: torch.Generator | None = None, batch_size: int = 64, progress: bool = False,
-                 max_steps: int | None = None) -> torch.Tensor:
+                 max_steps: int | None = None, joints: torch.Tensor | None = None) -> torch.Tensor:
         """``n`` images ``(n, 3, size, size)`` in ``[-1, 1]`` (CPU floats) with the given conditions (one per image;
-        required for the conditions the model takes). The initial noise and any sampler noise come from
-        ``generator`` (a CPU generator). On CUDA the UNet and decoder run under bf16 autocast. ``max_steps`` stops
-        after that many sampler steps (for timing only: the images are then not finished). ``self.last_seconds`` is
-        the wall time."""
+        required for the conditions the model takes; ``joints``: ``(n, n_joints)`` radians). The initial noise and
+        any sampler noise come from ``generator`` (a CPU generator). On CUDA the UNet and decoder run under bf16
+        autocast. ``max_steps`` stops after that many sampler steps (for timing only: the images are then not
+        finished). ``self.last_seconds`` is the wall time."""
         name = check_sampler(sampler, steps, guidance)
         if self.cfg.n_classes and class_ids is None:
             raise ValueError("this model is conditioned on the class: give class ids")
         if "target" in self.cfg.cond and targets is None:
             raise ValueError("this model is conditioned on the target position: give targets")
+        if self.cfg.n_joints and joints is None:
+            raise ValueError("this model is conditioned on the joint positions: give joints")
         gen = generator if generator is not None else torch.Generator().manual_seed(0)
         dev = self.device
         t0 = time.perf_counter()
@@ -617,6 +740,7 @@ class Pipeline:
             m = sl.stop - sl.start
             y = class_ids[sl].long().to(dev) if self.cfg.n_classes else None
             c = targets[sl].float().to(dev) if "target" in self.cfg.cond else None
+            q = joints[sl].float().to(dev) if self.cfg.n_joints else None
             sch = make_sampler(name, self.scheduler_config)
             sch.set_timesteps(int(steps))
             shape = (m, self.cfg.data_channels, self.cfg.data_size, self.cfg.data_size)
@@ -626,7 +750,7 @@ class Pipeline:
                 if max_steps is not None and k >= max_steps:
                     break
                 with amp:
-                    eps = self._eps(sch.scale_model_input(x, t), t.to(dev), y, c, float(guidance))
+                    eps = self._eps(sch.scale_model_input(x, t), t.to(dev), y, c, float(guidance), q)
                 noise_gen = gen if dev.type == "cpu" else None
                 x = sch.step(eps.to(x.dtype), t, x, generator=noise_gen).prev_sample
             with amp:
@@ -736,48 +860,114 @@ def _as_targets(value: Any, n: int) -> torch.Tensor:
     return t
 
 
-def draw_conditions(cfg: DiffusionConfig, extra: dict[str, Any], n: int, cond: dict[str, Any] | None,
-                    gen: torch.Generator) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """Requested conditions (``{"class_id": ..., "target": ...}``), completed by drawing training frames' labels
-    (seeded by ``gen``): what is not given is drawn from the training frames (of the requested class, if given)."""
+def _joint_example(cfg: DiffusionConfig) -> str:
+    low, high = cfg.joint_range()
+    return ",".join(f"{v:.2f}" for v in ((low + high) / 2).tolist())
+
+
+def _as_joints(value: Any, cfg: DiffusionConfig, n: int) -> torch.Tensor:
+    """Requested joint positions (radians: one row of ``n_joints`` numbers, or one row per image; a string
+    ``"0.1,-0.3,1.0"`` works too) -> float64 ``(n, n_joints)``; a ValueError in one sentence for a wrong count,
+    non-finite values or values outside the robot's joint limits (when known)."""
+    j = cfg.n_joints
+    robot = cfg.data.get("robot") if isinstance(cfg.data, dict) else None
+    of = f" of {robot}" if robot else ""
+    want = (f"the joint condition takes {j} joint positions in radians (one per joint{of}, comma-separated), "
+            f"e.g. {_joint_example(cfg)}")
+    text = value if isinstance(value, str) else None
+    try:
+        if text is not None:
+            value = [float(v) for v in text.split(",")]
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{want}; got {value!r}") from None
+    if arr.ndim <= 1:
+        arr = arr.reshape(1, -1)
+    if arr.ndim != 2 or arr.shape[1] != j:
+        got = repr(text) if text is not None else f"{arr.shape[-1]} values"
+        raise ValueError(f"{want}; got {got}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"joint positions must be finite numbers (radians), got {text or arr.tolist()}")
+    for k, (lo, hi) in enumerate(cfg.joint_limits or []):
+        bad = arr[:, k][(arr[:, k] < lo - 1e-9) | (arr[:, k] > hi + 1e-9)]
+        if len(bad):
+            raise ValueError(f"joint {k + 1} position {float(bad[0]):g} rad is outside its limits [{lo:g}, {hi:g}]"
+                             f"{of}")
+    q = torch.from_numpy(arr)
+    if len(q) == 1:
+        q = q.expand(n, j).clone()
+    if len(q) != n:
+        raise ValueError(f"{len(q)} joint conditions for {n} images")
+    return q
+
+
+def draw_all_conditions(cfg: DiffusionConfig, extra: dict[str, Any], n: int, cond: dict[str, Any] | None,
+                        gen: torch.Generator
+                        ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """``(class_ids, targets, joints)`` for ``n`` images (None for conditions the model does not take): the requested
+    ones (``{"class_id": ..., "target": ..., "joints": ...}``), the rest drawn from the training frames' labels kept
+    in the checkpoint's ``extra`` (seeded by ``gen``): all missing labels of an image come from one training frame,
+    a frame of the requested class if a class is given. Without training labels: uniform classes, targets in
+    ``[0.25, 0.75]^2``, joints uniform in the training range."""
     cond = dict(cond or {})
-    unknown = [k for k in cond if k not in ("class_id", "target")]
+    unknown = [k for k in cond if k not in ("class_id", "target", "joints")]
     if unknown:
-        raise ValueError(f"unknown condition key {unknown[0]!r}: use class_id and target")
+        raise ValueError(f"unknown condition key {unknown[0]!r}: use class_id, target and joints")
     if cond.get("class_id") is not None and not cfg.n_classes:
         raise ValueError("this model is not conditioned on the class: leave the class out")
     if cond.get("target") is not None and "target" not in cfg.cond:
         raise ValueError("this model is not conditioned on the target position: leave the target out")
+    if cond.get("joints") is not None and not cfg.n_joints:
+        raise ValueError("this model is not conditioned on the joint positions: leave the joints out")
     y = _as_class_ids(cond["class_id"], cfg.classes, n) if cond.get("class_id") is not None else None
     c = _as_targets(cond["target"], n) if cond.get("target") is not None else None
-    tr_y, tr_c = extra.get("class_ids"), extra.get("targets")
-    tr_y = tr_y.cpu().long() if tr_y is not None else None
-    tr_c = tr_c.cpu().float() if tr_c is not None else None
-    if tr_c is not None:
-        ok = torch.isfinite(tr_c).all(1)
-        tr_c = tr_c[ok]
-        tr_y = tr_y[ok] if tr_y is not None and len(tr_y) == len(ok) else tr_y
+    q = _as_joints(cond["joints"], cfg, n) if cond.get("joints") is not None else None
+    need_y = bool(cfg.n_classes) and y is None
     need_c = "target" in cfg.cond and c is None
-    if cfg.n_classes and y is None:
-        if tr_y is None or len(tr_y) == 0:
-            y = torch.randint(0, cfg.n_classes, (n,), generator=gen)
-        else:
-            idx = torch.randint(0, len(tr_y), (n,), generator=gen)
-            y = tr_y[idx]
-            if need_c and tr_c is not None and len(tr_c) == len(tr_y):
-                c = tr_c[idx]  # the joint distribution: class and target of the same frames
-    if "target" in cfg.cond and c is None:
-        if tr_c is None or len(tr_c) == 0:
-            c = 0.25 + 0.5 * torch.rand(n, 2, generator=gen)
-        elif y is not None and tr_y is not None and len(tr_y) == len(tr_c):
-            c = torch.empty(n, 2)
+    need_q = bool(cfg.n_joints) and q is None
+    if not (need_y or need_c or need_q):
+        return y, c, q
+    tr_y, tr_c, tr_q = extra.get("class_ids"), extra.get("targets"), extra.get("joints")
+    tr_y = tr_y.cpu().long().reshape(-1) if tr_y is not None else None
+    tr_c = tr_c.cpu().float().reshape(-1, 2) if tr_c is not None else None
+    tr_q = tr_q.cpu().float().reshape(-1, cfg.n_joints) if tr_q is not None and cfg.n_joints else None
+    cols = {k: v for k, v in (("y", tr_y), ("c", tr_c), ("q", tr_q)) if v is not None}
+    # one training frame per image; labels of different lengths (not from one frame list) are drawn each on its own
+    groups = [cols] if len({len(v) for v in cols.values()}) <= 1 else [{k: v} for k, v in cols.items()]
+    for g in groups:
+        for k in ("c", "q"):
+            if k in g:
+                fin = torch.isfinite(g[k]).all(1)
+                g = {name: v[fin] for name, v in g.items()}
+        rows = len(next(iter(g.values()))) if g else 0
+        if rows == 0 or not ((need_y and "y" in g) or (need_c and "c" in g) or (need_q and "q" in g)):
+            continue
+        if y is not None and "y" in g:  # frames of the requested classes
+            idx = torch.empty(n, dtype=torch.long)
             for k in y.unique().tolist():
                 sel = y == k
-                pool = tr_c[tr_y == k] if (tr_y == k).any() else tr_c
-                c[sel] = pool[torch.randint(0, len(pool), (int(sel.sum()),), generator=gen)]
+                pool = torch.nonzero(g["y"] == k).flatten() if (g["y"] == k).any() else torch.arange(rows)
+                idx[sel] = pool[torch.randint(0, len(pool), (int(sel.sum()),), generator=gen)]
         else:
-            c = tr_c[torch.randint(0, len(tr_c), (n,), generator=gen)]
-    return y, c
+            idx = torch.randint(0, rows, (n,), generator=gen)
+        y = g["y"][idx] if need_y and "y" in g else y
+        c = g["c"][idx] if need_c and "c" in g else c
+        q = g["q"][idx].double() if need_q and "q" in g else q
+    if need_y and y is None:
+        y = torch.randint(0, cfg.n_classes, (n,), generator=gen)
+    if need_c and c is None:
+        c = 0.25 + 0.5 * torch.rand(n, 2, generator=gen)
+    if need_q and q is None:
+        low, high = cfg.joint_range()
+        q = low + (high - low) * torch.rand(n, cfg.n_joints, generator=gen, dtype=torch.float64)
+    return y, c, q
+
+
+def draw_conditions(cfg: DiffusionConfig, extra: dict[str, Any], n: int, cond: dict[str, Any] | None,
+                    gen: torch.Generator) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The ``(class_ids, targets)`` of :func:`draw_all_conditions` (kept for callers of models without joints; a
+    joint-conditioned model needs :func:`draw_all_conditions`)."""
+    return draw_all_conditions(cfg, extra, n, cond, gen)[:2]
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -797,22 +987,23 @@ def sample(
     ema: bool = True,
     batch_size: int = 64,
     progress: bool = False,
-) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """``n`` images of the run: ``(uint8 images (n, H, W, 3), class_ids (n,) or None, targets (n, 2) or None)``, the
-    last two the conditions used (None for conditions the model does not take).
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """``n`` images of the run: ``(uint8 images (n, H, W, 3), class_ids (n,), targets (n, 2), joints (n,
+    n_joints))``, the last three the conditions used (None for conditions the model does not take).
 
     ``cond``: None to draw the conditions from the training frames' labels, or a dict with ``class_id`` (an id, a
-    class name, or one per image) and / or ``target`` (one ``(u, v)`` in ``[0, 1]`` or one per image); what is left
-    out is drawn from the training frames. ``sampler``: ``ddpm``, ``ddim`` or ``dpm`` with ``steps`` steps;
-    ``guidance``: the classifier-free guidance scale. Everything random is a function of ``seed``."""
+    class name, or one per image), ``target`` (one ``(u, v)`` in ``[0, 1]`` or one per image) and / or ``joints``
+    (one row of joint positions in radians, or one per image); what is left out is drawn from the training frames.
+    ``sampler``: ``ddpm``, ``ddim`` or ``dpm`` with ``steps`` steps; ``guidance``: the classifier-free guidance scale.
+    Everything random is a function of ``seed``."""
     if int(n) < 1:
         raise ValueError(f"--n must be at least 1, got {n}")
     check_sampler(sampler, steps, guidance)
     pipe = load_pipeline(run_dir, device, ema)
     gen = torch.Generator().manual_seed(int(seed))
-    y, c = draw_conditions(pipe.cfg, pipe.extra, int(n), cond, gen)
-    x = pipe.generate(int(n), y, c, sampler, int(steps), float(guidance), gen, batch_size, progress)
-    return to_uint8(x), (None if y is None else y.numpy()), (None if c is None else c.numpy())
+    y, c, q = draw_all_conditions(pipe.cfg, pipe.extra, int(n), cond, gen)
+    x = pipe.generate(int(n), y, c, sampler, int(steps), float(guidance), gen, batch_size, progress, joints=q)
+    return tuple([to_uint8(x)] + [None if v is None else v.numpy() for v in (y, c, q)])
 
 
 # ------------------------------------------------------------------------------------------------- autoencoder
@@ -972,8 +1163,9 @@ def load_vae(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[n
 # ------------------------------------------------------------------------------------------------------ training
 def _load_data(data_dir: str | Path, size: int, cond: tuple[str, ...], limit: int | None = None,
                progress: bool = False) -> tuple[dict[str, torch.Tensor], list[str], dict[str, Any]]:
-    """The training tensors (``image`` and, for an armlab dataset, ``class_id`` / ``target``), the class names and
-    a description of the data. Frames without the labels ``cond`` needs are left out."""
+    """The training tensors (``image`` and, for an armlab dataset, ``class_id`` / ``target`` / ``joints``), the class
+    names and a description of the data (``robot``: the manifest's ``settings.robot``). Frames without the labels
+    ``cond`` needs are left out."""
     root = Path(data_dir)
     if not root.exists():
         raise DataError(f"dataset folder {str(root)!r} does not exist")
@@ -988,6 +1180,11 @@ def _load_data(data_dir: str | Path, size: int, cond: tuple[str, ...], limit: in
         keep &= (data["class_id"] >= 0) & (data["class_id"] < len(classes))
     if "target" in cond:
         keep &= torch.isfinite(data["target"]).all(1)
+    if "joints" in cond:
+        if "joints" not in data:
+            raise DataError(f"the labels of dataset {str(root)!r} have no joint_positions: a diffusion model "
+                            "conditioned on joints needs them")
+        keep &= torch.isfinite(data["joints"]).all(1)
     if not keep.all():
         data = {k: v[keep] for k, v in data.items()}
     if len(data["image"]) == 0:
@@ -995,11 +1192,46 @@ def _load_data(data_dir: str | Path, size: int, cond: tuple[str, ...], limit: in
     wanted = ["image"] + (["class_id"] if "class" in cond else [])
     if "target" in data and torch.isfinite(data["target"]).any():
         wanted.append("target")  # also for the loss weighting when the model is not conditioned on it
+    if "joints" in cond:
+        wanted.append("joints")
     data = {k: data[k] for k in wanted}
     manifest = root / "manifest.json"
     info = {"path": str(root), "frames": len(data["image"]), "limit": limit,
             "manifest_sha256": sha256_file(manifest) if manifest.is_file() else None}
+    settings = getattr(ds, "manifest", {}).get("settings")
+    if "joints" in cond and isinstance(settings, dict) and settings.get("robot"):
+        info["robot"] = str(settings["robot"])
     return data, classes, info
+
+
+def robot_joint_limits(robot: str | None, n_joints: int) -> list[list[float]] | None:
+    """``[[lower, upper], ...]`` (radians) of the controlled joints of armlab's robot ``robot``, read from its URDF
+    (the joints ``robot_env.robots.Arm`` controls, in its order); None when the robot or its limits are unknown or
+    it does not have ``n_joints`` of them."""
+    if not robot:
+        return None
+    try:
+        import xml.etree.ElementTree as ET
+
+        from robot_env.robots import ROBOTS
+
+        spec = ROBOTS.get(str(robot))
+        if spec is None or not spec.path.is_file():
+            return None
+        joints = {}
+        for j in ET.parse(spec.path).getroot().findall("joint"):
+            lim = j.find("limit")
+            if lim is not None and lim.get("lower") is not None and lim.get("upper") is not None:
+                joints[j.get("name")] = (j.get("type"), float(lim.get("lower")), float(lim.get("upper")))
+            else:
+                joints[j.get("name")] = (j.get("type"), None, None)
+        names = list(spec.joints) if spec.joints else [k for k, v in joints.items() if v[0] == "revolute"]
+        limits = [[joints[k][1], joints[k][2]] for k in names]
+    except Exception:  # unknown robot layout, unreadable URDF: the limits are a check only
+        return None
+    if len(limits) != n_joints or any(a is None or b is None or not a < b for a, b in limits):
+        return None
+    return limits
 
 
 def _read_summary(run_dir: Path) -> dict[str, Any] | None:
@@ -1167,6 +1399,10 @@ def train_diffusion(
     data, classes, info = _load_data(data_dir, size, cond_t, limit=limit, progress=progress)
     base = dict(size=size, cond=cond_t, classes=tuple(classes), model=model, latent=bool(latent), patch=patch,
                 guidance_dropout=guidance_dropout, lr=lr, target_weight=target_weight, snr_gamma=snr_gamma, data=info)
+    if "joints" in cond_t:  # normalised by the training range; the URDF limits check requested joints
+        q = data["joints"]
+        base.update(n_joints=q.shape[1], joint_low=q.min(0).values.tolist(), joint_high=q.max(0).values.tolist(),
+                    joint_limits=robot_joint_limits(info.get("robot"), q.shape[1]))
     DiffusionConfig(**base)  # validate the settings before any autoencoder training
     vae_net, vae_summary, scaling, vae_cfg, vae_source = None, None, None, None, None
     resumed = _check_resume(out, DiffusionConfig(**base)) if not latent else None
@@ -1210,7 +1446,8 @@ def train_diffusion(
     else:
         cfg = DiffusionConfig(**base)
         train_data = data
-    task = DiffusionTask(cfg, data.get("class_id"), data.get("target"), vae=vae_net, init_seed=seed)
+    task = DiffusionTask(cfg, data.get("class_id"), data.get("target"), vae=vae_net, init_seed=seed,
+                         joints=data.get("joints"))
     tcfg = TrainConfig(out=out, steps=int(steps), batch_size=int(batch_size), seed=seed, device=device,
                        log_every=log_every, sample_every=sample_every, checkpoint_every=checkpoint_every,
                        ema_decay=ema_decay, progress=progress, tensorboard=tensorboard, n_samples=n_samples)
@@ -1222,10 +1459,14 @@ def train_diffusion(
         kw["class_ids"] = torch.zeros(1, dtype=torch.long, device=trainer.device)
     if "target" in cfg.cond:
         kw["target"] = torch.full((1, 2), 0.5, device=trainer.device)
+    if cfg.n_joints:
+        low, high = cfg.joint_range()
+        kw["joints"] = ((low + high) / 2).float()[None].to(trainer.device)
     flops = _train_flops(task.unet, x1, torch.zeros(1, dtype=torch.long, device=trainer.device), **kw)
     ips = summary.get("images_per_s")
     summary.update({
-        "out": str(out), "cond": list(cfg.cond), "size": size, "latent": cfg.latent, "model": model,
+        "out": str(out), "cond": list(cfg.cond), "n_joints": cfg.n_joints, "size": size, "latent": cfg.latent,
+        "model": model,
         "patch": cfg.patch, "batch_size": int(batch_size), "n_train": len(train_data[next(iter(train_data))]),
         "steps_per_s": ips / batch_size if ips else None,
         "params": sum(p.numel() for p in task.unet.parameters()), "train_flops_per_image": flops,
@@ -1253,16 +1494,27 @@ class _Subset(torch.utils.data.Dataset):
 
 
 def _fill_labels(cfg: DiffusionConfig, real: dict[str, torch.Tensor], gen: torch.Generator
-                 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """The real frames' labels as the conditions of the fakes (missing ones replaced)."""
+                 ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """The real frames' labels as the conditions of the fakes (missing ones replaced: random classes, the image
+    centre, the middle of the training joint range)."""
     y = real["class_id"].clone() if cfg.n_classes else None
     c = real["target"].clone().float() if "target" in cfg.cond else None
+    q = None
+    if cfg.n_joints:
+        low, high = cfg.joint_range()
+        mid = ((low + high) / 2).float()
+        q = real.get("joints")
+        if q is not None and q.shape[1] != cfg.n_joints:
+            raise ValueError(f"the dataset's labels have {q.shape[1]} joint positions, the model takes {cfg.n_joints}")
+        q = mid.expand(len(real["image"]), cfg.n_joints).clone() if q is None else q.clone().float()
+        bad = ~torch.isfinite(q).all(1)
+        q[bad] = mid
     if y is not None and ((y < 0) | (y >= cfg.n_classes)).any():
         bad = (y < 0) | (y >= cfg.n_classes)
         y[bad] = torch.randint(0, cfg.n_classes, (int(bad.sum()),), generator=gen)
     if c is not None and not torch.isfinite(c).all():
         c[~torch.isfinite(c).all(1)] = 0.5
-    return y, c
+    return y, c, q
 
 
 def evaluate_diffusion(
@@ -1313,8 +1565,8 @@ def evaluate_diffusion(
     real = load_tensors(_Subset(ds, idx), progress=progress)
     if probe is None:
         probe = probe_for(root, cfg.size, quick=quick, steps=probe_steps, device=dev, progress=progress)
-    y, c = _fill_labels(cfg, real, gen)
-    x = pipe.generate(n_use, y, c, name, int(steps), float(guidance), gen, batch_size, progress)
+    y, c, q = _fill_labels(cfg, real, gen)
+    x = pipe.generate(n_use, y, c, name, int(steps), float(guidance), gen, batch_size, progress, joints=q)
     sample_seconds = pipe.last_seconds
     fake: dict[str, Any] = {"image": torch.from_numpy(to_uint8(x)).permute(0, 3, 1, 2)}
     if y is not None:

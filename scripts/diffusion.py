@@ -4,17 +4,23 @@
     armlab diffusion train --data data/sim64 --out runs/diffusion/px --steps 4000 --cond class,target  # continues
     armlab diffusion train --data data/sim64 --out runs/diffusion/ldm --steps 3000 --cond class --latent
     armlab diffusion train --data data/sim64 --out runs/diffusion/ldm2 --steps 3000 --latent --vae runs/diffusion/ldm
+    armlab diffusion train --data data/sim64 --out runs/diffusion/arm --steps 3000 --cond class,joints --latent
     armlab diffusion sample --run runs/diffusion/ldm --n 64 --sampler ddim --steps 50 --guidance 2 --out samples/
     armlab diffusion sample --run runs/diffusion/px --n 16 --class cube --target 0.4,0.6 --sampler dpm --steps 20 \\
         --out samples/cubes
+    armlab diffusion sample --run runs/diffusion/arm --n 16 --class sphere --joints 0.1,-0.3,1.0 --out samples/pose
     armlab diffusion eval --run runs/diffusion/ldm --data data/sim64 --sampler ddim --steps 50 --guidance 2 --json
 
 --cond: class (the target object's shape: cube, cylinder, sphere), target (where the target is in the image,
-pixel_norm in [0, 1]) or class,target; leave it out for an unconditional model. The denoiser is a diffusers
-UNet2DModel (--model tiny, small or base); conditions enter through an embedding added to the timestep embedding
-(class: n_classes + 1 rows, the last one the null label) and, for the target, a Gaussian-bump input channel. Each
-image's conditions are dropped with probability --guidance-dropout in training (classifier-free guidance); sampling
-mixes eps = eps_uncond + S (eps_cond - eps_uncond) with S = --guidance (1: no guidance, 0: unconditional).
+pixel_norm in [0, 1]), joints (the arm's joint positions, joint_positions in the labels, radians; as many as the
+labels have: 3 for arm3) or a comma-separated list of them (class,target, class,joints, class,target,joints, ...);
+leave it out for an unconditional model. The denoiser is a diffusers UNet2DModel (--model tiny, small or base);
+conditions enter through an embedding added to the timestep embedding (class: n_classes + 1 rows, the last one the
+null label; target and joints: Fourier features and an MLP, the joints first normalised to [-1, 1] by the training
+labels' per-joint min and max, kept in the run) and, for the target, a Gaussian-bump input channel. Each image's
+conditions are dropped together with probability --guidance-dropout in training (classifier-free guidance);
+sampling mixes eps = eps_uncond + S (eps_cond - eps_uncond) with S = --guidance (1: no guidance, 0: unconditional).
+`sample` draws the conditions it is not given (--class, --target, --joints) from the training frames' labels.
 
 --latent: latent diffusion (the Stable Diffusion idea). An AutoencoderKL is trained first into RUN/vae (--vae-steps
 steps; it reports its reconstruction PSNR), or reused with --vae RUN (an autoencoder run or another latent run); the
@@ -25,18 +31,20 @@ Samplers: ddpm (ancestral, 1000 steps is the training schedule), ddim (determini
 (DPM-Solver++ multistep, e.g. 20 steps), all built from the training scheduler's config.
 
 A run folder holds config.json, checkpoint.pt (the same command after a kill resumes; a larger --steps continues a
-finished run), log.csv, tb/ (TensorBoard), samples/ (DDIM grids: one class per row, the target moving left to
-right) and summary.json. `sample` writes DIR/rgb/, DIR/labels/ and DIR/manifest.json in armlab's dataset format
-(the requested conditions as labels, "style": "generated") and DIR/grid.png. `eval` trains (once per dataset,
-cached) a probe network on the dataset and prints the keys of `armlab gan eval --json`: how well samples follow the
-conditions (class_acc_ratio, pos_err_ratio: fake against real), their diversity (diversity_ratio) and fid_custom, a
-Frechet distance in the probe's feature space (NOT comparable with published FID).
+finished run), log.csv, tb/ (TensorBoard), samples/ (DDIM grids: one class per row, the target and the first joint
+moving left to right) and summary.json. `sample` writes DIR/rgb/, DIR/labels/ and DIR/manifest.json in armlab's
+dataset format (the requested conditions as labels: class_id, target.pixel_norm, joint_positions; "style":
+"generated") and DIR/grid.png. `eval` trains (once per dataset, cached) a probe network on the dataset and prints the
+keys of `armlab gan eval --json`: how well samples follow the conditions (class_acc_ratio, pos_err_ratio: fake
+against real), their diversity (diversity_ratio) and fid_custom, a Frechet distance in the probe's feature space (NOT
+comparable with published FID). The probe checks class and target only, not the joints.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -52,7 +60,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--data", required=True, help="armlab dataset folder (or, unconditional, any image folder)")
     t.add_argument("--out", required=True, help="run folder (created; an existing run resumes / continues)")
     t.add_argument("--steps", type=int, required=True, help="total UNet training steps (a finished run continues)")
-    t.add_argument("--cond", default="", help="class, target or class,target (default: unconditional)")
+    t.add_argument("--cond", default="",
+                   help="class, target, joints or a comma-separated list such as class,target,joints "
+                        "(default: unconditional)")
     t.add_argument("--size", type=int, default=64, help="image size in pixels (default 64)")
     t.add_argument("--latent", action="store_true", help="latent diffusion: train on AutoencoderKL latents")
     t.add_argument("--vae", default=None, metavar="RUN",
@@ -87,11 +97,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--run", required=True, help="run folder written by `armlab diffusion train`")
     s.add_argument("--n", type=int, default=64, help="number of images (default 64)")
     s.add_argument("--cond", default=None,
-                   help="the run's conditions, checked against it (class, target, class,target or none)")
+                   help="the run's conditions, checked against it (e.g. class,target, class,joints or none)")
     s.add_argument("--class", dest="class_", default=None,
                    help="class name or id for every image (default: drawn from the training labels)")
     s.add_argument("--target", default=None, metavar="U,V",
                    help="target position pixel_norm for every image, e.g. 0.4,0.6 (default: from the training labels)")
+    s.add_argument("--joints", default=None, nargs="+", metavar="Q",
+                   help="joint positions in radians for every image, one per joint, e.g. 0.1,-0.3,1.0 or "
+                        "-0.3 0.1 1.0 for arm3; within the robot's joint limits (default: from the training labels)")
+    # argparse (before Python 3.13) takes "-0.3,0.1,1.0" for an unknown option: read lists of numbers as values
+    if isinstance(getattr(s, "_negative_number_matcher", None), re.Pattern):
+        s._negative_number_matcher = re.compile(r"^-\d+$|^-\d*\.\d+$|^-\.?\d[\d.eE+-]*(,\s*-?\.?\d[\d.eE+-]*)*,?$")
     _sampling_arguments(s)
     s.add_argument("--seed", type=int, default=0, help="seed of the noise and drawn conditions (default 0)")
     s.add_argument("--out", required=True, help="output folder (an armlab dataset of style 'generated')")
@@ -264,7 +280,7 @@ def _sample(args: argparse.Namespace) -> int:
     import torch
 
     from generative.data import write_generated
-    from generative.diffusion import draw_conditions, load_pipeline, to_uint8
+    from generative.diffusion import draw_all_conditions, load_pipeline, to_uint8
 
     if args.n < 1:
         raise UsageError(f"--n must be at least 1, got {args.n}.")
@@ -295,18 +311,28 @@ def _sample(args: argparse.Namespace) -> int:
         if len(uv) != 2 or not all(0.0 <= v <= 1.0 for v in uv):
             raise UsageError(f"--target takes two numbers in [0, 1] like 0.4,0.6, got {args.target!r}.")
         cond["target"] = uv
+    if args.joints is not None:
+        if "joints" not in cfg.cond:
+            raise UsageError(f"run {args.run} is not conditioned on the joints: leave --joints out.")
+        cond["joints"] = ",".join(args.joints)  # checked (count, finite, joint limits) by draw_all_conditions
     gen = torch.Generator().manual_seed(args.seed)
-    y, c = draw_conditions(cfg, pipe.extra, args.n, cond or None, gen)
+    try:
+        y, c, q = draw_all_conditions(cfg, pipe.extra, args.n, cond or None, gen)
+    except ValueError as exc:
+        raise UsageError(_sentence(exc)) from None
     t0 = time.perf_counter()
     images = to_uint8(pipe.generate(args.n, y, c, sampler, args.steps, args.guidance, gen, args.batch_size,
-                                    progress=sys.stderr.isatty()))
+                                    progress=sys.stderr.isatty(), joints=q))
     seconds = time.perf_counter() - t0
     class_ids, targets, step = (None if y is None else y.numpy()), (None if c is None else c.numpy()), pipe.step
     out = Path(args.out)
-    write_generated(out, images, class_ids, targets, classes=cfg.classes,
-                    extra_settings={"seed": args.seed, "run": str(args.run), "step": step, "ema": not args.no_ema,
-                                    "cond": list(cfg.cond), "model": "diffusion", "latent": cfg.latent,
-                                    "sampler": sampler, "sampler_steps": args.steps, "guidance": args.guidance})
+    extra = {"seed": args.seed, "run": str(args.run), "step": step, "ema": not args.no_ema, "cond": list(cfg.cond),
+             "model": "diffusion", "latent": cfg.latent, "sampler": sampler, "sampler_steps": args.steps,
+             "guidance": args.guidance}
+    if cfg.data.get("robot"):
+        extra["robot"] = cfg.data["robot"]
+    write_generated(out, images, class_ids, targets, classes=cfg.classes, extra_settings=extra,
+                    joint_positions=None if q is None else q.numpy())
     grid = _write_grid(out, images)
     print(f"{args.n} images from {args.run} (step {step}, {sampler} {args.steps} steps, guidance {args.guidance:g}, "
           f"{args.n / seconds:.2f} images/s) -> {out} (armlab dataset, style 'generated') and {grid}")

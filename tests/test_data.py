@@ -310,3 +310,50 @@ def test_write_generated_refuses_a_simulator_dataset_and_bad_input(tmp_path):
         warnings.simplefilter("error")
         write_generated(tmp_path / "g", imgs[:, :, :, :1])  # grayscale is written as RGB
     assert ArmlabDataset(tmp_path / "g")[0]["image"].shape == (3, 8, 8)
+
+
+# ----------------------------------------------------------------------------- joint positions
+
+
+def test_armlab_dataset_joint_positions(tmp_path):
+    root = write_toy_dataset(tmp_path / "ds", n=4, size=8)
+    assert ArmlabDataset(root).n_joints == 0 and "joints" not in ArmlabDataset(root)[0]
+    assert "joints" not in load_tensors(ArmlabDataset(root))
+    for i, q in enumerate(([0.1, -0.3, 1.0], [0.5, 0.2, -0.4], None, [0.0, 1.5, 2.0])):
+        path = root / "labels" / f"{i:06d}.json"
+        label = json.loads(path.read_text())
+        if q is not None:
+            label["joint_positions"] = q
+        path.write_text(json.dumps(label))
+    ds = ArmlabDataset(root, size=4)
+    assert ds.n_joints == 3
+    assert ds[0]["joints"].dtype == torch.float32 and torch.allclose(ds[0]["joints"], torch.tensor([0.1, -0.3, 1.0]))
+    assert torch.isnan(ds[2]["joints"]).all()  # a label without joint positions
+    data = load_tensors(ds)
+    assert data["joints"].shape == (4, 3) and torch.allclose(data["joints"][3], torch.tensor([0.0, 1.5, 2.0]))
+
+    path = root / "labels" / "000001.json"
+    label = json.loads(path.read_text())
+    label["joint_positions"] = [0.5, 0.2]
+    path.write_text(json.dumps(label))
+    with pytest.raises(DataError, match=r"000001\.json' has 2 joint_positions"):
+        ArmlabDataset(root)
+    label["joint_positions"] = ["up", 0.2, 0.1]
+    path.write_text(json.dumps(label))
+    with pytest.raises(DataError, match=r"000001\.json' has a malformed field"):
+        ArmlabDataset(root)
+
+
+def test_write_generated_joint_positions(tmp_path):
+    imgs = np.zeros((2, 8, 8, 3), np.uint8)
+    q = np.array([[0.1, -0.3, 1.0], [0.25, 0.5, -0.75]])
+    manifest = write_generated(tmp_path / "g", imgs, class_ids=[0, 1], classes=CLASSES, joint_positions=q)
+    assert manifest["settings"]["conditioned_on_joints"] is True
+    label = json.loads((tmp_path / "g" / "labels" / "000000.json").read_text())
+    assert label["joint_positions"] == [0.1, -0.3, 1.0]
+    assert torch.allclose(load_tensors(ArmlabDataset(tmp_path / "g"))["joints"], torch.from_numpy(q).float())
+    assert write_generated(tmp_path / "h", imgs)["settings"]["conditioned_on_joints"] is False
+    with pytest.raises(ValueError, match="one row per image"):
+        write_generated(tmp_path / "g", imgs, joint_positions=q[:1])
+    with pytest.raises(ValueError, match="finite"):
+        write_generated(tmp_path / "g", imgs, joint_positions=[[0.0, float("nan")], [0.0, 0.0]])

@@ -175,11 +175,11 @@ def test_resume_equals_straight_training(dataset, tmp_path, latent):
 def test_samplers_give_images_of_the_right_shape_and_range(dataset, tmp_path):
     D.train_diffusion(dataset, tmp_path / "run", 2, **TINY, cond="class,target")
     for sampler, steps in (("ddpm", 5), ("ddim", 4), ("dpm", 3)):
-        images, y, c = D.sample(tmp_path / "run", 3, {"class_id": "cylinder", "target": [0.4, 0.6]},
-                                sampler=sampler, steps=steps, guidance=2.0, seed=1)
+        images, y, c, q = D.sample(tmp_path / "run", 3, {"class_id": "cylinder", "target": [0.4, 0.6]},
+                                   sampler=sampler, steps=steps, guidance=2.0, seed=1)
         assert images.shape == (3, 16, 16, 3) and images.dtype == np.uint8
         assert images.std() > 0
-        assert (y == 1).all() and np.allclose(c, [[0.4, 0.6]] * 3)
+        assert (y == 1).all() and np.allclose(c, [[0.4, 0.6]] * 3) and q is None
     a = D.sample(tmp_path / "run", 2, sampler="dpm", steps=3, seed=5)[0]
     b = D.sample(tmp_path / "run", 2, sampler="dpm", steps=3, seed=5)[0]
     assert np.array_equal(a, b)
@@ -279,3 +279,147 @@ def test_bench_quick_runs(tmp_path, capsys):
                 "latent_ddim50_speedup", "autoencoder_psnr", "downstream_class_acc_ratio", "latent_fid_custom"):
         assert key in figures
     assert (tmp_path / "bench" / "results.json").is_file()
+
+
+# ------------------------------------------------------------------------------------------------ joint conditions
+def joint_cfg(cond=("class", "joints"), **kw) -> D.DiffusionConfig:
+    return D.DiffusionConfig(size=16, cond=cond, model="tiny", classes=("a", "b"), n_joints=3,
+                             joint_low=(-1.4, -0.5, 0.0), joint_high=(1.4, 1.0, 2.0), **kw)
+
+
+def test_parse_cond_takes_joints(capsys):
+    assert D.parse_cond("joints") == ("joints",)
+    assert D.parse_cond("joints, class") == ("class", "joints")
+    assert D.parse_cond(["joints", "target", "class"]) == ("class", "target", "joints")
+    assert D.parse_cond("target,joints") == ("target", "joints")
+    for bad in ("joint", "class,angles"):
+        with pytest.raises(ValueError, match="class, target, joints") as info:
+            D.parse_cond(bad)
+        _one_sentence(info.value)
+    assert cli.main(["train", "--data", ".", "--out", "x", "--steps", "1", "--cond", "class,elbow"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "unknown condition 'elbow'" in err and "\n" not in err
+    with pytest.raises(ValueError, match="n_joints"):
+        D.DiffusionConfig(size=16, cond="joints", model="tiny")  # no joint count
+    assert D.DiffusionConfig(size=16, cond="class", model="tiny", n_joints=3).n_joints == 0
+
+
+def test_joint_embedding_changes_the_output_unless_dropped(monkeypatch):
+    def no_network(*args, **kwargs):
+        raise AssertionError("network access attempted")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    for cond in (("joints",), ("class", "joints"), ("class", "target", "joints")):
+        net = D.ConditionedUNet(joint_cfg(cond)).eval()
+        assert net.joint_embed is not None and net.n_joints == 3
+        x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+        t = torch.tensor([10, 600])
+        kw = {"class_ids": torch.tensor([0, 1])} if "class" in cond else {}
+        if "target" in cond:
+            kw["target"] = torch.tensor([[0.3, 0.4], [0.6, 0.5]])
+        q1 = torch.tensor([[0.1, -0.3, 1.0], [0.5, 0.2, 0.4]])
+        q2 = q1 + torch.tensor([0.4, 0.0, -0.2])
+        drop = torch.ones(2, dtype=torch.bool)
+        with torch.no_grad():
+            a, b = net(x, t, **kw, joints=q1), net(x, t, **kw, joints=q2)
+            assert a.shape == x.shape and (a - b).abs().max() > 1e-4
+            da, db = net(x, t, **kw, joints=q1, drop=drop), net(x, t, **kw, joints=q2, drop=drop)
+            assert torch.equal(da, db)
+        with pytest.raises(ValueError, match="3 joint positions"):
+            net(x, t, **kw, joints=q1[:, :2])
+    # normalised by the training range: its ends are -1 and 1
+    z = net.normalise_joints(torch.tensor([[-1.4, -0.5, 0.0], [1.4, 1.0, 2.0]]))
+    assert torch.allclose(z, torch.tensor([[-1.0] * 3, [1.0] * 3]))
+    train_q = torch.tensor([[0.0, 0.1, 0.5], [1.0, 0.3, 1.5], [0.5, 0.2, 1.0]])
+    task = D.DiffusionTask(joint_cfg(grid_steps=2), joints=train_q)
+    grid = task.sample(4)  # the sample grid with joints: the first joint sweeps its training range
+    assert grid.shape == (4, 3, 16, 16) and torch.isfinite(grid).all()
+    _, _, q = D._grid_conditions(4, task.cfg, None, task.joints)
+    assert q[0, 0] < q[1, 0] and torch.allclose(q[:, 1:], torch.tensor([0.2, 1.0], dtype=q.dtype).expand(4, 2))
+
+
+def test_joint_conditioned_denoising_loss_falls(dataset):
+    from generative.data import ArmlabDataset, load_tensors
+
+    data = load_tensors(ArmlabDataset(dataset, size=16), limit=8)
+    assert data["joints"].shape == (8, 3) and torch.isfinite(data["joints"]).all()
+    q = data["joints"]
+    cfg = D.DiffusionConfig(size=16, cond="joints", model="tiny", n_joints=3, joint_low=q.min(0).values.tolist(),
+                            joint_high=q.max(0).values.tolist(), lr=3e-3, warmup_steps=1)
+    task = D.DiffusionTask(cfg, joints=q)
+    x0 = data["image"].float() / 127.5 - 1
+    g = torch.Generator().manual_seed(0)
+    t = torch.linspace(50, 950, 8).long()
+    noise = torch.randn(x0.shape, generator=g)
+
+    def loss() -> float:
+        with torch.no_grad():
+            return float(task.denoising_loss(x0, t, noise, weighted=False, joints=q).mean())
+
+    before = loss()
+    torch.manual_seed(0)
+    for step in range(30):
+        task.train_step({"image": x0, "joints": q}, step)
+    assert loss() < 0.8 * before
+
+
+def test_joint_runs_train_resume_and_sample_the_requested_joints(dataset, tmp_path, capsys):
+    from generative.data import ArmlabDataset, load_tensors
+
+    run = tmp_path / "run"
+    kw = dict(TINY, cond="class,joints", sample_every=3, n_samples=4)
+    D.train_diffusion(dataset, run, 3, **kw)
+    s = D.train_diffusion(dataset, run, 5, **kw)  # resumed and continued
+    assert s["start_step"] == 3 and s["steps"] == 5 and s["cond"] == ["class", "joints"] and s["n_joints"] == 3
+    assert all(np.isfinite(v) for v in s["losses"].values())
+    assert (run / "samples" / "step_000003.png").is_file()  # the grid works with joints
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
+    real = load_tensors(ArmlabDataset(dataset, size=16))["joints"]
+    assert torch.equal(ckpt["extra"]["joints"], real)  # every frame of the tiny set has joints
+    tc = ckpt["task_config"]
+    assert tc["n_joints"] == 3 and tc["data"]["robot"] == "arm3"
+    assert np.allclose(tc["joint_low"], real.min(0).values) and np.allclose(tc["joint_high"], real.max(0).values)
+    assert np.allclose(tc["joint_limits"], [[-2.9671, 2.9671], [-1.5708, 1.5708], [-2.618, 2.618]])
+
+    # joints drawn from the training frames, with their class, when none are requested
+    _, y, c, q = D.sample(run, 5, None, steps=2, seed=3)
+    assert c is None and q.shape == (5, 3)
+    rows = {tuple(r) for r in real.double().numpy().tolist()}
+    assert all(tuple(r) in rows for r in q.tolist())
+
+    out = tmp_path / "samples"
+    assert cli.main(["sample", "--run", str(run), "--n", "3", "--class", "sphere", "--joints", "0.1,-0.3,1.0",
+                     "--steps", "2", "--out", str(out)]) == 0
+    capsys.readouterr()
+    label = json.loads((out / "labels" / "000001.json").read_text())
+    assert label["joint_positions"] == [0.1, -0.3, 1.0] and label["class_name"] == "sphere"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["settings"]["conditioned_on_joints"] and manifest["settings"]["robot"] == "arm3"
+    assert torch.allclose(load_tensors(ArmlabDataset(out))["joints"], torch.tensor([[0.1, -0.3, 1.0]] * 3))
+    for given in (["-0.3,0.1,1.0"], ["-0.3", "0.1", "1.0"]):  # a leading minus sign; space-separated values
+        assert cli_run(["sample", "--run", str(run), "--n", "1", "--joints", *given, "--steps", "1", "--out",
+                        str(out)]) == 0
+        capsys.readouterr()
+        label = json.loads((out / "labels" / "000000.json").read_text())
+        assert label["joint_positions"] == [-0.3, 0.1, 1.0] and "class_id" in label  # the class is drawn
+
+    errors = {}
+    for bad in ("0.1,0.2", "0.1,nan,0.2", "0,2.0,0", "a,b,c", "0.1,0.2,0.3,0.4"):
+        assert cli.main(["sample", "--run", str(run), "--n", "2", "--joints", bad, "--steps", "2",
+                         "--out", str(tmp_path / "bad")]) == 2, bad
+        errors[bad] = err = capsys.readouterr().err.strip()
+        assert err.startswith("armlab: error:") and "\n" not in err and "joint" in err, err
+    assert "takes 3 joint positions" in errors["0.1,0.2"] and "finite" in errors["0.1,nan,0.2"]
+    assert "joint 2 position 2 rad is outside its limits [-1.5708, 1.5708] of arm3" in errors["0,2.0,0"]
+    assert not (tmp_path / "bad").exists()
+    with pytest.raises(ValueError, match="not conditioned on the target"):
+        D.sample(run, 2, {"target": [0.5, 0.5]}, steps=2)
+
+    # eval conditions the fakes on the real frames' joints; a frame without joints gets the middle of the range
+    cfg = D.run_config(run)
+    frames = {"image": torch.zeros(2, 3, 16, 16), "class_id": torch.tensor([0, 2]),
+              "joints": torch.tensor([[0.1, 0.2, 0.3], [float("nan")] * 3])}
+    y, c, q = D._fill_labels(cfg, frames, torch.Generator())
+    mid = (torch.tensor(tc["joint_low"]) + torch.tensor(tc["joint_high"])) / 2
+    assert c is None and torch.allclose(q, torch.stack([frames["joints"][0], mid]))
