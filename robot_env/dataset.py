@@ -21,6 +21,16 @@ Reliability
     but is torn, and a restarted run regenerates exactly the frames without a label. The
     COCO file and the manifest are written the same way. `verify` re-checks checksums, counts and label consistency.
 
+Poses from a trained policy
+    With ``poses_from`` (a run folder of ``armlab train`` on the dataset's robot) the arm's
+    poses are not random configurations but poses along rollouts of the run's deterministic
+    policy (`build_pose_bank`). The bank is built once, before any frame, and stored as
+    ``poses.npz`` in the dataset folder (listed in the manifest with its SHA-256); workers,
+    shards and resumed runs read that file, so frame ``i`` stays a function of ``(seed, i,
+    settings)``: it shows the pose ``default_rng([seed, i, POSE_STREAM])`` picks, and the rest
+    of its scene is the one the same seed gives without ``poses_from``. The run's path and the
+    hash of its model file are settings, so a folder started with one run refuses another.
+
 The ``real`` style is a stand-in for a physical camera, so sim-to-real can be shown and
 tested without photographs: textured table and floor, shadows, light falloff, vignetting,
 a colour cast, blur, sensor noise, JPEG compression and barrel lens distortion (OpenCV).
@@ -34,7 +44,7 @@ import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -52,6 +62,10 @@ STYLES = ("sim", "real")
 RANDOMIZE = ("colors", "textures", "light", "camera", "distractors", "background")
 DEFAULT_RANDOMIZE = ("colors", "light", "camera", "distractors", "background")
 SEG_BACKGROUND, SEG_TABLE, SEG_ROBOT = 0, 1, 2  #: fixed instance ids; objects follow from 3
+POSES_FILE = "poses.npz"  #: the pose bank of a ``--poses-from`` dataset, in the dataset folder
+POSE_SETTINGS = ("poses_from", "poses_model_sha256", "pose_episodes")
+POSE_RATE = 24.0  #: poses recorded per simulated second along an open-loop signal
+POSE_STREAM = 3  #: frame i's pick from the pose bank: default_rng([seed, i, POSE_STREAM])
 
 TABLE_TOP = 0.30  #: z of the table surface (m); arm3's shoulder is at 0.6 m
 TABLE_CENTER = (0.30, 0.0)
@@ -86,6 +100,10 @@ class DatasetConfig:
     camera_elevation: float = 45.0
     jpeg_quality: tuple[int, int] = (70, 90)
     dist_coeffs: tuple[float, ...] = (-0.18, 0.05, 0.0, 0.0, 0.0)  #: the real style's lens (OpenCV k1 k2 p1 p2 k3)
+    #: a `armlab train` run folder: arm poses come from its policy's rollouts (see `build_pose_bank`)
+    poses_from: str | None = None
+    poses_model_sha256: str | None = None  #: SHA-256 of the run's model file (filled in by `resolve_poses`)
+    pose_episodes: int = 64  #: rollouts of the policy that fill the pose bank
 
     def validate(self) -> DatasetConfig:
         if int(self.n) < 1:
@@ -103,7 +121,10 @@ class DatasetConfig:
             raise DatasetError(f"the dataset scene is built for arm3, got robot {self.robot!r}.")
         if not 0 <= int(self.max_distractors) <= 6:
             raise DatasetError(f"--max-distractors must be between 0 and 6, got {self.max_distractors}.")
+        if self.poses_from is not None and not 1 <= int(self.pose_episodes) <= 100_000:
+            raise DatasetError(f"--pose-episodes must be between 1 and 100000, got {self.pose_episodes}.")
         self.n, self.size, self.seed = int(self.n), int(self.size), int(self.seed)
+        self.pose_episodes = int(self.pose_episodes)
         self.randomize = tuple(r for r in RANDOMIZE if r in self.randomize)
         return self
 
@@ -112,6 +133,9 @@ class DatasetConfig:
         d["randomize"] = list(self.randomize)
         d["jpeg_quality"] = list(self.jpeg_quality)
         d["dist_coeffs"] = list(self.dist_coeffs)
+        if self.poses_from is None:  # the random-configuration datasets keep their settings (and bytes)
+            for key in POSE_SETTINGS:
+                d.pop(key)
         return d
 
 
@@ -159,14 +183,26 @@ class Frame:
 
 class Scene:
     """One PyBullet world with the arm, a table, a floor and a pool of objects, reused for
-    every frame a process renders (bodies are moved and recoloured, never rebuilt)."""
+    every frame a process renders (bodies are moved and recoloured, never rebuilt).
 
-    def __init__(self, cfg: DatasetConfig) -> None:
+    ``poses`` is the pose bank of a ``poses_from`` config (`build_pose_bank` or
+    `load_pose_bank`): each frame then shows one of its poses instead of a random one."""
+
+    def __init__(self, cfg: DatasetConfig, poses: dict | None = None) -> None:
         self.cfg = cfg.validate()
+        if (poses is None) != (cfg.poses_from is None):
+            raise DatasetError("a Scene takes a pose bank exactly when its config has poses_from.")
         self.world = World(floor=True)
         c = self.world.client
         self.cid = self.world.id
         self.arm = Arm(self.world, cfg.robot)
+        self._poses = None
+        if poses is not None:
+            q, qd = poses["joint_positions"], poses["joint_velocities"]
+            if q.ndim != 2 or q.shape[1] != self.arm.n or q.shape != qd.shape or len(q) == 0:
+                raise DatasetError(f"the pose bank holds joint arrays of shapes {q.shape} and {qd.shape}, "
+                                   f"not N x {self.arm.n} for {cfg.robot}.")
+            self._poses = (q, qd)
         half = [TABLE_HALF[0], TABLE_HALF[1], TABLE_TOP / 2]
         vis = c.createVisualShape(pb.GEOM_BOX, halfExtents=half, rgbaColor=[0.55, 0.45, 0.35, 1])
         self.table = c.createMultiBody(0, -1, vis, [TABLE_CENTER[0], TABLE_CENTER[1], TABLE_TOP / 2])
@@ -232,6 +268,14 @@ class Scene:
         arm.reset_joints(q, qd)
         return q, qd
 
+    def _bank_pose(self, index: int, stream: int) -> tuple[np.ndarray, np.ndarray]:
+        """Put the arm in the pose bank's pose drawn by ``default_rng([seed, index, stream])``."""
+        q_bank, qd_bank = self._poses
+        k = int(np.random.default_rng([self.cfg.seed, index, stream]).integers(len(q_bank)))
+        q, qd = q_bank[k], qd_bank[k]
+        self.arm.reset_joints(q, qd)
+        return q, qd
+
     def _sample_objects(self, rng: np.random.Generator, ee_xy: np.ndarray) -> list[dict]:
         cfg = self.cfg
         n_distract = int(rng.integers(0, cfg.max_distractors + 1)) if "distractors" in cfg.randomize else 0
@@ -271,6 +315,8 @@ class Scene:
         rng = np.random.default_rng([cfg.seed, index, 0])
         c = self.world.client
         q, qd = self._sample_arm(rng)
+        if self._poses is not None:  # the random draw above keeps the rest of the scene that of the seed
+            q, qd = self._bank_pose(index, POSE_STREAM)
         ee_state = pb.getLinkState(self.arm.body, self.arm.ee, computeForwardKinematics=1, physicsClientId=self.cid)
         objects = self._sample_objects(rng, np.array(ee_state[4][:2]))
         # park the previous frame's objects under the floor, then place this frame's
@@ -355,7 +401,10 @@ class Scene:
         a short "rollout" in the dataset's look, for translation videos."""
         self.frame(index)
         q0, _ = self.arm.joint_state()
-        q1, _ = self._sample_arm(np.random.default_rng([self.cfg.seed, index, 2]))
+        if self._poses is not None:
+            q1, _ = self._bank_pose(index, 2)
+        else:
+            q1, _ = self._sample_arm(np.random.default_rng([self.cfg.seed, index, 2]))
         args = dict(self.render_args)
         W = H = self.cfg.size
         frames = []
@@ -525,6 +574,203 @@ def _frame_record(out: Path, i: int) -> dict:
     return {"files": sums, "annotations": _annotations(label, _read_png(out / label["seg"])), "label": label}
 
 
+# -- pose banks: arm poses from a trained policy's rollouts ---------------------------------------
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()).rstrip(".") or type(exc).__name__
+
+
+def _rl():
+    """``controllers.rl``, imported only for ``poses_from`` (it brings torch and stable-baselines3)."""
+    try:
+        from controllers import rl
+    except ImportError as exc:
+        raise DatasetError(f"--poses-from needs controllers.rl, which could not be imported ({_one_line(exc)}).") \
+            from None
+    return rl
+
+
+def _make_env(env_id: str, env_kwargs: dict, run_dir: str):
+    import robot_env
+    from robot_env._quiet import quiet_c_output
+
+    try:
+        with quiet_c_output():
+            return robot_env.make(env_id, **env_kwargs)
+    except (TypeError, ValueError, FileNotFoundError) as exc:
+        raise DatasetError(f"--poses-from: the env {env_id} of run {run_dir} cannot be built ({_one_line(exc)}).") \
+            from None
+
+
+def resolve_poses(cfg: DatasetConfig) -> DatasetConfig:
+    """``cfg`` with ``poses_from`` made absolute and ``poses_model_sha256`` set to the hash of the
+    run's model file (its final model, else its newest checkpoint), after checking that the folder
+    is a training run of ``cfg.robot``. Without ``poses_from``, ``cfg`` itself."""
+    if cfg.poses_from is None:
+        return cfg
+    rl = _rl()
+    run_dir = Path(cfg.poses_from).expanduser().resolve()
+    if not run_dir.is_dir():
+        raise DatasetError(f"--poses-from {cfg.poses_from} is not a folder (give a run folder of `armlab train`).")
+    try:
+        config = rl.read_config(run_dir)
+        env_id = rl.env_id_of(config["env_id"])
+        model_path, _ = rl._model_file(run_dir, False, None)
+    except (FileNotFoundError, ValueError) as exc:
+        raise DatasetError(f"--poses-from: {_one_line(exc)}.") from None
+    env_kwargs = dict(config.get("env_kwargs") or {})
+    env = _make_env(env_id, env_kwargs, str(run_dir))
+    try:
+        robot = env.unwrapped.arm.spec.name
+    finally:
+        env.close()
+    if robot != cfg.robot:
+        raise DatasetError(f"--poses-from: run {run_dir} was trained on {robot}, but the dataset's robot is "
+                           f"{cfg.robot}; use a run trained with --env-kwargs robot:{cfg.robot}.")
+    return replace(cfg, poses_from=str(run_dir), poses_model_sha256=_sha256(model_path))
+
+
+def _clear_of_table(body: int, cid: int) -> bool:
+    """Every link above the dataset's table top (the test `Scene._sample_arm` applies)."""
+    n = pb.getNumJoints(body, physicsClientId=cid)
+    return min(pb.getLinkState(body, j, computeForwardKinematics=1, physicsClientId=cid)[4][2]
+               for j in range(1, n)) > TABLE_TOP + 0.04
+
+
+def build_pose_bank(cfg: DatasetConfig) -> dict[str, np.ndarray]:
+    """Roll the deterministic policy of ``cfg.poses_from`` out for ``cfg.pose_episodes`` episodes
+    of its own env (its env kwargs; episode seeds from ``SeedSequence([cfg.seed, POSE_STREAM])``)
+    and record the arm's joint positions and velocities along the way: after every step of a
+    closed-loop env, and every 1/`POSE_RATE` simulated seconds while an open-loop env's single
+    action plays its signal (and at its end). Poses with a link below the dataset's table top
+    (+4 cm; the reach envs have no table) are dropped, like the random configurations' misses.
+
+    Returns the bank's arrays: ``joint_positions`` and ``joint_velocities`` (N x n),
+    ``episode`` and ``time`` (N, seconds since the episode's start) and the provenance
+    (``rolled_out``: poses recorded before the table test, ``model_sha256``, ``env_id``,
+    ``algo``, ``seed``, ``episodes``)."""
+    cfg = resolve_poses(cfg.validate()) if cfg.poses_model_sha256 is None else cfg
+    rl = _rl()
+    from robot_env._quiet import quiet_c_output
+    from robot_env.envs import ReachSignalEnv
+
+    try:
+        with quiet_c_output():
+            run = rl.load_run(cfg.poses_from)
+    except (FileNotFoundError, ValueError) as exc:
+        raise DatasetError(f"--poses-from: {_one_line(exc)}.") from None
+    if _sha256(run.model_path) != cfg.poses_model_sha256:
+        raise DatasetError(f"--poses-from: the model file {run.model_path} changed since the dataset was started; "
+                           f"choose a new --out.")
+    env_id = run.config["env_id"]
+    env = _make_env(env_id, dict(run.config.get("env_kwargs") or {}), cfg.poses_from)
+    u = env.unwrapped
+    dt = u.world.timestep
+    open_loop = isinstance(u, ReachSignalEnv)
+    every = max(1, round(1.0 / (POSE_RATE * dt)))
+    q_rows, qd_rows, episodes, times = [], [], [], []
+    rolled_out = 0
+
+    def record(ep: int, t: float) -> bool:
+        nonlocal rolled_out
+        q, qd = u.arm.joint_state()
+        if not (np.isfinite(q).all() and np.isfinite(qd).all()):
+            return False  # a physics blow-up ends the episode's poses
+        rolled_out += 1
+        if _clear_of_table(u.arm.body, u.world.id):
+            q_rows.append(q)
+            qd_rows.append(qd)
+            episodes.append(ep)
+            times.append(t)
+        return True
+
+    seeds = np.random.SeedSequence([cfg.seed, POSE_STREAM]).generate_state(cfg.pose_episodes)
+    try:
+        with rl._torch_threads(1):
+            for ep, seed in enumerate(seeds.tolist()):
+                obs, _ = env.reset(seed=int(seed))
+                if open_loop:  # the one action is the whole signal: play it in chunks of `every` steps
+                    x = np.clip(np.asarray(run.predict(obs), dtype=np.float64).reshape(-1), -1.0, 1.0)
+                    rows, per = u.task.commands(x)
+                    t, ok = 0, True
+                    for row in rows:
+                        left = per
+                        while left and ok:
+                            k = min(left, every - t % every)
+                            u.arm.run((row,), k)
+                            t, left = t + k, left - k
+                            if t % every == 0 or t == u.task.n_steps:
+                                ok = record(ep, t * dt)
+                        if not ok:
+                            break
+                else:
+                    done, k = False, 0
+                    while not done:
+                        obs, _, terminated, truncated, info = env.step(run.predict(obs))
+                        k += 1
+                        done = terminated or truncated
+                        if "physics_error" in info or not record(ep, k * u.substeps * dt):
+                            break
+    finally:
+        env.close()
+    if not q_rows:
+        raise DatasetError(f"--poses-from: none of the {rolled_out} poses along {cfg.pose_episodes} rollouts of "
+                           f"{cfg.poses_from} keeps the arm above the dataset's table; use another run.")
+    n = len(q_rows[0])
+    return {
+        "joint_positions": np.array(q_rows, dtype=np.float64).reshape(-1, n),
+        "joint_velocities": np.array(qd_rows, dtype=np.float64).reshape(-1, n),
+        "episode": np.array(episodes, dtype=np.int32), "time": np.array(times, dtype=np.float64),
+        "rolled_out": np.array(rolled_out, dtype=np.int64), "model_sha256": np.array(cfg.poses_model_sha256),
+        "env_id": np.array(env_id), "algo": np.array(run.config["algo"]),
+        "seed": np.array(cfg.seed, dtype=np.int64), "episodes": np.array(cfg.pose_episodes, dtype=np.int64),
+    }
+
+
+def pose_bank_bytes(bank: dict[str, np.ndarray]) -> bytes:
+    """The bank as an ``.npz`` with fixed member order and timestamps: the same bank, the same bytes."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as archive:
+        for name in sorted(bank):
+            member = io.BytesIO()
+            np.lib.format.write_array(member, np.asarray(bank[name]), allow_pickle=False)
+            archive.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)), member.getvalue())
+    return buf.getvalue()
+
+
+def load_pose_bank(path: str | Path) -> dict[str, np.ndarray]:
+    """Read a pose bank file (``poses.npz``; nothing is unpickled)."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            bank = {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise DatasetError(f"the pose bank {path} is missing; rerun generate with the same --poses-from.") from None
+    except Exception as exc:  # zip or .npy damage
+        raise DatasetError(f"the pose bank {path} is corrupt ({type(exc).__name__}); delete it and rerun.") from None
+    if not {"joint_positions", "joint_velocities", "model_sha256", "seed", "episodes"} <= set(bank):
+        raise DatasetError(f"{path} is not an armlab pose bank.")
+    return bank
+
+
+def _ensure_pose_bank(out: Path, cfg: DatasetConfig) -> dict[str, np.ndarray]:
+    """The bank stored in ``out`` (a resumed run, or one put there for shards on several machines),
+    checked against ``cfg``; else a new one, built and written atomically before any frame."""
+    path = out / POSES_FILE
+    if path.exists():
+        bank = load_pose_bank(path)
+        made = (str(bank["model_sha256"]), int(bank["seed"]), int(bank["episodes"]))
+        if made != (cfg.poses_model_sha256, cfg.seed, cfg.pose_episodes):
+            raise DatasetError(f"{path} was made from another model, seed or --pose-episodes; delete it or choose "
+                               f"a new --out.")
+        return bank
+    bank = build_pose_bank(cfg)
+    _atomic_write(path, pose_bank_bytes(bank))
+    return bank
+
+
 # -- generation: workers, shards, resume ----------------------------------------------------------
 _WORKER: dict = {}
 
@@ -532,8 +778,10 @@ _WORKER: dict = {}
 def _worker_init(cfg_dict: dict, out: str) -> None:
     from robot_env._quiet import quiet_c_output
 
+    cfg = DatasetConfig(**cfg_dict)
+    poses = load_pose_bank(Path(out) / POSES_FILE) if cfg.poses_from is not None else None  # the stored bank
     with quiet_c_output():
-        _WORKER["scene"] = Scene(DatasetConfig(**cfg_dict))
+        _WORKER["scene"] = Scene(cfg, poses)
     _WORKER["out"] = Path(out)
 
 
@@ -578,8 +826,10 @@ def generate(out: str | Path, cfg: DatasetConfig, workers: int = 1, shard: tuple
 
     Restarting with the same arguments after a kill regenerates only the missing frames;
     restarting with *different* settings into the same folder is refused (no mixing).
+    With ``cfg.poses_from`` the pose bank is built first (`build_pose_bank`) and stored as
+    ``poses.npz`` in ``out``, where every worker reads it (a resumed run reuses it).
     """
-    cfg = cfg.validate()
+    cfg = resolve_poses(cfg.validate())
     out = Path(out)
     if int(workers) < 1:
         raise DatasetError(f"--workers must be at least 1, got {workers}.")
@@ -594,7 +844,9 @@ def generate(out: str | Path, cfg: DatasetConfig, workers: int = 1, shard: tuple
             raise DatasetError(
                 f"{out} already holds a dataset made with other settings; choose a new --out or delete that folder."
             )
-    else:
+    if cfg.poses_from is not None:  # before the settings are recorded: a run that fails here binds nothing
+        _ensure_pose_bank(out, cfg)
+    if not sfile.exists():
         _atomic_write(sfile, json.dumps(settings, sort_keys=True).encode())
     for sub in ("rgb", "depth", "seg", "labels"):  # partial writes of a killed run
         for stale in (out / sub).glob(".*.tmp"):
@@ -644,9 +896,9 @@ def generate_ray(out: str | Path, cfg: DatasetConfig, workers: int = 2, shard: t
         import ray
     except ImportError:
         raise DatasetError("the Ray backend needs Ray: pip install 'armlab[distributed]'.") from None
-    cfg = cfg.validate()
+    cfg = resolve_poses(cfg.validate())
     out = Path(out)
-    # the folder, settings check and resume bookkeeping are the local path's, with no frames to render
+    # the folder, settings check, pose bank and resume bookkeeping are the local path's, with no frames to render
     pending = [i for i in shard_range(cfg.n, shard) if not _done(out, i)]
     generate(out, cfg, workers=1, shard=shard, progress=False, finalize=False, only=[])
     started = not ray.is_initialized()
@@ -728,6 +980,13 @@ def finalize_dataset(out: Path, cfg: DatasetConfig, indices, shard=None, records
     coco = json.dumps(_coco(images, annotations), separators=(",", ":")).encode()
     _atomic_write(out / "instances.json", coco)
     files["instances.json"] = hashlib.sha256(coco).hexdigest()
+    poses = None
+    if cfg.poses_from is not None:
+        bank = load_pose_bank(out / POSES_FILE)
+        files[POSES_FILE] = _sha256(out / POSES_FILE)
+        poses = {"file": POSES_FILE, "count": int(len(bank["joint_positions"])),
+                 "rolled_out": int(bank["rolled_out"]), "episodes": int(bank["episodes"]),
+                 "env_id": str(bank["env_id"]), "algo": str(bank["algo"]), "run": cfg.poses_from}
     manifest = {
         "format": "armlab-dataset", "format_version": FORMAT_VERSION,
         "generator": "armlab.robot_env.dataset", "version": _version(),
@@ -741,6 +1000,8 @@ def finalize_dataset(out: Path, cfg: DatasetConfig, indices, shard=None, records
                    "annotations": sum(1 for lab in labels for o in lab["objects"] if o["area"] > 0)},
         "files": files,
     }
+    if poses is not None:  # absent from random-configuration datasets
+        manifest["poses"] = poses
     _atomic_write(out / "manifest.json", (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
     return manifest
 
@@ -784,6 +1045,10 @@ def merge(shards: list[str | Path], out: str | Path, progress: bool = True) -> d
         pos = hi
     if pos != first["n"]:
         raise DatasetError(f"the shards cover frames 0..{pos - 1} of {first['n']}; some shards are missing.")
+    for s, m in zip(shards, manifests):
+        if m["files"].get(POSES_FILE) != first["files"].get(POSES_FILE):
+            raise DatasetError(f"shard {s} has another pose bank ({POSES_FILE}) than {shards[0]}; generate the shards "
+                               f"with one bank (copy it into each shard folder first).")
     for sub in ("rgb", "depth", "seg", "labels"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     from tqdm.auto import tqdm
@@ -823,6 +1088,12 @@ def verify(root: str | Path) -> list[str]:
     if manifest["counts"]["frames"] != hi - lo:
         problems.append(f"manifest counts {manifest['counts']['frames']} frames for the range {lo}..{hi - 1}")
     size = manifest["size"]
+    bank_rows = None
+    if (manifest.get("settings") or {}).get("poses_from") is not None and (root / POSES_FILE).exists():
+        try:
+            bank_rows = {tuple(row) for row in load_pose_bank(root / POSES_FILE)["joint_positions"].tolist()}
+        except DatasetError as exc:
+            problems.append(str(exc).rstrip("."))
     for i in range(lo, hi):
         rel = f"labels/{i:06d}.json"
         if rel not in manifest["files"]:
@@ -839,6 +1110,8 @@ def verify(root: str | Path) -> list[str]:
             problems.append(f"{rel}: frame number or size disagrees with the manifest")
         if lab.get("class_name") != CLASSES[lab.get("class_id", 0)]:
             problems.append(f"{rel}: class_id and class_name disagree")
+        if bank_rows is not None and tuple(lab.get("joint_positions") or ()) not in bank_rows:
+            problems.append(f"{rel}: the joint positions are not a pose of {POSES_FILE}")
         rgb = cv2.imread(str(root / lab["rgb"]), cv2.IMREAD_UNCHANGED)
         seg = cv2.imread(str(root / lab["seg"]), cv2.IMREAD_UNCHANGED)
         depth = cv2.imread(str(root / lab["depth"]), cv2.IMREAD_UNCHANGED)

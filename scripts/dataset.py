@@ -5,6 +5,7 @@
     armlab dataset generate --out data/part0 --n 10000 --shard 0/4                        # one of 4 cluster jobs
     armlab dataset merge data/part0 data/part1 data/part2 data/part3 --out data/sim
     armlab dataset verify data/sim
+    armlab dataset generate --out data/policy --n 10000 --poses-from runs/sac/ReachState-v0_1   # policy's poses
 
 Per frame: RGB PNG, depth (uint16 mm PNG), instance segmentation (uint16 PNG) and a JSON label
 (joints, end-effector pose, every object's 6-D pose and box, the target's pixel, K and the
@@ -14,6 +15,15 @@ of every file. The format is described in docs/dataset-format.md.
 The same command after a kill resumes; the same seed gives byte-identical files whatever the
 number of workers or shards. ``--style real`` renders the same scenes through a simulated
 physical camera (textures, shadows, vignetting, colour cast, blur, noise, JPEG, lens distortion).
+
+``--poses-from RUN_DIR`` (a run folder of `armlab train` on the dataset's robot, arm3) takes the
+arm's poses from the trained policy instead of random feasible configurations: its deterministic
+policy is rolled out first (``--pose-episodes`` episodes of its own env, seeded from --seed), and
+the joint positions and velocities along the trajectories that keep the arm above the table form
+a pose bank, stored as ``poses.npz`` in the dataset (its SHA-256 in the manifest). Frame i shows
+the bank pose that ``default_rng([seed, i, 3])`` picks; everything else in it is what the seed
+gives without --poses-from. The run's path and model hash are settings: resuming with another
+run is refused.
 """
 
 from __future__ import annotations
@@ -45,6 +55,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"comma list from {','.join(RANDOMIZE)}, or all / none (default: %(default)s)")
     g.add_argument("--max-distractors", type=int, default=3, help="0..6 distractor objects per frame (default 3)")
     g.add_argument("--object-size", type=float, default=0.10, help="object edge/diameter in metres (default 0.10)")
+    g.add_argument("--poses-from", default=None, metavar="RUN_DIR",
+                   help="a run folder of `armlab train` (trained on arm3): the arm's poses come from rollouts of "
+                        "its deterministic policy (a pose bank stored as poses.npz) instead of random feasible "
+                        "configurations")
+    g.add_argument("--pose-episodes", type=int, default=64, metavar="N",
+                   help="policy rollouts that fill the pose bank (with --poses-from; default 64)")
     g.add_argument("--backend", default="local", choices=("local", "ray"),
                    help="local processes (default) or Ray tasks (pip install 'armlab[distributed]')")
     g.add_argument("--json", action="store_true", help="print the summary as one JSON object on the last line")
@@ -70,7 +86,8 @@ def _generate(args: argparse.Namespace) -> int:
 
     cfg = DatasetConfig(n=args.n, size=args.size, seed=args.seed, style=args.style,
                         randomize=parse_randomize(args.randomize), max_distractors=args.max_distractors,
-                        object_size=args.object_size).validate()
+                        object_size=args.object_size, poses_from=args.poses_from,
+                        pose_episodes=args.pose_episodes).validate()
     if not 0.02 <= cfg.object_size <= 0.2:
         raise UsageError(f"--object-size must be between 0.02 and 0.2 m, got {cfg.object_size}.")
     shard = parse_shard(args.shard)
@@ -85,8 +102,12 @@ def _generate(args: argparse.Namespace) -> int:
                "annotations": manifest["counts"]["annotations"], "files": manifest["counts"]["files"],
                "frames_rendered": timing.get("frames_rendered", 0),
                "render_seconds": round(timing.get("render_seconds", 0.0), 3)}
+    poses = manifest.get("poses")
+    if poses:
+        summary["poses"] = poses["count"]
     print(f"dataset {args.out}: {summary['frames']} frames ({summary['frames_rendered']} rendered now, "
-          f"{summary['render_seconds']:.1f} s), {summary['annotations']} COCO annotations, manifest written")
+          f"{summary['render_seconds']:.1f} s), {summary['annotations']} COCO annotations, manifest written"
+          + (f"; arm poses from {poses['count']} policy poses of {poses['env_id']}" if poses else ""))
     if args.json:
         emit_json(summary)
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import filecmp
+import hashlib
 import json
 import os
 import signal
@@ -241,3 +242,121 @@ def test_a_thousand_frames_with_two_workers_survive_a_kill(tmp_path):
         for ann in coco.loadAnns(coco.getAnnIds(imgIds=[img_id])):
             obj = next(o for o in lab["objects"] if o["name"] == ann["attributes"]["name"])
             assert np.array_equal(coco.annToMask(ann).astype(bool), seg == obj["id"])
+
+
+# -- arm poses from a trained policy (--poses-from) ------------------------------------------------
+@pytest.fixture(scope="module")
+def policy_runs(tmp_path_factory) -> dict[str, Path]:
+    """Tiny runs made by `controllers.rl.train` (seconds): an open-loop PPO and a closed-loop SAC
+    on arm3 (the dataset's robot), and a SAC on the envs' default robot, arm2."""
+    from controllers import rl
+
+    folder = tmp_path_factory.mktemp("runs")
+    net = {"policy_kwargs": {"net_arch": [16, 16]}}
+    ppo = {"n_steps": 32, "batch_size": 32, "n_epochs": 1, **net}
+    sac = {"learning_starts": 100, "batch_size": 32, **net}
+    train = dict(folder=folder, seed=1, eval_freq=0, save_freq=0)
+    return {
+        "open": rl.train("ppo", "armlab/ReachSignalState-v0", 32, env_kwargs={"robot": "arm3"}, hyperparams=ppo,
+                         **train).run_dir,
+        "closed": rl.train("sac", "armlab/ReachVelocity-v0", 24, env_kwargs={"robot": "arm3"}, hyperparams=sac,
+                           **train).run_dir,
+        "arm2": rl.train("sac", "armlab/ReachFixed-v0", 24, hyperparams=sac, **train).run_dir,
+    }
+
+
+def _poses_args(out: Path, run: Path, n: int = 6, *extra: str) -> list[str]:
+    return ["dataset", "generate", "--out", str(out), "--n", str(n), "--size", str(SIZE), "--seed", "5",
+            "--poses-from", str(run), "--pose-episodes", "8", *extra]
+
+
+@pytest.fixture(scope="module")
+def posed(policy_runs, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("posed") / "d"
+    assert cli(_poses_args(out, policy_runs["open"])) == 0
+    return out
+
+
+def _labels(root: Path, n: int) -> list[dict]:
+    return [json.loads((root / "labels" / f"{i:06d}.json").read_text()) for i in range(n)]
+
+
+def test_poses_from_a_run_come_from_its_pose_bank(posed, policy_runs, one_worker):
+    from robot_env.dataset import load_pose_bank
+
+    bank = load_pose_bank(posed / "poses.npz")
+    rows = {tuple(r) for r in bank["joint_positions"].tolist()}
+    assert len(bank["joint_positions"]) >= 6 and bank["joint_positions"].shape[1] == 3
+    assert str(bank["env_id"]) == "armlab/ReachSignalState-v0" and int(bank["episodes"]) == 8
+    manifest = json.loads((posed / "manifest.json").read_text())
+    assert manifest["files"]["poses.npz"] == hashlib.sha256((posed / "poses.npz").read_bytes()).hexdigest()
+    assert manifest["poses"]["count"] == len(bank["joint_positions"]) <= manifest["poses"]["rolled_out"]
+    s = manifest["settings"]
+    assert s["poses_from"] == str(policy_runs["open"].resolve()) and len(s["poses_model_sha256"]) == 64
+    picked = set()
+    for lab, plain in zip(_labels(posed, 6), _labels(one_worker, 6)):
+        q = tuple(lab["joint_positions"])
+        assert q in rows and q != tuple(plain["joint_positions"])
+        k = bank["joint_positions"].tolist().index(list(q))
+        assert lab["joint_velocities"] == bank["joint_velocities"][k].tolist()
+        # the rest of the scene is the seed's: the same objects as without --poses-from
+        assert lab["target"]["position"] == plain["target"]["position"] and lab["class_id"] == plain["class_id"]
+        picked.add(q)
+    assert len(picked) > 1
+    assert verify(posed) == []
+    # the open-loop signal is sampled along its play, every 1/24 s of its 0.5 s (poses below the table dropped)
+    assert int(bank["rolled_out"]) == 8 * 12
+    assert np.allclose(bank["time"] * 24, np.round(bank["time"] * 24)) and 0 < bank["time"].min()
+    assert len(np.unique(bank["time"])) > 1 and bank["time"].max() <= 0.5 + 1e-9
+
+
+def test_poses_from_are_byte_identical_across_workers_shards_and_reruns(posed, policy_runs, tmp_path):
+    run = policy_runs["open"]
+    generate(tmp_path / "w2", _cfg(n=6, poses_from=str(run), pose_episodes=8), workers=2, progress=False)
+    assert _same_tree(posed, tmp_path / "w2") == []  # its own bank, computed again: the same bytes
+    parts = [tmp_path / "p0", tmp_path / "p1"]
+    for i, part in enumerate(parts):
+        assert cli(_poses_args(part, run, 6, "--shard", f"{i}/2")) == 0
+    merge(parts, tmp_path / "merged", progress=False)
+    assert _same_tree(posed, tmp_path / "merged") == []
+    # a rerun resumes with the stored bank; another run into the same folder is refused
+    (tmp_path / "w2" / "labels" / "000004.json").unlink()
+    assert cli(_poses_args(tmp_path / "w2", run)) == 0
+    assert _same_tree(posed, tmp_path / "w2") == []
+    assert cli(_poses_args(tmp_path / "w2", policy_runs["closed"])) == 2
+    # verify checks that every label's pose is one of the bank's
+    label = tmp_path / "w2" / "labels" / "000002.json"
+    lab = json.loads(label.read_text())
+    lab["joint_positions"][0] += 0.01
+    label.write_text(json.dumps(lab))
+    assert any("not a pose of poses.npz" in p for p in verify(tmp_path / "w2"))
+
+
+def test_poses_from_a_closed_loop_run_are_recorded_every_step(policy_runs, tmp_path):
+    from robot_env.dataset import load_pose_bank
+
+    out = tmp_path / "closed"
+    assert cli(_poses_args(out, policy_runs["closed"], 3)) == 0
+    bank = load_pose_bank(out / "poses.npz")
+    assert int(bank["rolled_out"]) == 8 * 12  # 12 control steps per episode
+    assert np.allclose(bank["time"] * 24, np.round(bank["time"] * 24)) and bank["time"].min() > 0
+    rows = {tuple(r) for r in bank["joint_positions"].tolist()}
+    assert all(tuple(lab["joint_positions"]) in rows for lab in _labels(out, 3))
+
+
+def test_poses_from_a_bad_run_is_one_sentence_and_exit_2(policy_runs, tmp_path, capsys):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(policy_runs["open"], broken)
+    model = broken / "model.zip"
+    model.write_bytes(model.read_bytes()[:200])
+    no_config = tmp_path / "no_config"
+    no_config.mkdir()
+    cases = [(tmp_path / "nowhere", "not a folder"), (no_config, "config.yml"), (broken, "corrupt"),
+             (policy_runs["arm2"], "trained on arm2")]
+    for k, (run, needle) in enumerate(cases):
+        assert cli(_poses_args(tmp_path / f"out{k}", run)) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("armlab: error: --poses-from") and needle in err[0], err
+    assert not (tmp_path / "out2" / ".armlab-settings.json").exists()  # a failed bank binds no settings
