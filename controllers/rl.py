@@ -81,7 +81,7 @@ CONFIG = "config.yml"
 CHECKPOINTS = "checkpoints"
 
 # hyperparameters handled here rather than by the algorithm's constructor
-_EXTRA_HP = {"n_timesteps", "policy", "noise_type", "noise_std"}
+_EXTRA_HP = {"n_timesteps", "policy", "noise_type", "noise_std", "target_entropy_per_action"}
 # constructor arguments that `train` sets itself
 _RESERVED = {"self", "env", "seed", "device", "verbose", "tensorboard_log", "_init_setup_model", "action_noise",
              "replay_buffer_class", "rollout_buffer_class"}
@@ -90,7 +90,8 @@ _INT_HP = {"n_timesteps": 1, "n_steps": 1, "batch_size": 1, "n_epochs": 1, "buff
            "stats_window_size": 1, "top_quantiles_to_drop_per_net": 0}
 _FLOAT_HP = {"gamma": (0.0, 1.0), "tau": (0.0, 1.0), "gae_lambda": (0.0, 1.0), "vf_coef": (0.0, math.inf),
              "max_grad_norm": (0.0, math.inf), "target_policy_noise": (0.0, math.inf),
-             "target_noise_clip": (0.0, math.inf), "noise_std": (0.0, math.inf)}
+             "target_noise_clip": (0.0, math.inf), "noise_std": (0.0, math.inf),
+             "target_entropy_per_action": (0.0, 100.0)}
 _SCHEDULE_HP = ("learning_rate", "clip_range", "clip_range_vf")
 _BOOL_HP = ("use_sde", "normalize_advantage", "optimize_memory_usage", "use_sde_at_warmup")
 _ACTIVATIONS = {cls.__name__.lower(): cls for cls in (th.nn.ReLU, th.nn.Tanh, th.nn.ELU, th.nn.LeakyReLU,
@@ -326,6 +327,8 @@ def valid_hyperparams(algo: str) -> list[str]:
     names |= _EXTRA_HP
     if algo not in OFF_POLICY:
         names -= {"noise_type", "noise_std"}
+    if "target_entropy" not in names:
+        names -= {"target_entropy_per_action"}
     return sorted(names)
 
 
@@ -338,7 +341,11 @@ def load_hyperparams(algo: str, env_id: str, overrides: dict | None = None) -> d
     merged: dict = {}
     for key in ("default", family, env_name_of(env_id)):
         merged.update(copy.deepcopy(section.get(key) or {}))
-    merged.update(_unsqueeze_yaml(copy.deepcopy(overrides or {})))
+    merged.pop("env_kwargs", None)  # read by default_env_kwargs
+    overrides = _unsqueeze_yaml(copy.deepcopy(overrides or {}))
+    if "env_kwargs" in overrides:
+        raise ValueError("env_kwargs is not a hyperparameter: pass env settings with --env-kwargs.")
+    merged.update(overrides)
     if isinstance(merged.get("policy_kwargs"), str):
         merged["policy_kwargs"] = _policy_kwargs_from_str(merged["policy_kwargs"])
     valid = valid_hyperparams(algo)
@@ -350,6 +357,18 @@ def load_hyperparams(algo: str, env_id: str, overrides: dict | None = None) -> d
         raise ValueError(f"policy_kwargs must be a mapping such as {{net_arch: [64, 64]}}, got "
                          f"{merged['policy_kwargs']!r}.")
     return _plain(merged)
+
+
+def default_env_kwargs(algo: str, env_id: str) -> dict:
+    """The ``env_kwargs`` entries of ``hyperparams.yml`` for ``algo`` on ``env_id`` (merged like the hyperparameters);
+    `train` puts the user's env kwargs on top of them."""
+    algo, env_id = algo_of(algo), env_id_of(env_id)
+    section = (yaml.safe_load(HYPERPARAMS_FILE.read_text()) or {}).get(algo) or {}
+    family = "open_loop" if env_id in robot_env.OPEN_LOOP_IDS.values() else "closed_loop"
+    merged: dict = {}
+    for key in ("default", family, env_name_of(env_id)):
+        merged.update(copy.deepcopy((section.get(key) or {}).get("env_kwargs") or {}))
+    return merged
 
 
 def _her_defaults() -> dict:
@@ -390,6 +409,11 @@ def _model_kwargs(algo: str, hyperparams: dict, info: EnvInfo) -> tuple[str, dic
         if "activation_fn" in pk:
             pk["activation_fn"] = _activation(pk["activation_fn"])
         hp["policy_kwargs"] = pk
+    per_action = hp.pop("target_entropy_per_action", None)
+    if per_action is not None:
+        if hp.get("target_entropy", "auto") != "auto":
+            raise ValueError("give target_entropy or target_entropy_per_action, not both.")
+        hp["target_entropy"] = -float(per_action) * info.n_actions
     noise_type, noise_std = hp.pop("noise_type", None), float(hp.pop("noise_std", 0.1))
     zeros, ones = np.zeros(info.n_actions), np.ones(info.n_actions)
     if noise_type == "normal":
@@ -841,7 +865,8 @@ def _resume_config(run_dir: Path, algo: str, env_id: str, env_kwargs: dict | Non
     if config["algo"] != algo or config["env_id"] != env_id:
         raise ValueError(f"{run_dir} is a {config['algo']} run of {config['env_id']}, not {algo} on {env_id}.")
     saved_kwargs = config.get("env_kwargs") or {}
-    if env_kwargs and _plain(_unsqueeze_yaml(env_kwargs)) != saved_kwargs:
+    wanted = {**default_env_kwargs(algo, env_id), **_unsqueeze_yaml(dict(env_kwargs or {}))}
+    if env_kwargs and _plain(wanted) != saved_kwargs:
         raise ValueError(f"resuming keeps the run's env kwargs {saved_kwargs}; drop --env-kwargs or start a new run.")
     hp = config["hyperparams"]
     if overrides:
@@ -865,7 +890,7 @@ def _prepare(folder: Path, algo: str, env_id: str, env_kwargs: dict | None, hype
     if not resume:
         if exp_id is not None:
             raise ValueError("exp_id picks a run to resume: use it with resume=True.")
-        env_kwargs = _unsqueeze_yaml(dict(env_kwargs or {}))
+        env_kwargs = {**default_env_kwargs(algo, env_id), **_unsqueeze_yaml(dict(env_kwargs or {}))}
         config = {"algo": algo, "env_id": env_id, "env_kwargs": _plain(env_kwargs),
                   "hyperparams": load_hyperparams(algo, env_id, hyperparams),
                   "hyperparams_overrides": _plain(hyperparams or {}), "seed": 0 if seed is None else int(seed),
@@ -1108,7 +1133,7 @@ def policy_controller(run_dir: str | Path, best: bool = False, checkpoint_steps:
 
 __all__ = [
     "ALGOS", "EVAL_SEED", "HYPERPARAMS_FILE", "OFF_POLICY", "LinearDecay", "LoadedRun", "ObsNormalizer", "TrainResult",
-    "algo_of", "checkpoint_steps", "env_id_of", "env_name_of", "find_run", "load_hyperparams", "load_run",
-    "load_replay_buffer", "load_vecnormalize_stats", "policy_controller", "probe_env", "read_config",
+    "algo_of", "checkpoint_steps", "default_env_kwargs", "env_id_of", "env_name_of", "find_run", "load_hyperparams",
+    "load_run", "load_replay_buffer", "load_vecnormalize_stats", "policy_controller", "probe_env", "read_config",
     "save_checkpoint", "save_replay_buffer", "save_vecnormalize", "train", "valid_hyperparams",
 ]

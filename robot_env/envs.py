@@ -2,7 +2,8 @@
 
 * `ReachSignalEnv` (ids ``armlab/ReachSignal{Fixed,Velocity,State}-v0``): one decision
   per episode. The action is the whole signal x, held (or interpolated between K
-  knots) over the horizon t; the episode ends after that one step with reward -y.
+  knots) over the horizon t; the episode ends after that one step with reward -y (or its
+  log-shaped version, ``reward_type="log"``).
 * `ReachEnv` (ids ``armlab/Reach{Fixed,Velocity,State}-v0``): a new action every control
   step (24 Hz at the default 240 Hz physics and 10 substeps) for t seconds, with an
   optional goal-conditioned dict observation for HER.
@@ -33,6 +34,13 @@ OBS_TYPES = ("state", "dict", "rgb", "rgbd")
 IMAGE_OBS_TYPES = ("rgb", "rgbd")
 DEPTH_MAX_PER_REACH = 3.0  #: the rgbd depth channel spans 0 .. 3 x the robot's reach (metres)
 REWARD_TYPES = ("dense", "sparse")
+SIGNAL_REWARD_TYPES = ("dense", "log")
+LOG_REWARD_SCALE = 0.25  #: the ``log`` reward's length scale, as a fraction of the success threshold
+
+
+def log_reward(y, scale: float):
+    """The ``log`` reward ``-ln(1 + y / scale)``: 0 at the target, a gradient that grows as y shrinks."""
+    return -np.log1p(np.asarray(y, dtype=np.float64) / scale)
 
 
 def _image_size(size) -> tuple[int, int]:
@@ -198,7 +206,12 @@ class ReachSignalEnv(_ReachBase):
     """Open-loop reach: the action is the whole signal x over the horizon t.
 
     Observation: ``[j (n), v (n), p (3)]``. Action: x in [-1, 1]^(K n), joint-major per
-    knot (``x.reshape(K, n)``). One step per episode, reward ``-y``.
+    knot (``x.reshape(K, n)``). One step per episode, reward ``-y`` (``reward_type="dense"``)
+    or ``-ln(1 + y / s)`` (``"log"``, s = a quarter of the success threshold, 5 mm by
+    default). Both rank signals the same way; the log reward is what makes RL precise here:
+    with ``-y`` a critic must resolve millimetres on a scale of a metre, and SAC stalls at
+    ~6 cm on arm3, while with ``log`` the last centimetre is worth as much reward as the
+    first ten (`controllers/hyperparams.yml` picks it for the open-loop envs).
 
     `evaluate` plays any signal from the current episode's start state without ending the
     episode: the "evaluate this signal in this context" call an optimizer needs. The start
@@ -207,8 +220,12 @@ class ReachSignalEnv(_ReachBase):
     episode, more than the 0.5 s rollout itself on arm2, so it is not used here.)
     """
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, reward_type: str = "dense", **kwargs) -> None:
+        if reward_type not in SIGNAL_REWARD_TYPES:
+            raise ValueError(f"unknown reward_type {reward_type!r}; choose one of {', '.join(SIGNAL_REWARD_TYPES)}.")
         super().__init__(**kwargs)
+        self.reward_type = reward_type
+        self._log_scale = LOG_REWARD_SCALE * self.task.success_threshold
         self.metadata = dict(self.metadata, render_fps=max(1, round(1.0 / self.task.horizon)))
         self.action_space = self._box(-np.ones(self.task.signal_dim), np.ones(self.task.signal_dim))
         self.observation_space = self._box(
@@ -248,9 +265,12 @@ class ReachSignalEnv(_ReachBase):
             info = {"physics_error": "the simulation produced a non-finite state", "distance": math.inf,
                     "is_success": False}
             obs = self._obs(np.nan_to_num(q), np.nan_to_num(qd), target)
-            return obs, -float(np.linalg.norm(self._pos_high - self._pos_low)), False, True, info
+            return obs, self._reward(float(np.linalg.norm(self._pos_high - self._pos_low))), False, True, info
         y = float(np.linalg.norm(ee - target))
-        return self._obs(q, qd, target), -y, True, False, self._result(y)
+        return self._obs(q, qd, target), self._reward(y), True, False, self._result(y)
+
+    def _reward(self, y: float) -> float:
+        return float(log_reward(y, self._log_scale)) if self.reward_type == "log" else -y
 
     def evaluate(self, x) -> float:
         """Distance y reached by signal ``x`` from this episode's start state."""

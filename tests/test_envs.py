@@ -187,6 +187,20 @@ def test_evaluate_replays_the_episode_start(make):
         env.step(x)
 
 
+def test_log_reward_ranks_signals_like_the_distance(make):
+    env = make(OPEN_LOOP_IDS["velocity"], robot="arm2", reward_type="log").unwrapped
+    rewards, distances = [], []
+    for x in ([0.3, -0.5], [-0.2, 0.4], [0.9, 0.9]):
+        env.reset(seed=2)
+        _, r, *_, info = env.step(np.array(x))
+        rewards.append(r)
+        distances.append(info["distance"])
+    np.testing.assert_allclose(rewards, -np.log1p(np.array(distances) / 0.005))
+    assert np.argsort(rewards).tolist() == np.argsort(distances)[::-1].tolist()
+    with pytest.raises(ValueError, match="reward_type"):
+        make(OPEN_LOOP_IDS["velocity"], reward_type="sparse")
+
+
 def test_knots_interpolate_linearly(make):
     env = make(OPEN_LOOP_IDS["fixed"], knots=3).unwrapped
     assert env.action_space.shape == (6,)
