@@ -59,12 +59,15 @@ class Rows:
             self.rows = saved["rows"]
         self.settings = settings
 
-    def done(self, stage: str, name: str) -> dict | None:
-        return next((r for r in self.rows if r["stage"] == stage and r["controller"] == name), None)
+    def done(self, stage: str, name: str, tag: str | None = None) -> dict | None:
+        """The finished row of ``name`` on ``stage`` (with ``tag``, only a row made under that tag)."""
+        return next((r for r in self.rows if r["stage"] == stage and r["controller"] == name
+                     and (tag is None or r.get("tag") == tag)), None)
 
     def add(self, row: dict) -> None:
         from armlab_scripts._common import atomic_write_text
 
+        self.rows = [r for r in self.rows if (r["stage"], r["controller"]) != (row["stage"], row["controller"])]
         self.rows.append(row)
         atomic_write_text(self.path, json.dumps({"settings": self.settings, "rows": self.rows}, indent=1))
 
@@ -90,15 +93,19 @@ def run_comparison(args: argparse.Namespace) -> list[dict]:
         env_id = OPEN_LOOP_IDS[stage]
         contexts = held_out_contexts(env_id, n=args.contexts, **kw)
 
-        def run(name, family, budget, make_controller, env=None, _stage=stage, _env=env_id, _ctx=contexts):
-            if rows.done(_stage, name):
+        def run(name, family, budget, make_controller, env=None, tag=None, train_s=0.0, _stage=stage, _env=env_id,
+                _ctx=contexts):
+            if rows.done(_stage, name, tag):
                 return
             eval_id, eval_kw = env or (_env, kw)
             t0 = time.perf_counter()
             result = evaluate(make_controller(), eval_id, _ctx, **eval_kw)
             row = _row(_stage, family, budget, result, args.decisions)
             row["wall_s"] = time.perf_counter() - t0
+            row["train_s"] = float(train_s)
             row["controller"] = name
+            if tag is not None:
+                row["tag"] = tag
             rows.add(row)
             print(f"  {_stage:<9}{name:<24} median y {row['median_y'] * 1000:8.1f} mm   success@2cm "
                   f"{row['success_2cm']:5.0%}   total episodes {row['total_episodes']:>12,.0f}", flush=True)
@@ -110,45 +117,68 @@ def run_comparison(args: argparse.Namespace) -> list[dict]:
 
         sizes = [n for n in args.regression_size_list if not rows.done(stage, f"regression {n}")]
         if sizes:
+            t0 = time.perf_counter()
             ex = collect(env_id, max(sizes), budget=args.regression_budget, seed=args.seed, progress=progress, **kw)
+            per_example = (time.perf_counter() - t0) / max(sizes)
             for n in sizes:
+                t1 = time.perf_counter()
                 reg = fit(ex.obs[:n], ex.x[:n], epochs=args.regression_epochs, seed=args.seed)
                 cost = int(ex.costs[:n].sum())  # the examples are the cost
-                run(f"regression {n}", "regression", n, lambda reg=reg, cost=cost: regression_controller(reg, cost))
+                run(f"regression {n}", "regression", n, lambda reg=reg, cost=cost: regression_controller(reg, cost),
+                    train_s=n * per_example + time.perf_counter() - t1)
 
+        tag = rl_defaults_tag()
         for algo in args.rl_algo_list:
-            _rl_rows(run, out / "rl" / stage, algo, env_id, args.rl_step_list, kw, args.seed, progress)
+            _rl_rows(run, out / "rl" / tag / stage, algo, env_id, args.rl_step_list, kw, args.seed, progress, tag)
         if stage == "state" and args.closed_loop_steps:
             closed_kw = dict(kw, obs_type="dict", reward_type="sparse")
-            _rl_rows(run, out / "rl" / "state-closed-loop", "sac", "armlab/ReachState-v0", [args.closed_loop_steps],
-                     closed_kw, args.seed, progress, label="SAC+HER closed loop", eval_env=("armlab/ReachState-v0",
-                                                                                          closed_kw))
+            _rl_rows(run, out / "rl" / tag / "state-closed-loop", "sac", "armlab/ReachState-v0",
+                     [args.closed_loop_steps], closed_kw, args.seed, progress, tag, label="SAC+HER closed loop",
+                     eval_env=("armlab/ReachState-v0", closed_kw))
     return rows.rows
 
 
+def rl_defaults_tag() -> str:
+    """A short hash of ``controllers/hyperparams.yml``: RL rows and runs made under other defaults are redone."""
+    import hashlib
+
+    from controllers.rl import HYPERPARAMS_FILE
+
+    return hashlib.sha256(HYPERPARAMS_FILE.read_bytes()).hexdigest()[:8]
+
+
 def _rl_rows(run, folder: Path, algo: str, env_id: str, budgets: list[int], env_kwargs: dict, seed: int,
-             progress: bool, label: str | None = None, eval_env: tuple | None = None) -> None:
+             progress: bool, tag: str, label: str | None = None, eval_env: tuple | None = None) -> None:
     """Train one agent up through ``budgets`` (resuming its run between budgets, and after a
-    kill) and evaluate it at each budget."""
+    kill) and evaluate it at each budget. The training time up to each budget is kept in
+    ``train_s.json`` beside the runs."""
+    from armlab_scripts._common import atomic_write_text
     from controllers import rl
 
     name = label or algo.upper()
+    times_file = folder / algo / "train_s.json"
     for budget in sorted(budgets):
-        existing = sorted(folder.glob(f"{algo}/*"))
-        run_dir = existing[0] if existing else None
+        existing = sorted((folder / algo).glob("*/config.yml"))
+        run_dir = existing[0].parent if existing else None
         if run_dir is None or not any(s >= budget for s in rl.checkpoint_steps(run_dir)):
             res = rl.train(algo, env_id, budget, folder=folder, env_kwargs=env_kwargs, seed=seed, eval_freq=0,
                            save_freq=0, resume=run_dir is not None, progress_bar=progress)
             run_dir = res.run_dir
+            times = json.loads(times_file.read_text()) if times_file.is_file() else {}
+            before = max((v for k, v in times.items() if int(k) < budget), default=0.0)
+            times[str(budget)] = before + res.wall_s
+            atomic_write_text(times_file, json.dumps(times))
         # on-policy agents train in whole rollouts, so the checkpoint may lie a little past the budget
         steps = min(s for s in rl.checkpoint_steps(run_dir) if s >= budget)
+        times = json.loads(times_file.read_text()) if times_file.is_file() else {}
 
         def make(run_dir=run_dir, steps=steps):
             ctrl = rl.policy_controller(run_dir, checkpoint_steps=steps)
             ctrl.name = f"{name} {steps:,} steps"
             return ctrl
 
-        run(f"{name} {budget:,} steps", name, budget, make, **({"env": eval_env} if eval_env else {}))
+        run(f"{name} {budget:,} steps", name, budget, make, tag=tag, train_s=times.get(str(budget), 0.0),
+            **({"env": eval_env} if eval_env else {}))
 
 
 def plot(rows: list[dict], path: Path, decisions: int) -> None:
@@ -185,11 +215,12 @@ def plot(rows: list[dict], path: Path, decisions: int) -> None:
 def markdown(rows: list[dict]) -> str:
     from controllers.evaluation import METRICS_HEADER, metric_cells
 
-    lines = [f"| stage | controller | {METRICS_HEADER} | total episodes | wall time |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [f"| stage | controller | {METRICS_HEADER} | total episodes | training time | deployment time |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        train = f"{r['train_s']:.0f} s" if r.get("train_s") else "—"
         lines.append(f"| {r['stage']} | {r['controller']} | {metric_cells(r)} | {r['total_episodes']:,.0f} "
-                     f"| {r['wall_s']:.1f} s |")
+                     f"| {train} | {r['wall_s']:.1f} s |")
     return "\n".join(lines) + "\n"
 
 

@@ -138,8 +138,20 @@ def test_compare_quick_writes_table_plot_and_resumes(tmp_path):
     with open(out / "compare.csv", newline="") as f:
         table = {r["controller"]: r for r in csv.DictReader(f)}
     assert float(table["SAC 300 steps"]["median_y"]) == by["SAC 300 steps"]["median_y"]
+    assert by["SAC 300 steps"]["train_s"] > 0 and by["regression 8"]["train_s"] > 0
     again = armlab(*args)  # everything done already: rows are reused, nothing is recomputed
     assert again.returncode == 0 and last_json(again.stdout)["rows"] == rows
+    # an RL row made under other hyperparams.yml defaults is redone (in a new run folder); the others are kept
+    saved = json.loads((out / "rows.json").read_text())
+    for r in saved["rows"]:
+        if r["controller"] == "SAC 300 steps":
+            r["tag"], r["median_y"] = "0ldde5a1", -1.0
+    (out / "rows.json").write_text(json.dumps(saved))
+    third = armlab(*args)
+    assert third.returncode == 0, third.stderr
+    redone = {r["controller"]: r for r in last_json(third.stdout)["rows"]}
+    assert redone["SAC 300 steps"]["tag"] == by["SAC 300 steps"]["tag"] and redone["SAC 300 steps"]["median_y"] > 0
+    assert all(redone[k] == by[k] for k in by if k != "SAC 300 steps")
 
 
 def test_compare_refuses_other_settings_in_the_same_folder(tmp_path):
