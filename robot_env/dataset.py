@@ -461,10 +461,14 @@ class Scene:
         K = cam.K
         target = objects[0]
 
+        distorted = bool(np.any(dist_coeffs))
+
         def pixel(p):
             p_cam = (T @ np.r_[p, 1.0])[:3]
             if p_cam[2] <= 0:
                 return None
+            if not distorted:  # the pinhole projection, without OpenCV's call overhead
+                return [float(K[0, 0] * p_cam[0] / p_cam[2] + K[0, 2]), float(K[1, 1] * p_cam[1] / p_cam[2] + K[1, 2])]
             img, _ = cv2.projectPoints(p_cam.reshape(1, 1, 3), np.zeros(3), np.zeros(3), K, dist_coeffs)
             return img.reshape(2).tolist()
 
@@ -557,9 +561,10 @@ def write_frame(out: Path, frame: Frame) -> dict:
     i = frame.label["frame"]
     blobs = [_png(frame.rgb), _png(frame.depth_mm), _png(frame.seg), label_bytes(frame.label)]
     sums = {}
+    root = os.fspath(out)
     for k, (rel, data) in enumerate(zip(_frame_files(i), blobs)):
         if k < 3:  # images: a frame without its label is regenerated whole, so a torn image never counts
-            with open(out / rel, "wb") as f:
+            with open(os.path.join(root, rel), "wb") as f:
                 f.write(data)
         else:
             _atomic_write(out / rel, data)

@@ -212,6 +212,17 @@ def plot(rows: list[dict], path: Path, decisions: int) -> None:
     tmp.replace(path)
 
 
+def ordered(rows: list[dict]) -> list[dict]:
+    """Rows by stage, then zero signal, CMA-ES, regression, the RL agents (open loop, then closed loop), then budget
+    (a resumed comparison appends redone rows at the end of rows.json)."""
+    first = {"zero": 0, "CMA-ES": 1, "regression": 2}
+    rl = list(dict.fromkeys(r["family"] for r in rows if r["family"] not in first))
+    rl.sort(key=lambda f: "closed loop" in f)
+    rank = {**first, **{f: 3 + k for k, f in enumerate(rl)}}
+    return sorted(rows, key=lambda r: (STAGES.index(r["stage"]) if r["stage"] in STAGES else len(STAGES),
+                                       rank[r["family"]], r["budget"]))
+
+
 def markdown(rows: list[dict]) -> str:
     from controllers.evaluation import METRICS_HEADER, metric_cells
 
@@ -282,10 +293,11 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     rows = run_comparison(args)
-    rows = [r for r in rows if r["stage"] in args.stage_list]
+    rows = ordered([r for r in rows if r["stage"] in args.stage_list])
     from controllers.evaluation import COLUMNS, to_csv
 
-    atomic_write_text(out / "compare.csv", to_csv(rows, ["stage", *COLUMNS, "family", "budget", "total_episodes"]))
+    columns = ["stage", *COLUMNS, "family", "budget", "total_episodes", "train_s"]
+    atomic_write_text(out / "compare.csv", to_csv(rows, columns))
     table = markdown(rows)
     atomic_write_text(out / "compare.md", table)
     plot(rows, out / "compare.png", args.decisions)
