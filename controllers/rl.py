@@ -332,15 +332,20 @@ def valid_hyperparams(algo: str) -> list[str]:
     return sorted(names)
 
 
+def _yaml_sections(algo: str, env_id: str) -> list[dict]:
+    """Copies of the ``hyperparams.yml`` sections that apply to ``algo`` on ``env_id``, later ones winning:
+    ``default``, the env family, the env name."""
+    section = (yaml.safe_load(HYPERPARAMS_FILE.read_text()) or {}).get(algo) or {}
+    family = "open_loop" if env_id in robot_env.OPEN_LOOP_IDS.values() else "closed_loop"
+    return [copy.deepcopy(section.get(key) or {}) for key in ("default", family, env_name_of(env_id))]
+
+
 def load_hyperparams(algo: str, env_id: str, overrides: dict | None = None) -> dict:
     """The defaults of ``hyperparams.yml`` for ``algo`` on ``env_id``, with ``overrides`` applied and checked."""
     algo, env_id = algo_of(algo), env_id_of(env_id)
-    table = yaml.safe_load(HYPERPARAMS_FILE.read_text()) or {}
-    section = table.get(algo) or {}
-    family = "open_loop" if env_id in robot_env.OPEN_LOOP_IDS.values() else "closed_loop"
     merged: dict = {}
-    for key in ("default", family, env_name_of(env_id)):
-        merged.update(copy.deepcopy(section.get(key) or {}))
+    for section in _yaml_sections(algo, env_id):
+        merged.update(section)
     merged.pop("env_kwargs", None)  # read by default_env_kwargs
     overrides = _unsqueeze_yaml(copy.deepcopy(overrides or {}))
     if "env_kwargs" in overrides:
@@ -362,12 +367,9 @@ def load_hyperparams(algo: str, env_id: str, overrides: dict | None = None) -> d
 def default_env_kwargs(algo: str, env_id: str) -> dict:
     """The ``env_kwargs`` entries of ``hyperparams.yml`` for ``algo`` on ``env_id`` (merged like the hyperparameters);
     `train` puts the user's env kwargs on top of them."""
-    algo, env_id = algo_of(algo), env_id_of(env_id)
-    section = (yaml.safe_load(HYPERPARAMS_FILE.read_text()) or {}).get(algo) or {}
-    family = "open_loop" if env_id in robot_env.OPEN_LOOP_IDS.values() else "closed_loop"
     merged: dict = {}
-    for key in ("default", family, env_name_of(env_id)):
-        merged.update(copy.deepcopy((section.get(key) or {}).get("env_kwargs") or {}))
+    for section in _yaml_sections(algo_of(algo), env_id_of(env_id)):
+        merged.update(section.get("env_kwargs") or {})
     return merged
 
 

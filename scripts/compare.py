@@ -157,6 +157,7 @@ def _rl_rows(run, folder: Path, algo: str, env_id: str, budgets: list[int], env_
 
     name = label or algo.upper()
     times_file = folder / algo / "train_s.json"
+    times = json.loads(times_file.read_text()) if times_file.is_file() else {}
     for budget in sorted(budgets):
         existing = sorted((folder / algo).glob("*/config.yml"))
         run_dir = existing[0].parent if existing else None
@@ -164,13 +165,11 @@ def _rl_rows(run, folder: Path, algo: str, env_id: str, budgets: list[int], env_
             res = rl.train(algo, env_id, budget, folder=folder, env_kwargs=env_kwargs, seed=seed, eval_freq=0,
                            save_freq=0, resume=run_dir is not None, progress_bar=progress)
             run_dir = res.run_dir
-            times = json.loads(times_file.read_text()) if times_file.is_file() else {}
             before = max((v for k, v in times.items() if int(k) < budget), default=0.0)
             times[str(budget)] = before + res.wall_s
             atomic_write_text(times_file, json.dumps(times))
         # on-policy agents train in whole rollouts, so the checkpoint may lie a little past the budget
         steps = min(s for s in rl.checkpoint_steps(run_dir) if s >= budget)
-        times = json.loads(times_file.read_text()) if times_file.is_file() else {}
 
         def make(run_dir=run_dir, steps=steps):
             ctrl = rl.policy_controller(run_dir, checkpoint_steps=steps)
