@@ -474,6 +474,7 @@ def train_cyclegan(
     progress: bool = True,
     tensorboard: bool = True,
     n_samples: int = 32,
+    time_limit_s: float | None = None,
 ) -> dict[str, Any]:
     """Train a CycleGAN between the images in ``sim_dir`` and ``real_dir`` into the run folder ``out``.
 
@@ -512,7 +513,8 @@ def train_cyclegan(
                         init_seed=seed, sample_images=(sim[:k].clone(), real[:k].clone()), info=info)
     cfg = TrainConfig(out=Path(out), steps=steps, batch_size=batch_size, seed=seed, device=device,
                       log_every=log_every, sample_every=sample_every, checkpoint_every=checkpoint_every,
-                      ema_decay=ema_decay, progress=progress, tensorboard=tensorboard, n_samples=4 * k)
+                      ema_decay=ema_decay, progress=progress, tensorboard=tensorboard, n_samples=4 * k,
+                      time_limit_s=time_limit_s)
     trainer = Trainer(task, {"image": sim}, cfg)
     if probe is not None:
         probe.to(trainer.device)

@@ -455,6 +455,7 @@ def train_gan(
     n_samples: int = 36,
     progress: bool = True,
     tensorboard: bool = True,
+    time_limit_s: float | None = None,
 ) -> dict[str, Any]:
     """Train a (conditional) GAN on the dataset at ``data_dir`` into the run folder ``out``; returns a summary.
 
@@ -478,7 +479,8 @@ def train_gan(
     task = GANTask(cfg, data.get("class_id"), data.get("target"), init_seed=seed)
     tcfg = TrainConfig(out=out, steps=int(steps), batch_size=int(batch_size), seed=seed, device=device,
                        log_every=log_every, sample_every=sample_every, checkpoint_every=checkpoint_every,
-                       ema_decay=ema_decay, progress=progress, tensorboard=tensorboard, n_samples=n_samples)
+                       ema_decay=ema_decay, progress=progress, tensorboard=tensorboard, n_samples=n_samples,
+                       time_limit_s=time_limit_s)
     trainer = Trainer(task, data, tcfg)
     summary = trainer.fit()
     flops = _train_flops(cfg)

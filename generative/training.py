@@ -58,6 +58,7 @@ import json
 import math
 import os
 import random
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -196,7 +197,9 @@ class TrainConfig:
     EMA copies; the decay used after step ``s`` ramps up as ``min(ema_decay, (1 + s) / (10 + s))`` so that short runs'
     averages are not dominated by the initial weights. ``amp``: ``"auto"`` (bf16 autocast on CUDA only), ``"bf16"``
     (always) or ``"off"``. ``channels_last``: ``"auto"`` (on CUDA only), ``"on"`` or ``"off"``. ``n_samples`` images
-    per sample grid.
+    per sample grid. ``time_limit_s``: stop after the first step that ends this many seconds after ``fit()`` began
+    (checked at every ``log_every`` steps in a distributed run, where the ranks agree), checkpoint there and return;
+    the same call again continues the run (a wall-clock budget for a job queue or a lent GPU).
     """
 
     out: Path
@@ -213,9 +216,12 @@ class TrainConfig:
     progress: bool = True
     tensorboard: bool = True
     n_samples: int = 64
+    time_limit_s: float | None = None
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
+        if self.time_limit_s is not None and not self.time_limit_s > 0:
+            raise ValueError(f"time_limit_s must be > 0 seconds, got {self.time_limit_s}")
         if self.steps < 0 or self.batch_size < 1:
             raise ValueError(f"steps must be >= 0 and batch_size >= 1, got {self.steps} and {self.batch_size}")
         if min(self.log_every, self.sample_every, self.checkpoint_every) < 1:
@@ -456,6 +462,10 @@ class Trainer:
             if self.world_size > 1:
                 device = torch.device("cuda", self.local_rank)
             torch.cuda.set_device(device.index if device.index is not None else 0)
+            # fixed batch shapes: let cuDNN time its conv algorithms once; TF32 for the float32 work left by autocast
+            torch.backends.cudnn.benchmark = True
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
         return device
 
     @staticmethod
@@ -659,7 +669,8 @@ class Trainer:
     def fit(self) -> dict[str, Any]:
         """Train from the checkpoint's step (0 without one) to ``cfg.steps``; returns a summary: ``steps`` (reached),
         ``start_step``, ``steps_run``, ``images_per_s`` (global, the first step of this call excluded as warm-up;
-        None with fewer than two steps), ``wall_time_s``, ``losses`` (the last logged means)."""
+        None with fewer than two steps), ``wall_time_s``, ``losses`` (the last logged means) and ``time_limited``
+        (True when ``cfg.time_limit_s`` stopped the run before ``cfg.steps``)."""
         cfg = self.cfg
         t_start = time.perf_counter()
         if self.is_main:
@@ -686,6 +697,7 @@ class Trainer:
             count, losses = 0, {}
             t_first = t_log = None
             step_log = start
+            reached, time_limited = max(cfg.steps, start), False
             try:
                 for step in range(start, cfg.steps):
                     self.step = step
@@ -717,11 +729,18 @@ class Trainer:
                         t_log, step_log = now, done
                         if self.is_main:
                             self._log(done, losses, ips, csv_log, writer, bar)
-                    if self.is_main and (done % cfg.sample_every == 0 or done == cfg.steps):
+                    out_of_time = done < cfg.steps and self._out_of_time(t_start, done)
+                    if self.is_main and (done % cfg.sample_every == 0 or done == cfg.steps or out_of_time):
                         self.write_samples(done, writer)
-                    if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+                    if done % cfg.checkpoint_every == 0 or done == cfg.steps or out_of_time:
                         self.save_checkpoint(done)
                     self.step = done
+                    if out_of_time:
+                        reached, time_limited = done, True
+                        if self.is_main:
+                            print(f"{cfg.out.name}: time limit of {cfg.time_limit_s:g} s reached at step {done}; "
+                                  "checkpointed (the same command continues)", file=sys.stderr)
+                        break
                 self._sync()
                 t_end = time.perf_counter()
                 self._broadcast_buffers()
@@ -730,12 +749,25 @@ class Trainer:
                     bar.close()
                 if writer is not None:
                     writer.close()
-        steps_run = max(cfg.steps - start, 0)
+        steps_run = max(reached - start, 0)
         ips = None
         if steps_run > 1 and t_first is not None and t_end > t_first:
             ips = (steps_run - 1) * cfg.batch_size / (t_end - t_first)
-        return {"steps": max(cfg.steps, start), "start_step": start, "steps_run": steps_run, "images_per_s": ips,
-                "wall_time_s": time.perf_counter() - t_start, "losses": losses}
+        return {"steps": reached, "start_step": start, "steps_run": steps_run, "images_per_s": ips,
+                "wall_time_s": time.perf_counter() - t_start, "losses": losses, "time_limited": time_limited}
+
+    def _out_of_time(self, t_start: float, done: int) -> bool:
+        """Whether ``cfg.time_limit_s`` has passed; in a distributed run only at log steps, agreed by all ranks."""
+        limit = self.cfg.time_limit_s
+        if limit is None:
+            return False
+        if self.world_size == 1:
+            return time.perf_counter() - t_start >= limit
+        if done % self.cfg.log_every:
+            return False
+        flag = torch.tensor([float(time.perf_counter() - t_start >= limit)], device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item() > 0)
 
     def _log(self, step: int, losses: dict[str, float], ips: float | None, csv_log: _CsvLog, writer: Any,
              bar: Any) -> None:

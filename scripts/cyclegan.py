@@ -62,6 +62,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="training steps of the task-consistency probe (default 1000; cached per dataset)")
     t.add_argument("--ema-decay", type=float, default=0.999, help="EMA of the generators (default 0.999; 0: off)")
     t.add_argument("--log-every", type=int, default=50, help="log losses every N steps (default 50)")
+    t.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                   help="stop after this many seconds of training, checkpointed at the step reached; the same "
+                        "command continues (a wall-clock budget for a queue or a lent GPU)")
     t.add_argument("--sample-every", type=int, default=500, help="write a sample grid every N steps (default 500)")
     t.add_argument("--checkpoint-every", type=int, default=500, help="checkpoint every N steps (default 500)")
     t.add_argument("--threads", type=int, default=None,
@@ -126,6 +129,8 @@ def _train(args: argparse.Namespace) -> int:
         raise UsageError(f"--steps must be at least 1, got {args.steps}.")
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}.")
+    if args.time_limit is not None and not args.time_limit > 0:
+        raise UsageError(f"--time-limit must be > 0 seconds, got {args.time_limit}.")
     if args.task_weight < 0:
         raise UsageError(f"--task-weight must be >= 0, got {args.task_weight}.")
     for name in ("sim", "real"):
@@ -138,7 +143,7 @@ def _train(args: argparse.Namespace) -> int:
         d_base=args.d_base, lr_steps=args.lr_steps, sim_limit=args.sim_limit,
         real_limit=args.real_limit, probe_steps=args.probe_steps, ema_decay=args.ema_decay,
         log_every=args.log_every, sample_every=args.sample_every, checkpoint_every=args.checkpoint_every,
-        progress=not args.no_progress,
+        progress=not args.no_progress, time_limit_s=args.time_limit,
     )
     ips = f"{s['images_per_s']:.1f} images/s" if s["images_per_s"] else "no timing"
     print(f"cyclegan {args.out}: {s['steps']} steps ({s['steps_run']} in this call, {s['wall_time_s']:.1f} s, {ips}; "

@@ -84,6 +84,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--limit", type=int, default=None, help="use only the first N frames")
     t.add_argument("--seed", type=int, default=0, help="seed of the weights, batches and noise (default 0)")
     t.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
+    t.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                   help="stop after this many seconds of training, checkpointed at the step reached; the same "
+                        "command continues (a wall-clock budget for a queue or a lent GPU)")
     t.add_argument("--sample-every", type=int, default=500, help="sample grid every N steps (default 500)")
     t.add_argument("--checkpoint-every", type=int, default=500, help="checkpoint every N steps (default 500)")
     t.add_argument("--log-every", type=int, default=50, help="log losses every N steps (default 50)")
@@ -222,6 +225,8 @@ def _train(args: argparse.Namespace) -> int:
         raise UsageError(f"--ema-decay must be in [0, 1), got {args.ema_decay}.")
     if args.lr <= 0 or args.target_weight < 0:
         raise UsageError("--lr must be > 0 and --target-weight >= 0.")
+    if args.time_limit is not None and not args.time_limit > 0:
+        raise UsageError(f"--time-limit must be > 0 seconds, got {args.time_limit}.")
     if min(args.sample_every, args.checkpoint_every, args.log_every) < 1:
         raise UsageError("--sample-every, --checkpoint-every and --log-every must be at least 1.")
     cond = _parse_cond(args.cond)
@@ -237,7 +242,7 @@ def _train(args: argparse.Namespace) -> int:
         guidance_dropout=args.guidance_dropout, lr=args.lr, patch=args.patch, target_weight=args.target_weight,
         seed=args.seed, device=args.device, limit=args.limit, ema_decay=args.ema_decay, log_every=args.log_every,
         sample_every=args.sample_every, checkpoint_every=args.checkpoint_every,
-        progress=not args.no_progress and sys.stderr.isatty(),
+        progress=not args.no_progress and sys.stderr.isatty(), time_limit_s=args.time_limit,
     )
     what = ",".join(s["cond"]) or "unconditional"
     kind = "latent" if s["latent"] else f"pixel (patch {s['patch']})"

@@ -51,6 +51,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="DiffAugment for D: color, translation, color,translation or none (default none; "
                         "try color,translation on a few hundred images)")
     t.add_argument("--limit", type=int, default=None, help="use only the first N frames")
+    t.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                   help="stop after this many seconds of training, checkpointed at the step reached; the same "
+                        "command continues (a wall-clock budget for a queue or a lent GPU)")
     t.add_argument("--sample-every", type=int, default=500, help="sample grid every N steps (default 500)")
     t.add_argument("--checkpoint-every", type=int, default=500, help="checkpoint every N steps (default 500)")
     t.add_argument("--log-every", type=int, default=50, help="log losses every N steps (default 50)")
@@ -118,6 +121,8 @@ def _train(args: argparse.Namespace) -> int:
         raise UsageError(f"--base must be at least 1, got {args.base}.")
     if args.limit is not None and args.limit < 1:
         raise UsageError(f"--limit must be at least 1, got {args.limit}.")
+    if args.time_limit is not None and not args.time_limit > 0:
+        raise UsageError(f"--time-limit must be > 0 seconds, got {args.time_limit}.")
     if min(args.sample_every, args.checkpoint_every, args.log_every) < 1:
         raise UsageError("--sample-every, --checkpoint-every and --log-every must be at least 1.")
     check_size(args.size)
@@ -132,7 +137,8 @@ def _train(args: argparse.Namespace) -> int:
     s = train_gan(args.data, args.out, args.steps, cond, size=args.size, batch_size=args.batch_size, seed=args.seed,
                   device=args.device, g_base=args.base, d_base=args.base, loss=args.loss, lr=args.lr,
                   augment=augment, limit=args.limit, log_every=args.log_every, sample_every=args.sample_every,
-                  checkpoint_every=args.checkpoint_every, progress=not args.no_progress and sys.stderr.isatty())
+                  checkpoint_every=args.checkpoint_every, progress=not args.no_progress and sys.stderr.isatty(),
+                  time_limit_s=args.time_limit)
     what = ",".join(s["cond"]) or "unconditional"
     ips = f"{s['images_per_s']:.0f} images/s" if s["images_per_s"] else "images/s not measured"
     print(f"GAN ({what}, {s['size']} px, {s['n_train']} frames) -> {s['out']}: step {s['steps']} "

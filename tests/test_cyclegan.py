@@ -360,3 +360,7 @@ def test_bad_folders_give_one_clear_sentence(data, tmp_path, capsys):
     with pytest.raises(UsageError, match="--steps"):
         cyclegan_cli.run(parser(cyclegan_cli).parse_args(["train", "--real", str(data / "real"), "--sim",
                                                           str(data / "sim"), "--out", "x", "--steps", "0"]))
+    with pytest.raises(UsageError, match="--time-limit"):
+        cyclegan_cli.run(parser(cyclegan_cli).parse_args(["train", "--real", str(data / "real"), "--sim",
+                                                          str(data / "sim"), "--out", "x", "--steps", "2",
+                                                          "--time-limit", "0"]))

@@ -84,7 +84,29 @@ def test_every_model_and_scheduler_builds_offline(monkeypatch):
     for name in D.SAMPLERS:
         s = D.make_sampler(name, train.config)
         s.set_timesteps(10)
-        assert len(s.timesteps) == 10 and int(s.timesteps[0]) == 999
+        assert len(s.timesteps) == 10
+        # DDPM and DDIM start at the last training step; DPM-Solver (no clipping) where alpha_bar is not ~0
+        assert int(s.timesteps[0]) == 999 if name != "dpm" else train.alphas_cumprod[int(s.timesteps[0])] > 1e-3
+
+
+def test_ddim_rederives_the_noise_from_the_clipped_image():
+    """A pixel DDIM step whose inferred clean image is out of range uses the clipped image *and* the noise that
+    goes with it (what makes guided DDIM work on the cosine schedule; see make_sampler)."""
+    train = D.train_scheduler(clip_sample=True)
+    ddim = D.make_sampler("ddim", train.config)
+    ddim.set_timesteps(50)
+    t, t_prev = int(ddim.timesteps[1]), int(ddim.timesteps[2])
+    a, a_prev = train.alphas_cumprod[t], train.alphas_cumprod[t_prev]
+    x = torch.linspace(-1.5, 1.5, 48).reshape(1, 3, 4, 4)
+    eps = -torch.linspace(-2, 2, 48).reshape(1, 3, 4, 4)  # an x0 far outside [-1, 1]
+    x0 = ((x - (1 - a).sqrt() * eps) / a.sqrt()).clamp(-1, 1)
+    assert (x0.abs() == 1).float().mean() > 0.5
+    eps_clipped = (x - a.sqrt() * x0) / (1 - a).sqrt()
+    expected = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps_clipped
+    got = ddim.step(eps, t, x, **D.sampler_step_kwargs("ddim")).prev_sample
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+    inconsistent = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
+    assert (got - inconsistent).abs().max() > 0.1
 
 
 # ----------------------------------------------------------------------------------------------------- learning
@@ -223,6 +245,7 @@ def test_bad_input_is_one_sentence(dataset, tmp_path):
     cases = [
         ["train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "r"), "--steps", "2"],
         ["train", "--data", str(dataset), "--out", str(tmp_path / "r"), "--steps", "0"],
+        ["train", "--data", str(dataset), "--out", str(tmp_path / "r"), "--steps", "2", "--time-limit", "-5"],
         ["train", "--data", str(dataset), "--out", str(tmp_path / "r"), "--steps", "2", "--cond", "colour"],
         ["train", "--data", str(dataset), "--out", str(tmp_path / "r"), "--steps", "2", "--vae", str(tmp_path)],
         ["train", "--data", str(dataset), "--out", str(tmp_path / "r"), "--steps", "2", "--model", "huge"],

@@ -252,6 +252,7 @@ def test_bad_input_is_one_line_and_exit_2(dataset, tmp_path, capsys):
         (["gan", "train", "--data", str(empty), "--out", str(tmp_path / "r"), "--steps", "2"], "not a dataset"),
         ([*train, "--steps", "2", "--cond", "colour"], "unknown condition"),
         ([*train, "--steps", "0"], "--steps"),
+        ([*train, "--steps", "2", "--time-limit", "0"], "--time-limit"),
         (["gan", "train", "--data", d, "--out", str(tmp_path / "r"), "--steps", "2", "--size", "48"], "power of two"),
         (["gan", "sample", "--run", str(tmp_path / "nope"), "--n", "2", "--out", str(tmp_path / "s")],
          "does not exist"),
@@ -265,3 +266,18 @@ def test_bad_input_is_one_line_and_exit_2(dataset, tmp_path, capsys):
         assert armlab(*argv) == 2, argv
         err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
         assert len(err) == 1 and needle in err[0], (argv, err)
+
+
+def test_gpu_check_generative_runs_its_stages_on_cpu(dataset, tmp_path, capsys):
+    from armlab_scripts import gpu_check_generative as check
+
+    out = tmp_path / "gpu"
+    argv = ["--data", str(dataset), "--out", str(out), "--device", "cpu", "--quick", "--stages", "matmul,gan-speed"]
+    assert check.main(argv) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["matmul"]["matmul_tflops"] > 0 and result["matmul"]["device"] == "cpu"
+    (row,) = result["gan-speed"]["configs"]
+    assert row["steps"] >= 2 and row["images_per_s"] > 0 and row["achieved_tflops"] > 0
+    assert (out / "gan-speed.json").is_file() and (out / "runs" / "gan-speed-32" / "checkpoint.pt").is_file()
+    assert check.main([*argv[:4], "--stages", "matmul,warp"]) == 2
+    assert "unknown stage 'warp'" in capsys.readouterr().err

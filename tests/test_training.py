@@ -283,6 +283,26 @@ def test_kill_and_resume_reproduce_the_uninterrupted_run(tmp_path):
     assert (summary["start_step"], summary["steps"]) == (12, 14) and more.seen == 14 * 8
 
 
+def test_time_limit_checkpoints_and_the_same_call_continues(tmp_path, monkeypatch):
+    straight, _ = run(tmp_path / "straight")
+    expected = snapshot(straight)
+
+    clock = iter(range(10_000))  # fit() reads the clock once at its start and once after every step: 1 s per read
+    monkeypatch.setattr(training.time, "perf_counter", lambda: float(next(clock)))
+    limited, summary = run(tmp_path / "limited", time_limit_s=4.5)
+    monkeypatch.undo()
+    assert summary["time_limited"] and summary["steps"] == summary["steps_run"] < 12
+    stopped = summary["steps"]
+    assert training.load_checkpoint(tmp_path / "limited" / training.CHECKPOINT)["step"] == stopped
+    assert limited.seen == stopped * 8
+
+    resumed, summary = run(tmp_path / "limited", task=AutoencoderTask(init_seed=3), time_limit_s=3600)
+    assert (summary["start_step"], summary["steps"], summary["time_limited"]) == (stopped, 12, False)
+    assert_identical(snapshot(resumed), expected)
+    with pytest.raises(ValueError, match="time_limit_s"):
+        config(tmp_path / "bad", time_limit_s=0)
+
+
 def test_checkpoint_is_weights_only_atomic_and_validated(tmp_path, monkeypatch):
     out = tmp_path / "run"
     run(out, steps=8)
