@@ -109,6 +109,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from generative.data import DEFAULT_CLASSES, DataError, atomic_write_bytes, load_tensors, open_images, sha256_file
+from generative.networks import target_bump
 from generative.training import CHECKPOINT, TrainConfig, Trainer, TrainTask, load_checkpoint
 
 __all__ = [
@@ -424,25 +425,6 @@ def build_unet(cfg: DiffusionConfig, in_channels: int, out_channels: int, condit
         up_block_types=up, norm_num_groups=spec["groups"], attention_head_dim=32,
         add_attention=any(spec["attention"]), class_embed_type="identity" if conditional else None,
     )
-
-
-def _cell_centres(res: int, size: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """``pixel_norm`` coordinates of the centres of a ``res``-cell grid over a ``size`` px image (pixel centres at
-    integer pixel coordinates, as in the labels)."""
-    s = size / res
-    return (torch.arange(res, device=device, dtype=dtype) * s + (s - 1) / 2) / size
-
-
-def target_bump(target: torch.Tensor, res: int, size: int, sigma: float) -> torch.Tensor:
-    """``(N, 1, res, res)`` Gaussian bumps (peak 1, ``sigma`` in image widths) at ``target`` ``(N, 2)``
-    ``pixel_norm``; zero for non-finite targets."""
-    t = target.float()
-    ok = torch.isfinite(t).all(1)
-    t = torch.where(ok[:, None], t, torch.zeros_like(t))
-    c = _cell_centres(res, size, t.device, t.dtype)
-    gx = torch.exp(-0.5 * ((c[None, :] - t[:, 0:1]) / sigma) ** 2)  # (N, res) along u (columns)
-    gy = torch.exp(-0.5 * ((c[None, :] - t[:, 1:2]) / sigma) ** 2)  # (N, res) along v (rows)
-    return (gy[:, :, None] * gx[:, None, :] * ok[:, None, None].to(t.dtype))[:, None]
 
 
 class ConditionedUNet(nn.Module):

@@ -16,6 +16,14 @@ numbers): a projection on the raw ``(u, v)`` is linear in the position, so it ca
 never "exactly here"; with the bumps the projection term can peak at the right place. ``target_bins=0`` projects
 the raw position.
 
+Where-and-what maps (``spatial_cond``, on by default for new runs with the target condition): the same idea that
+made the diffusion models learn the class (``generative.diffusion``): both networks also get, as extra image
+channels, a Gaussian bump at the requested target position (``map_sigma`` = 0.04 image widths) in the channel of
+the requested class (one channel per class; one channel when conditioned on the target alone). G gets them,
+resized, at the input of every transposed convolution; D with the image. "A cube *here*" then becomes a local check
+that a convolution can make, instead of a global vector that D must relate to a 4-7 px object somewhere in the
+image.
+
 Loss: the hinge loss (Lim & Ye 2017; Miyato et al. 2018), ``L_D = E relu(1 - D(x)) + E relu(1 + D(G(z)))``,
 ``L_G = -E D(G(z))``; ``loss="ns"`` gives the non-saturating loss of Goodfellow et al. instead. Adam with learning
 rate 2e-4 and betas (0.5, 0.999) for both networks (DCGAN's choice; one D step per G step). The trainer keeps an
@@ -67,7 +75,13 @@ from generative.data import (
     open_images,
     sha256_file,
 )
-from generative.networks import DCGANDiscriminator, DCGANGenerator, count_params, flops_per_image
+from generative.networks import (
+    DCGANDiscriminator,
+    DCGANGenerator,
+    condition_maps,
+    count_params,
+    flops_per_image,
+)
 from generative.training import CHECKPOINT, TrainConfig, Trainer, TrainTask, load_checkpoint
 
 __all__ = [
@@ -131,7 +145,9 @@ class GANConfig:
 
     ``g_base`` / ``d_base``: the networks' base widths (G's 4x4 map has ``g_base * size / 8`` channels);
     ``target_bins``: Gaussian bumps per coordinate in D's encoding of the target position (0: raw position);
-    ``loss``: ``hinge`` or ``ns``; ``augment``: a subset of ``("color", "translation")``.
+    ``loss``: ``hinge`` or ``ns``; ``augment``: a subset of ``("color", "translation")``; ``spatial_cond``: with the
+    target condition, G and D also see the where-and-what maps of ``(class, target)`` (``map_sigma`` image widths;
+    see the module docstring). Configs saved before it existed load with ``spatial_cond=False``.
     """
 
     size: int = 64
@@ -148,6 +164,8 @@ class GANConfig:
     beta1: float = 0.5
     beta2: float = 0.999
     augment: tuple[str, ...] = ()
+    spatial_cond: bool = True
+    map_sigma: float = 0.04
     data: dict[str, Any] = field(default_factory=dict)  # where the training data came from (informative)
 
     def __post_init__(self) -> None:
@@ -170,6 +188,14 @@ class GANConfig:
     def cond_dim(self) -> int:
         return 2 if "target" in self.cond else 0
 
+    @property
+    def map_channels(self) -> int:
+        """Channels of the where-and-what maps: one per class with the class condition, else one; 0 without the
+        target condition or with ``spatial_cond`` off."""
+        if not (self.spatial_cond and self.cond_dim):
+            return 0
+        return self.n_classes or 1
+
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         for k in ("cond", "classes", "augment"):
@@ -179,7 +205,7 @@ class GANConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GANConfig:
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        return cls(**{"spatial_cond": False, **{k: v for k, v in d.items() if k in names}})  # older runs: no maps
 
     def model_dict(self) -> dict[str, Any]:
         """The settings a resumed run must share with the checkpoint (all but ``data``)."""
@@ -211,10 +237,16 @@ class Discriminator(nn.Module):
         super().__init__()
         self.encode = TargetEncoding(cfg.target_bins) if cfg.cond_dim and cfg.target_bins else None
         cond_dim = 2 * cfg.target_bins if self.encode is not None else cfg.cond_dim
-        self.net = DCGANDiscriminator(size=cfg.size, base=cfg.d_base, n_classes=cfg.n_classes, cond_dim=cond_dim,
-                                      spectral=True)
+        self.n_classes, self.map_channels, self.map_sigma, self.size = (cfg.n_classes, cfg.map_channels,
+                                                                        cfg.map_sigma, cfg.size)
+        self.net = DCGANDiscriminator(size=cfg.size, channels=3 + cfg.map_channels, base=cfg.d_base,
+                                      n_classes=cfg.n_classes, cond_dim=cond_dim, spectral=True)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, c: torch.Tensor | None = None) -> torch.Tensor:
+        if self.map_channels:  # the image and, per pixel, where the target is asked for and which class
+            m = condition_maps(y if self.map_channels > 1 else None, c, self.n_classes, x.shape[-1], self.size,
+                               self.map_sigma)
+            x = torch.cat([x, m.to(x.dtype)], 1)
         if c is not None and self.encode is not None:
             c = self.encode(c.float())
         return self.net(x, y, c)
@@ -222,7 +254,8 @@ class Discriminator(nn.Module):
 
 def build_generator(cfg: GANConfig) -> DCGANGenerator:
     return DCGANGenerator(z_dim=cfg.z_dim, size=cfg.size, base=cfg.g_base, n_classes=cfg.n_classes,
-                          cond_dim=cfg.cond_dim, embed_dim=cfg.embed_dim)
+                          cond_dim=cfg.cond_dim, embed_dim=cfg.embed_dim, map_channels=cfg.map_channels,
+                          map_sigma=cfg.map_sigma)
 
 
 # -------------------------------------------------------------------------------------------------- augmentation
@@ -447,6 +480,7 @@ def train_gan(
     lr: float = 2e-4,
     beta1: float = 0.5,
     augment: str | Sequence[str] | None = (),
+    spatial_cond: bool | None = None,
     limit: int | None = None,
     log_every: int = 50,
     sample_every: int = 500,
@@ -473,8 +507,12 @@ def train_gan(
     cond_t = parse_cond(cond)
     out = Path(out)
     data, classes, info = _load_data(data_dir, size, cond_t, limit=limit, progress=progress)
+    if spatial_cond is None:  # a new run: on; a resumed one: as it was trained
+        saved = load_checkpoint(out / CHECKPOINT).get("task_config") if (out / CHECKPOINT).is_file() else None
+        spatial_cond = bool(saved.get("spatial_cond", False)) if isinstance(saved, dict) else True
     cfg = GANConfig(size=size, cond=cond_t, classes=tuple(classes), z_dim=z_dim, g_base=g_base, d_base=d_base,
-                    target_bins=target_bins, loss=loss, lr_g=lr, lr_d=lr, beta1=beta1, augment=augment, data=info)
+                    target_bins=target_bins, loss=loss, lr_g=lr, lr_d=lr, beta1=beta1, augment=augment,
+                    spatial_cond=spatial_cond, data=info)
     _check_resume(out, cfg)
     task = GANTask(cfg, data.get("class_id"), data.get("target"), init_seed=seed)
     tcfg = TrainConfig(out=out, steps=int(steps), batch_size=int(batch_size), seed=seed, device=device,

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
@@ -57,6 +58,39 @@ def _check_condition(name: str, value: torch.Tensor | None, wanted: int, batch: 
         raise ValueError(f"{name} has {value.shape[0]} rows for a batch of {batch}")
 
 
+def _cell_centres(res: int, size: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """``pixel_norm`` coordinates of the centres of a ``res``-cell grid over a ``size`` px image (pixel centres at
+    integer pixel coordinates, as in the labels)."""
+    s = size / res
+    return (torch.arange(res, device=device, dtype=dtype) * s + (s - 1) / 2) / size
+
+
+def target_bump(target: torch.Tensor, res: int, size: int, sigma: float) -> torch.Tensor:
+    """``(N, 1, res, res)`` Gaussian bumps (peak 1, ``sigma`` in image widths) at ``target`` ``(N, 2)``
+    ``pixel_norm``; zero for non-finite targets."""
+    t = target.float()
+    ok = torch.isfinite(t).all(1)
+    t = torch.where(ok[:, None], t, torch.zeros_like(t))
+    c = _cell_centres(res, size, t.device, t.dtype)
+    gx = torch.exp(-0.5 * ((c[None, :] - t[:, 0:1]) / sigma) ** 2)  # (N, res) along u (columns)
+    gy = torch.exp(-0.5 * ((c[None, :] - t[:, 1:2]) / sigma) ** 2)  # (N, res) along v (rows)
+    return (gy[:, :, None] * gx[:, None, :] * ok[:, None, None].to(t.dtype))[:, None]
+
+
+
+def condition_maps(y: torch.Tensor | None, c: torch.Tensor, n_classes: int, res: int, size: int,
+                   sigma: float) -> torch.Tensor:
+    """Where-and-what maps ``(N, K, res, res)`` of a target at ``c`` (``pixel_norm``, ``(N, 2)``): a Gaussian bump
+    (``sigma`` image widths) in channel ``y`` of ``K = n_classes`` channels when ``y`` is given, else one channel.
+    They make "a cube *here*" a local job for a convolutional network (see the GAN docstring). At coarse
+    resolutions the bump is widened to one cell (``max(sigma, 1 / res)``) so that it never falls between cells."""
+    bump = target_bump(c, res, size, max(float(sigma), 1.0 / res))
+    if y is None or not n_classes:
+        return bump
+    onehot = F.one_hot(y.long().clamp(0, n_classes - 1), n_classes).to(bump.dtype) * (y >= 0)[:, None].to(bump.dtype)
+    return bump * onehot[:, :, None, None]
+
+
 class DCGANGenerator(nn.Module):
     """DCGAN generator: ``z`` (plus optional conditions) -> ``channels x size x size`` image in ``[-1, 1]``.
 
@@ -66,7 +100,9 @@ class DCGANGenerator(nn.Module):
 
     Conditioning: with ``n_classes > 0`` a learned class embedding of ``embed_dim`` numbers, and with ``cond_dim > 0``
     a small MLP of the continuous condition ``c`` (e.g. the target's normalised pixel position), are concatenated
-    with ``z`` before the first layer.
+    with ``z`` before the first layer. With ``map_channels > 0`` (needs ``cond_dim == 2``, ``c`` being the target's
+    ``pixel_norm``) the :func:`condition_maps` of ``(y, c)`` at each resolution are also concatenated with the input
+    of every transposed convolution, so that every layer sees where the target goes and which class it is.
     """
 
     def __init__(
@@ -78,11 +114,16 @@ class DCGANGenerator(nn.Module):
         n_classes: int = 0,
         cond_dim: int = 0,
         embed_dim: int = 32,
+        map_channels: int = 0,
+        map_sigma: float = 0.04,
     ):
         super().__init__()
         n_up = _n_doublings(size)
+        if map_channels and (cond_dim != 2 or map_channels not in (1, n_classes)):
+            raise ValueError("map_channels needs cond_dim 2 (the target position) and 1 or n_classes channels")
         self.z_dim, self.size, self.channels = z_dim, size, channels
         self.n_classes, self.cond_dim = n_classes, cond_dim
+        self.map_channels, self.map_sigma = int(map_channels), float(map_sigma)
         self.embed = nn.Embedding(n_classes, embed_dim) if n_classes > 0 else None
         self.cond = nn.Sequential(nn.Linear(cond_dim, embed_dim), nn.SiLU()) if cond_dim > 0 else None
         in_dim = z_dim + (embed_dim if n_classes > 0 else 0) + (embed_dim if cond_dim > 0 else 0)
@@ -93,7 +134,7 @@ class DCGANGenerator(nn.Module):
         for i in range(n_up):
             last = i == n_up - 1
             out = channels if last else width // 2
-            layers.append(nn.ConvTranspose2d(width, out, 4, stride=2, padding=1, bias=last))
+            layers.append(nn.ConvTranspose2d(width + self.map_channels, out, 4, stride=2, padding=1, bias=last))
             layers += [nn.Tanh()] if last else [nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
             width = out
         self.body = nn.Sequential(*layers)
@@ -111,7 +152,15 @@ class DCGANGenerator(nn.Module):
             parts.append(self.cond(c.to(z.dtype)))
         h = self.stem(torch.cat(parts, 1) if len(parts) > 1 else z)
         h = self.stem_norm(h.view(z.shape[0], -1, 4, 4))
-        return self.body(h)
+        if not self.map_channels:
+            return self.body(h)
+        y_map = y if self.map_channels > 1 else None
+        for layer in self.body:
+            if isinstance(layer, nn.ConvTranspose2d):
+                m = condition_maps(y_map, c, self.n_classes, h.shape[-1], self.size, self.map_sigma)
+                h = torch.cat([h, m.to(h.dtype)], 1)
+            h = layer(h)
+        return h
 
 
 class DCGANDiscriminator(nn.Module):

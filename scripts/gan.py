@@ -50,6 +50,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--augment", default="none",
                    help="DiffAugment for D: color, translation, color,translation or none (default none; "
                         "try color,translation on a few hundred images)")
+    t.add_argument("--no-spatial-cond", action="store_true",
+                   help="without the where-and-what maps (class-channel bump at the target) that G and D get "
+                        "with the target condition (an ablation; a resumed run keeps its own setting)")
     t.add_argument("--limit", type=int, default=None, help="use only the first N frames")
     t.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
                    help="stop after this many seconds of training, checkpointed at the step reached; the same "
@@ -136,7 +139,8 @@ def _train(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     s = train_gan(args.data, args.out, args.steps, cond, size=args.size, batch_size=args.batch_size, seed=args.seed,
                   device=args.device, g_base=args.base, d_base=args.base, loss=args.loss, lr=args.lr,
-                  augment=augment, limit=args.limit, log_every=args.log_every, sample_every=args.sample_every,
+                  augment=augment, spatial_cond=False if args.no_spatial_cond else None, limit=args.limit,
+                  log_every=args.log_every, sample_every=args.sample_every,
                   checkpoint_every=args.checkpoint_every, progress=not args.no_progress and sys.stderr.isatty(),
                   time_limit_s=args.time_limit)
     what = ",".join(s["cond"]) or "unconditional"

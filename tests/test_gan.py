@@ -12,8 +12,10 @@ import torch
 
 from generative.data import ArmlabDataset, load_tensors
 from generative.gan import (
+    Discriminator,
     GANConfig,
     GANTask,
+    build_generator,
     diff_augment,
     evaluate_gan,
     load_generator,
@@ -97,6 +99,14 @@ def test_parse_cond_and_config_round_trip():
     assert GANConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     with pytest.raises(ValueError, match="power of two"):
         GANConfig(size=48)
+    # where-and-what maps: one channel per class with class + target, one with the target alone, none otherwise;
+    # a config saved before they existed loads without them (so its checkpoint still fits)
+    assert (cfg.spatial_cond, cfg.map_channels) == (True, 3)
+    assert GANConfig(cond="target").map_channels == 1 and GANConfig(cond="class").map_channels == 0
+    old = {k: v for k, v in cfg.to_dict().items() if k != "spatial_cond"}
+    assert GANConfig.from_dict(old).map_channels == 0
+    G, D = build_generator(cfg), Discriminator(cfg)
+    assert G.body[0].in_channels == 8 * 4 + 3 and D.net.features[0].in_channels == 3 + 3
 
 
 def test_translation_moves_the_target_label_with_the_image():

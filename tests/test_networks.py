@@ -11,6 +11,7 @@ from generative.networks import (
     PatchDiscriminator,
     ResnetGenerator,
     choose_n_layers,
+    condition_maps,
     count_params,
     flops_per_image,
     init_weights,
@@ -154,3 +155,28 @@ def test_init_and_param_count():
     init_weights(d)
     assert any(not torch.equal(a, b) for a, b in zip(before, d.parameters()))
     assert count_params(d) == sum(p.numel() for p in d.parameters())
+
+
+def test_condition_maps_put_the_bump_in_the_class_channel():
+    c = torch.tensor([[0.25, 0.75], [0.5, 0.5], [float("nan"), 0.5], [0.5, 0.5]])
+    y = torch.tensor([2, 0, 1, -1])
+    m = condition_maps(y, c, 3, 16, 64, 0.04)
+    assert m.shape == (4, 3, 16, 16)
+    peak = m[0, 2].flatten().argmax()
+    assert (int(peak // 16), int(peak % 16)) == (12, 4)  # row from v = 0.75, column from u = 0.25
+    assert m[0, 2].max() > 0.5 and m[0, :2].abs().max() == 0 and m[1, 1:].abs().max() == 0
+    assert m[2].abs().max() == 0 and m[3].abs().max() == 0  # no target, no class: no bump
+    one = condition_maps(None, c[:2], 3, 8, 64, 0.04)
+    assert one.shape == (2, 1, 8, 8) and one[1, 0, 3:5, 3:5].min() > 0.5
+
+
+def test_generator_with_maps_depends_on_where_the_target_is():
+    torch.manual_seed(0)
+    g = DCGANGenerator(z_dim=8, size=16, base=4, n_classes=2, cond_dim=2, map_channels=2).eval()
+    z, y = torch.randn(1, 8), torch.tensor([0])
+    a = g(z, y, torch.tensor([[0.2, 0.2]]))
+    b = g(z, y, torch.tensor([[0.8, 0.8]]))
+    diff = (a - b).abs().sum(1)[0]  # (16, 16)
+    assert diff[2:5, 2:5].mean() > 3 * diff[8:10, 0:2].mean()  # the change is where the target was
+    with pytest.raises(ValueError, match="map_channels"):
+        DCGANGenerator(size=16, n_classes=2, cond_dim=0, map_channels=2)
