@@ -426,16 +426,16 @@ def stage_generate(demo: Demo) -> dict:
                            model="tiny", batch_size=s["batch_size"], seed=s["seed"], device="cpu",
                            progress=demo.progress, tensorboard=False, sample_every=10**9,
                            checkpoint_every=max(50, s["diffusion_steps"] // 4))
-    rows = [diffusion_sample(demo.out / "diffusion", s["per_class"], cond={"class_id": c}, sampler="ddim",
-                             steps=s["ddim_steps"], guidance=2.0, seed=s["seed"])[0] for c in range(3)]
+    rows = [diffusion_sample(demo.out / "diffusion", s["per_class"], cond={"class_id": c}, sampler="ddpm",
+                             steps=s["sample_steps"], guidance=2.0, seed=s["seed"])[0] for c in range(3)]
     _write_png(demo.out / "diffusion_samples.png", _class_sheet(rows))
     g_ips, d_ips = _images_per_s(summary), _images_per_s(dsum)
     figures = {"GAN training images/s": f"{g_ips:.0f}", "GAN steps": f"{s['gan_steps']:,}",
                "diffusion training images/s": f"{d_ips:.0f}",
-               "diffusion steps": f"{s['diffusion_steps']:,}", "DDIM sampling steps": str(s["ddim_steps"])}
+               "diffusion steps": f"{s['diffusion_steps']:,}", "DDPM (ancestral) sampling steps": str(s["sample_steps"])}
     return {"line": f"conditional GAN {s['gan_steps']:,} steps ({g_ips:.0f} images/s), "
                     f"class-conditional diffusion {s['diffusion_steps']:,} steps ({d_ips:.0f} "
-                    f"images/s, DDIM {s['ddim_steps']} steps, guidance 2); gan_samples.png, diffusion_samples.png",
+                    f"images/s, DDPM {s['sample_steps']} steps, guidance 2); gan_samples.png, diffusion_samples.png",
             "figures": figures,
             "files": ["gan_samples.png", "diffusion_samples.png", "gan/checkpoint.pt", "diffusion/checkpoint.pt"]}
 
@@ -455,7 +455,7 @@ def settings_for(args: argparse.Namespace) -> dict:
         "dataset": {"n": 96 if q else 600, "size": 64, "seed": seed, "workers": 2},
         "cyclegan": {"steps": 20 if q else 250, "size": 64, "batch_size": 4, "base": 16, "n_blocks": 3,
                      "video_frames": 24 if q else 72, "seed": seed, "dataset_n": 96 if q else 600},
-        "generate": {"gan_steps": 30 if q else 300, "diffusion_steps": 20 if q else 1000, "ddim_steps": 10 if q else 25,
+        "generate": {"gan_steps": 30 if q else 300, "diffusion_steps": 20 if q else 1000, "sample_steps": 10 if q else 25,
                      "size": 64, "batch_size": 16 if q else 32, "per_class": 8, "seed": seed,
                      "dataset_n": 96 if q else 600},
     }
