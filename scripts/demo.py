@@ -432,7 +432,8 @@ def stage_generate(demo: Demo) -> dict:
     g_ips, d_ips = _images_per_s(summary), _images_per_s(dsum)
     figures = {"GAN training images/s": f"{g_ips:.0f}", "GAN steps": f"{s['gan_steps']:,}",
                "diffusion training images/s": f"{d_ips:.0f}",
-               "diffusion steps": f"{s['diffusion_steps']:,}", "DDPM (ancestral) sampling steps": str(s["sample_steps"])}
+               "diffusion steps": f"{s['diffusion_steps']:,}",
+               "DDPM (ancestral) sampling steps": str(s["sample_steps"])}
     return {"line": f"conditional GAN {s['gan_steps']:,} steps ({g_ips:.0f} images/s), "
                     f"class-conditional diffusion {s['diffusion_steps']:,} steps ({d_ips:.0f} "
                     f"images/s, DDPM {s['sample_steps']} steps, guidance 2); gan_samples.png, diffusion_samples.png",
@@ -455,9 +456,9 @@ def settings_for(args: argparse.Namespace) -> dict:
         "dataset": {"n": 96 if q else 600, "size": 64, "seed": seed, "workers": 2},
         "cyclegan": {"steps": 20 if q else 250, "size": 64, "batch_size": 4, "base": 16, "n_blocks": 3,
                      "video_frames": 24 if q else 72, "seed": seed, "dataset_n": 96 if q else 600},
-        "generate": {"gan_steps": 30 if q else 300, "diffusion_steps": 20 if q else 1000, "sample_steps": 10 if q else 25,
-                     "size": 64, "batch_size": 16 if q else 32, "per_class": 8, "seed": seed,
-                     "dataset_n": 96 if q else 600},
+        "generate": {"gan_steps": 30 if q else 300, "diffusion_steps": 20 if q else 1000,
+                     "sample_steps": 10 if q else 25, "size": 64, "batch_size": 16 if q else 32, "per_class": 8,
+                     "seed": seed, "dataset_n": 96 if q else 600},
     }
 
 
