@@ -109,7 +109,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from generative.data import DEFAULT_CLASSES, DataError, atomic_write_bytes, load_tensors, open_images, sha256_file
-from generative.networks import target_bump
+from generative.networks import condition_maps, target_bump
 from generative.training import CHECKPOINT, TrainConfig, Trainer, TrainTask, load_checkpoint
 
 __all__ = [
@@ -513,10 +513,9 @@ class ConditionedUNet(nn.Module):
             target = target.to(x.device)
             e = self.target_embed(self._target_features(target, keep))
             emb = e if emb is None else emb + e
-            bump = target_bump(target, h.shape[-1], self.cfg.size, self.cfg.target_sigma) * keep[:, None, None, None]
-            if self.spatial_class:  # one map per class: the bump in the requested class's channel
-                bump = bump * F.one_hot(class_ids.long().clamp(0, self.n_classes - 1), self.n_classes).to(
-                    bump.dtype)[:, :, None, None]
+            # with spatial_class one map per class: the bump in the requested class's channel
+            bump = condition_maps(class_ids if self.spatial_class else None, target, self.n_classes, h.shape[-1],
+                                  self.cfg.size, self.cfg.target_sigma, widen=False) * keep[:, None, None, None]
             h = torch.cat([h, bump.to(h.dtype)], 1)
         if self.joint_embed is not None:
             e = self.joint_embed(self._joint_features(joints.to(x.device), keep))

@@ -441,11 +441,19 @@ def _load_data(data_dir: str | Path, size: int, cond: tuple[str, ...], limit: in
     return data, classes, info
 
 
-def _check_resume(out: Path, cfg: GANConfig) -> None:
-    """A run folder with a checkpoint must have been trained with the same model settings and data."""
+def _saved_task_config(out: Path) -> dict[str, Any] | None:
+    """The task configuration in ``out``'s checkpoint ({} if it has none), or None without a checkpoint."""
     if not (out / CHECKPOINT).is_file():
+        return None
+    saved = load_checkpoint(out / CHECKPOINT).get("task_config")
+    return saved if isinstance(saved, dict) else {}
+
+
+def _check_resume(out: Path, cfg: GANConfig, saved: dict[str, Any] | None) -> None:
+    """A run folder with a checkpoint (``saved``: its task configuration, see :func:`_saved_task_config`) must have
+    been trained with the same model settings and data."""
+    if saved is None:
         return
-    saved = load_checkpoint(out / CHECKPOINT).get("task_config") or {}
     try:
         old = GANConfig.from_dict(saved)
     except (TypeError, ValueError) as exc:
@@ -507,13 +515,13 @@ def train_gan(
     cond_t = parse_cond(cond)
     out = Path(out)
     data, classes, info = _load_data(data_dir, size, cond_t, limit=limit, progress=progress)
+    saved = _saved_task_config(out)
     if spatial_cond is None:  # a new run: on; a resumed one: as it was trained
-        saved = load_checkpoint(out / CHECKPOINT).get("task_config") if (out / CHECKPOINT).is_file() else None
-        spatial_cond = bool(saved.get("spatial_cond", False)) if isinstance(saved, dict) else True
+        spatial_cond = bool(saved.get("spatial_cond", False)) if saved is not None else True
     cfg = GANConfig(size=size, cond=cond_t, classes=tuple(classes), z_dim=z_dim, g_base=g_base, d_base=d_base,
                     target_bins=target_bins, loss=loss, lr_g=lr, lr_d=lr, beta1=beta1, augment=augment,
                     spatial_cond=spatial_cond, data=info)
-    _check_resume(out, cfg)
+    _check_resume(out, cfg, saved)
     task = GANTask(cfg, data.get("class_id"), data.get("target"), init_seed=seed)
     tcfg = TrainConfig(out=out, steps=int(steps), batch_size=int(batch_size), seed=seed, device=device,
                        log_every=log_every, sample_every=sample_every, checkpoint_every=checkpoint_every,

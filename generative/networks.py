@@ -77,14 +77,14 @@ def target_bump(target: torch.Tensor, res: int, size: int, sigma: float) -> torc
     return (gy[:, :, None] * gx[:, None, :] * ok[:, None, None].to(t.dtype))[:, None]
 
 
-
 def condition_maps(y: torch.Tensor | None, c: torch.Tensor, n_classes: int, res: int, size: int,
-                   sigma: float) -> torch.Tensor:
+                   sigma: float, widen: bool = True) -> torch.Tensor:
     """Where-and-what maps ``(N, K, res, res)`` of a target at ``c`` (``pixel_norm``, ``(N, 2)``): a Gaussian bump
-    (``sigma`` image widths) in channel ``y`` of ``K = n_classes`` channels when ``y`` is given, else one channel.
-    They make "a cube *here*" a local job for a convolutional network (see the GAN docstring). At coarse
-    resolutions the bump is widened to one cell (``max(sigma, 1 / res)``) so that it never falls between cells."""
-    bump = target_bump(c, res, size, max(float(sigma), 1.0 / res))
+    (``sigma`` image widths) in channel ``y`` of ``K = n_classes`` channels when ``y`` is given, else one channel;
+    zeros for a negative ``y``. They make "a cube *here*" a local job for a convolutional network (the GAN's maps,
+    the diffusion UNet's input channels). With ``widen``, the bump is at least one cell wide (``max(sigma, 1 /
+    res)``), so that at coarse resolutions it never falls between cells."""
+    bump = target_bump(c, res, size, max(float(sigma), 1.0 / res) if widen else float(sigma))
     if y is None or not n_classes:
         return bump
     onehot = F.one_hot(y.long().clamp(0, n_classes - 1), n_classes).to(bump.dtype) * (y >= 0)[:, None].to(bump.dtype)

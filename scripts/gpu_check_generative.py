@@ -123,8 +123,9 @@ def stage_diffusion(args) -> dict:
 
     dev = _device(args.device)
     out = Path(args.out) / "runs" / "diffusion"
-    s = train_diffusion(args.data, out, steps=1_000_000, size=64, cond=("class", "target"),
-                        model="tiny" if args.quick else "small", batch_size=args.diffusion_batch, device=dev,
+    model = "tiny" if args.quick else "small"
+    s = train_diffusion(args.data, out, steps=1_000_000, size=64, cond=("class", "target"), model=model,
+                        batch_size=args.diffusion_batch, device=dev,
                         log_every=100, sample_every=2000, checkpoint_every=2000, progress=False, tensorboard=False,
                         time_limit_s=args.budget)
     pipe = load_pipeline(out, device=dev)
@@ -138,7 +139,7 @@ def stage_diffusion(args) -> dict:
                                                         quick=args.quick, pipeline=pipe)
     return {"train": {k: s.get(k) for k in ("steps", "images_per_s", "steps_per_s", "train_flops_per_image",
                                             "wall_time_s", "losses", "params")},
-            "settings": {"model": "small", "batch_size": args.diffusion_batch, "budget_s": args.budget,
+            "settings": {"model": model, "batch_size": args.diffusion_batch, "budget_s": args.budget,
                          "guidance": args.guidance},
             "eval": evals}
 
@@ -201,14 +202,13 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result, default=str))
         return 0
 
-    child = [a for a in argv if a != "--stage"]
     t0 = time.time()
     slack = 60.0 if not args.quick else 120.0
     for name in ("matmul", "gan-speed", "diffusion-speed"):  # alone on the card: clean timings
         if name in stages:
-            _wait(name, _run_stage(name, args, child), time.time() + (120 if name != "matmul" else 60) + slack)
+            _wait(name, _run_stage(name, args, argv), time.time() + (120 if name != "matmul" else 60) + slack)
     side = [n for n in ("gan", "diffusion") if n in stages]
-    procs = {n: _run_stage(n, args, child) for n in side}
+    procs = {n: _run_stage(n, args, argv) for n in side}
     deadline = time.time() + args.budget + 150 + slack  # training, then loading, evaluation and sampling
     for n, proc in procs.items():
         _wait(n, proc, deadline)
