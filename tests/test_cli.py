@@ -173,3 +173,25 @@ def test_render_cli_writes_a_webm(tmp_path):
     ok, frame = cap.read()
     assert ok and frame.shape[1] == 192 and frame.shape[0] == 64
     cap.release()
+
+
+def test_bench_dataset_small_json(tmp_path):
+    """The dataset benchmark runs end to end at a tiny size and reports its ratios on the last line."""
+    out = armlab("bench", "dataset", "--frames", "20", "--repeats", "1", "--size", "32", "--dir", str(tmp_path),
+                 "--json")
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    for key in ("raw_fps", "generator_fps", "generator_fps_2workers", "render_vs_raw", "workers2_vs_1"):
+        assert r[key] > 0, key
+    assert r["dir"] == str(tmp_path)
+    assert r["render_vs_raw"] < 1.5  # writing files can't make rendering faster
+    assert list(tmp_path.iterdir()) == []  # temporary datasets are removed
+
+
+@pytest.mark.parametrize("args,needle", [(["--dir", "/nonexistent/armlab"], "not an existing folder"),
+                                         (["--size", "8"], "between 16 and 1024"),
+                                         (["--frames", "3"], "at least 20")])
+def test_bench_dataset_bad_input(args, needle):
+    out = armlab("bench", "dataset", *args)
+    assert out.returncode == 2
+    assert needle in out.stderr
