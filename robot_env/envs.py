@@ -34,6 +34,7 @@ OBS_TYPES = ("state", "dict", "rgb", "rgbd")
 IMAGE_OBS_TYPES = ("rgb", "rgbd")
 DEPTH_MAX_PER_REACH = 3.0  #: the rgbd depth channel spans 0 .. 3 x the robot's reach (metres)
 REWARD_TYPES = ("dense", "sparse")
+CLOSED_REWARD_TYPES = ("dense", "log", "sparse")
 SIGNAL_REWARD_TYPES = ("dense", "log")
 LOG_REWARD_SCALE = 0.25  #: the ``log`` reward's length scale, as a fraction of the success threshold
 
@@ -292,35 +293,50 @@ class ReachEnv(_ReachBase):
     ``obs_type="dict"`` splits it into ``observation`` ``[j, v, time left]``,
     ``achieved_goal`` (ee) and ``desired_goal`` (p) for HER. ``control="position"``
     is incremental here (target = j + x * ``position_delta``), as in panda-gym.
-    Reward: ``-y`` every step (``dense``) or ``-(y >= threshold)`` (``sparse``).
+    ``history=True`` appends the previous action and the joint velocities before it
+    (``[a_prev (n), v_prev (n)]``, zeros and the start velocities at the first step; in
+    ``observation`` for dict observations): how v answered the last action is what
+    reveals the episode's hidden dynamics (state stage) to a memoryless policy.
+    Reward every step: ``-y`` (``dense``), ``-ln(1 + y / s)`` (``log``, s = a quarter of
+    the success threshold, as in `ReachSignalEnv`) or ``-(y >= threshold)`` (``sparse``).
     """
 
-    def __init__(self, substeps: int = 10, reward_type: str = "dense", position_delta: float = 0.05, **kwargs) -> None:
+    def __init__(self, substeps: int = 10, reward_type: str = "dense", position_delta: float = 0.05,
+                 history: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
-        if reward_type not in REWARD_TYPES:
-            raise ValueError(f"unknown reward_type {reward_type!r}; choose one of {', '.join(REWARD_TYPES)}.")
+        if reward_type not in CLOSED_REWARD_TYPES:
+            raise ValueError(f"unknown reward_type {reward_type!r}; choose one of {', '.join(CLOSED_REWARD_TYPES)}.")
         if int(substeps) < 1:
             raise ValueError(f"substeps must be >= 1, got {substeps!r}.")
+        if not isinstance(history, (bool, np.bool_)):
+            raise ValueError(f"history must be true or false, got {history!r}.")
+        self.history = bool(history)
+        if self.history and self._pixels:
+            raise ValueError("history applies to state and dict observations, not to images.")
         self.substeps = int(substeps)
         self.reward_type = reward_type
+        self._log_scale = LOG_REWARD_SCALE * self.task.success_threshold
         self.position_delta = float(position_delta)
         self.max_steps = max(1, self.task.n_steps // self.substeps)
         self.metadata = dict(self.metadata, render_fps=max(1, round(1.0 / (self.world.timestep * self.substeps))))
         n = self.arm.n
         self.action_space = self._box(-np.ones(n), np.ones(n))
         q_lo, q_hi, v = self._q_low, self._q_high, self._vel_bound
+        h_lo = np.concatenate([-np.ones(n), -v]) if self.history else np.zeros(0)
+        h_hi = -h_lo
         if obs_type_is_dict := self.obs_type == "dict":
             self.observation_space = spaces.Dict(
                 {
-                    "observation": self._box(np.concatenate([q_lo, -v, [0.0]]), np.concatenate([q_hi, v, [1.0]])),
+                    "observation": self._box(np.concatenate([q_lo, -v, [0.0], h_lo]),
+                                             np.concatenate([q_hi, v, [1.0], h_hi])),
                     "achieved_goal": self._box(self._pos_low, self._pos_high),
                     "desired_goal": self._box(self._pos_low, self._pos_high),
                 }
             )
         else:
             self.observation_space = self._box(
-                np.concatenate([q_lo, -v, self._pos_low, self._pos_low, [0.0]]),
-                np.concatenate([q_hi, v, self._pos_high, self._pos_high, [1.0]]),
+                np.concatenate([q_lo, -v, self._pos_low, self._pos_low, [0.0], h_lo]),
+                np.concatenate([q_hi, v, self._pos_high, self._pos_high, [1.0], h_hi]),
             )
         self._dict = obs_type_is_dict
         if not obs_type_is_dict:
@@ -331,6 +347,7 @@ class ReachEnv(_ReachBase):
             self.compute_reward = self._reward
         self._t = 0
         self._q = np.zeros(n)
+        self._hist = np.zeros(2 * n)  #: [previous action, velocities before it] (history=True)
 
     def _obs(self, state: np.ndarray):
         """Observation from ``state = [q, qd, ee]`` (a fresh float array, modified in place)."""
@@ -340,9 +357,11 @@ class ReachEnv(_ReachBase):
         time_left = 1.0 - self._t / self.max_steps
         if self.obs_noise > 0:
             state += self.np_random.normal(0.0, self.obs_noise, state.shape)
+        self._seen_qd = state[n : 2 * n].copy()
+        hist = self._hist if self.history else ()
         if self._dict:
             raw = {
-                "observation": np.append(state[: 2 * n], time_left),
+                "observation": np.concatenate([state[: 2 * n], (time_left,), hist]),
                 "achieved_goal": state[2 * n :],
                 "desired_goal": self.context.target,
             }
@@ -350,13 +369,15 @@ class ReachEnv(_ReachBase):
                 k: v.clip(self.observation_space[k].low, self.observation_space[k].high).astype(np.float32)
                 for k, v in raw.items()
             }
-        o = np.concatenate([state, self.context.target, (time_left,)])
+        o = np.concatenate([state, self.context.target, (time_left,), hist])
         return o.clip(self._low, self._high).astype(np.float32)
 
     def reset(self, *, seed=None, options=None):
         ctx = self._begin(seed, options)
         self._t = 0
         self._q = ctx.q.copy()
+        n = self.arm.n
+        self._hist = np.concatenate([np.zeros(n), ctx.qd])
         return self._obs(np.array(self.arm.read())), {"target": ctx.target.copy()}
 
     def _reward(self, achieved_goal, desired_goal, info=None):
@@ -364,13 +385,25 @@ class ReachEnv(_ReachBase):
         d = np.linalg.norm(np.asarray(achieved_goal) - np.asarray(desired_goal), axis=-1)
         if self.reward_type == "sparse":
             return -(d >= self.task.success_threshold).astype(np.float32)
+        if self.reward_type == "log":
+            return log_reward(d, self._log_scale).astype(np.float32)
         return -d.astype(np.float32)
+
+    def _step_reward(self, y: float, success: bool) -> float:
+        if self.reward_type == "dense":
+            return -y
+        if self.reward_type == "log":
+            return float(log_reward(y, self._log_scale))
+        return 0.0 if success else -1.0
 
     def step(self, action):
         if self.context is None:
             raise RuntimeError("call reset() before step().")
         x = self._check_action(action)
         arm = self.arm
+        if self.history:
+            n = arm.n
+            self._hist = np.concatenate([x, self._seen_qd])  # the velocities the policy saw with this action
         if arm.control == "position":
             u = np.clip(self._q + x * self.position_delta, arm.lower, arm.upper)
         else:
@@ -384,14 +417,11 @@ class ReachEnv(_ReachBase):
             info = {"physics_error": "the simulation produced a non-finite state", "distance": math.inf,
                     "is_success": False}
             state = np.concatenate([self._q, np.zeros(n), self.context.target])
-            worst = -float(np.linalg.norm(self._high[2 * n : 2 * n + 3] - self._low[2 * n : 2 * n + 3]))
-            return self._obs(state), worst if self.reward_type == "dense" else -1.0, False, True, info
+            worst = float(np.linalg.norm(self._pos_high - self._pos_low))
+            return self._obs(state), self._step_reward(worst, False), False, True, info
         self._q = np.array(read[:n])
         y = math.dist(read[2 * n :], self._target)
         success = y < self.task.success_threshold
-        if self.reward_type == "dense":
-            reward = -y
-        else:
-            reward = 0.0 if success else -1.0
+        reward = self._step_reward(y, success)
         info = {"distance": y, "is_success": success}
         return self._obs(np.array(read)), reward, self._t >= self.max_steps, False, info

@@ -201,6 +201,49 @@ def test_log_reward_ranks_signals_like_the_distance(make):
         make(OPEN_LOOP_IDS["velocity"], reward_type="sparse")
 
 
+def test_closed_loop_log_reward_every_step(make):
+    env = make(CLOSED_LOOP_IDS["state"], robot="arm2", reward_type="log").unwrapped
+    env.reset(seed=3)
+    for x in ([0.3, -0.5], [-0.2, 0.4], [0.9, 0.9]):
+        _, r, *_, info = env.step(np.array(x))
+        assert r == pytest.approx(-np.log1p(info["distance"] / 0.005))
+    dict_env = make(CLOSED_LOOP_IDS["state"], robot="arm2", reward_type="log", obs_type="dict").unwrapped
+    ag, dg = np.zeros((3, 3)), np.zeros((3, 3))
+    dg[:, 0] = [0.0, 0.005, 0.1]
+    np.testing.assert_allclose(dict_env.compute_reward(ag, dg, None), [0.0, -np.log(2.0), -np.log1p(20.0)], rtol=1e-6)
+    with pytest.raises(ValueError, match="reward_type"):
+        make(CLOSED_LOOP_IDS["state"], reward_type="quadratic")
+
+
+@pytest.mark.parametrize("obs_type", ["state", "dict"])
+def test_history_shows_the_previous_action_and_the_velocities_before_it(make, obs_type):
+    plain = make(CLOSED_LOOP_IDS["state"], robot="arm2", obs_type=obs_type).unwrapped
+    env = make(CLOSED_LOOP_IDS["state"], robot="arm2", obs_type=obs_type, history=True).unwrapped
+    gym_check_env(env, skip_render_check=True)
+
+    def flat(o):
+        return o["observation"] if obs_type == "dict" else o
+
+    o0, _ = env.reset(seed=5)
+    p0, _ = plain.reset(seed=5)
+    n = env.arm.n
+    assert flat(o0).shape[0] == flat(p0).shape[0] + 2 * n
+    np.testing.assert_allclose(flat(o0)[: flat(p0).shape[0]], flat(p0))  # the plain observation comes first
+    np.testing.assert_allclose(flat(o0)[-2 * n : -n], 0.0)  # no action yet
+    np.testing.assert_allclose(flat(o0)[-n:], env.context.qd, atol=1e-5)  # the start velocities
+    a = np.array([0.7, -2.0])  # clipped to [-1, 1] like the action the env applies
+    o1, *_ = env.step(a)
+    np.testing.assert_allclose(flat(o1)[-2 * n : -n], [0.7, -1.0], atol=1e-6)
+    np.testing.assert_allclose(flat(o1)[-n:], flat(o0)[n : 2 * n], atol=1e-6)  # v seen with that action
+    o2, *_ = env.step(np.array([0.1, 0.2]))
+    np.testing.assert_allclose(flat(o2)[-2 * n : -n], [0.1, 0.2], atol=1e-6)
+    np.testing.assert_allclose(flat(o2)[-n:], flat(o1)[n : 2 * n], atol=1e-6)
+    with pytest.raises(ValueError, match="history"):
+        make(CLOSED_LOOP_IDS["state"], history="yes")
+    with pytest.raises(ValueError, match="history"):
+        make(CLOSED_LOOP_IDS["state"], history=True, obs_type="rgb")
+
+
 def test_knots_interpolate_linearly(make):
     env = make(OPEN_LOOP_IDS["fixed"], knots=3).unwrapped
     assert env.action_space.shape == (6,)
