@@ -24,6 +24,13 @@ resized, at the input of every transposed convolution; D with the image. "A cube
 that a convolution can make, instead of a global vector that D must relate to a 4-7 px object somewhere in the
 image.
 
+Local class loss (``aux_class``; 1 by default for new runs conditioned on class and target, 0 = off): Odena et al.'s AC-GAN, made local. A
+small :class:`LocalClassifier` is trained on real images only, on the crop of ``aux_crop`` image widths around the
+frame's target, to tell the class; G's loss adds ``aux_class`` times that classifier's cross-entropy on G's crop at
+the requested target for the requested class. The projection and the maps tell D *what* to check and *where*; this
+term gives G a direct gradient towards the requested shape, which a 4-7 px object otherwise gets only through D's
+real/fake verdict.
+
 Loss: the hinge loss (Lim & Ye 2017; Miyato et al. 2018), ``L_D = E relu(1 - D(x)) + E relu(1 + D(G(z)))``,
 ``L_G = -E D(G(z))``; ``loss="ns"`` gives the non-saturating loss of Goodfellow et al. instead. Adam with learning
 rate 2e-4 and betas (0.5, 0.999) for both networks (DCGAN's choice; one D step per G step). The trainer keeps an
@@ -88,6 +95,7 @@ __all__ = [
     "CONDITIONS",
     "GANConfig",
     "GANTask",
+    "LocalClassifier",
     "evaluate_gan",
     "load_generator",
     "parse_cond",
@@ -99,6 +107,7 @@ CONDITIONS = ("class", "target")
 LOSSES = ("hinge", "ns")
 AUGMENTATIONS = ("color", "translation")
 SUMMARY = "summary.json"
+DEFAULT_AUX_CLASS = 1.0  #: the local class loss's weight for new runs conditioned on class and target
 
 
 # ------------------------------------------------------------------------------------------------------ settings
@@ -147,7 +156,11 @@ class GANConfig:
     ``target_bins``: Gaussian bumps per coordinate in D's encoding of the target position (0: raw position);
     ``loss``: ``hinge`` or ``ns``; ``augment``: a subset of ``("color", "translation")``; ``spatial_cond``: with the
     target condition, G and D also see the where-and-what maps of ``(class, target)`` (``map_sigma`` image widths;
-    see the module docstring). Configs saved before it existed load with ``spatial_cond=False``.
+    see the module docstring). Configs saved before it existed load with ``spatial_cond=False``. ``aux_class``: weight
+    of the local class loss (AC-GAN style, 0 = off; needs the class and target conditions; `train_gan` turns it on
+    for new runs that have both; configs saved before it existed load with 0): a small classifier
+    trained on real crops of ``aux_crop`` image widths around the target must read the requested class from G's
+    crop at the requested target (:class:`LocalClassifier`).
     """
 
     size: int = 64
@@ -166,6 +179,8 @@ class GANConfig:
     augment: tuple[str, ...] = ()
     spatial_cond: bool = True
     map_sigma: float = 0.04
+    aux_class: float = 0.0
+    aux_crop: float = 0.25
     data: dict[str, Any] = field(default_factory=dict)  # where the training data came from (informative)
 
     def __post_init__(self) -> None:
@@ -179,6 +194,13 @@ class GANConfig:
             raise ValueError("z_dim, g_base, d_base and embed_dim must be >= 1 and target_bins >= 0")
         if "class" in self.cond and len(self.classes) < 2:
             raise ValueError(f"a class-conditional GAN needs at least 2 classes, got {list(self.classes)}")
+        if not (math.isfinite(self.aux_class) and self.aux_class >= 0):
+            raise ValueError(f"aux_class must be a finite number >= 0, got {self.aux_class!r}")
+        if self.aux_class > 0 and not {"class", "target"} <= set(self.cond):
+            raise ValueError("the local class loss (aux_class > 0) needs the class and target conditions "
+                             "(--cond class,target)")
+        if not 0 < self.aux_crop <= 1:
+            raise ValueError(f"aux_crop must be in (0, 1], got {self.aux_crop!r}")
 
     @property
     def n_classes(self) -> int:
@@ -252,6 +274,42 @@ class Discriminator(nn.Module):
         return self.net(x, y, c)
 
 
+class LocalClassifier(nn.Module):
+    """What is at the target? A small CNN on the crop of side ``crop`` image widths centred on the target position,
+    resampled to 16 x 16 (bilinear, zeros outside the image), -> ``(N, n_classes)`` logits.
+
+    Trained on real images only (cross-entropy against the frame's class), so it learns what the data's shapes look
+    like and never what G's fakes look like; G's loss adds ``aux_class`` x its cross-entropy on G's crop at the
+    requested target against the requested class (Odena et al.'s AC-GAN, made local: the class is a 4-7 px object
+    at a known place, which a classifier of the whole image sees poorly)."""
+
+    out_px = 16
+
+    def __init__(self, n_classes: int, crop: float = 0.25, width: int = 32):
+        super().__init__()
+        self.crop = float(crop)
+        w = int(width)
+        self.net = nn.Sequential(
+            nn.Conv2d(3, w, 3, padding=1), nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(w, 2 * w, 4, stride=2, padding=1), nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(2 * w, 4 * w, 4, stride=2, padding=1), nn.LeakyReLU(0.2, inplace=True),
+            nn.Flatten(1), nn.Linear(4 * w * (self.out_px // 4) ** 2, n_classes),
+        )
+
+    def crops(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """``(N, 3, 16, 16)`` crops of ``x`` centred on ``c`` (``(N, 2)`` pixel positions / image size; pixel
+        centres at ``(i + 0.5) / size``)."""
+        n, size = x.shape[0], x.shape[-1]
+        theta = torch.zeros(n, 2, 3, device=x.device, dtype=torch.float32)
+        theta[:, 0, 0] = theta[:, 1, 1] = self.crop
+        theta[:, :, 2] = 2.0 * c.float() - 1.0 + 1.0 / size
+        grid = F.affine_grid(theta, [n, x.shape[1], self.out_px, self.out_px], align_corners=False)
+        return F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+    def forward(self, crops: torch.Tensor) -> torch.Tensor:
+        return self.net(crops)
+
+
 def build_generator(cfg: GANConfig) -> DCGANGenerator:
     return DCGANGenerator(z_dim=cfg.z_dim, size=cfg.size, base=cfg.g_base, n_classes=cfg.n_classes,
                           cond_dim=cfg.cond_dim, embed_dim=cfg.embed_dim, map_channels=cfg.map_channels,
@@ -302,18 +360,20 @@ class GANTask(TrainTask):
             torch.manual_seed(init_seed)
             self.G = build_generator(cfg)
             self.D = Discriminator(cfg)
+            self.A = LocalClassifier(cfg.n_classes, cfg.aux_crop) if cfg.aux_class > 0 else None
         betas = (cfg.beta1, cfg.beta2)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr_g, betas=betas)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=betas)
+        self.opt_a = torch.optim.Adam(self.A.parameters(), lr=1e-3) if self.A is not None else None
         self.class_ids = None if class_ids is None else torch.as_tensor(class_ids).long().reshape(-1).cpu()
         self.targets = None if targets is None else torch.as_tensor(targets).float().reshape(-1, 2).cpu()
 
     # -- TrainTask interface
     def modules(self) -> dict[str, nn.Module]:
-        return {"G": self.G, "D": self.D}
+        return {"G": self.G, "D": self.D, **({"A": self.A} if self.A is not None else {})}
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"G": self.opt_g, "D": self.opt_d}
+        return {"G": self.opt_g, "D": self.opt_d, **({"A": self.opt_a} if self.opt_a is not None else {})}
 
     def ema_modules(self) -> list[str]:
         return ["G"]
@@ -364,19 +424,37 @@ class GANTask(TrainTask):
         self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         self.opt_d.step()
+        out: dict[str, float | torch.Tensor] = {}
+        if self.A is not None:  # the local classifier learns the real shapes at the real targets
+            a_logits = self.net("A")(self.A.crops(real, c)).float()
+            a_loss = F.cross_entropy(a_logits, y)
+            self.opt_a.zero_grad(set_to_none=True)
+            a_loss.backward()
+            self.opt_a.step()
+            out["a_loss"] = a_loss.detach()
+            out["a_acc_real"] = (a_logits.argmax(1) == y).float().mean().detach()
         # -- G step through the updated D (unwrapped: no gradient is wanted for D here)
         self.D.requires_grad_(False)
         with self.autocast():
             g_logits = self.D(fake_d, y, c_fake).float()
         g_loss = -g_logits.mean() if self.cfg.loss == "hinge" else F.softplus(-g_logits).mean()
+        if self.A is not None:
+            self.A.requires_grad_(False)
+            fake_logits = self.A(self.A.crops(fake, c)).float()
+            g_class = F.cross_entropy(fake_logits, y)
+            g_loss = g_loss + self.cfg.aux_class * g_class
+            out["g_class"] = g_class.detach()
+            out["a_acc_fake"] = (fake_logits.argmax(1) == y).float().mean().detach()
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         self.opt_g.step()
         self.D.requires_grad_(True)
+        if self.A is not None:
+            self.A.requires_grad_(True)
         with torch.no_grad():
             d_acc = 0.5 * ((d_real > 0).float().mean() + (d_fake < 0).float().mean())
         return {"d_loss": d_loss.detach(), "g_loss": g_loss.detach(), "d_real": d_real.detach().mean(),
-                "d_fake": d_fake.detach().mean(), "d_acc": d_acc}
+                "d_fake": d_fake.detach().mean(), "d_acc": d_acc, **out}
 
     def grid_conditions(self, n: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """The sample grid's fixed conditions: one class per row (cycling through the classes), the target sweeping
@@ -489,6 +567,7 @@ def train_gan(
     beta1: float = 0.5,
     augment: str | Sequence[str] | None = (),
     spatial_cond: bool | None = None,
+    aux_class: float | None = None,
     limit: int | None = None,
     log_every: int = 50,
     sample_every: int = 500,
@@ -518,9 +597,12 @@ def train_gan(
     saved = _saved_task_config(out)
     if spatial_cond is None:  # a new run: on; a resumed one: as it was trained
         spatial_cond = bool(saved.get("spatial_cond", False)) if saved is not None else True
+    if aux_class is None:  # a new run: 1 with both conditions, else 0; a resumed one: as it was trained
+        both = {"class", "target"} <= set(cond_t)  # (without them, a resume fails on the conditions, named first)
+        aux_class = float(saved.get("aux_class", 0.0)) if saved is not None and both else DEFAULT_AUX_CLASS * both
     cfg = GANConfig(size=size, cond=cond_t, classes=tuple(classes), z_dim=z_dim, g_base=g_base, d_base=d_base,
                     target_bins=target_bins, loss=loss, lr_g=lr, lr_d=lr, beta1=beta1, augment=augment,
-                    spatial_cond=spatial_cond, data=info)
+                    spatial_cond=spatial_cond, aux_class=aux_class, data=info)
     _check_resume(out, cfg, saved)
     task = GANTask(cfg, data.get("class_id"), data.get("target"), init_seed=seed)
     tcfg = TrainConfig(out=out, steps=int(steps), batch_size=int(batch_size), seed=seed, device=device,
@@ -533,6 +615,7 @@ def train_gan(
     ips = summary.get("images_per_s")
     summary.update({
         "out": str(out), "cond": list(cfg.cond), "size": size, "batch_size": int(batch_size),
+        "spatial_cond": cfg.spatial_cond, "aux_class": cfg.aux_class,
         "n_train": len(data["image"]),
         "params_g": count_params(task.G), "params_d": count_params(task.D), "train_flops_per_image": flops,
         "gflops_per_s": ips * flops / 1e9 if ips else None, "device": str(trainer.device),

@@ -20,6 +20,7 @@ between runs on the same dataset (never with published FID).
 from __future__ import annotations
 
 import argparse
+import math
 import shutil
 import sys
 import time
@@ -53,6 +54,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="torch CPU threads, or auto (default): the cores the load average leaves free, at least 1 "
                         "(two threads on two cores that other processes also use run several times slower than one)")
     p.add_argument("--quick", action="store_true", help="a small smoke run (fewer frames and steps, quick probe)")
+    p.add_argument("--aux-class", type=float, default=None, metavar="W",
+                   help="weight of the local class loss (see `armlab gan train --help`; default 1, 0 turns it off)")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object on the last line")
 
 
@@ -71,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
                              ("--n", n, 2), ("--base", args.base, 1)):
         if value < low:
             raise UsageError(f"{name} must be at least {low}, got {value}.")
+    if args.aux_class is not None and not (math.isfinite(args.aux_class) and args.aux_class >= 0):
+        raise UsageError(f"--aux-class must be a number >= 0, got {args.aux_class}.")
     if args.probe_steps is not None and args.probe_steps < 1:
         raise UsageError(f"--probe-steps must be at least 1, got {args.probe_steps}.")
     check_size(args.size)
@@ -99,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     summary = train_gan(data, run_dir, steps, ("class", "target"), size=args.size, batch_size=batch_size,
                         seed=args.seed, device=args.device, g_base=args.base, d_base=args.base,
                         sample_every=max(steps // 4, 1), checkpoint_every=max(steps // 4, 1),
-                        log_every=max(min(50, steps // 4), 1), progress=progress)
+                        log_every=max(min(50, steps // 4), 1), progress=progress, aux_class=args.aux_class)
     train_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -109,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
 
     figures = {
         "data": str(data), "run": str(run_dir), "size": args.size, "frames": summary["n_train"], "steps": steps,
-        "batch_size": batch_size, "base": args.base, "device": summary["device"], "threads": torch.get_num_threads(),
+        "batch_size": batch_size, "base": args.base, "aux_class": summary["aux_class"], "device": summary["device"],
+        "threads": torch.get_num_threads(),
         "train_images_per_s": summary["images_per_s"], "train_gflops_per_s": summary["gflops_per_s"],
         "class_acc_ratio": report["class_acc_ratio"], "pos_err_ratio": report["pos_err_ratio"],
         "diversity_ratio": report["diversity_ratio"], "fid_custom": report["fid_custom"],

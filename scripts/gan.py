@@ -53,6 +53,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--no-spatial-cond", action="store_true",
                    help="without the where-and-what maps (class-channel bump at the target) that G and D get "
                         "with the target condition (an ablation; a resumed run keeps its own setting)")
+    t.add_argument("--aux-class", type=float, default=None, metavar="W",
+                   help="weight of the local class loss (AC-GAN style): a small classifier trained on real crops "
+                        "around the target must read the requested class from G's crop; needs --cond class,target "
+                        "(default: 1 for a new run with both conditions, 0 otherwise; a resumed run keeps its own; "
+                        "0 turns it off)")
     t.add_argument("--limit", type=int, default=None, help="use only the first N frames")
     t.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
                    help="stop after this many seconds of training, checkpointed at the step reached; the same "
@@ -139,7 +144,8 @@ def _train(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     s = train_gan(args.data, args.out, args.steps, cond, size=args.size, batch_size=args.batch_size, seed=args.seed,
                   device=args.device, g_base=args.base, d_base=args.base, loss=args.loss, lr=args.lr,
-                  augment=augment, spatial_cond=False if args.no_spatial_cond else None, limit=args.limit,
+                  augment=augment, spatial_cond=False if args.no_spatial_cond else None, aux_class=args.aux_class,
+                  limit=args.limit,
                   log_every=args.log_every, sample_every=args.sample_every,
                   checkpoint_every=args.checkpoint_every, progress=not args.no_progress and sys.stderr.isatty(),
                   time_limit_s=args.time_limit)

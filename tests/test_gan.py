@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 
 import numpy as np
 import pytest
@@ -198,6 +199,59 @@ def test_resume_4_then_8_equals_straight_8(dataset, tmp_path):
         train_gan(dataset, tmp_path / "a", 9, **{**kw, "cond": "class"})
 
 
+def test_local_classifier_crops_centre_on_the_target():
+    """The crop around (u, v) holds what the image has there: a single bright pixel lands in the crop's centre."""
+    from generative.gan import LocalClassifier
+
+    a = LocalClassifier(3, crop=0.25)
+    x = -torch.ones(2, 3, 64, 64)
+    x[0, :, 20, 40] = 1.0  # row 20, column 40
+    x[1, :, 50, 8] = 1.0
+    c = torch.tensor([[40 / 64, 20 / 64], [8 / 64, 50 / 64]])  # (u, v) = pixel / size, as in the labels
+    crops = a.crops(x, c)
+    assert crops.shape == (2, 3, 16, 16)
+    for k in range(2):
+        peak = divmod(int(crops[k, 0].argmax()), 16)
+        assert peak in {(7, 7), (7, 8), (8, 7), (8, 8)}, peak
+    # off the image: zeros, not the edge repeated
+    assert a.crops(x, torch.tensor([[1.5, 1.5], [1.5, 1.5]])).abs().max() == 0
+
+
+def test_local_class_loss_trains_its_classifier_and_resumes(dataset, tmp_path):
+    kw = dict(cond="class,target", size=SIZE, batch_size=16, seed=1, aux_class=1.0, **TINY)
+    s = train_gan(dataset, tmp_path / "a", 40, **{**kw, "log_every": 10})
+    assert s["losses"]["a_loss"] < math.log(3)  # the classifier learned something about the real crops
+    assert {"g_class", "a_acc_fake", "a_acc_real"} <= set(s["losses"])
+    ckpt = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
+    assert "A" in ckpt["modules"] and "A" in ckpt["optimizers"]
+    # resuming keeps the classifier: 20 + 20 steps equal 40 straight
+    train_gan(dataset, tmp_path / "b", 20, **{**kw, "log_every": 10})
+    train_gan(dataset, tmp_path / "b", 40, **{**kw, "log_every": 10})
+    ga, gb = load_generator(tmp_path / "a", ema=False), load_generator(tmp_path / "b", ema=False)
+    for k, v in ga.state_dict().items():
+        assert torch.equal(v, gb.state_dict()[k]), k
+    with pytest.raises(ValueError, match="class and target"):
+        train_gan(dataset, tmp_path / "c", 2, **{**kw, "cond": "class"})
+    with pytest.raises(ValueError, match="aux_class"):
+        train_gan(dataset, tmp_path / "c", 2, **{**kw, "aux_class": -1.0})
+
+
+def test_local_class_loss_defaults(dataset, tmp_path):
+    """On for new runs with class and target, off otherwise; a resumed run keeps its own; old configs load 0."""
+    kw = dict(size=SIZE, batch_size=4, **TINY)
+    both = train_gan(dataset, tmp_path / "both", 1, cond="class,target", **kw)
+    assert both["aux_class"] == 1.0
+    assert train_gan(dataset, tmp_path / "cls", 1, cond="class", **kw)["aux_class"] == 0.0
+    off = train_gan(dataset, tmp_path / "off", 1, cond="class,target", aux_class=0.0, **kw)
+    assert off["aux_class"] == 0.0
+    assert train_gan(dataset, tmp_path / "off", 2, cond="class,target", **kw)["aux_class"] == 0.0  # kept on resume
+    with pytest.raises(ValueError, match="aux_class"):
+        train_gan(dataset, tmp_path / "off", 3, cond="class,target", aux_class=1.0, **kw)
+    legacy = GANConfig(cond=("class", "target")).to_dict()
+    legacy.pop("aux_class")
+    assert GANConfig.from_dict(legacy).aux_class == 0.0
+
+
 # ------------------------------------------------------------------------------------------------------------ CLI
 def test_cli_train_sample_eval_round_trip(dataset, tmp_path, capsys):
     run, out = tmp_path / "run", tmp_path / "samples"
@@ -263,6 +317,7 @@ def test_bad_input_is_one_line_and_exit_2(dataset, tmp_path, capsys):
         ([*train, "--steps", "2", "--cond", "colour"], "unknown condition"),
         ([*train, "--steps", "0"], "--steps"),
         ([*train, "--steps", "2", "--time-limit", "0"], "--time-limit"),
+        ([*train, "--steps", "2", "--cond", "class", "--aux-class", "1"], "class and target"),
         (["gan", "train", "--data", d, "--out", str(tmp_path / "r"), "--steps", "2", "--size", "48"], "power of two"),
         (["gan", "sample", "--run", str(tmp_path / "nope"), "--n", "2", "--out", str(tmp_path / "s")],
          "does not exist"),
