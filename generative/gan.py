@@ -24,12 +24,13 @@ resized, at the input of every transposed convolution; D with the image. "A cube
 that a convolution can make, instead of a global vector that D must relate to a 4-7 px object somewhere in the
 image.
 
-Local class loss (``aux_class``; 1 by default for new runs conditioned on class and target, 0 = off): Odena et al.'s AC-GAN, made local. A
-small :class:`LocalClassifier` is trained on real images only, on the crop of ``aux_crop`` image widths around the
-frame's target, to tell the class; G's loss adds ``aux_class`` times that classifier's cross-entropy on G's crop at
-the requested target for the requested class. The projection and the maps tell D *what* to check and *where*; this
-term gives G a direct gradient towards the requested shape, which a 4-7 px object otherwise gets only through D's
-real/fake verdict.
+Local class loss (``aux_class``; 1 by default for new runs conditioned on class and target, 0 = off): Odena et al.'s
+AC-GAN, made local. A small :class:`LocalClassifier` is trained on real images only, on the crop of ``aux_crop``
+image widths around the frame's target, to tell the class; G's loss adds ``aux_class`` times that classifier's
+cross-entropy on G's crop at the requested target for the requested class. The projection and the maps tell D *what*
+to check and *where*; this term gives G a direct gradient towards the requested shape, which a 4-7 px object
+otherwise gets only through D's real/fake verdict. On the CPU benchmark it raised the probe's class accuracy on
+generated images from 0.50x to 1.10x that on real renders (docs/benchmarks.md).
 
 Loss: the hinge loss (Lim & Ye 2017; Miyato et al. 2018), ``L_D = E relu(1 - D(x)) + E relu(1 + D(G(z)))``,
 ``L_G = -E D(G(z))``; ``loss="ns"`` gives the non-saturating loss of Goodfellow et al. instead. Adam with learning
