@@ -357,8 +357,10 @@ class ReachEnv(_ReachBase):
         time_left = 1.0 - self._t / self.max_steps
         if self.obs_noise > 0:
             state += self.np_random.normal(0.0, self.obs_noise, state.shape)
-        self._seen_qd = state[n : 2 * n].copy()
-        hist = self._hist if self.history else ()
+        hist = ()
+        if self.history:
+            self._seen_qd = state[n : 2 * n].copy()
+            hist = self._hist
         if self._dict:
             raw = {
                 "observation": np.concatenate([state[: 2 * n], (time_left,), hist]),
@@ -383,18 +385,15 @@ class ReachEnv(_ReachBase):
     def _reward(self, achieved_goal, desired_goal, info=None):
         """Reward for (batches of) goals; exposed as ``compute_reward`` with dict observations (HER)."""
         d = np.linalg.norm(np.asarray(achieved_goal) - np.asarray(desired_goal), axis=-1)
-        if self.reward_type == "sparse":
-            return -(d >= self.task.success_threshold).astype(np.float32)
-        if self.reward_type == "log":
-            return log_reward(d, self._log_scale).astype(np.float32)
-        return -d.astype(np.float32)
+        return self._distance_reward(d).astype(np.float32)
 
-    def _step_reward(self, y: float, success: bool) -> float:
-        if self.reward_type == "dense":
-            return -y
+    def _distance_reward(self, d):
+        """The reward of distance(s) ``d`` (float64, any shape)."""
+        if self.reward_type == "sparse":
+            return -(np.asarray(d) >= self.task.success_threshold).astype(np.float64)
         if self.reward_type == "log":
-            return float(log_reward(y, self._log_scale))
-        return 0.0 if success else -1.0
+            return log_reward(d, self._log_scale)
+        return -np.asarray(d, dtype=np.float64)
 
     def step(self, action):
         if self.context is None:
@@ -402,7 +401,6 @@ class ReachEnv(_ReachBase):
         x = self._check_action(action)
         arm = self.arm
         if self.history:
-            n = arm.n
             self._hist = np.concatenate([x, self._seen_qd])  # the velocities the policy saw with this action
         if arm.control == "position":
             u = np.clip(self._q + x * self.position_delta, arm.lower, arm.upper)
@@ -418,10 +416,10 @@ class ReachEnv(_ReachBase):
                     "is_success": False}
             state = np.concatenate([self._q, np.zeros(n), self.context.target])
             worst = float(np.linalg.norm(self._pos_high - self._pos_low))
-            return self._obs(state), self._step_reward(worst, False), False, True, info
+            return self._obs(state), float(self._distance_reward(worst)), False, True, info
         self._q = np.array(read[:n])
         y = math.dist(read[2 * n :], self._target)
         success = y < self.task.success_threshold
-        reward = self._step_reward(y, success)
+        reward = float(self._distance_reward(y))
         info = {"distance": y, "is_success": success}
         return self._obs(np.array(read)), reward, self._t >= self.max_steps, False, info
