@@ -62,6 +62,7 @@ from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckA
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.save_util import load_from_zip_file, recursive_setattr
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 import robot_env
@@ -394,12 +395,62 @@ def _schedule(value):
     return value
 
 
-def _model_kwargs(algo: str, hyperparams: dict, info: EnvInfo) -> tuple[str, dict]:
+class LeadingFeatures(BaseFeaturesExtractor):
+    """The first ``n`` entries of a flat observation: what an asymmetric actor may read."""
+
+    def __init__(self, observation_space: gym.spaces.Box, n: int) -> None:
+        super().__init__(observation_space, int(n))
+        self.n = int(n)
+
+    def forward(self, observations: th.Tensor) -> th.Tensor:
+        return th.flatten(observations, start_dim=1)[:, : self.n]
+
+
+def asymmetric_policy(algo: str) -> type:
+    """SAC's or TQC's MLP policy with an actor that reads only the first ``actor_obs_dim``
+    observation entries while the critics read them all (an env's ``privileged=True``
+    entries): asymmetric actor-critic, Pinto et al. 2017. The actor never sees the
+    critic-only entries, so the trained policy needs none of them at deployment."""
+    if algo == "sac":
+        from stable_baselines3.sac.policies import SACPolicy as base
+    elif algo == "tqc" and "tqc" in ALGOS:
+        from sb3_contrib.tqc.policies import TQCPolicy as base
+    else:
+        raise ValueError(f"privileged observations need an asymmetric actor-critic: use --algo sac or tqc, "
+                         f"not {algo}.")
+
+    class AsymmetricPolicy(base):
+        def __init__(self, *args, actor_obs_dim: int, **kwargs) -> None:
+            if kwargs.get("share_features_extractor"):
+                raise ValueError("an asymmetric actor-critic cannot share its features extractor.")
+            self.actor_obs_dim = int(actor_obs_dim)
+            super().__init__(*args, **kwargs)
+
+        def make_actor(self, features_extractor=None):
+            return super().make_actor(LeadingFeatures(self.observation_space, self.actor_obs_dim))
+
+        def _get_constructor_parameters(self) -> dict:
+            return {**super()._get_constructor_parameters(), "actor_obs_dim": self.actor_obs_dim}
+
+    AsymmetricPolicy.__name__ = AsymmetricPolicy.__qualname__ = f"Asymmetric{base.__name__}"
+    return AsymmetricPolicy
+
+
+def _policy_name(policy: str | type) -> str:
+    return policy if isinstance(policy, str) else policy.__name__
+
+
+def _model_kwargs(algo: str, hyperparams: dict, info: EnvInfo) -> tuple[str | type, dict]:
     """(policy, constructor kwargs) from checked hyperparameters."""
     hp = copy.deepcopy(hyperparams)
     hp.pop("n_timesteps", None)
     default = {"dict": "MultiInputPolicy", "image": "CnnPolicy"}.get(info.obs_kind, "MlpPolicy")
     policy = hp.pop("policy", None) or default
+    if info.actor_obs_dim is not None:
+        if policy != "MlpPolicy":
+            raise ValueError(f"privileged observations train with MlpPolicy, not {policy}.")
+        policy = asymmetric_policy(algo)
+        hp["policy_kwargs"] = {**(hp.get("policy_kwargs") or {}), "actor_obs_dim": info.actor_obs_dim}
     for key in _SCHEDULE_HP:
         if key in hp:
             hp[key] = _schedule(hp[key])
@@ -443,6 +494,7 @@ class EnvInfo:
     steps_per_episode: int
     obs_shape: tuple | None  #: None for dict observations
     n_actions: int
+    actor_obs_dim: int | None = None  #: the policy's leading entries when the rest are critic-only (privileged)
 
     @property
     def obs_is_dict(self) -> bool:
@@ -468,7 +520,8 @@ def probe_env(env_id: str, env_kwargs: dict | None = None) -> EnvInfo:
         return EnvInfo(obs_kind=kind, goal_conditioned=bool(goals and hasattr(u, "compute_reward")),
                        steps_per_episode=int(getattr(u, "max_steps", 1)),
                        obs_shape=None if kind == "dict" else tuple(space.shape),
-                       n_actions=int(np.prod(env.action_space.shape)))
+                       n_actions=int(np.prod(env.action_space.shape)),
+                       actor_obs_dim=int(u.actor_obs_dim) if getattr(u, "privileged", False) else None)
     finally:
         env.close()
 
@@ -978,7 +1031,7 @@ def train(
     config.update({"n_timesteps": target, "vec_env": vec_env, "device": device, "eval_freq": eval_freq,
                    "eval_episodes": eval_episodes, "save_freq": save_freq,
                    "steps_per_episode": info.steps_per_episode, "her": info.goal_conditioned and algo in OFF_POLICY,
-                   "policy": _model_kwargs(algo, config["hyperparams"], info)[0],
+                   "policy": _policy_name(_model_kwargs(algo, config["hyperparams"], info)[0]),
                    "versions": _versions()})
 
     with _torch_threads(torch_threads), contextlib.ExitStack() as closing:

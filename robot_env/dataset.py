@@ -228,6 +228,7 @@ class Scene:
             self._textures = self._texture_bank()
         self._distortion_maps = None
         self._placed: list[int] = []
+        self._looks: tuple | None = None  #: the table, floor and arm looks last sent to PyBullet
         self._lut = np.zeros(c.getNumBodies() + 2, np.uint16)  # body id + 1 -> instance id
 
     # -- set-up helpers
@@ -339,11 +340,15 @@ class Scene:
                 rng.integers(0, 4, 2)
         else:
             rng.integers(0, 4, 2)
-        c.changeVisualShape(self.table, -1, rgbaColor=list(table_rgb) + [1], textureUniqueId=table_tex)
-        c.changeVisualShape(self.floor, -1, rgbaColor=list(floor_rgb) + [1], textureUniqueId=floor_tex)
         robot_rgb = rng.uniform(0.5, 0.9, 3) if "colors" in rand else np.array([0.7, 0.7, 0.72])
-        for link in self.robot_links:
-            c.changeVisualShape(self.arm.body, link, rgbaColor=list(robot_rgb) + [1])
+        # the looks of table, floor and arm, sent to PyBullet only when they change
+        looks = (tuple(table_rgb.tolist()), table_tex, tuple(floor_rgb.tolist()), floor_tex, tuple(robot_rgb.tolist()))
+        if looks != self._looks:
+            c.changeVisualShape(self.table, -1, rgbaColor=list(table_rgb) + [1], textureUniqueId=table_tex)
+            c.changeVisualShape(self.floor, -1, rgbaColor=list(floor_rgb) + [1], textureUniqueId=floor_tex)
+            for link in self.robot_links:
+                c.changeVisualShape(self.arm.body, link, rgbaColor=list(robot_rgb) + [1])
+            self._looks = looks
         if "light" in rand:
             az, el = rng.uniform(-math.pi, math.pi), rng.uniform(0.5, 1.3)
             light_dir = [math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)]
@@ -368,7 +373,7 @@ class Scene:
             physicsClientId=self.cid,
         )  # kept: `armlab bench dataset` times bare getCameraImage calls with exactly these
         _, _, rgba, zbuf, seg = pb.getCameraImage(**self.render_args)
-        rgb = np.asarray(rgba, dtype=np.uint8).reshape(H, W, 4)[:, :, :3].copy()
+        rgb = cv2.cvtColor(np.asarray(rgba, dtype=np.uint8).reshape(H, W, 4), cv2.COLOR_RGBA2RGB)
         zb = np.asarray(zbuf, dtype=np.float32).reshape(H, W)
         near, far = self.camera.near, self.camera.far
         depth_mm = (1000.0 * far * near) / (far - (far - near) * zb)  # metric z, millimetres
@@ -510,10 +515,26 @@ class Scene:
 
 
 # -- writing ------------------------------------------------------------------------------------------
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
+_WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0)
+
+
+def _write(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` with bare system calls (a Python file object costs more
+    than the write itself for the few kilobytes of a frame's file)."""
+    fd = os.open(path, _WRITE_FLAGS, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(path: str | Path, data: bytes) -> None:
+    path = os.fspath(path)
+    head, name = os.path.split(path)
+    tmp = os.path.join(head, f".{name}.{os.getpid()}.tmp")
+    _write(tmp, data)
     os.replace(tmp, path)
 
 
@@ -563,11 +584,9 @@ def write_frame(out: Path, frame: Frame) -> dict:
     sums = {}
     root = os.fspath(out)
     for k, (rel, data) in enumerate(zip(_frame_files(i), blobs)):
-        if k < 3:  # images: a frame without its label is regenerated whole, so a torn image never counts
-            with open(os.path.join(root, rel), "wb") as f:
-                f.write(data)
-        else:
-            _atomic_write(out / rel, data)
+        # images plainly (a frame without its label is regenerated whole, so a torn image never
+        # counts), then the label atomically
+        (_write if k < 3 else _atomic_write)(os.path.join(root, rel), data)
         sums[rel] = hashlib.sha256(data).hexdigest()
     return {"files": sums, "annotations": _annotations(frame.label, frame.seg), "label": frame.label}
 

@@ -297,13 +297,25 @@ class ReachEnv(_ReachBase):
     (``[a_prev (n), v_prev (n)]``, zeros and the start velocities at the first step; in
     ``observation`` for dict observations): how v answered the last action is what
     reveals the episode's hidden dynamics (state stage) to a memoryless policy.
+    ``privileged=True`` (state observations) appends, last, what the simulator knows and a
+    real robot's policy would not: the episode's dynamics draw ``[mass scale - 1 (one per
+    link, base first), damping scale - 1 (n), friction / max torque (n), torque gain - 1]``
+    and the constant signal that defined the target (``target_signal``, n; zeros outside
+    the state stage). Only the first ``actor_obs_dim`` entries are the policy's; `armlab
+    train` then builds an asymmetric actor-critic whose critic alone reads the rest
+    (Pinto et al., 2017), so the trained actor runs on the plain observation.
     Reward every step: ``-y`` (``dense``), ``-ln(1 + y / s)`` (``log``, s = a quarter of
     the success threshold, as in `ReachSignalEnv`) or ``-(y >= threshold)`` (``sparse``).
     """
 
     def __init__(self, substeps: int = 10, reward_type: str = "dense", position_delta: float = 0.05,
-                 history: bool = False, **kwargs) -> None:
+                 history: bool = False, privileged: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
+        if not isinstance(privileged, (bool, np.bool_)):
+            raise ValueError(f"privileged must be true or false, got {privileged!r}.")
+        if privileged and self.obs_type != "state":
+            raise ValueError(f"privileged applies to obs_type 'state', not {self.obs_type!r}.")
+        self.privileged = bool(privileged)
         if reward_type not in CLOSED_REWARD_TYPES:
             raise ValueError(f"unknown reward_type {reward_type!r}; choose one of {', '.join(CLOSED_REWARD_TYPES)}.")
         if int(substeps) < 1:
@@ -334,10 +346,13 @@ class ReachEnv(_ReachBase):
                 }
             )
         else:
-            self.observation_space = self._box(
-                np.concatenate([q_lo, -v, self._pos_low, self._pos_low, [0.0], h_lo]),
-                np.concatenate([q_hi, v, self._pos_high, self._pos_high, [1.0], h_hi]),
-            )
+            low = np.concatenate([q_lo, -v, self._pos_low, self._pos_low, [0.0], h_lo])
+            high = np.concatenate([q_hi, v, self._pos_high, self._pos_high, [1.0], h_hi])
+            self.actor_obs_dim = len(low)  #: the leading observation entries a policy may read
+            if self.privileged:
+                m = len(self.arm.nominal_dynamics) + 3 * n + 1
+                low, high = np.concatenate([low, -np.ones(m)]), np.concatenate([high, np.ones(m)])
+            self.observation_space = self._box(low, high)
         self._dict = obs_type_is_dict
         if not obs_type_is_dict:
             self._low, self._high = self.observation_space.low, self.observation_space.high
@@ -348,6 +363,7 @@ class ReachEnv(_ReachBase):
         self._t = 0
         self._q = np.zeros(n)
         self._hist = np.zeros(2 * n)  #: [previous action, velocities before it] (history=True)
+        self._priv = np.zeros(0)  #: the episode's critic-only entries (privileged=True)
 
     def _obs(self, state: np.ndarray):
         """Observation from ``state = [q, qd, ee]`` (a fresh float array, modified in place)."""
@@ -371,8 +387,22 @@ class ReachEnv(_ReachBase):
                 k: v.clip(self.observation_space[k].low, self.observation_space[k].high).astype(np.float32)
                 for k, v in raw.items()
             }
-        o = np.concatenate([state, self.context.target, (time_left,), hist])
+        o = np.concatenate([state, self.context.target, (time_left,), hist, self._priv])
         return o.clip(self._low, self._high).astype(np.float32)
+
+    def _privileged(self, ctx: Context) -> np.ndarray:
+        """The critic-only entries of ``privileged=True`` for episode context ``ctx``."""
+        if not self.privileged:
+            return np.zeros(0)
+        n = self.arm.n
+        dyn = ctx.dynamics
+        if dyn is None:
+            dyn_part = np.zeros(len(self.arm.nominal_dynamics) + 2 * n + 1)
+        else:
+            dyn_part = np.concatenate([dyn.mass_scale - 1.0, dyn.damping_scale - 1.0,
+                                       dyn.friction / self.arm.max_torque, [dyn.torque_gain - 1.0]])
+        signal = np.asarray(ctx.info.get("target_signal", np.zeros(n)), dtype=np.float64)[:n]
+        return np.concatenate([dyn_part, signal])
 
     def reset(self, *, seed=None, options=None):
         ctx = self._begin(seed, options)
@@ -380,6 +410,7 @@ class ReachEnv(_ReachBase):
         self._q = ctx.q.copy()
         n = self.arm.n
         self._hist = np.concatenate([np.zeros(n), ctx.qd])
+        self._priv = self._privileged(ctx)
         return self._obs(np.array(self.arm.read())), {"target": ctx.target.copy()}
 
     def _reward(self, achieved_goal, desired_goal, info=None):

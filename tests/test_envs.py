@@ -244,6 +244,35 @@ def test_history_shows_the_previous_action_and_the_velocities_before_it(make, ob
         make(CLOSED_LOOP_IDS["state"], history=True, obs_type="rgb")
 
 
+def test_privileged_entries_follow_the_plain_observation(make):
+    plain = make(CLOSED_LOOP_IDS["state"], robot="arm3", history=True).unwrapped
+    env = make(CLOSED_LOOP_IDS["state"], robot="arm3", history=True, privileged=True).unwrapped
+    gym_check_env(env, skip_render_check=True)
+    assert env.actor_obs_dim == plain.observation_space.shape[0] == plain.actor_obs_dim
+    o, _ = env.reset(seed=7)
+    p, _ = plain.reset(seed=7)
+    k, n, links = env.actor_obs_dim, env.arm.n, len(env.arm.nominal_dynamics)
+    np.testing.assert_allclose(o[:k], p)  # the policy's part is the plain observation
+    dyn, priv = env.context.dynamics, o[k:]
+    assert priv.shape == (links + 3 * n + 1,)
+    np.testing.assert_allclose(priv[:links], dyn.mass_scale - 1, atol=1e-6)
+    np.testing.assert_allclose(priv[links : links + n], dyn.damping_scale - 1, atol=1e-6)
+    np.testing.assert_allclose(priv[links + n : links + 2 * n], dyn.friction / env.arm.max_torque, atol=1e-6)
+    assert priv[links + 2 * n] == pytest.approx(dyn.torque_gain - 1, abs=1e-6)
+    np.testing.assert_allclose(priv[-n:], env.context.info["target_signal"], atol=1e-6)
+    o1, *_ = env.step(np.zeros(n))
+    np.testing.assert_array_equal(o1[k:], priv)  # constant through the episode
+    o2, _ = env.reset(seed=8)
+    assert not np.allclose(o2[k:], priv)  # drawn per episode
+    fixed = make(CLOSED_LOOP_IDS["fixed"], privileged=True).unwrapped
+    of, _ = fixed.reset(seed=0)
+    np.testing.assert_array_equal(of[fixed.actor_obs_dim :], 0.0)  # nominal dynamics, no signal
+    with pytest.raises(ValueError, match="privileged"):
+        make(CLOSED_LOOP_IDS["state"], privileged="yes")
+    with pytest.raises(ValueError, match="privileged"):
+        make(CLOSED_LOOP_IDS["state"], privileged=True, obs_type="dict")
+
+
 def test_knots_interpolate_linearly(make):
     env = make(OPEN_LOOP_IDS["fixed"], knots=3).unwrapped
     assert env.action_space.shape == (6,)

@@ -100,6 +100,42 @@ def test_algo_trains_saves_and_reloads_identical_actions(tmp_path, algo, env_id,
     assert controller.info["num_timesteps"] == steps
 
 
+@pytest.mark.parametrize("algo", ["sac", "tqc"])
+def test_privileged_observations_train_an_actor_that_ignores_them(tmp_path, algo):
+    env_kwargs = {"robot": "arm2", "privileged": True}
+    hp = dict(SMALL, policy_kwargs={"net_arch": [32, 32], **({"n_quantiles": 5} if algo == "tqc" else {})})
+    result = rl.train(algo, "armlab/ReachState-v0", 200, folder=tmp_path, env_kwargs=env_kwargs, hyperparams=hp,
+                      seed=1, eval_freq=0, save_freq=0)
+    policy = result.model.policy
+    assert type(policy).__name__.startswith("Asymmetric") and rl.read_config(result.run_dir)["policy"] == \
+        type(policy).__name__
+    env = gym.make("armlab/ReachState-v0", **env_kwargs)
+    k = env.unwrapped.actor_obs_dim
+    obs = np.stack([env.reset(seed=s)[0] for s in range(3)])
+    env.close()
+    assert policy.actor.features_extractor.features_dim == k
+    assert policy.critic.features_extractor.features_dim == obs.shape[1]  # the critics read everything
+    other = obs.copy()
+    other[:, k:] = np.random.default_rng(0).uniform(-1, 1, other[:, k:].shape)
+    np.testing.assert_array_equal(result.model.predict(obs, deterministic=True)[0],
+                                  result.model.predict(other, deterministic=True)[0])
+    with torch.no_grad():
+        acts = torch.as_tensor(result.model.predict(obs, deterministic=True)[0])
+        q = policy.critic(torch.as_tensor(obs), acts)[0]
+        q_other = policy.critic(torch.as_tensor(other), acts)[0]
+    assert not torch.allclose(q, q_other)  # ... and use what they read
+    loaded = rl.load_run(result.run_dir)  # rebuilt from the config and weights, no pickle
+    np.testing.assert_array_equal(loaded.predict(obs), result.model.predict(obs, deterministic=True)[0])
+
+
+def test_privileged_observations_need_sac_or_tqc(tmp_path):
+    out = armlab("train", "--algo", "ppo", "--env", "armlab/ReachState-v0", "--env-kwargs", "privileged:true",
+                 "-f", str(tmp_path), "--n-timesteps", "64", "--no-progress")
+    assert out.returncode == 2
+    lines = error_lines(out.stderr)
+    assert len(lines) == 1 and "use --algo sac or tqc" in lines[0], out.stderr
+
+
 def test_resume_continues_the_step_counter_buffer_and_normalization(tmp_path):
     kwargs = dict(folder=tmp_path, hyperparams=SMALL, eval_freq=100, eval_episodes=2, save_freq=100, normalize=True)
     first = rl.train("sac", "armlab/ReachSignalVelocity-v0", 200, **kwargs)
