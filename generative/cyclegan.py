@@ -59,7 +59,15 @@ from generative.data import (
     sha256_file,
 )
 from generative.networks import PatchDiscriminator, ResnetGenerator, choose_n_layers
-from generative.training import CHECKPOINT, TrainConfig, Trainer, TrainTask, derive_seed, load_checkpoint
+from generative.training import (
+    CHECKPOINT,
+    TrainConfig,
+    Trainer,
+    TrainTask,
+    derive_seed,
+    load_checkpoint,
+    to_device,
+)
 
 __all__ = [
     "DIRECTIONS",
@@ -175,7 +183,7 @@ def augment(x: torch.Tensor, pad: int, flip: bool = True) -> torch.Tensor:
     cols = torch.where(flips[:, None], torch.arange(w - 1, -1, -1), torch.arange(w)) + off[:, 1:]  # (n, w)
     idx_n = torch.arange(n, device=dev).view(n, 1, 1, 1)
     idx_c = torch.arange(c, device=dev).view(1, c, 1, 1)
-    return xp[idx_n, idx_c, rows.to(dev).view(n, 1, h, 1), cols.to(dev).view(n, 1, 1, w)]
+    return xp[idx_n, idx_c, to_device(rows, dev).view(n, 1, h, 1), to_device(cols, dev).view(n, 1, 1, w)]
 
 
 class CyclePair(nn.Module):
@@ -347,8 +355,8 @@ class CycleGANTask(TrainTask):
 
     def _real_batch(self, step: int) -> torch.Tensor:
         if self.real.device != self.device:
-            self.real = self.real.to(self.device)
-        x = self.real[self.real_indices(step).to(self.device)].float().div_(127.5).sub_(1.0)
+            self.real = self.real.to(self.device)  # once: the real set lives on the device from then on
+        x = self.real[to_device(self.real_indices(step), self.device)].float().div_(127.5).sub_(1.0)
         if self.trainer is not None and self.trainer.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x

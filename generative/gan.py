@@ -352,16 +352,20 @@ class GANTask(TrainTask):
     ``class_ids`` / ``targets``: the training labels (CPU tensors, ``(N,)`` and ``(N, 2)``). They are kept in the
     checkpoint (``extra_state``) so that :func:`sample` can draw conditions from the training distribution, and
     they set the sample grid's target sweep. ``init_seed`` seeds the networks' initial weights.
+    ``channel_multiple`` > 1 pads G's and D's convolutions to channel counts that are multiples of it
+    (:func:`generative.networks.aligned_conv`: the same function and parameters, tensor-core-friendly shapes; an
+    execution setting, not part of the model or its checkpoint).
     """
 
     def __init__(self, cfg: GANConfig, class_ids: torch.Tensor | None = None, targets: torch.Tensor | None = None,
-                 init_seed: int = 0):
+                 init_seed: int = 0, channel_multiple: int = 0):
         self.cfg = cfg
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(init_seed)
             self.G = build_generator(cfg)
             self.D = Discriminator(cfg)
             self.A = LocalClassifier(cfg.n_classes, cfg.aux_crop) if cfg.aux_class > 0 else None
+        self.G.channel_multiple = self.D.net.channel_multiple = int(channel_multiple)
         betas = (cfg.beta1, cfg.beta2)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr_g, betas=betas)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=betas)
@@ -578,6 +582,9 @@ def train_gan(
     progress: bool = True,
     tensorboard: bool = True,
     time_limit_s: float | None = None,
+    pad_channels: bool | None = None,
+    compile: str | bool = "off",
+    checkpoints: bool = True,
 ) -> dict[str, Any]:
     """Train a (conditional) GAN on the dataset at ``data_dir`` into the run folder ``out``; returns a summary.
 
@@ -585,7 +592,15 @@ def train_gan(
     model settings and the data must then be those of the checkpoint (a ValueError otherwise). The summary (also
     written to ``out/summary.json``): the trainer's (``steps``, ``start_step``, ``steps_run``, ``images_per_s``,
     ``wall_time_s``, ``losses``) plus ``out``, ``cond``, ``n_train``, parameter counts, ``train_flops_per_image``
-    (about 3 x the forward FLOPs of G and 2 x those of D per image) and ``gflops_per_s``.
+    (about 3 x the forward FLOPs of G and 8 x those of D per image, counted on the model's own layers) and
+    ``gflops_per_s``.
+
+    Speed settings (they change how, not what, is computed, and a resumed run may change them):
+    ``pad_channels`` pads the convolutions' channel counts to multiples of 8 (:class:`GANTask`'s
+    ``channel_multiple``; None = on CUDA only: cuDNN's bf16 kernels want them, and the condition maps make counts
+    like 515); ``compile`` a ``torch.compile`` mode for G, D and the local classifier
+    (``generative.training.TrainConfig``; default off); ``checkpoints=False`` writes no checkpoint (throughput
+    measurements only).
     """
     if int(steps) < 1:
         raise ValueError(f"--steps must be at least 1, got {steps}")
@@ -605,11 +620,14 @@ def train_gan(
                     target_bins=target_bins, loss=loss, lr_g=lr, lr_d=lr, beta1=beta1, augment=augment,
                     spatial_cond=spatial_cond, aux_class=aux_class, data=info)
     _check_resume(out, cfg, saved)
-    task = GANTask(cfg, data.get("class_id"), data.get("target"), init_seed=seed)
+    if pad_channels is None:
+        pad_channels = _pick_device(device).type == "cuda"
+    task = GANTask(cfg, data.get("class_id"), data.get("target"), init_seed=seed,
+                   channel_multiple=8 if pad_channels else 0)
     tcfg = TrainConfig(out=out, steps=int(steps), batch_size=int(batch_size), seed=seed, device=device,
                        log_every=log_every, sample_every=sample_every, checkpoint_every=checkpoint_every,
                        ema_decay=ema_decay, progress=progress, tensorboard=tensorboard, n_samples=n_samples,
-                       time_limit_s=time_limit_s)
+                       time_limit_s=time_limit_s, compile=compile, checkpoints=checkpoints)
     trainer = Trainer(task, data, tcfg)
     summary = trainer.fit()
     flops = _train_flops(cfg)
@@ -617,6 +635,7 @@ def train_gan(
     summary.update({
         "out": str(out), "cond": list(cfg.cond), "size": size, "batch_size": int(batch_size),
         "spatial_cond": cfg.spatial_cond, "aux_class": cfg.aux_class,
+        "pad_channels": bool(pad_channels), "compile": tcfg.compile, "amp_bf16": trainer.amp,
         "n_train": len(data["image"]),
         "params_g": count_params(task.G), "params_d": count_params(task.D), "train_flops_per_image": flops,
         "gflops_per_s": ips * flops / 1e9 if ips else None, "device": str(trainer.device),
@@ -633,17 +652,22 @@ def train_gan(
 def _train_flops(cfg: GANConfig) -> int:
     """Approximate training FLOPs per image: G forward + backward (3x), D forward + backward on real and fake, and
     D forward + input backward in the G step (about 2 x 3x + 2x)."""
-    with torch.random.fork_rng(devices=[]):
-        G, D = build_generator(cfg), Discriminator(cfg)
-    kw_g: dict[str, torch.Tensor] = {}
-    kw_d: dict[str, torch.Tensor] = {}
-    if cfg.n_classes:
-        kw_g["y"] = kw_d["y"] = torch.zeros(1, dtype=torch.long)
-    if cfg.cond_dim:
-        kw_g["c"] = kw_d["c"] = torch.full((1, 2), 0.5)
-    fg = flops_per_image(G, (cfg.z_dim,), **kw_g)
-    fd = flops_per_image(D, (3, cfg.size, cfg.size), **kw_d)
-    return int(3 * fg + 8 * fd)
+    def count(device: str) -> int:
+        with torch.random.fork_rng(devices=[]), torch.device(device):
+            G, D = build_generator(cfg), Discriminator(cfg)
+            kw: dict[str, torch.Tensor] = {}
+            if cfg.n_classes:
+                kw["y"] = torch.zeros(1, dtype=torch.long)
+            if cfg.cond_dim:
+                kw["c"] = torch.full((1, 2), 0.5)
+        fg = flops_per_image(G, (cfg.z_dim,), **kw)
+        fd = flops_per_image(D, (3, cfg.size, cfg.size), **kw)
+        return int(3 * fg + 8 * fd)
+
+    try:  # shapes only: the "meta" device allocates and initialises nothing (seconds saved on wide networks)
+        return count("meta")
+    except (NotImplementedError, RuntimeError):
+        return count("cpu")
 
 
 def _read_summary(run_dir: Path) -> dict[str, Any] | None:

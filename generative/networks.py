@@ -31,6 +31,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 __all__ = [
     "DCGANDiscriminator",
     "DCGANGenerator",
+    "aligned_conv",
     "PatchDiscriminator",
     "ResnetGenerator",
     "choose_n_layers",
@@ -91,6 +92,42 @@ def condition_maps(y: torch.Tensor | None, c: torch.Tensor, n_classes: int, res:
     return bump * onehot[:, :, None, None]
 
 
+def aligned_conv(layer: nn.Conv2d | nn.ConvTranspose2d, x: torch.Tensor, multiple: int,
+                 extra: list[torch.Tensor] | tuple[torch.Tensor, ...] = ()) -> torch.Tensor:
+    """``layer(torch.cat([x, *extra], 1))`` computed with the input and output channels zero-padded to multiples of
+    ``multiple`` (8 suits bf16 tensor cores).
+
+    The padded input channels are zeros and meet zero weights, and the padded output channels are dropped, so the
+    result and the gradient of every real weight are the layer's own (up to the order of floating-point sums); only
+    the shapes change. cuDNN's fast bf16 / fp16 kernels want channel counts that are multiples of 8: a DCGAN layer
+    that concatenates 3 condition maps to 512 channels (515), or outputs an RGB image (3), otherwise falls back to
+    much slower ones. The layer is read, not changed (its weight, spectrally normalised where parametrised, and
+    bias), so state dicts and checkpoints are unaffected. Without anything to pad, or with ``multiple`` <= 1, this
+    is the plain call. ``extra`` tensors (e.g. condition maps) are concatenated in the same copy as the padding.
+    """
+    parts = [x, *(t.to(x.dtype) for t in extra)]
+    cin = sum(t.shape[1] for t in parts)
+    cout = layer.out_channels
+    pin, pout = (-cin % multiple, -cout % multiple) if multiple > 1 else (0, 0)
+    if not (pin or pout) or layer.groups != 1 or getattr(layer, "padding_mode", "zeros") != "zeros":
+        return layer(torch.cat(parts, 1) if len(parts) > 1 else x)
+    channels_last = x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    if pin:
+        parts.append(x.new_zeros(x.shape[0], pin, *x.shape[2:]))
+    h = torch.cat(parts, 1) if len(parts) > 1 else x
+    if channels_last:
+        h = h.contiguous(memory_format=torch.channels_last)
+    w = layer.weight
+    b = F.pad(layer.bias, (0, pout)) if layer.bias is not None else None
+    if isinstance(layer, nn.ConvTranspose2d):  # weight (in, out, kh, kw)
+        w = F.pad(w, (0, 0, 0, 0, 0, pout, 0, pin))
+        y = F.conv_transpose2d(h, w, b, layer.stride, layer.padding, layer.output_padding, 1, layer.dilation)
+    else:  # Conv2d, weight (out, in, kh, kw)
+        w = F.pad(w, (0, 0, 0, 0, 0, pin, 0, pout))
+        y = F.conv2d(h, w, b, layer.stride, layer.padding, layer.dilation, 1)
+    return y[:, :cout] if pout else y
+
+
 class DCGANGenerator(nn.Module):
     """DCGAN generator: ``z`` (plus optional conditions) -> ``channels x size x size`` image in ``[-1, 1]``.
 
@@ -116,9 +153,11 @@ class DCGANGenerator(nn.Module):
         embed_dim: int = 32,
         map_channels: int = 0,
         map_sigma: float = 0.04,
+        channel_multiple: int = 0,
     ):
         super().__init__()
         n_up = _n_doublings(size)
+        self.channel_multiple = int(channel_multiple)
         if map_channels and (cond_dim != 2 or map_channels not in (1, n_classes)):
             raise ValueError("map_channels needs cond_dim 2 (the target position) and 1 or n_classes channels")
         self.z_dim, self.size, self.channels = z_dim, size, channels
@@ -152,13 +191,18 @@ class DCGANGenerator(nn.Module):
             parts.append(self.cond(c.to(z.dtype)))
         h = self.stem(torch.cat(parts, 1) if len(parts) > 1 else z)
         h = self.stem_norm(h.view(z.shape[0], -1, 4, 4))
-        if not self.map_channels:
+        if not self.map_channels and self.channel_multiple <= 1:
             return self.body(h)
         y_map = y if self.map_channels > 1 else None
         for layer in self.body:
             if isinstance(layer, nn.ConvTranspose2d):
-                m = condition_maps(y_map, c, self.n_classes, h.shape[-1], self.size, self.map_sigma)
-                h = torch.cat([h, m.to(h.dtype)], 1)
+                extra = [condition_maps(y_map, c, self.n_classes, h.shape[-1], self.size, self.map_sigma)
+                         ] if self.map_channels else []
+                if self.channel_multiple > 1:
+                    h = aligned_conv(layer, h, self.channel_multiple, extra)
+                    continue
+                if extra:
+                    h = torch.cat([h, extra[0].to(h.dtype)], 1)
             h = layer(h)
         return h
 
@@ -170,7 +214,8 @@ class DCGANDiscriminator(nn.Module):
     ``4 x 4``; a final 4x4 convolution turns that into the feature vector ``h``. The logit is
     ``linear(h) + <embed(y), h> + <W c, h>`` (the last two terms only when conditioned on a class id / a continuous
     vector). With ``spectral=True`` every conv, linear and embedding weight is spectrally normalised and no batch
-    norm is used; with ``spectral=False`` it is DCGAN's batch-norm discriminator.
+    norm is used; with ``spectral=False`` it is DCGAN's batch-norm discriminator. ``channel_multiple`` as in
+    :class:`DCGANGenerator` (for the convolutions).
     """
 
     def __init__(
@@ -181,9 +226,11 @@ class DCGANDiscriminator(nn.Module):
         n_classes: int = 0,
         cond_dim: int = 0,
         spectral: bool = True,
+        channel_multiple: int = 0,
     ):
         super().__init__()
         n_down = _n_doublings(size)
+        self.channel_multiple = int(channel_multiple)
         self.size, self.channels, self.n_classes, self.cond_dim = size, channels, n_classes, cond_dim
         layers: list[nn.Module] = []
         width_in, width = channels, base
@@ -209,7 +256,12 @@ class DCGANDiscriminator(nn.Module):
         """``x``: ``(N, C, size, size)`` in ``[-1, 1]``; ``y``: ``(N,)`` long; ``c``: ``(N, cond_dim)`` -> ``(N,)``."""
         _check_condition("y", y, self.n_classes, x.shape[0])
         _check_condition("c", c, self.cond_dim, x.shape[0])
-        h = self.features(x)
+        if self.channel_multiple > 1:
+            h = x
+            for layer in self.features:
+                h = aligned_conv(layer, h, self.channel_multiple) if isinstance(layer, nn.Conv2d) else layer(h)
+        else:
+            h = self.features(x)
         out = self.head(h).squeeze(1)
         if self.embed is not None:
             out = out + (self.embed(y) * h).sum(1)
@@ -375,8 +427,10 @@ def flops_per_image(module: nn.Module, input_shape: tuple[int, ...], **forward_k
     ``(z_dim,)`` for a generator) in eval mode under ``no_grad``, with forward hooks counting
     ``out.numel() * in_channels / groups * kh * kw`` for convolutions, ``in.numel() * out_channels / groups * kh * kw``
     for transposed convolutions and ``out.numel() * in_features`` for linear layers. Biases, norms, activations and
-    embeddings are not counted. ``forward_kwargs`` (batch of one, e.g. ``y=torch.zeros(1, dtype=torch.long)``) are
-    passed to ``forward``. A training step costs about three times the forward FLOPs.
+    embeddings are not counted, nor the zero channels that ``channel_multiple`` pads (the count is the model's own:
+    it is taken with ``channel_multiple`` off). ``forward_kwargs`` (batch of one, e.g.
+    ``y=torch.zeros(1, dtype=torch.long)``) are passed to ``forward``. A training step costs about three times the
+    forward FLOPs.
     """
     macs = 0
 
@@ -397,7 +451,10 @@ def flops_per_image(module: nn.Module, input_shape: tuple[int, ...], **forward_k
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))
     ]
     modes = {m: m.training for m in module.modules()}
+    multiples = {m: m.channel_multiple for m in module.modules() if hasattr(m, "channel_multiple")}
     try:
+        for m in multiples:  # count the model's own convolutions (aligned_conv's zero channels are not its FLOPs)
+            m.channel_multiple = 0
         module.eval()
         param = next(module.parameters(), None)
         device = param.device if param is not None else torch.device("cpu")
@@ -408,4 +465,6 @@ def flops_per_image(module: nn.Module, input_shape: tuple[int, ...], **forward_k
             h.remove()
         for m, training in modes.items():
             m.training = training
+        for m, multiple in multiples.items():
+            m.channel_multiple = multiple
     return 2 * macs

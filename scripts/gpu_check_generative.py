@@ -2,6 +2,9 @@
 
     PYTHONPATH=. python scripts/gpu_check_generative.py --data DATASET --out OUT            # CUDA, about 7 minutes
     python scripts/gpu_check_generative.py --data DATASET --out OUT --device cpu --quick     # smoke test
+    # GAN speed, then CycleGAN sim-to-real (SIM and REAL: paired --style sim / --style real datasets):
+    PYTHONPATH=. python scripts/gpu_check_generative.py --data SIM --real REAL --out OUT \
+        --stages matmul,gan-speed,cyclegan --cyclegan-budget 230
 
 It uses armlab's own training loop and models (``generative.gan``, ``generative.diffusion``), needs torch,
 diffusers, torchmetrics and OpenCV but not pybullet, and reads an armlab dataset written elsewhere (RGB, labels and
@@ -9,9 +12,16 @@ manifest; the probe cached in ``DATASET/.probe`` is reused when its key matches)
 that one failure leaves the others' figures, each writing ``OUT/<stage>.json``:
 
 ``matmul``     an 8192^3 bf16 matrix product: the card's practical peak, measured in the same run;
-``gan-speed``  conditional GAN training images/s and achieved TFLOP/s (the analytic FLOPs of ``train_gan``'s
-               summary) at 64 px / base 64 / batch 256 and 128 px / base 128 / batch 128, bf16 autocast and
-               channels-last (the trainer's CUDA defaults), as a fraction of the card's dense bf16 peak;
+``gan-speed``  conditional GAN (class + target) training images/s and achieved TFLOP/s (the analytic FLOPs of
+               ``train_gan``'s summary: the model's own convolutions and linear layers) as a fraction of the card's
+               dense bf16 peak, for each row of ``GAN_SPEED`` (size, base width, batch, ``pad_channels``,
+               ``compile``), with bf16 autocast and channels-last (the trainer's CUDA defaults). Each row trains
+               with no checkpoint for ``--speed-seconds`` at ``SPEED_CAP_TFLOPS`` worth of steps or for
+               ``--speed-seconds`` + 10 s, whichever comes first; images/s is the median of the logged 10-step
+               intervals (steady state: the first step, with cuDNN's autotuning or compilation, excluded). A
+               compiled row runs as many steps as its uncompiled twin ran in ``--speed-seconds``, after up to
+               ``--compile-seconds`` of compilation.
+               ``gan-speed.json`` is rewritten after every row, so a stage stopped at its deadline keeps its rows;
 ``diffusion-speed``  ``scripts/gpu_check_diffusion.py`` (diffusers UNet on synthetic shapes: training images/s,
                TFLOP/s, DDIM-50 guided sampling images/s);
 ``gan``        ``armlab gan train --cond class,target`` for ``--budget`` seconds (``--time-limit``), then
@@ -20,15 +30,31 @@ that one failure leaves the others' figures, each writing ``OUT/<stage>.json``:
                DDIM-50, DPM-Solver-20 and DDPM-1000 (guidance ``--guidance``): the quality ratios and each
                sampler's images/s.
 
-``gan`` and ``diffusion`` run side by side (one card; neither fills it). The last line is one JSON object with
-every stage's figures.
+``cyclegan``   CycleGAN sim -> real (``--data`` the sim dataset, ``--real`` the real-style one) in the protocol of
+               ``armlab bench cyclegan``: the first 80 % of the frames train, ``sim2real_eval`` (regressors of 600
+               steps, mean of 2 seeds) tests on the last 20 % of the real frames. One process per
+               ``--cyclegan-variants`` entry (``CYCLEGAN_VARIANTS``: generator width, batch, ...), side by side on
+               the card. Each trains until ``--cyclegan-budget`` seconds after the stage starts: a short first call
+               measures its step rate, then the run is continued (resumed) with the step count that fills the
+               budget, so the learning rate's linear decay ends with the budget. It writes
+               ``cyclegan-<variant>.json`` after training and again after the evaluation (``gap_closure``,
+               ``e_sim``, ``e_trans``, ``e_real``, ``psnr_sim``, ``psnr_trans``, ...), its EMA generators as a
+               small checkpoint ``cyclegan-<variant>-gens.pt`` (put it in a folder as ``checkpoint.pt`` and
+               ``generative.cyclegan.load_generators`` reads it) and its last sample grid
+               ``cyclegan-<variant>-samples.png`` (rows: sim, G(sim), real, F(real)).
+
+``gan``, ``diffusion`` and the ``cyclegan`` variants run side by side (one card; none fills it). The last line is
+one JSON object with every stage's figures.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
+import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -36,8 +62,24 @@ from pathlib import Path
 
 # Dense bf16 tensor-core peak (TFLOP/s) by card name, from the vendors' data sheets (SXM parts, no sparsity).
 BF16_PEAK = {"H100": 989.4, "H200": 989.4, "A100": 312.0, "L40S": 362.1, "L4": 121.0}
-GAN_SPEED = ((64, 64, 256), (128, 128, 128))  # (size, base, batch)
-STAGES = ("matmul", "gan-speed", "diffusion-speed", "gan", "diffusion")
+# (size, base, batch, pad_channels, compile): the H100 session's two rows first, then the speed options
+GAN_SPEED = (
+    (128, 128, 128, False, "off"),
+    (128, 128, 512, True, "off"),
+    (128, 256, 128, True, "off"),
+    (64, 64, 256, False, "off"),
+    (64, 64, 256, True, "off"),
+    (128, 128, 512, True, "default"),
+)
+SPEED_CAP_TFLOPS = 300.0  # a row stops after --speed-seconds of steps at this rate, or at its time limit
+GAN_SPEED_QUICK = ((32, 16, 8, False, "off"), (32, 16, 8, True, "off"))
+CYCLEGAN_VARIANTS = {  # generator width, batch, residual blocks, discriminator width
+    "b64x16": {"base": 64, "batch_size": 16, "n_blocks": 6, "d_base": 64},
+    "b64x4": {"base": 64, "batch_size": 4, "n_blocks": 6, "d_base": 64},
+    "b32x8": {"base": 32, "batch_size": 8, "n_blocks": 6, "d_base": 64},
+}
+CYCLEGAN_QUICK = {"base": 8, "batch_size": 2, "n_blocks": 2, "d_base": 8}
+STAGES = ("matmul", "gan-speed", "diffusion-speed", "gan", "diffusion", "cyclegan")
 
 
 def _peak(name: str) -> float | None:
@@ -71,27 +113,76 @@ def stage_matmul(args) -> dict:
             "torch": torch.__version__}
 
 
+def _logged_rates(run: Path) -> list[float]:
+    """The images/s of every logged interval of a run (``log.csv``): steady state, the first step excluded."""
+    import csv
+
+    try:
+        with open(run / "log.csv", newline="") as f:
+            return [float(r["images_per_s"]) for r in csv.DictReader(f) if r.get("images_per_s")]
+    except (OSError, KeyError, ValueError):
+        return []
+
+
+def _write(args, name: str, result: dict) -> None:
+    path = Path(args.out) / f"{name}.json"
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(result, indent=1, default=str) + "\n")
+    os.replace(tmp, path)
+
+
 def stage_gan_speed(args) -> dict:
     import torch
 
-    from generative.gan import train_gan
+    from generative.gan import GANConfig, _train_flops, train_gan
 
     dev = _device(args.device)
-    name = torch.cuda.get_device_name(dev) if dev.startswith("cuda") else "cpu"
-    rows = []
-    configs = ((32, 16, 8),) if args.quick else GAN_SPEED
-    for size, base, batch in configs:
-        out = Path(args.out) / "runs" / f"gan-speed-{size}"
-        s = train_gan(args.data, out, steps=8 if args.quick else 400, cond=("class", "target"), size=size,
-                      batch_size=batch, device=dev, g_base=base, d_base=base, log_every=10, sample_every=100_000,
-                      checkpoint_every=100_000, progress=False, tensorboard=False,
-                      time_limit_s=5 if args.quick else 30)
-        tflops = s["gflops_per_s"] / 1e3 if s.get("gflops_per_s") else None
-        peak = _peak(name)
-        rows.append({"size": size, "base": base, "batch_size": batch, "steps": s["steps"],
-                     "images_per_s": s["images_per_s"], "train_gflop_per_image": s["train_flops_per_image"] / 1e9,
-                     "achieved_tflops": tflops, "fraction_of_bf16_peak": tflops / peak if tflops and peak else None})
-    return {"device": name, "bf16_peak_tflops": _peak(name), "configs": rows}
+    cuda = dev.startswith("cuda")
+    name = torch.cuda.get_device_name(dev) if cuda else "cpu"
+    peak = _peak(name)
+    result = {"device": name, "bf16_peak_tflops": peak, "torch": torch.__version__, "configs": []}
+    configs = GAN_SPEED_QUICK if args.quick else GAN_SPEED
+    for size, base, batch, pad, mode in configs:
+        label = f"gan-speed-{size}px-b{base}-x{batch}{'-pad' if pad else ''}{'' if mode == 'off' else '-' + mode}"
+        row = {"size": size, "base": base, "batch_size": batch, "pad_channels": pad, "compile": mode}
+        flops = _train_flops(GANConfig(size=size, cond=("class", "target"), g_base=base, d_base=base, aux_class=1.0))
+        steps = max(40, int(args.speed_seconds * SPEED_CAP_TFLOPS * 1e12 / (flops * batch)))
+        steps, limit = (8, 5.0) if args.quick else (steps, args.speed_seconds + 10)
+        if mode != "off":  # as many steady-state steps as the uncompiled twin ran, after the compilation
+            twin = [r for r in result["configs"] if (r["size"], r["base"], r["batch_size"], r["pad_channels"],
+                                                     r["compile"]) == (size, base, batch, pad, "off")]
+            ips = twin[0].get("images_per_s") if twin else None
+            steps = max(20, int(ips * args.speed_seconds / batch)) if ips else 200
+            limit = args.speed_seconds + args.compile_seconds
+        t = time.perf_counter()
+        try:
+            if cuda:
+                torch.cuda.reset_peak_memory_stats(dev)
+            s = train_gan(args.data, Path(args.out) / "runs" / label, steps=steps, cond=("class", "target"),
+                          size=size, batch_size=batch, device=dev, g_base=base, d_base=base,
+                          limit=max(2 * batch, 64 if args.quick else 1024), log_every=2 if args.quick else 10,
+                          sample_every=10_000_000, checkpoint_every=10_000_000, progress=False, tensorboard=False,
+                          time_limit_s=limit, pad_channels=pad, compile=mode, checkpoints=False)
+            rates = _logged_rates(Path(args.out) / "runs" / label)
+            ips = statistics.median(rates) if rates else s["images_per_s"]
+            tflops = ips * s["train_flops_per_image"] / 1e12 if ips else None
+            row.update({
+                "steps": s["steps"], "images_per_s": ips, "images_per_s_incl_first_step": s["images_per_s"],
+                "logged_rates": [round(r, 1) for r in rates], "train_gflop_per_image": s["train_flops_per_image"] / 1e9,
+                "achieved_tflops": tflops, "fraction_of_bf16_peak": tflops / peak if tflops and peak else None,
+                "params_g": s["params_g"], "params_d": s["params_d"], "wall_s": time.perf_counter() - t,
+                "max_memory_gib": torch.cuda.max_memory_allocated(dev) / 2**30 if cuda else None,
+            })
+        except Exception as exc:  # one row's failure (out of memory, a compiler error) keeps the others
+            row.update({"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500],
+                        "wall_s": time.perf_counter() - t})
+        result["configs"].append(row)
+        _write(args, "gan-speed", result)
+        print(json.dumps(row, default=str), flush=True)
+        gc.collect()
+        if cuda:
+            torch.cuda.empty_cache()
+    return result
 
 
 def stage_diffusion_speed(args) -> dict:
@@ -144,6 +235,56 @@ def stage_diffusion(args) -> dict:
             "eval": evals}
 
 
+def _frames(root: str) -> int:
+    return sum(1 for p in (Path(root) / "labels").glob("*.json") if not p.name.startswith("."))
+
+
+def stage_cyclegan(args) -> dict:
+    import torch
+
+    from generative.cyclegan import train_cyclegan
+    from generative.sim2real import sim2real_eval
+    from generative.training import load_checkpoint
+
+    torch.set_num_threads(args.threads)
+    dev = _device(args.device)
+    v = args.variant
+    settings = dict(CYCLEGAN_QUICK if args.quick else CYCLEGAN_VARIANTS[v])
+    size = int(json.loads((Path(args.data) / "manifest.json").read_text()).get("size") or 64)
+    limit = int(round(min(_frames(args.data), _frames(args.real)) * 0.8))  # armlab bench cyclegan's 80 / 20 split
+    run = Path(args.out) / "runs" / f"cyclegan-{v}"
+    common = {"size": size, "seed": 0, "device": dev, "sim_limit": limit, "real_limit": limit, "ema_decay": 0.999,
+              "progress": False, "tensorboard": False, "log_every": 5 if args.quick else 100,
+              "sample_every": 10_000_000, "checkpoint_every": 50 if args.quick else 2000, **settings}
+    result = {"variant": v, "settings": {**settings, "size": size, "train_frames": limit, "ema_decay": 0.999},
+              "device": torch.cuda.get_device_name(dev) if dev.startswith("cuda") else "cpu"}
+    # 1. the step rate, at a constant learning rate (the first half of any linear-decay schedule)
+    budget = args.train_until - time.time()
+    first = train_cyclegan(args.data, args.real, run, steps=10_000_000, time_limit_s=max(1.0, min(20.0, 0.1 * budget)),
+                           **common)
+    steps_per_s = (first["images_per_s"] or 0) / settings["batch_size"]
+    # 2. continued with the step count that fills the budget: the schedule's decay ends with it
+    remaining = args.train_until - time.time()
+    steps = first["steps"] + max(1, int(steps_per_s * remaining * 0.92))
+    second = train_cyclegan(args.data, args.real, run, steps=steps, time_limit_s=max(1.0, remaining), **common)
+    result["train"] = {"steps": second["steps"], "planned_steps": steps, "first_call_steps": first["steps"],
+                       "images_per_s": second["images_per_s"], "images_per_s_first_call": first["images_per_s"],
+                       "epochs": second["steps"] * settings["batch_size"] / limit,
+                       "time_limited": second["time_limited"], "losses": second["losses"],
+                       "train_s": first["wall_time_s"] + second["wall_time_s"]}
+    _write(args, f"cyclegan-{v}", result)
+    ckpt = load_checkpoint(run / "checkpoint.pt")  # the EMA generators as a small checkpoint load_generators reads
+    slim = {k: ckpt[k] for k in ("format", "version", "step", "config", "task_config")}
+    slim.update({"ema": {"gens": ckpt["ema"]["gens"]}, "modules": {}})
+    torch.save(slim, Path(args.out) / f"cyclegan-{v}-gens.pt")
+    grids = sorted((run / "samples").glob("step_*.png"))
+    if grids:
+        shutil.copyfile(grids[-1], Path(args.out) / f"cyclegan-{v}-samples.png")
+    result["eval"] = sim2real_eval(args.data, args.real, run, quick=args.quick, seed=0, device=dev)
+    _write(args, f"cyclegan-{v}", result)
+    return result
+
+
 def _sync(dev: str) -> None:
     import torch
 
@@ -151,10 +292,11 @@ def _sync(dev: str) -> None:
         torch.cuda.synchronize()
 
 
-def _run_stage(name: str, args, argv: list[str]) -> subprocess.Popen:
+def _run_stage(label: str, args, argv: list[str], extra: tuple[str, ...] = ()) -> subprocess.Popen:
     out = Path(args.out)
-    log = open(out / f"{name}.log", "w")  # noqa: SIM115 (closed with the process)
-    cmd = [sys.executable, __file__, *argv, "--stage", name]
+    log = open(out / f"{label}.log", "w")  # noqa: SIM115 (closed with the process)
+    stage = "cyclegan" if label.startswith("cyclegan") else label
+    cmd = [sys.executable, __file__, *argv, *extra, "--stage", stage]
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
@@ -179,15 +321,40 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gan-batch", type=int, default=64, help="GAN batch (default 64)")
     p.add_argument("--diffusion-batch", type=int, default=64, help="diffusion batch (default 64)")
     p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance of the evaluations")
+    p.add_argument("--real", default=None, help="the real-style dataset of the cyclegan stage (--data: the sim one)")
+    p.add_argument("--cyclegan-budget", type=float, default=230.0,
+                   help="seconds from the cyclegan stage's start to the end of its training (default 230)")
+    p.add_argument("--cyclegan-variants", default="b64x16,b64x4,b32x8",
+                   help=f"comma list from {','.join(CYCLEGAN_VARIANTS)}, each in its own process")
+    p.add_argument("--total", type=float, default=None,
+                   help="seconds for the whole run: the cyclegan stage then trains until --total minus 100 s "
+                        "after the start, whatever the stages before it took (instead of --cyclegan-budget)")
+    p.add_argument("--speed-seconds", type=float, default=6.0, help="measuring seconds per gan-speed row")
+    p.add_argument("--speed-budget", type=float, default=180.0, help="deadline of the gan-speed stage (seconds)")
+    p.add_argument("--compile-seconds", type=float, default=120.0,
+                   help="seconds a compiled gan-speed row may spend compiling")
+    p.add_argument("--threads", type=int, default=4, help="CPU threads per cyclegan process")
     p.add_argument("--stages", default=",".join(STAGES), help=f"comma list from {','.join(STAGES)}")
     p.add_argument("--quick", action="store_true", help="tiny settings (a CPU smoke test)")
     p.add_argument("--stage", default=None, help=argparse.SUPPRESS)  # internal: run one stage in this process
+    p.add_argument("--variant", default=None, help=argparse.SUPPRESS)  # internal: the cyclegan variant
+    p.add_argument("--train-until", type=float, default=None, help=argparse.SUPPRESS)  # internal: epoch seconds
     args = p.parse_args(argv)
     stages = [s for s in args.stages.split(",") if s]
+    variants = [v for v in args.cyclegan_variants.split(",") if v]
     bad = [s for s in stages if s not in STAGES]
-    if bad or not (Path(args.data) / "manifest.json").is_file() or not args.budget > 0:
-        print(f"error: unknown stage {bad[0]!r}" if bad else "error: --budget must be > 0" if not args.budget > 0
-              else f"error: {args.data!r} is not an armlab dataset (no manifest.json)", file=sys.stderr)
+    bad_v = [v for v in variants if v not in CYCLEGAN_VARIANTS]
+    error = (f"unknown stage {bad[0]!r}" if bad
+             else "--budget, --cyclegan-budget and --total must be > 0"
+             if not (args.budget > 0 and args.cyclegan_budget > 0 and (args.total is None or args.total > 0))
+             else f"{args.data!r} is not an armlab dataset (no manifest.json)"
+             if not (Path(args.data) / "manifest.json").is_file()
+             else "the cyclegan stage needs --real, an armlab dataset (real style)"
+             if "cyclegan" in stages and not (args.real and (Path(args.real) / "manifest.json").is_file())
+             else f"unknown cyclegan variant {bad_v[0]!r}" if bad_v or ("cyclegan" in stages and not variants)
+             else None)
+    if error:
+        print(f"error: {error}", file=sys.stderr)
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -195,29 +362,48 @@ def main(argv: list[str] | None = None) -> int:
     if args.stage:  # one stage, in this process
         t = time.perf_counter()
         fn = {"matmul": stage_matmul, "gan-speed": stage_gan_speed, "diffusion-speed": stage_diffusion_speed,
-              "gan": stage_gan, "diffusion": stage_diffusion}[args.stage]
+              "gan": stage_gan, "diffusion": stage_diffusion, "cyclegan": stage_cyclegan}[args.stage]
+        if args.stage == "cyclegan" and (args.variant is None or args.train_until is None):
+            args.variant = args.variant or variants[0]
+            args.train_until = args.train_until or time.time() + args.cyclegan_budget
         result = fn(args)
         result["stage_seconds"] = time.perf_counter() - t
-        (out / f"{args.stage}.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
+        _write(args, f"cyclegan-{args.variant}" if args.stage == "cyclegan" else args.stage, result)
         print(json.dumps(result, default=str))
         return 0
 
     t0 = time.time()
     slack = 60.0 if not args.quick else 120.0
+    limits = {"matmul": 60 + slack, "gan-speed": args.speed_budget, "diffusion-speed": 120 + slack}
     for name in ("matmul", "gan-speed", "diffusion-speed"):  # alone on the card: clean timings
         if name in stages:
-            _wait(name, _run_stage(name, args, argv), time.time() + (120 if name != "matmul" else 60) + slack)
+            _wait(name, _run_stage(name, args, argv), time.time() + limits[name])
     side = [n for n in ("gan", "diffusion") if n in stages]
     procs = {n: _run_stage(n, args, argv) for n in side}
-    deadline = time.time() + args.budget + 150 + slack  # training, then loading, evaluation and sampling
+    deadline = time.time() + args.budget + 150 + slack if side else 0.0  # training, then evaluation and sampling
+    if "cyclegan" in stages:
+        until = t0 + args.total - 100 if args.total else time.time() + args.cyclegan_budget
+        for v in variants:
+            procs[f"cyclegan-{v}"] = _run_stage(f"cyclegan-{v}", args, argv,
+                                                ("--variant", v, "--train-until", f"{until:.3f}"))
+        deadline = max(deadline, until + 100 + (slack if args.quick else 0))  # loading, evaluation, writing
     for n, proc in procs.items():
         _wait(n, proc, deadline)
     summary = {"total_seconds": time.time() - t0}
     for name in stages:
-        f = out / f"{name}.json"
-        summary[name] = json.loads(f.read_text()) if f.is_file() else None
+        if name == "cyclegan":
+            summary[name] = {v: _read(out / f"cyclegan-{v}.json") for v in variants}
+        else:
+            summary[name] = _read(out / f"{name}.json")
     print(json.dumps(summary, default=str))
     return 0
+
+
+def _read(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 if __name__ == "__main__":

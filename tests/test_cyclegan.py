@@ -364,3 +364,28 @@ def test_bad_folders_give_one_clear_sentence(data, tmp_path, capsys):
         cyclegan_cli.run(parser(cyclegan_cli).parse_args(["train", "--real", str(data / "real"), "--sim",
                                                           str(data / "sim"), "--out", "x", "--steps", "2",
                                                           "--time-limit", "0"]))
+
+
+def test_gpu_check_cyclegan_stage_on_cpu(data, tmp_path, capsys):
+    """The prepared GPU run's cyclegan stage, tiny on the CPU: a rate-measuring first call, the run continued to fill
+    the budget, the sim2real figures, a small generators-only checkpoint that load_generators reads, a sample grid."""
+    from armlab_scripts import gpu_check_generative as check
+
+    out = tmp_path / "gpu"
+    argv = ["--data", str(data / "sim"), "--real", str(data / "real"), "--out", str(out), "--device", "cpu",
+            "--quick", "--stages", "cyclegan", "--cyclegan-budget", "6", "--cyclegan-variants", "b32x8",
+            "--threads", "1"]
+    assert check.main(argv) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["cyclegan"]["b32x8"]
+    train, report = result["train"], result["eval"]
+    assert train["steps"] > train["first_call_steps"] >= 1 and train["images_per_s"] > 0
+    assert report["run_step"] == train["steps"] and report["paired"] and report["n_test"] == 10
+    assert {"gap_closure", "e_sim", "e_trans", "e_real", "psnr_sim", "psnr_trans"} <= set(report)
+    gens_dir = tmp_path / "gens"
+    gens_dir.mkdir()
+    (gens_dir / "checkpoint.pt").write_bytes((out / "cyclegan-b32x8-gens.pt").read_bytes())
+    gens = load_generators(gens_dir)
+    assert gens.step == train["steps"] and gens.size == SIZE
+    assert cv2.imread(str(out / "cyclegan-b32x8-samples.png")) is not None
+    assert check.main([*argv[:2], *argv[4:]]) == 2  # no --real
+    assert "needs --real" in capsys.readouterr().err

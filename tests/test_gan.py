@@ -199,6 +199,32 @@ def test_resume_4_then_8_equals_straight_8(dataset, tmp_path):
         train_gan(dataset, tmp_path / "a", 9, **{**kw, "cond": "class"})
 
 
+def test_speed_settings_change_how_not_what(dataset, tmp_path):
+    """pad_channels (zero channels to multiples of 8) and compile (torch.compile's aot_eager backend on the CPU) train
+    the same networks as without them (padding: up to the order of float sums), count the same FLOPs and are reported
+    in the summary; they are off by default on the CPU, a run may resume with other settings, and checkpoints=False
+    writes no checkpoint."""
+    from generative.training import load_checkpoint
+
+    kw = dict(cond="class,target", size=SIZE, batch_size=8, **TINY)
+    plain = train_gan(dataset, tmp_path / "plain", 3, **kw)
+    fast = train_gan(dataset, tmp_path / "fast", 3, pad_channels=True, compile="aot_eager", **kw)
+    assert (plain["pad_channels"], plain["compile"], fast["pad_channels"], fast["compile"]) == (
+        False, "off", True, "aot_eager")
+    assert fast["train_flops_per_image"] == plain["train_flops_per_image"]
+    a = load_checkpoint(tmp_path / "plain" / "checkpoint.pt")["modules"]
+    b = load_checkpoint(tmp_path / "fast" / "checkpoint.pt")["modules"]
+    assert a.keys() == b.keys() == {"G", "D", "A"}
+    for net in a:
+        assert a[net].keys() == b[net].keys()
+        for k in a[net]:
+            assert torch.allclose(a[net][k].float(), b[net][k].float(), rtol=1e-4, atol=1e-5), (net, k)
+    resumed = train_gan(dataset, tmp_path / "fast", 4, **kw)  # defaults: padding and compile off on the CPU
+    assert (resumed["start_step"], resumed["pad_channels"], resumed["compile"]) == (3, False, "off")
+    train_gan(dataset, tmp_path / "bare", 2, checkpoints=False, **kw)
+    assert not (tmp_path / "bare" / "checkpoint.pt").exists() and (tmp_path / "bare" / "summary.json").is_file()
+
+
 def test_local_classifier_crops_centre_on_the_target():
     """The crop around (u, v) holds what the image has there: a single bright pixel lands in the crop's centre."""
     from generative.gan import LocalClassifier
@@ -341,8 +367,11 @@ def test_gpu_check_generative_runs_its_stages_on_cpu(dataset, tmp_path, capsys):
     assert check.main(argv) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["matmul"]["matmul_tflops"] > 0 and result["matmul"]["device"] == "cpu"
-    (row,) = result["gan-speed"]["configs"]
-    assert row["steps"] >= 2 and row["images_per_s"] > 0 and row["achieved_tflops"] > 0
-    assert (out / "gan-speed.json").is_file() and (out / "runs" / "gan-speed-32" / "checkpoint.pt").is_file()
+    rows = result["gan-speed"]["configs"]
+    assert [row["pad_channels"] for row in rows] == [False, True]
+    for row in rows:
+        assert row["steps"] >= 2 and row["images_per_s"] > 0 and row["achieved_tflops"] > 0 and "error" not in row
+    assert rows[0]["train_gflop_per_image"] == rows[1]["train_gflop_per_image"]
+    assert (out / "gan-speed.json").is_file() and not list((out / "runs").rglob("checkpoint.pt"))  # no checkpoints
     assert check.main([*argv[:4], "--stages", "matmul,warp"]) == 2
     assert "unknown stage 'warp'" in capsys.readouterr().err

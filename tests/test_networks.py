@@ -4,12 +4,14 @@ import pytest
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import spectral_norm
 
 from generative.networks import (
     DCGANDiscriminator,
     DCGANGenerator,
     PatchDiscriminator,
     ResnetGenerator,
+    aligned_conv,
     choose_n_layers,
     condition_maps,
     count_params,
@@ -180,3 +182,58 @@ def test_generator_with_maps_depends_on_where_the_target_is():
     assert diff[2:5, 2:5].mean() > 3 * diff[8:10, 0:2].mean()  # the change is where the target was
     with pytest.raises(ValueError, match="map_channels"):
         DCGANGenerator(size=16, n_classes=2, cond_dim=0, map_channels=2)
+
+
+def test_aligned_conv_is_the_layer_with_padded_channels():
+    """Zero channels padded to multiples of 8 in and out: the same output and the same weight gradients (exactly, in
+    double precision), for convolutions, transposed convolutions with extra input channels, spectral norm, and
+    channels-last inputs; a layer with nothing to pad is called as it is."""
+    torch.manual_seed(0)
+    cases = [
+        (nn.Conv2d(6, 5, 4, stride=2, padding=1), (2, 6, 8, 8), ()),
+        (spectral_norm(nn.Conv2d(6, 16, 4, stride=2, padding=1)), (2, 6, 8, 8), ()),
+        (nn.ConvTranspose2d(13, 3, 4, stride=2, padding=1), (2, 10, 4, 4), ((2, 3, 4, 4),)),
+        (nn.ConvTranspose2d(11, 7, 3, stride=2, padding=1, output_padding=1, bias=False), (2, 11, 4, 4), ()),
+    ]
+    for layer, shape, extra_shapes in cases:
+        layer = layer.double().eval()  # eval: a spectrally normalised weight is the same in both calls
+        x = torch.randn(shape, dtype=torch.float64)
+        extra = [torch.randn(s, dtype=torch.float64) for s in extra_shapes]
+        for channels_last in (False, True):
+            xi = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+            layer.zero_grad()
+            ref = layer(torch.cat([xi, *extra], 1) if extra else xi)
+            (ref**2).sum().backward()
+            grads = [p.grad.clone() for p in layer.parameters()]
+            layer.zero_grad()
+            out = aligned_conv(layer, xi, 8, extra)
+            (out**2).sum().backward()
+            assert out.shape == ref.shape and torch.allclose(out, ref, rtol=0, atol=1e-12)
+            for g, p in zip(grads, layer.parameters()):
+                assert torch.allclose(p.grad, g, rtol=0, atol=1e-10)
+    aligned = nn.Conv2d(8, 16, 3)
+    calls = []
+    aligned.register_forward_hook(lambda *a: calls.append(1))
+    aligned_conv(aligned, torch.randn(1, 8, 5, 5), 8)
+    aligned_conv(nn.Conv2d(3, 5, 3), torch.randn(1, 3, 5, 5), 1)  # multiple 1: nothing to pad
+    assert calls == [1]
+
+
+@pytest.mark.parametrize("maps", [0, 2])
+def test_channel_multiple_keeps_the_dcgan_function_and_its_flop_count(maps):
+    torch.manual_seed(0)
+    g = DCGANGenerator(z_dim=8, size=16, base=4, n_classes=2, cond_dim=2, map_channels=maps)
+    d = DCGANDiscriminator(size=16, channels=3 + maps, base=4, n_classes=2, cond_dim=2).eval()
+    z, y, c = torch.randn(3, 8), torch.tensor([0, 1, 1]), torch.rand(3, 2)
+    x = torch.randn(3, 3 + maps, 16, 16)
+    kw = {"y": y[:1], "c": c[:1]}
+    flops = flops_per_image(g, (8,), **kw), flops_per_image(d, (3 + maps, 16, 16), **kw)
+    keys = g.state_dict().keys(), d.state_dict().keys()
+    ref = g(z, y, c), d(x, y, c)
+    g.channel_multiple = d.channel_multiple = 8
+    out = g(z, y, c), d(x, y, c)
+    for a, b in zip(out, ref):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-5)
+    assert (flops_per_image(g, (8,), **kw), flops_per_image(d, (3 + maps, 16, 16), **kw)) == flops
+    assert g.channel_multiple == d.channel_multiple == 8  # restored after counting
+    assert (g.state_dict().keys(), d.state_dict().keys()) == keys  # an execution setting, not a parameter

@@ -340,6 +340,54 @@ def test_checkpoint_is_weights_only_atomic_and_validated(tmp_path, monkeypatch):
         run(out, steps=12)
 
 
+def test_speed_options_change_nothing_on_the_cpu(tmp_path):
+    """compile (traced by torch.compile's aot_eager backend: graphs captured, no generated code), data_on_device and
+    checkpoints=False leave a CPU run's weights, EMA, optimizer state and logged losses exactly as they are without
+    them; checkpoints=False writes no checkpoint; bad values are refused in one sentence."""
+    straight, _ = run(tmp_path / "straight")
+    expected = snapshot(straight)
+    task = AutoencoderTask()
+    summary = Trainer(task, {"image": toy_images()}, config(tmp_path / "fast", compile="aot_eager",
+                                                              data_on_device="on", checkpoints=False)).fit()
+    assert summary["steps"] == 12 and summary["images_per_s"] > 0
+    assert_identical(snapshot(task), expected)
+    assert task.trainer.data["image"].device.type == "cpu" and task.trainer.data_on_device
+    assert getattr(task.ae, "_compiled_call_impl", None) is not None  # compiled in place: the same module
+    assert not hasattr(task.trainer.ema["ae"].module, "_compiled_call_impl") or \
+        task.trainer.ema["ae"].module._compiled_call_impl is None  # the EMA copy was made before
+    assert task.ae.state_dict().keys() == straight.ae.state_dict().keys()
+    assert [r["loss"] for r in read_log(tmp_path / "fast")] == [r["loss"] for r in read_log(tmp_path / "straight")]
+    assert not (tmp_path / "fast" / "checkpoint.pt").exists()
+    assert config(tmp_path, compile=True).compile == "default" and config(tmp_path, compile=False).compile == "off"
+    with pytest.raises(ValueError, match="compile must be one of"):
+        config(tmp_path, compile="fastest")
+    with pytest.raises(ValueError, match="data_on_device"):
+        config(tmp_path, data_on_device="gpu")
+
+
+def test_images_per_s_stops_before_the_last_writes(tmp_path, monkeypatch):
+    """The rate times the training steps: the samples and the checkpoint written after the last step are not in it."""
+    clock = [0.0]
+    monkeypatch.setattr(training.time, "perf_counter", lambda: clock[0])
+    task = AutoencoderTask()
+    trainer = Trainer(task, {"image": toy_images()}, config(tmp_path / "run", steps=5, sample_every=5,
+                                                                     checkpoint_every=1000))
+    step = task.train_step
+
+    def timed_step(batch, s):  # one second per step
+        clock[0] += 1.0
+        return step(batch, s)
+
+    def slow_write(*a, **k):  # ten seconds per write of samples or checkpoint
+        clock[0] += 10.0
+
+    monkeypatch.setattr(task, "train_step", timed_step)
+    monkeypatch.setattr(trainer, "write_samples", slow_write)
+    monkeypatch.setattr(trainer, "save_checkpoint", slow_write)
+    summary = trainer.fit()
+    assert summary["images_per_s"] == pytest.approx(4 * 8 / 4.0)  # steps 2-5: 4 steps of 8 images in 4 s
+
+
 def test_conditional_gan_task(tmp_path):
     task = TinyConditionalGAN()
     trainer = Trainer(task, gan_data(), config(tmp_path, steps=6, batch_size=6, log_every=3, sample_every=3))
