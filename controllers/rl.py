@@ -376,7 +376,7 @@ def default_env_kwargs(algo: str, env_id: str) -> dict:
 
 def _her_defaults() -> dict:
     table = yaml.safe_load(HYPERPARAMS_FILE.read_text()) or {}
-    return dict(table.get("her") or {"n_sampled_goal": 4, "goal_selection_strategy": "future"})
+    return dict(table.get("her") or {"n_sampled_goal": 4, "goal_selection_strategy": "final"})
 
 
 @dataclass(frozen=True)

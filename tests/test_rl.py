@@ -178,6 +178,23 @@ def test_replay_buffer_is_saved_trimmed_and_restored_exactly(tmp_path, env_kwarg
                 np.testing.assert_array_equal(getattr(loaded, name)[key], array, err_msg=f"{name}[{key}]")
 
 
+def test_her_relabels_with_the_goal_reached_at_the_end_of_the_episode(tmp_path):
+    # the reach envs score the distance at the last step, so HER's default relabels a transition
+    # with the end effector's final position in its episode (goal_selection_strategy "final")
+    result = rl.train("sac", "armlab/ReachFixed-v0", 240, folder=tmp_path, env_kwargs={"obs_type": "dict"},
+                      hyperparams=SMALL, eval_freq=0, save_freq=0)
+    buf = result.model.replay_buffer
+    assert isinstance(buf, HerReplayBuffer)
+    ends = np.flatnonzero(buf.dones[: buf.pos, 0])
+    assert len(ends) == 20  # 240 steps of 12-step episodes
+    finals = {tuple(g) for g in buf.next_observations["achieved_goal"][ends, 0]}
+    target = tuple(buf.observations["desired_goal"][0, 0])  # the fixed stage's one target
+    goals = result.model.replay_buffer.sample(4000).observations["desired_goal"].numpy()
+    relabeled = np.array([tuple(g) in finals for g in goals])
+    assert all(r or tuple(g) == target for g, r in zip(goals, relabeled))  # no goal from mid-episode
+    assert 0.75 < relabeled.mean() < 0.85  # n_sampled_goal 4: four relabeled for every real goal
+
+
 def test_vecnormalize_statistics_are_saved_and_applied_on_load(tmp_path):
     result = rl.train("td3", "armlab/ReachSignalVelocity-v0", 150, folder=tmp_path, hyperparams=SMALL,
                       normalize=True, eval_freq=0, save_freq=0)
