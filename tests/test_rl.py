@@ -189,7 +189,7 @@ def test_her_relabels_with_the_goal_reached_at_the_end_of_the_episode(tmp_path):
     assert len(ends) == 20  # 240 steps of 12-step episodes
     finals = {tuple(g) for g in buf.next_observations["achieved_goal"][ends, 0]}
     target = tuple(buf.observations["desired_goal"][0, 0])  # the fixed stage's one target
-    goals = result.model.replay_buffer.sample(4000).observations["desired_goal"].numpy()
+    goals = buf.sample(4000).observations["desired_goal"].numpy()
     relabeled = np.array([tuple(g) in finals for g in goals])
     assert all(r or tuple(g) == target for g, r in zip(goals, relabeled))  # no goal from mid-episode
     assert 0.75 < relabeled.mean() < 0.85  # n_sampled_goal 4: four relabeled for every real goal
