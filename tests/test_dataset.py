@@ -109,6 +109,48 @@ def test_coco_loads_in_pycocotools_and_masks_match_segmentation(one_worker):
             assert ann["bbox"] == obj["bbox"]
 
 
+def test_png_writer_round_trips_every_image_kind_through_other_readers():
+    from robot_env.dataset import _png
+
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)  # odd, non-square sizes
+    grey = rng.integers(0, 256, (37, 53), dtype=np.uint8)
+    deep = rng.integers(0, 65536, (37, 53), dtype=np.uint16)  # both bytes of every sample in use
+    back = cv2.imdecode(np.frombuffer(_png(rgb), np.uint8), cv2.IMREAD_UNCHANGED)
+    assert np.array_equal(back, rgb[:, :, ::-1])  # OpenCV gives colour PNGs back as BGR
+    for img in (grey, deep, np.ascontiguousarray(deep[:, ::-1])):
+        back = cv2.imdecode(np.frombuffer(_png(img), np.uint8), cv2.IMREAD_UNCHANGED)
+        assert back.dtype == img.dtype and np.array_equal(back, img)
+    import io
+
+    from PIL import Image  # a second, independent decoder (matplotlib depends on Pillow)
+
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(_png(rgb))).convert("RGB")), rgb)
+    with pytest.raises(ValueError, match="float32"):
+        _png(np.zeros((4, 4), np.float32))
+
+
+def test_instance_masks_match_a_per_instance_reference():
+    from pycocotools import mask as mask_utils
+
+    from robot_env.dataset import instance_masks
+
+    rng = np.random.default_rng(1)
+    inst = np.zeros((40, 56), np.uint16)
+    for k in (2, 3, 4, 6):  # blobs, some overlapping; id 5 is absent
+        y, x = rng.integers(0, 30), rng.integers(0, 45)
+        inst[y:y + rng.integers(3, 10), x:x + rng.integers(3, 12)] = k
+    ids = [2, 3, 4, 5, 6]
+    rles, boxes, areas = instance_masks(inst, ids)
+    for k, i in enumerate(ids):
+        m = inst == i
+        assert int(areas[k]) == int(m.sum())
+        assert np.array_equal(mask_utils.decode(rles[k]).astype(bool), m)
+        if m.any():
+            assert [int(v) for v in boxes[k]] == list(cv2.boundingRect(m.astype(np.uint8)))
+    assert int(areas[ids.index(5)]) == 0
+
+
 def test_real_style_pairs_the_sim_frames(one_worker, tmp_path):
     real = tmp_path / "real"
     generate(real, _cfg(n=6, style="real"), progress=False)
