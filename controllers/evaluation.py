@@ -117,6 +117,24 @@ def to_csv(results: list, columns=COLUMNS) -> str:
     return buf.getvalue()
 
 
+def per_context_rows(contexts: list[Context], result: EvalResult, seed: int = HELD_OUT_SEED) -> list[dict]:
+    """One row per context of ``result``: its final distance y and what was drawn for it (start
+    state j and v, target p and, where drawn, the dynamics), to see *which* contexts fail."""
+    rows = []
+    for i, (ctx, y) in enumerate(zip(contexts, result.ys)):
+        row = {"context": i, "seed": seed + i, "y": y, "success_2cm": int(y < 0.02), "success_1cm": int(y < 0.01)}
+        row.update({f"target_{a}": float(v) for a, v in zip("xyz", ctx.target)})
+        row.update({f"j{k}": float(v) for k, v in enumerate(ctx.q)})
+        row.update({f"v{k}": float(v) for k, v in enumerate(ctx.qd)})
+        if ctx.dynamics is not None:
+            d = ctx.dynamics
+            row["torque_gain"] = float(d.torque_gain)
+            for name in ("mass_scale", "damping_scale", "friction"):
+                row.update({f"{name}{k}": float(v) for k, v in enumerate(np.atleast_1d(getattr(d, name)))})
+        rows.append(row)
+    return rows
+
+
 METRICS_HEADER = "median y | p90 y | success@2cm | success@1cm | training episodes | episodes / decision"
 
 

@@ -1,5 +1,6 @@
 """SB3 agents (controllers/rl.py) and `armlab train` / `armlab evaluate`: tiny budgets, one real-effect run."""
 
+import csv
 import json
 import shutil
 import signal
@@ -214,8 +215,9 @@ def test_vecnormalize_statistics_are_saved_and_applied_on_load(tmp_path):
 
 def test_evaluate_matches_direct_evaluation_of_the_loaded_policy(cli_run):
     folder, _ = cli_run
+    table = folder / "per-context.csv"
     out = armlab("evaluate", "--algo", "sac", "--env", "armlab/ReachSignalState-v0", "-f", str(folder),
-                 "--contexts", "6", "--seed", "77", "--json")
+                 "--contexts", "6", "--seed", "77", "--per-context", str(table), "--json")
     assert out.returncode == 0, out.stderr
     figures = last_json(out.stdout)
     assert "| SAC ReachSignalState-v0_1 (final) |" in out.stdout
@@ -227,6 +229,15 @@ def test_evaluate_matches_direct_evaluation_of_the_loaded_policy(cli_run):
     assert figures["median_y"] == pytest.approx(direct.median_y, rel=1e-9)
     assert figures["p90_y"] == pytest.approx(direct.p90_y, rel=1e-9)
     assert figures["training_episodes"] == 200 and figures["num_timesteps"] == 200
+    # one row per context: its y and what was drawn for it
+    with table.open() as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["seed"]) for r in rows] == list(range(77, 83))
+    np.testing.assert_allclose([float(r["y"]) for r in rows], direct.ys, rtol=1e-12)
+    np.testing.assert_allclose([[float(r[f"target_{a}"]) for a in "xyz"] for r in rows],
+                               [c.target for c in contexts], rtol=1e-12)
+    assert [int(r["success_2cm"]) for r in rows] == [int(y < 0.02) for y in direct.ys]
+    assert all(float(r["torque_gain"]) > 0 for r in rows)  # the state stage draws dynamics
 
 
 @pytest.mark.parametrize(
@@ -241,8 +252,10 @@ def test_evaluate_matches_direct_evaluation_of_the_loaded_policy(cli_run):
         (["train", "--algo", "ppo", "--env", "armlab/ReachSignalFixed-v0", "--hyperparams",
           "policy_kwargs:{net_arch:wide}"], "bad hyperparameters for ppo"),
         (["evaluate", "--algo", "sac", "--env", "armlab/ReachSignalFixed-v0"], "no sac run"),
+        (["evaluate", "--algo", "sac", "--env", "armlab/ReachSignalFixed-v0", "--per-context", "/no/such/dir/y.csv"],
+         "the folder /no/such/dir does not exist"),
     ],
-    ids=["env", "algo", "value", "name", "policy-kwargs", "missing-folder"],
+    ids=["env", "algo", "value", "name", "policy-kwargs", "missing-folder", "per-context-folder"],
 )
 def test_cli_bad_input_is_one_sentence_and_exit_2(tmp_path, args, needle):
     out = armlab(*args, "-f", str(tmp_path), "--json")
