@@ -268,7 +268,10 @@ def stage_cyclegan(args) -> dict:
     steps = first["steps"] + max(1, int(steps_per_s * remaining * 0.92))
     second = train_cyclegan(args.data, args.real, run, steps=steps, time_limit_s=max(1.0, remaining), **common)
     result["train"] = {"steps": second["steps"], "planned_steps": steps, "first_call_steps": first["steps"],
-                       "images_per_s": second["images_per_s"], "images_per_s_first_call": first["images_per_s"],
+                       # the continued call's rate; the first call's when the continued one made a single
+                       # step (a loaded machine), which leaves no steady-state interval to time
+                       "images_per_s": second["images_per_s"] if second["images_per_s"] is not None
+                       else first["images_per_s"], "images_per_s_first_call": first["images_per_s"],
                        "epochs": second["steps"] * settings["batch_size"] / limit,
                        "time_limited": second["time_limited"], "losses": second["losses"],
                        "train_s": first["wall_time_s"] + second["wall_time_s"]}
