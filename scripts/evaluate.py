@@ -37,7 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from armlab_scripts._common import UsageError, emit_json
+    from armlab_scripts._common import UsageError, atomic_write_text, emit_json
     from controllers import rl
     from controllers.evaluation import (
         HELD_OUT_SEED,
@@ -69,9 +69,7 @@ def run(args: argparse.Namespace) -> int:
     print(to_markdown(results), end="")
     if per_context is not None:
         rows = per_context_rows(contexts, results[0], seed)
-        tmp = per_context.with_name(f".{per_context.name}.tmp")
-        tmp.write_text(to_csv(rows, columns=list(rows[0])))
-        tmp.replace(per_context)
+        atomic_write_text(per_context, to_csv(rows, columns=list(rows[0])))
         print(f"per-context results: {per_context}")
     if args.json:
         figures = dict(results[0].row(), run_dir=str(run_dir), model=controller.info["model"],
