@@ -294,9 +294,10 @@ def _check_value(algo: str, key: str, value: Any) -> None:
         ok = _is_number(value) and value > 0 or (key == "clip_range_vf" and value is None)
         if isinstance(value, str) and value.startswith("lin_"):
             with contextlib.suppress(ValueError):
-                ok = float(value[4:]) > 0
+                ok = _schedule(value) is not None
         if not ok:
-            raise ValueError(f"hyperparameter {key} must be a positive number or 'lin_<number>', got {value!r}.")
+            raise ValueError(f"hyperparameter {key} must be a positive number, 'lin_<number>' or "
+                             f"'lin_<number>@<fraction in [0, 1)>', got {value!r}.")
     elif key in _BOOL_HP:
         if not isinstance(value, bool):
             raise ValueError(f"hyperparameter {key} must be true or false, got {value!r}.")
@@ -381,17 +382,29 @@ def _her_defaults() -> dict:
 
 @dataclass(frozen=True)
 class LinearDecay:
-    """The ``lin_<start>`` schedule: ``start`` at the beginning of training, 0 at the end."""
+    """The ``lin_<start>`` schedule: ``start`` at the beginning of training, 0 at the end.
+
+    ``lin_<start>@<hold>`` keeps ``start`` for the first ``hold`` fraction of the run and then
+    decays linearly to 0 at its end. The fraction counts against the run's total ``n_timesteps``
+    (SB3's progress also does across ``--resume``), so a resumed run follows the same curve.
+    """
 
     start: float
+    hold: float = 0.0
 
     def __call__(self, progress_remaining: float) -> float:
-        return float(progress_remaining * self.start)
+        left = 1.0 - self.hold  # the decaying part, as a fraction of the run
+        return float(self.start * min(1.0, max(progress_remaining, 0.0) / left))
 
 
 def _schedule(value):
+    """A ``LinearDecay`` for ``lin_<start>[@<hold>]``; ValueError for a malformed one; others as given."""
     if isinstance(value, str) and value.startswith("lin_"):
-        return LinearDecay(float(value[4:]))
+        start, _, hold = value[4:].partition("@")
+        start, hold = float(start), float(hold) if hold else 0.0
+        if not (start > 0 and math.isfinite(start) and 0.0 <= hold < 1.0):
+            raise ValueError(f"bad schedule {value!r}: 'lin_<start>[@<hold>]' needs start > 0 and 0 <= hold < 1.")
+        return LinearDecay(start, hold)
     return value
 
 
