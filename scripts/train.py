@@ -12,6 +12,8 @@ up to --n-timesteps in total, with the run's saved settings.
 Defaults per algorithm and env family live in controllers/hyperparams.yml; --hyperparams
 overrides them with key:value pairs read as YAML (learning_rate:3e-4, train_freq:[1,episode],
 policy_kwargs:{net_arch:[64,64]} or policy_kwargs:"dict(net_arch=[64,64])", no eval).
+learning_rate and clip_range take schedules: lin_3e-4 decays linearly to 0 over the run,
+lin_3e-4@0.65 holds 3e-4 for the first 65 % of --n-timesteps and then decays to 0.
 --env-kwargs go to the env's constructor (robot:arm3, obs_type:dict for HER, ...).
 """
 
