@@ -294,7 +294,7 @@ def _check_value(algo: str, key: str, value: Any) -> None:
         ok = _is_number(value) and value > 0 or (key == "clip_range_vf" and value is None)
         if isinstance(value, str) and value.startswith("lin_"):
             with contextlib.suppress(ValueError):
-                ok = _schedule(value) is not None
+                ok = isinstance(_schedule(value), LinearDecay)  # ValueError when malformed
         if not ok:
             raise ValueError(f"hyperparameter {key} must be a positive number, 'lin_<number>' or "
                              f"'lin_<number>@<fraction in [0, 1)>', got {value!r}.")
