@@ -307,7 +307,11 @@ class Camera:
     @property
     def T_cam_world(self) -> np.ndarray:
         """4x4 world -> OpenCV camera frame (x right, y down, z forward) extrinsics."""
-        return _inverse(self._T_world_cam)
+        T = self._T_world_cam  # a new array at every pose change, never changed in place
+        cached = getattr(self, "_T_cam_world_cache", None)
+        if cached is None or cached[0] is not T:
+            cached = self._T_cam_world_cache = (T, _inverse(T))
+        return cached[1].copy()
 
     @property
     def position(self) -> np.ndarray:

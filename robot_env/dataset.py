@@ -153,6 +153,13 @@ def parse_randomize(text: str) -> tuple[str, ...]:
 
 
 # -- procedural textures (generated, never downloaded) -------------------------------------------
+def _uniform(rng: np.random.Generator, low, high, size=None):
+    """``rng.uniform(low, high, size)``: the same draws and the same values (``low + (high -
+    low) * u`` with ``u = rng.random(size)``, numpy's own formula), without its argument
+    handling, which costs ~15 us a call for array bounds."""
+    return low + (high - low) * rng.random(size)
+
+
 def make_texture(kind: str, rng: np.random.Generator, size: int = 128) -> np.ndarray:
     """An RGB uint8 texture: ``checker``, ``noise``, ``stripes`` or ``wood``."""
     base = rng.uniform(0.3, 0.9, 3)
@@ -233,7 +240,11 @@ class Scene:
         self._distortion_maps = None
         self._placed: list[int] = []
         self._looks: tuple | None = None  #: the table, floor and arm looks last sent to PyBullet
-        self._lut = np.zeros(c.getNumBodies() + 2, np.uint16)  # body id + 1 -> instance id
+        # body id -> instance id, applied by cv2.LUT to the ids as uint8 (nothing hit, -1, reads
+        # entry 255); the scene has a few dozen bodies at most (--max-distractors <= 6)
+        if c.getNumBodies() >= 255:
+            raise DatasetError(f"the dataset scene has {c.getNumBodies()} bodies; at most 254 fit its id table.")
+        self._lut = np.zeros(256, np.uint16)
 
     # -- set-up helpers
     def _texture_bank(self) -> list[int]:
@@ -262,14 +273,14 @@ class Scene:
         arm = self.arm
         lo, hi = arm.lower.copy(), arm.upper.copy()
         lo[0], hi[0] = -1.4, 1.4  # face the table and the camera
+        links = list(range(1, pb.getNumJoints(arm.body, physicsClientId=self.cid)))
         for _ in range(200):
-            q = rng.uniform(lo, hi)
+            q = _uniform(rng, lo, hi, arm.n)
             arm.reset_joints(q)
-            zs = [pb.getLinkState(arm.body, j, computeForwardKinematics=1, physicsClientId=self.cid)[4][2]
-                  for j in range(1, pb.getNumJoints(arm.body, physicsClientId=self.cid))]
-            if min(zs) > TABLE_TOP + 0.04:
+            states = pb.getLinkStates(arm.body, links, computeForwardKinematics=1, physicsClientId=self.cid)
+            if min(s[4][2] for s in states) > TABLE_TOP + 0.04:
                 break
-        qd = rng.uniform(-1.0, 1.0, arm.n) * arm.spec.velocity_range
+        qd = _uniform(rng, -1.0, 1.0, arm.n) * arm.spec.velocity_range
         arm.reset_joints(q, qd)
         return q, qd
 
@@ -291,19 +302,19 @@ class Scene:
         used = {c: 0 for c in CLASSES}
         for k, cls in enumerate(shapes):
             for _ in range(100):
-                r = rng.uniform(0.22, 0.48)
-                a = rng.uniform(-1.1, 1.1)
+                r = _uniform(rng, 0.22, 0.48)
+                a = _uniform(rng, -1.1, 1.1)
                 xy = np.array([r * math.cos(a), r * math.sin(a)])
                 if all(math.hypot(xy[0] - p[0], xy[1] - p[1]) > 1.4 * cfg.object_size for p in placed):
                     break
             placed.append(xy)
-            yaw = rng.uniform(-math.pi, math.pi)
+            yaw = _uniform(rng, -math.pi, math.pi)
             if k == 0:
-                color = np.array(TARGET_RGB) + (rng.uniform(-0.08, 0.08, 3) if "colors" in cfg.randomize else 0)
+                color = np.array(TARGET_RGB) + (_uniform(rng, -0.08, 0.08, 3) if "colors" in cfg.randomize else 0)
             else:
                 color = np.array(PALETTE[int(rng.integers(len(PALETTE)))])
                 if "colors" in cfg.randomize:
-                    color = color + rng.uniform(-0.08, 0.08, 3)
+                    color = color + _uniform(rng, -0.08, 0.08, 3)
             name = CLASSES[cls]
             body = self.pool[name][used[name]]
             used[name] += 1
@@ -324,17 +335,20 @@ class Scene:
             q, qd = self._bank_pose(index, POSE_STREAM)
         ee_state = pb.getLinkState(self.arm.body, self.arm.ee, computeForwardKinematics=1, physicsClientId=self.cid)
         objects = self._sample_objects(rng, np.array(ee_state[4][:2]))
-        # park the previous frame's objects under the floor, then place this frame's
+        # park the previous frame's objects that this frame does not use under the floor,
+        # then place this frame's
+        used = {o["body"] for o in objects}
         for b in self._placed:
-            c.resetBasePositionAndOrientation(b, [0, 0, -5], [0, 0, 0, 1])
+            if b not in used:
+                c.resetBasePositionAndOrientation(b, [0, 0, -5], [0, 0, 0, 1])
         self._placed = [o["body"] for o in objects]
         for o in objects:
             c.resetBasePositionAndOrientation(o["body"], o["position"], o["quaternion"])
             c.changeVisualShape(o["body"], -1, rgbaColor=o["color"] + [1.0])
         # colours, textures, light, camera
         rand = cfg.randomize
-        table_rgb = rng.uniform(0.35, 0.85, 3) if "colors" in rand else np.array([0.55, 0.45, 0.35])
-        floor_rgb = rng.uniform(0.2, 0.7, 3) if "background" in rand else np.array([0.45, 0.45, 0.5])
+        table_rgb = _uniform(rng, 0.35, 0.85, 3) if "colors" in rand else np.array([0.55, 0.45, 0.35])
+        floor_rgb = _uniform(rng, 0.2, 0.7, 3) if "background" in rand else np.array([0.45, 0.45, 0.5])
         table_tex = floor_tex = -1
         if self._textures:
             if cfg.style == "real" or "textures" in rand:
@@ -344,7 +358,7 @@ class Scene:
                 rng.integers(0, 4, 2)
         else:
             rng.integers(0, 4, 2)
-        robot_rgb = rng.uniform(0.5, 0.9, 3) if "colors" in rand else np.array([0.7, 0.7, 0.72])
+        robot_rgb = _uniform(rng, 0.5, 0.9, 3) if "colors" in rand else np.array([0.7, 0.7, 0.72])
         # the looks of table, floor and arm, sent to PyBullet only when they change
         looks = (tuple(table_rgb.tolist()), table_tex, tuple(floor_rgb.tolist()), floor_tex, tuple(robot_rgb.tolist()))
         if looks != self._looks:
@@ -354,16 +368,16 @@ class Scene:
                 c.changeVisualShape(self.arm.body, link, rgbaColor=list(robot_rgb) + [1])
             self._looks = looks
         if "light" in rand:
-            az, el = rng.uniform(-math.pi, math.pi), rng.uniform(0.5, 1.3)
+            az, el = _uniform(rng, -math.pi, math.pi), _uniform(rng, 0.5, 1.3)
             light_dir = [math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)]
-            light_rgb = (1.0 - rng.uniform(0, 0.25, 3)).tolist()
+            light_rgb = (1.0 - _uniform(rng, 0, 0.25, 3)).tolist()
         else:
             rng.uniform(size=5)
             light_dir, light_rgb = [0.4, 0.3, 1.0], [1.0, 1.0, 1.0]
-        az = math.radians(rng.uniform(-12, 12) if "camera" in rand else 0.0)
-        el = math.radians(cfg.camera_elevation + (rng.uniform(-6, 6) if "camera" in rand else 0.0))
-        dist = cfg.camera_distance * (rng.uniform(0.93, 1.07) if "camera" in rand else 1.0)
-        look = self.look + (rng.uniform(-0.03, 0.03, 3) if "camera" in rand else 0.0)
+        az = math.radians(_uniform(rng, -12, 12) if "camera" in rand else 0.0)
+        el = math.radians(cfg.camera_elevation + (_uniform(rng, -6, 6) if "camera" in rand else 0.0))
+        dist = cfg.camera_distance * (_uniform(rng, 0.93, 1.07) if "camera" in rand else 1.0)
+        look = self.look + (_uniform(rng, -0.03, 0.03, 3) if "camera" in rand else 0.0)
         eye = look + dist * np.array([math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)])
         self.camera.look_at(eye, look)
         # render
@@ -389,16 +403,16 @@ class Scene:
         # body id -> instance id through a lookup table (one pass over the image)
         lut = self._lut
         lut[:] = SEG_BACKGROUND
-        lut[self.table + 1] = SEG_TABLE
-        lut[self.arm.body + 1] = SEG_ROBOT
+        lut[self.table] = SEG_TABLE
+        lut[self.arm.body] = SEG_ROBOT
         for k, o in enumerate(objects):
             o["id"] = SEG_ROBOT + 1 + k
-            lut[o["body"] + 1] = o["id"]
+            lut[o["body"]] = o["id"]
         body = np.asarray(seg, dtype=np.int32).reshape(H, W)
-        inst = np.take(lut, body + 1)
+        inst = cv2.LUT(body.astype(np.uint8), lut)
         if "background" in rand:
             # the far background (nothing hit) in one random colour
-            bg = (rng.uniform(0, 1, 3) * 255).astype(np.uint8)
+            bg = (_uniform(rng, 0, 1, 3) * 255).astype(np.uint8)
             rgb[body < 0] = bg
         dist_coeffs = np.zeros(5)
         if real:
@@ -477,7 +491,7 @@ class Scene:
         distorted = bool(np.any(dist_coeffs))
 
         def pixel(p):
-            p_cam = (T @ np.r_[p, 1.0])[:3]
+            p_cam = (T @ np.array([p[0], p[1], p[2], 1.0]))[:3]
             if p_cam[2] <= 0:
                 return None
             if not distorted:  # the pinhole projection, without OpenCV's call overhead

@@ -268,8 +268,8 @@ class Arm:
     def reset_joints(self, q, qd=None) -> None:
         """Teleport the controlled joints to positions ``q`` and velocities ``qd``."""
         qd = np.zeros(self.n) if qd is None else qd
-        for j, a, w in zip(self.joints, q, qd):
-            pb.resetJointState(self.body, j, float(a), float(w), physicsClientId=self.cid)
+        pb.resetJointStatesMultiDof(self.body, self.joints, [[float(a)] for a in q], [[float(w)] for w in qd],
+                                    physicsClientId=self.cid)  # one call for all joints (each has one DOF)
 
     def ee_position(self) -> np.ndarray:
         """World position of the end-effector link frame (metres)."""

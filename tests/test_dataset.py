@@ -5,6 +5,7 @@ from __future__ import annotations
 import filecmp
 import hashlib
 import json
+import math
 import os
 import signal
 import subprocess
@@ -128,6 +129,22 @@ def test_png_writer_round_trips_every_image_kind_through_other_readers():
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(_png(rgb))).convert("RGB")), rgb)
     with pytest.raises(ValueError, match="float32"):
         _png(np.zeros((4, 4), np.float32))
+
+
+def test_fast_uniform_draws_what_numpy_uniform_draws():
+    """Frames stay a function of the seed only if the scene's shortcut for ``rng.uniform``
+    consumes the stream exactly as numpy does and gives the same values, bit for bit."""
+    from robot_env.dataset import _uniform
+
+    lo, hi = np.array([-1.4, -2.0, -2.6]), np.array([1.4, 2.1, 2.6])
+    a, b = np.random.default_rng(7), np.random.default_rng(7)
+    for _ in range(200):
+        assert np.array_equal(_uniform(a, lo, hi, 3), b.uniform(lo, hi))
+        assert np.array_equal(_uniform(a, -0.08, 0.08, 3), b.uniform(-0.08, 0.08, 3))
+        x, y = _uniform(a, -math.pi, math.pi), b.uniform(-math.pi, math.pi)
+        assert x == y and type(x) is type(y)
+        assert _uniform(a, -12, 12) == b.uniform(-12, 12)
+    assert a.random() == b.random()  # both streams at the same place
 
 
 def test_instance_masks_match_a_per_instance_reference():
