@@ -589,8 +589,13 @@ def _png(img: np.ndarray) -> bytes:
                      _png_chunk(b"IDAT", isal_zlib.compress(rows, 1)), _PNG_END))
 
 
+# the bytes of json.dumps(label, separators=(",", ":")); labels are trees built here (no cycles
+# to look for, which saves a sixth of the encoding time)
+_LABEL_ENCODER = json.JSONEncoder(separators=(",", ":"), check_circular=False)
+
+
 def label_bytes(label: dict) -> bytes:
-    return (json.dumps(label, separators=(",", ":")) + "\n").encode()  # key order is fixed by the code
+    return (_LABEL_ENCODER.encode(label) + "\n").encode()  # key order is fixed by the code
 
 
 def _frame_files(i: int) -> list[str]:
