@@ -18,7 +18,10 @@ Each ratio is the median over ``--repeats`` back-to-back pairs (reference, then 
 
 The generator's files go to a fresh temporary folder under ``--dir`` (default: the system's
 temporary folder). Four files per frame make the file system part of what is measured: on
-the 2-vCPU VM of docs/benchmarks.md, creating a small file costs 0.1-0.25 ms of kernel time.
+the 2-vCPU VM of docs/benchmarks.md, whose ext4 has no journal, creating a small file costs
+~0.02 ms, but 0.2-0.45 ms in the minutes after a few thousand deletions on the same disk (see
+`generator_rate`): the run keeps its datasets until its last measurement, and figures taken
+within minutes of deleting many files (a previous run, a test suite) come out low.
 """
 
 from __future__ import annotations
@@ -79,8 +82,16 @@ def parallel_ceiling(size: int, frames: int) -> float:
     return two / one
 
 
-def generator_rate(size: int, frames: int, workers: int, where: str | None = None) -> float:
-    """Frames/s of `generate` into a fresh folder under ``where``, wall time of the whole call."""
+def generator_rate(size: int, frames: int, workers: int, where: str | None = None,
+                   written: list[Path] | None = None) -> float:
+    """Frames/s of `generate` into a fresh folder under ``where``, wall time of the whole call.
+
+    The folder is deleted at once, or added to ``written`` for the caller to delete after its
+    last measurement. Deleting a dataset right before the next measurement would time the
+    file system, not the generator: on an ext4 without a journal (the VM of
+    docs/benchmarks.md) the inode allocator steps over every inode freed in the last 1 to 6
+    minutes, one by one, so after a few thousand deletions creating a small file costs
+    0.2-0.45 ms instead of 0.02 ms."""
     from robot_env.dataset import DatasetConfig, generate
 
     tmp = Path(tempfile.mkdtemp(prefix="armlab-bench-dataset-", dir=where))
@@ -89,7 +100,10 @@ def generator_rate(size: int, frames: int, workers: int, where: str | None = Non
         generate(tmp / "d", DatasetConfig(n=frames, size=size, seed=0), workers=workers, progress=False)
         return frames / (time.perf_counter() - t0)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if written is None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            written.append(tmp)
 
 
 def measure(size: int = 128, frames: int = 600, repeats: int = 3, progress: bool = True,
@@ -97,14 +111,19 @@ def measure(size: int = 128, frames: int = 600, repeats: int = 3, progress: bool
     from tqdm import tqdm
 
     raw, gen1, gen2, r_vs_raw, w2_vs_1, ceilings = [], [], [], [], [], []
-    for _ in tqdm(range(repeats), desc="bench dataset", disable=not progress):
-        a = raw_rate(size, frames)
-        b = generator_rate(size, frames, 1, where)
-        c = generator_rate(size, frames, 2, where)
-        raw.append(a), gen1.append(b), gen2.append(c)
-        r_vs_raw.append(b / a)
-        w2_vs_1.append(c / b)
-        ceilings.append(parallel_ceiling(size, frames // 2))
+    written: list[Path] = []  # the generated datasets, deleted after the last measurement
+    try:
+        for _ in tqdm(range(repeats), desc="bench dataset", disable=not progress):
+            a = raw_rate(size, frames)
+            b = generator_rate(size, frames, 1, where, written)
+            c = generator_rate(size, frames, 2, where, written)
+            raw.append(a), gen1.append(b), gen2.append(c)
+            r_vs_raw.append(b / a)
+            w2_vs_1.append(c / b)
+            ceilings.append(parallel_ceiling(size, frames // 2))
+    finally:
+        for tmp in written:
+            shutil.rmtree(tmp, ignore_errors=True)
     return {
         "size": size, "frames": frames, "repeats": repeats,
         "raw_fps": max(raw), "generator_fps": max(gen1), "generator_fps_2workers": max(gen2),
