@@ -1046,6 +1046,7 @@ def train(
                    "steps_per_episode": info.steps_per_episode, "her": info.goal_conditioned and algo in OFF_POLICY,
                    "policy": _policy_name(_model_kwargs(algo, config["hyperparams"], info)[0]),
                    "versions": _versions()})
+    config["hyperparams"]["n_timesteps"] = target  # one budget in the file, not also hyperparams.yml's default
 
     with _torch_threads(torch_threads), contextlib.ExitStack() as closing:
         env = _vec_env(env_id, env_kwargs, n_envs, run_seed, vec_env)

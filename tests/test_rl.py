@@ -58,6 +58,7 @@ def test_cli_train_writes_a_complete_run_folder(cli_run):
     assert config["env_kwargs"] == {"robot": "arm2", "reward_type": "log"}
     assert config["seed"] == 3 and config["n_timesteps"] == 200
     hp = config["hyperparams"]
+    assert hp["n_timesteps"] == 200  # the run's budget, not hyperparams.yml's default
     assert hp["policy_kwargs"] == {"net_arch": [32, 32]} and hp["learning_starts"] == 100
     assert hp["tau"] == 0.005  # a default from hyperparams.yml, recorded with the overrides
     for name in ("model.zip", "best_model.zip", "evaluations.npz", "checkpoints/rl_model_100_steps.zip",
@@ -150,6 +151,7 @@ def test_resume_continues_the_step_counter_buffer_and_normalization(tmp_path):
     assert second.model.get_vec_normalize_env().obs_rms.count > count + 199  # statistics continued, not restarted
     config = yaml.safe_load((first.run_dir / "config.yml").read_text())
     assert config["n_timesteps"] == 400 and config["resumes"][0]["from_timesteps"] == 200
+    assert config["hyperparams"]["n_timesteps"] == 400
     with np.load(first.run_dir / "evaluations.npz") as z:
         assert list(z["timesteps"]) == [100, 200, 300, 400]
     assert rl.load_run(first.run_dir).num_timesteps == 400
