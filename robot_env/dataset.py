@@ -567,10 +567,12 @@ _PNG_END = _png_chunk(b"IEND", b"")
 def _png(img: np.ndarray) -> bytes:
     """A PNG of ``img``: (H, W, 3) uint8 RGB, (H, W) uint8 or (H, W) uint16 grey.
 
-    Written here rather than with ``cv2.imencode`` because the compression dominates: the
-    rows go unfiltered into ISA-L's deflate (level 1), which compresses these renders to
-    the same size as zlib's level 1 in a third of the time. Any PNG reader reads the files
-    (OpenCV returns the RGB image as BGR, as for every colour PNG)."""
+    Written here rather than with ``cv2.imencode`` because the compression dominates: every
+    row gets PNG's "Up" filter (each byte minus the byte above it) and goes into ISA-L's
+    fastest deflate (level 0). On the sim renders that is as small as unfiltered rows at
+    level 1 (+1 %) in 70 % of the time, and 14 % smaller on the noisy `real` style; zlib's
+    level 1 takes three times as long. Any PNG reader reads the files (OpenCV returns the
+    RGB image as BGR, as for every colour PNG)."""
     if img.ndim == 3 and img.shape[2] == 3 and img.dtype == np.uint8:
         color_type, bit_depth = 2, 8
     elif img.ndim == 2 and img.dtype == np.uint8:
@@ -581,12 +583,14 @@ def _png(img: np.ndarray) -> bytes:
     else:
         raise ValueError(f"cannot write a {img.dtype} image of shape {img.shape} as PNG")
     h, w = img.shape[:2]
-    rows = np.empty((h, 1 + img[0].nbytes), np.uint8)
-    rows[:, 0] = 0  # filter type "none" on every row
-    rows[:, 1:] = np.ascontiguousarray(img).reshape(h, -1).view(np.uint8)
+    flat = np.ascontiguousarray(img).reshape(h, -1).view(np.uint8)
+    rows = np.empty((h, 1 + flat.shape[1]), np.uint8)
+    rows[:, 0] = 2  # filter type "Up" on every row; the first row's "above" is zeros
+    rows[0, 1:] = flat[0]
+    np.subtract(flat[1:], flat[:-1], out=rows[1:, 1:])  # modulo 256, as PNG's filters are
     header = struct.pack(">IIBBBBB", w, h, bit_depth, color_type, 0, 0, 0)
     return b"".join((_PNG_SIGNATURE, _png_chunk(b"IHDR", header),
-                     _png_chunk(b"IDAT", isal_zlib.compress(rows, 1)), _PNG_END))
+                     _png_chunk(b"IDAT", isal_zlib.compress(rows, 0)), _PNG_END))
 
 
 # the bytes of json.dumps(label, separators=(",", ":")); labels are trees built here (no cycles
