@@ -152,7 +152,6 @@ def parse_randomize(text: str) -> tuple[str, ...]:
     return tuple(t.strip() for t in text.split(",") if t.strip())
 
 
-# -- procedural textures (generated, never downloaded) -------------------------------------------
 def _uniform(rng: np.random.Generator, low, high, size=None):
     """``rng.uniform(low, high, size)``: the same draws and the same values (``low + (high -
     low) * u`` with ``u = rng.random(size)``, numpy's own formula), without its argument
@@ -160,6 +159,7 @@ def _uniform(rng: np.random.Generator, low, high, size=None):
     return low + (high - low) * rng.random(size)
 
 
+# -- procedural textures (generated, never downloaded) -------------------------------------------
 def make_texture(kind: str, rng: np.random.Generator, size: int = 128) -> np.ndarray:
     """An RGB uint8 texture: ``checker``, ``noise``, ``stripes`` or ``wood``."""
     base = rng.uniform(0.3, 0.9, 3)
@@ -571,7 +571,7 @@ def _png(img: np.ndarray) -> bytes:
     row gets PNG's "Up" filter (each byte minus the byte above it) and goes into ISA-L's
     fastest deflate (level 0). On the sim renders that is as small as unfiltered rows at
     level 1 (+1 %) in 70 % of the time, and 14 % smaller on the noisy `real` style; zlib's
-    level 1 takes three times as long. Any PNG reader reads the files (OpenCV returns the
+    level 1 takes about four times as long. Any PNG reader reads the files (OpenCV returns the
     RGB image as BGR, as for every colour PNG)."""
     if img.ndim == 3 and img.shape[2] == 3 and img.dtype == np.uint8:
         color_type, bit_depth = 2, 8
