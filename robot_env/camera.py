@@ -202,6 +202,7 @@ class Camera:
         self.renderer = renderer
         self.name = name
         self._T_world_cam = np.eye(4)
+        self._T_cam_world_cache: tuple[np.ndarray, np.ndarray] | None = None  #: (pose it inverts, inverse)
         self._mount: tuple[int, int, np.ndarray] | None = None
         self._set_projection()
 
@@ -308,7 +309,7 @@ class Camera:
     def T_cam_world(self) -> np.ndarray:
         """4x4 world -> OpenCV camera frame (x right, y down, z forward) extrinsics."""
         T = self._T_world_cam  # a new array at every pose change, never changed in place
-        cached = getattr(self, "_T_cam_world_cache", None)
+        cached = self._T_cam_world_cache
         if cached is None or cached[0] is not T:
             cached = self._T_cam_world_cache = (T, _inverse(T))
         return cached[1].copy()
