@@ -304,13 +304,24 @@ class ReachEnv(_ReachBase):
     the state stage). Only the first ``actor_obs_dim`` entries are the policy's; `armlab
     train` then builds an asymmetric actor-critic whose critic alone reads the rest
     (Pinto et al., 2017), so the trained actor runs on the plain observation.
+    ``residual=True`` (torque control, state observations) makes the action a correction
+    added to the signal of a model-based feedback controller,
+    `controllers.feedback.ComputedTorque` (residual RL): the arm gets ``clip(b + a)`` with b
+    the controller's signal for the current observation, which the observation shows after
+    the history entries (``[b (n)]``, before any privileged entries). A zero action is
+    therefore that controller alone.
     Reward every step: ``-y`` (``dense``), ``-ln(1 + y / s)`` (``log``, s = a quarter of
     the success threshold, as in `ReachSignalEnv`) or ``-(y >= threshold)`` (``sparse``).
     """
 
     def __init__(self, substeps: int = 10, reward_type: str = "dense", position_delta: float = 0.05,
-                 history: bool = False, privileged: bool = False, **kwargs) -> None:
+                 history: bool = False, privileged: bool = False, residual: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
+        if not isinstance(residual, (bool, np.bool_)):
+            raise ValueError(f"residual must be true or false, got {residual!r}.")
+        if residual and (self.obs_type != "state" or self.arm.control != "torque"):
+            raise ValueError("residual needs obs_type 'state' and torque control: its base controller reads "
+                             "the goal, so HER's relabeled goals would not match the actions taken.")
         if not isinstance(privileged, (bool, np.bool_)):
             raise ValueError(f"privileged must be true or false, got {privileged!r}.")
         if privileged and self.obs_type != "state":
@@ -336,6 +347,9 @@ class ReachEnv(_ReachBase):
         q_lo, q_hi, v = self._q_low, self._q_high, self._vel_bound
         h_lo = np.concatenate([-np.ones(n), -v]) if self.history else np.zeros(0)
         h_hi = -h_lo
+        self.residual = bool(residual)
+        if self.residual:
+            h_lo, h_hi = np.concatenate([h_lo, -np.ones(n)]), np.concatenate([h_hi, np.ones(n)])
         if obs_type_is_dict := self.obs_type == "dict":
             self.observation_space = spaces.Dict(
                 {
@@ -364,6 +378,12 @@ class ReachEnv(_ReachBase):
         self._q = np.zeros(n)
         self._hist = np.zeros(2 * n)  #: [previous action, velocities before it] (history=True)
         self._priv = np.zeros(0)  #: the episode's critic-only entries (privileged=True)
+        self._base_x = np.zeros(n)  #: the base controller's signal for the current observation
+        self.base = None
+        if self.residual:
+            from controllers.feedback import ComputedTorque  # the env needs it only for residual=True
+
+            self.base = ComputedTorque(self.arm.spec, self.world.timestep, self.substeps * self.world.timestep)
 
     def _obs(self, state: np.ndarray):
         """Observation from ``state = [q, qd, ee]`` (a fresh float array, modified in place)."""
@@ -377,6 +397,12 @@ class ReachEnv(_ReachBase):
         if self.history:
             self._seen_qd = state[n : 2 * n].copy()
             hist = self._hist
+        if self.residual:
+            t_left = (self.max_steps - self._t) * self.substeps * self.world.timestep
+            if self._t == 0:
+                self.base.reset(state[:n], state[n : 2 * n], self.context.target, t_left)
+            self._base_x = self.base.act(state[:n], state[n : 2 * n], t_left) if t_left > 0 else np.zeros(n)
+            hist = np.concatenate([hist, self._base_x])
         if self._dict:
             raw = {
                 "observation": np.concatenate([state[: 2 * n], (time_left,), hist]),
@@ -413,6 +439,12 @@ class ReachEnv(_ReachBase):
         self._priv = self._privileged(ctx)
         return self._obs(np.array(self.arm.read())), {"target": ctx.target.copy()}
 
+    def close(self) -> None:
+        if self.base is not None:
+            self.base.close()
+            self.base = None
+        super().close()
+
     def _reward(self, achieved_goal, desired_goal, info=None):
         """Reward for (batches of) goals; exposed as ``compute_reward`` with dict observations (HER)."""
         d = np.linalg.norm(np.asarray(achieved_goal) - np.asarray(desired_goal), axis=-1)
@@ -430,6 +462,8 @@ class ReachEnv(_ReachBase):
         if self.context is None:
             raise RuntimeError("call reset() before step().")
         x = self._check_action(action)
+        if self.residual:
+            x = (self._base_x + x).clip(-1.0, 1.0)
         arm = self.arm
         if self.history:
             self._hist = np.concatenate([x, self._seen_qd])  # the velocities the policy saw with this action

@@ -273,6 +273,45 @@ def test_privileged_entries_follow_the_plain_observation(make):
         make(CLOSED_LOOP_IDS["state"], privileged=True, obs_type="dict")
 
 
+def test_residual_actions_are_added_to_the_feedback_controllers_signal(make):
+    plain = make(CLOSED_LOOP_IDS["state"], robot="arm3", history=True).unwrapped
+    env = make(CLOSED_LOOP_IDS["state"], robot="arm3", history=True, residual=True).unwrapped
+    gym_check_env(env, skip_render_check=True)
+    n, k = env.arm.n, plain.observation_space.shape[0]
+    o, _ = env.reset(seed=3)
+    p, _ = plain.reset(seed=3)
+    assert o.shape == (k + n,)
+    np.testing.assert_allclose(o[:k], p)  # the plain observation first, then the base signal b
+    for a in (np.zeros(n), np.array([0.3, -0.2, 2.0])):
+        b = o[k:]
+        assert np.all(np.abs(b) <= 1) and np.any(b != 0)
+        o, r, *_ = env.step(a)
+        p, rp, *_ = plain.step(np.clip(b + np.clip(a, -1, 1), -1, 1))  # what the residual env applied
+        np.testing.assert_allclose(o[:k], p, atol=1e-5)
+        assert r == pytest.approx(rp, abs=1e-5)
+    for bad in ({"residual": "yes"}, {"residual": True, "obs_type": "dict"}, {"residual": True, "control": "position"}):
+        with pytest.raises(ValueError, match="residual"):
+            make(CLOSED_LOOP_IDS["state"], robot="arm3", **bad)
+
+
+def test_the_feedback_controller_alone_beats_a_zero_signal(make):
+    env = make(CLOSED_LOOP_IDS["state"], robot="arm3", residual=True).unwrapped
+    zero = make(CLOSED_LOOP_IDS["state"], robot="arm3").unwrapped
+    ys = {"base": [], "zero": []}
+    for seed in range(20):
+        for name, e in (("base", env), ("zero", zero)):
+            e.reset(seed=1000 + seed)
+            done = False
+            while not done:
+                *_, term, trunc, info = e.step(np.zeros(e.arm.n))
+                done = term or trunc
+            ys[name].append(info["distance"])
+    base, zero_y = np.array(ys["base"]), np.array(ys["zero"])
+    assert np.median(base) < 0.3 * np.median(zero_y)
+    assert np.mean(base < 0.02) >= 0.2  # about 40 % within 2 cm over 200 contexts
+    assert env.base.goal is not None and env.base.goal.shape == (env.arm.n,)
+
+
 def test_knots_interpolate_linearly(make):
     env = make(OPEN_LOOP_IDS["fixed"], knots=3).unwrapped
     assert env.action_space.shape == (6,)
