@@ -82,7 +82,7 @@ CONFIG = "config.yml"
 CHECKPOINTS = "checkpoints"
 
 # hyperparameters handled here rather than by the algorithm's constructor
-_EXTRA_HP = {"n_timesteps", "policy", "noise_type", "noise_std", "target_entropy_per_action"}
+_EXTRA_HP = {"n_timesteps", "policy", "noise_type", "noise_std", "target_entropy_per_action", "actor_init_std"}
 # constructor arguments that `train` sets itself
 _RESERVED = {"self", "env", "seed", "device", "verbose", "tensorboard_log", "_init_setup_model", "action_noise",
              "replay_buffer_class", "rollout_buffer_class"}
@@ -92,7 +92,7 @@ _INT_HP = {"n_timesteps": 1, "n_steps": 1, "batch_size": 1, "n_epochs": 1, "buff
 _FLOAT_HP = {"gamma": (0.0, 1.0), "tau": (0.0, 1.0), "gae_lambda": (0.0, 1.0), "vf_coef": (0.0, math.inf),
              "max_grad_norm": (0.0, math.inf), "target_policy_noise": (0.0, math.inf),
              "target_noise_clip": (0.0, math.inf), "noise_std": (0.0, math.inf),
-             "target_entropy_per_action": (0.0, 100.0)}
+             "target_entropy_per_action": (0.0, 100.0), "actor_init_std": (1e-3, 1.0)}
 _SCHEDULE_HP = ("learning_rate", "clip_range", "clip_range_vf")
 _BOOL_HP = ("use_sde", "normalize_advantage", "optimize_memory_usage", "use_sde_at_warmup")
 _ACTIVATIONS = {cls.__name__.lower(): cls for cls in (th.nn.ReLU, th.nn.Tanh, th.nn.ELU, th.nn.LeakyReLU,
@@ -330,7 +330,7 @@ def valid_hyperparams(algo: str) -> list[str]:
     if algo not in OFF_POLICY:
         names -= {"noise_type", "noise_std"}
     if "target_entropy" not in names:
-        names -= {"target_entropy_per_action"}
+        names -= {"target_entropy_per_action", "actor_init_std"}  # SAC and TQC have both
     return sorted(names)
 
 
@@ -457,6 +457,7 @@ def _model_kwargs(algo: str, hyperparams: dict, info: EnvInfo) -> tuple[str | ty
     """(policy, constructor kwargs) from checked hyperparameters."""
     hp = copy.deepcopy(hyperparams)
     hp.pop("n_timesteps", None)
+    hp.pop("actor_init_std", None)  # applied to the built model by `_build_model`
     default = {"dict": "MultiInputPolicy", "image": "CnnPolicy"}.get(info.obs_kind, "MlpPolicy")
     policy = hp.pop("policy", None) or default
     if info.actor_obs_dim is not None:
@@ -635,10 +636,29 @@ def _build_model(config: dict, env: VecEnv, info: EnvInfo, seed: int, device: st
     algo = config["algo"]
     policy, kwargs = _model_kwargs(algo, config["hyperparams"], info)
     try:
-        return ALGOS[algo](policy, env, seed=seed, device=device, verbose=verbose, tensorboard_log=tensorboard_log,
-                           **kwargs)
+        model = ALGOS[algo](policy, env, seed=seed, device=device, verbose=verbose, tensorboard_log=tensorboard_log,
+                            **kwargs)
     except (TypeError, ValueError, AssertionError, KeyError, AttributeError) as exc:
         raise ValueError(f"bad hyperparameters for {algo} on {config['env_id']}: {_one_line(exc)}.") from exc
+    init_std = config["hyperparams"].get("actor_init_std")
+    if init_std is not None:
+        _start_actor_at_zero(model, float(init_std))
+    return model
+
+
+def _start_actor_at_zero(model: BaseAlgorithm, std: float) -> None:
+    """Make a fresh SAC or TQC actor's Gaussian start at mean 0 with standard deviation ``std``
+    (before the tanh) for every observation: its mean and log-std layers get zero weights.
+    On a ``residual=True`` env the agent then starts as the base controller, with a little
+    exploration around it (zero-initialized residual policies: Silver et al., 2018)."""
+    actor = model.policy.actor
+    if getattr(actor, "use_sde", False):
+        raise ValueError("actor_init_std does not apply with use_sde: true.")
+    with th.no_grad():
+        for layer in (actor.mu, actor.log_std):
+            layer.weight.zero_()
+            layer.bias.zero_()
+        actor.log_std.bias.fill_(math.log(std))
 
 
 def _read_model_file(path: Path, device: str) -> tuple[dict, dict, dict | None]:

@@ -130,6 +130,28 @@ def test_privileged_observations_train_an_actor_that_ignores_them(tmp_path, algo
     np.testing.assert_array_equal(loaded.predict(obs), result.model.predict(obs, deterministic=True)[0])
 
 
+def test_actor_init_std_starts_a_residual_agent_as_its_base_controller(tmp_path):
+    env_kwargs = {"robot": "arm3", "residual": True}
+    hp = dict(SMALL, actor_init_std=0.1)  # 50 steps < learning_starts: no update moves the start
+    result = rl.train("sac", "armlab/ReachState-v0", 50, folder=tmp_path, env_kwargs=env_kwargs, hyperparams=hp,
+                      seed=2, eval_freq=0, save_freq=0)
+    env = gym.make("armlab/ReachState-v0", **env_kwargs)
+    obs = np.stack([env.reset(seed=s)[0] for s in range(4)])
+    env.close()
+    np.testing.assert_array_equal(result.model.predict(obs, deterministic=True)[0], 0.0)  # the base alone
+    result.model.policy.actor.set_training_mode(False)
+    with torch.no_grad():
+        sampled = result.model.policy.actor(torch.as_tensor(np.repeat(obs[:1], 4000, axis=0)), deterministic=False)
+    assert float(sampled.std()) == pytest.approx(0.1, rel=0.1)
+    for bad, why in (("actor_init_std:0", "actor_init_std must be a number in"),):
+        out = armlab("train", "--algo", "sac", "--env", "armlab/ReachState-v0", "-f", str(tmp_path),
+                     "--n-timesteps", "64", "--hyperparams", bad, "--no-progress")
+        assert out.returncode == 2 and why in out.stderr, out.stderr
+    out = armlab("train", "--algo", "ppo", "--env", "armlab/ReachState-v0", "-f", str(tmp_path),
+                 "--n-timesteps", "64", "--hyperparams", "actor_init_std:0.1", "--no-progress")
+    assert out.returncode == 2 and "actor_init_std" in out.stderr, out.stderr
+
+
 def test_privileged_observations_need_sac_or_tqc(tmp_path):
     out = armlab("train", "--algo", "ppo", "--env", "armlab/ReachState-v0", "--env-kwargs", "privileged:true",
                  "-f", str(tmp_path), "--n-timesteps", "64", "--no-progress")
