@@ -131,14 +131,18 @@ def test_translation_moves_the_target_label_with_the_image():
 
 
 # ------------------------------------------------------------------------------------------------- learning effects
-def test_a_few_dozen_steps_fit_the_data(dataset, data, tmp_path):
-    """D learns to tell real from fake, and G's colour statistics move toward the data's."""
+def test_a_hundred_steps_fit_the_data(dataset, data, tmp_path):
+    """D learns to tell real from fake, and G's colour statistics move toward the data's.
+
+    120 steps: after 60 the moments error was below 0.6 of its start on earlier machines but at
+    0.66 on an AVX-512 EPYC (a GAN's first steps amplify the float differences of CPU kernels);
+    after 120 it is at 0.47 there."""
     real = data["image"].float() / 127.5 - 1
     cfg = GANConfig(size=SIZE, g_base=8, d_base=8, z_dim=16)
     g0 = GANTask(cfg, init_seed=0).G.eval()
     with torch.no_grad():
         before = moments_error(g0(torch.randn(64, 16)), real)
-    train_gan(dataset, tmp_path / "run", 60, (), size=SIZE, batch_size=16, lr=1e-3, **TINY)
+    train_gan(dataset, tmp_path / "run", 120, (), size=SIZE, batch_size=16, lr=1e-3, **TINY)
     with open(tmp_path / "run" / "log.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     first, last = rows[0], rows[-1]
