@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import pybullet as pb
 
-from robot_env.robots import Arm
+from robot_env.robots import Arm, RobotSpec
 from robot_env.sim import World
 
 IK_TOLERANCE = 1e-3  #: an IK solution counts when its end effector is this close to p (m)
@@ -30,7 +30,7 @@ class ComputedTorque:
     """Joint-space computed-torque control towards an IK goal, on the nominal model.
 
     Args:
-        robot: robot name (its URDF gives the nominal model).
+        robot: robot name or spec (its URDF gives the nominal model).
         timestep: physics step of the controlled simulation (s).
         control_dt: time one command is held (s): the env's ``substeps * timestep``.
         ik_starts: random IK starts tried at `reset` besides the current pose and the pose the
@@ -38,7 +38,7 @@ class ComputedTorque:
         ik_iterations: damped-least-squares iterations per IK start.
     """
 
-    def __init__(self, robot: str, timestep: float, control_dt: float, ik_starts: int = 8,
+    def __init__(self, robot: str | RobotSpec, timestep: float, control_dt: float, ik_starts: int = 8,
                  ik_iterations: int = 100) -> None:
         self.world = World(timestep=timestep)
         self.arm = Arm(self.world, robot)

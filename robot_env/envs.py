@@ -319,9 +319,11 @@ class ReachEnv(_ReachBase):
         super().__init__(**kwargs)
         if not isinstance(residual, (bool, np.bool_)):
             raise ValueError(f"residual must be true or false, got {residual!r}.")
-        if residual and (self.obs_type != "state" or self.arm.control != "torque"):
-            raise ValueError("residual needs obs_type 'state' and torque control: its base controller reads "
-                             "the goal, so HER's relabeled goals would not match the actions taken.")
+        if residual and self.obs_type != "state":
+            raise ValueError(f"residual applies to obs_type 'state', not {self.obs_type!r}: its base controller "
+                             f"reads the goal, so HER's relabeled goals would not match the actions taken.")
+        if residual and self.arm.control != "torque":
+            raise ValueError(f"residual needs torque control, not {self.arm.control!r}.")
         if not isinstance(privileged, (bool, np.bool_)):
             raise ValueError(f"privileged must be true or false, got {privileged!r}.")
         if privileged and self.obs_type != "state":

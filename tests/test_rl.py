@@ -143,10 +143,9 @@ def test_actor_init_std_starts_a_residual_agent_as_its_base_controller(tmp_path)
     with torch.no_grad():
         sampled = result.model.policy.actor(torch.as_tensor(np.repeat(obs[:1], 4000, axis=0)), deterministic=False)
     assert float(sampled.std()) == pytest.approx(0.1, rel=0.1)
-    for bad, why in (("actor_init_std:0", "actor_init_std must be a number in"),):
-        out = armlab("train", "--algo", "sac", "--env", "armlab/ReachState-v0", "-f", str(tmp_path),
-                     "--n-timesteps", "64", "--hyperparams", bad, "--no-progress")
-        assert out.returncode == 2 and why in out.stderr, out.stderr
+    out = armlab("train", "--algo", "sac", "--env", "armlab/ReachState-v0", "-f", str(tmp_path),
+                 "--n-timesteps", "64", "--hyperparams", "actor_init_std:0", "--no-progress")
+    assert out.returncode == 2 and "actor_init_std must be a number in" in out.stderr, out.stderr
     out = armlab("train", "--algo", "ppo", "--env", "armlab/ReachState-v0", "-f", str(tmp_path),
                  "--n-timesteps", "64", "--hyperparams", "actor_init_std:0.1", "--no-progress")
     assert out.returncode == 2 and "actor_init_std" in out.stderr, out.stderr
