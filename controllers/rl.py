@@ -82,7 +82,8 @@ CONFIG = "config.yml"
 CHECKPOINTS = "checkpoints"
 
 # hyperparameters handled here rather than by the algorithm's constructor
-_EXTRA_HP = {"n_timesteps", "policy", "noise_type", "noise_std", "target_entropy_per_action", "actor_init_std"}
+_EXTRA_HP = {"n_timesteps", "policy", "noise_type", "noise_std", "target_entropy_per_action", "actor_init_std",
+             "residual_her"}
 # constructor arguments that `train` sets itself
 _RESERVED = {"self", "env", "seed", "device", "verbose", "tensorboard_log", "_init_setup_model", "action_noise",
              "replay_buffer_class", "rollout_buffer_class"}
@@ -94,7 +95,7 @@ _FLOAT_HP = {"gamma": (0.0, 1.0), "tau": (0.0, 1.0), "gae_lambda": (0.0, 1.0), "
              "target_noise_clip": (0.0, math.inf), "noise_std": (0.0, math.inf),
              "target_entropy_per_action": (0.0, 100.0), "actor_init_std": (1e-3, 1.0)}
 _SCHEDULE_HP = ("learning_rate", "clip_range", "clip_range_vf")
-_BOOL_HP = ("use_sde", "normalize_advantage", "optimize_memory_usage", "use_sde_at_warmup")
+_BOOL_HP = ("use_sde", "normalize_advantage", "optimize_memory_usage", "use_sde_at_warmup", "residual_her")
 _ACTIVATIONS = {cls.__name__.lower(): cls for cls in (th.nn.ReLU, th.nn.Tanh, th.nn.ELU, th.nn.LeakyReLU,
                                                        th.nn.GELU, th.nn.SiLU, th.nn.SELU, th.nn.Sigmoid)}
 _ACTIVATIONS.update({"leaky_relu": th.nn.LeakyReLU, "swish": th.nn.SiLU})
@@ -328,7 +329,7 @@ def valid_hyperparams(algo: str) -> list[str]:
     names = set(inspect.signature(ALGOS[algo_of(algo)].__init__).parameters) - _RESERVED
     names |= _EXTRA_HP
     if algo not in OFF_POLICY:
-        names -= {"noise_type", "noise_std"}
+        names -= {"noise_type", "noise_std", "residual_her"}
     if "target_entropy" not in names:
         names -= {"target_entropy_per_action", "actor_init_std"}  # SAC and TQC have both
     return sorted(names)
@@ -458,6 +459,7 @@ def _model_kwargs(algo: str, hyperparams: dict, info: EnvInfo) -> tuple[str | ty
     hp = copy.deepcopy(hyperparams)
     hp.pop("n_timesteps", None)
     hp.pop("actor_init_std", None)  # applied to the built model by `_build_model`
+    hp.pop("residual_her", None)  # a replay buffer that needs the env: set by `_build_model`
     default = {"dict": "MultiInputPolicy", "image": "CnnPolicy"}.get(info.obs_kind, "MlpPolicy")
     policy = hp.pop("policy", None) or default
     if info.actor_obs_dim is not None:
@@ -635,6 +637,15 @@ def _build_model(config: dict, env: VecEnv, info: EnvInfo, seed: int, device: st
                  tensorboard_log: str | None = None, verbose: int = 0) -> BaseAlgorithm:
     algo = config["algo"]
     policy, kwargs = _model_kwargs(algo, config["hyperparams"], info)
+    if config["hyperparams"].get("residual_her"):
+        from controllers.relabel import ResidualFinalGoalBuffer
+
+        if info.obs_is_dict:
+            raise ValueError("residual_her is for residual: true envs with state observations; dict observations "
+                             "get HER's own relabeling.")
+        kwargs["replay_buffer_class"] = ResidualFinalGoalBuffer
+        kwargs["replay_buffer_kwargs"] = {**(kwargs.get("replay_buffer_kwargs") or {}), "env_id": config["env_id"],
+                                          "env_kwargs": dict(config.get("env_kwargs") or {})}
     try:
         model = ALGOS[algo](policy, env, seed=seed, device=device, verbose=verbose, tensorboard_log=tensorboard_log,
                             **kwargs)

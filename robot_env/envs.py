@@ -310,6 +310,8 @@ class ReachEnv(_ReachBase):
     the controller's signal for the current observation, which the observation shows after
     the history entries (``[b (n)]``, before any privileged entries). A zero action is
     therefore that controller alone.
+    ``info`` holds the true distance y, ``is_success`` and the true end-effector ``position``
+    (`controllers.relabel` relabels residual episodes with it).
     Reward every step: ``-y`` (``dense``), ``-ln(1 + y / s)`` (``log``, s = a quarter of
     the success threshold, as in `ReachSignalEnv`) or ``-(y >= threshold)`` (``sparse``).
     """
@@ -488,5 +490,5 @@ class ReachEnv(_ReachBase):
         y = math.dist(read[2 * n :], self._target)
         success = y < self.task.success_threshold
         reward = float(self._distance_reward(y))
-        info = {"distance": y, "is_success": success}
+        info = {"distance": y, "is_success": success, "position": np.array(read[2 * n :])}
         return self._obs(np.array(read)), reward, self._t >= self.max_steps, False, info

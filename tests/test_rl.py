@@ -151,6 +151,65 @@ def test_actor_init_std_starts_a_residual_agent_as_its_base_controller(tmp_path)
     assert out.returncode == 2 and "actor_init_std" in out.stderr, out.stderr
 
 
+def test_residual_her_relabels_episodes_the_env_could_have_produced():
+    # an episode relabeled with its final position, replayed in the env with that target, the same
+    # dynamics draw and the same noise: the relabeled actions on top of the base controller's new
+    # signal reproduce the stored observations and rewards, and end at the new target
+    from dataclasses import replace
+
+    from controllers.relabel import ResidualFinalGoalBuffer
+
+    kwargs = {"robot": "arm3", "history": True, "residual": True, "reward_type": "log"}
+    env = gym.make("armlab/ReachState-v0", **kwargs).unwrapped
+    buf = ResidualFinalGoalBuffer(100, env.observation_space, env.action_space, env_id="armlab/ReachState-v0",
+                                  env_kwargs=kwargs)
+    rng = np.random.default_rng(3)
+    ctx = env.task.sample_context(rng)
+    obs, _ = env.reset(seed=7, options={"context": ctx})
+    for t in range(env.max_steps):
+        a = rng.uniform(-0.5, 0.5, env.action_space.shape).astype(np.float32)
+        nxt, r, done, _, info = env.step(a)
+        buf.add(obs[None], nxt[None], a[None], np.array([r]), np.array([done]), [info])
+        obs = nxt
+        assert buf.pos == t + 1 + (env.max_steps - buf.left_out if done else 0)  # the copy lands at the end
+    assert buf.relabeled == env.max_steps - buf.left_out >= env.max_steps - 2
+    goal = info["position"]
+    original_rewards = buf.rewards[: env.max_steps, 0].copy()
+    obs, _ = env.reset(seed=7, options={"context": replace(ctx, target=goal)})
+    rows = range(env.max_steps, buf.pos)
+    if buf.left_out == 0:
+        for i in rows:
+            np.testing.assert_allclose(buf.observations[i, 0], obs, atol=1e-4)
+            obs, r, *_, info = env.step(buf.actions[i, 0])
+            np.testing.assert_allclose(buf.next_observations[i, 0], obs, atol=1e-4)
+            assert buf.rewards[i, 0] == pytest.approx(r, abs=1e-4)
+        assert info["distance"] < 1e-4
+    assert buf.rewards[buf.pos - 1, 0] == pytest.approx(0.0, abs=1e-6)  # the reached goal: the best reward
+    assert not np.allclose(buf.rewards[rows.start : rows.start + len(original_rewards), 0], original_rewards)
+    buf.close()
+    env.close()
+
+
+def test_residual_her_trains_and_refuses_other_envs(tmp_path):
+    env_kwargs = {"robot": "arm3", "residual": True}
+    hp = dict(SMALL, residual_her=True)
+    result = rl.train("sac", "armlab/ReachState-v0", 240, folder=tmp_path, env_kwargs=env_kwargs, hyperparams=hp,
+                      eval_freq=0, save_freq=0)
+    buf = result.model.replay_buffer
+    assert buf.relabeled > 0 and buf.pos == 240 + buf.relabeled  # 20 episodes, each stored twice (less a')
+    assert buf.relabeled + buf.left_out == 240
+    loaded = rl.load_run(result.run_dir)
+    obs = buf.observations[:5, 0]
+    np.testing.assert_array_equal(loaded.predict(obs), result.model.predict(obs, deterministic=True)[0])
+    for extra, algo, needle in (([], "sac", "residual_her needs a closed-loop env with residual: true"),
+                                (["residual:true"], "ppo", "residual_her")):
+        out = armlab("train", "--algo", algo, "--env", "armlab/ReachState-v0", "--env-kwargs", "robot:arm3", *extra,
+                     "-f", str(tmp_path), "--n-timesteps", "64", "--hyperparams", "residual_her:true",
+                     "--no-progress")
+        lines = error_lines(out.stderr)
+        assert out.returncode == 2 and len(lines) == 1 and needle in lines[0], out.stderr
+
+
 def test_privileged_observations_need_sac_or_tqc(tmp_path):
     out = armlab("train", "--algo", "ppo", "--env", "armlab/ReachState-v0", "--env-kwargs", "privileged:true",
                  "-f", str(tmp_path), "--n-timesteps", "64", "--no-progress")
