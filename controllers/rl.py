@@ -99,6 +99,8 @@ _BOOL_HP = ("use_sde", "normalize_advantage", "optimize_memory_usage", "use_sde_
 _ACTIVATIONS = {cls.__name__.lower(): cls for cls in (th.nn.ReLU, th.nn.Tanh, th.nn.ELU, th.nn.LeakyReLU,
                                                        th.nn.GELU, th.nn.SiLU, th.nn.SELU, th.nn.Sigmoid)}
 _ACTIVATIONS.update({"leaky_relu": th.nn.LeakyReLU, "swish": th.nn.SiLU})
+#: train()'s evaluation and checkpoint schedule when not given (a resumed run keeps its own)
+_SCHEDULE_DEFAULTS = {"eval_freq": 10_000, "eval_episodes": 20, "save_freq": 10_000}
 _CKPT_MODEL = re.compile(r"^rl_model_(\d+)_steps\.zip$")
 
 
@@ -866,6 +868,15 @@ class _PublishEvaluations(BaseCallback):
         return True
 
 
+def _set_aside(path: Path) -> Path:
+    """Rename ``path`` to the first free ``<stem>.<k><suffix>`` (k = 1, 2, ...) so nothing overwrites it."""
+    k = 1
+    while (dest := path.with_name(f"{path.stem}.{k}{path.suffix}")).exists():
+        k += 1
+    os.replace(path, dest)
+    return dest
+
+
 class _SeededEval(EvalCallback):
     """EvalCallback on the same contexts every time: the eval env is reseeded before each evaluation."""
 
@@ -890,13 +901,16 @@ class _SeededEval(EvalCallback):
                 if "successes" in z:
                     self.evaluations_successes = [list(map(bool, r)) for r in z["successes"]]
         except (ValueError, KeyError, OSError, zipfile.BadZipFile):
-            warnings.warn(f"{path} is unreadable; the evaluation history starts afresh.", stacklevel=2)
+            self.evaluations_timesteps, self.evaluations_results, self.evaluations_length = [], [], []
+            self.evaluations_successes = []
+            warnings.warn(f"{path} is unreadable; it is kept as {_set_aside(path).name} and the evaluation history "
+                          f"starts afresh.", stacklevel=2)
             return
         if any(len(r) != self.n_eval_episodes for r in self.evaluations_results):
             self.evaluations_timesteps, self.evaluations_results, self.evaluations_length = [], [], []
             self.evaluations_successes = []
-            warnings.warn(f"{path} holds evaluations of another size; the evaluation history starts afresh.",
-                          stacklevel=2)
+            warnings.warn(f"{path} holds evaluations of another size (another --eval-episodes); it is kept as "
+                          f"{_set_aside(path).name} and the evaluation history starts afresh.", stacklevel=2)
         if self.evaluations_results:
             self.best_mean_reward = max(float(np.mean(r)) for r in self.evaluations_results)
 
@@ -1032,9 +1046,9 @@ def train(
     n_envs: int | None = None,
     vec_env: str = "dummy",
     normalize: bool | None = None,
-    eval_freq: int = 10_000,
-    eval_episodes: int = 20,
-    save_freq: int = 10_000,
+    eval_freq: int | None = None,
+    eval_episodes: int | None = None,
+    save_freq: int | None = None,
     resume: bool = False,
     exp_id: int | None = None,
     device: str = "cpu",
@@ -1046,7 +1060,8 @@ def train(
 
     ``n_timesteps`` None takes the budget of ``hyperparams.yml`` (when resuming, the run's).
     ``eval_freq`` and ``save_freq`` count env steps over all ``n_envs`` envs (0 turns them
-    off; a final checkpoint is always written). ``resume=True`` continues run ``exp_id``
+    off; a final checkpoint is always written); None gives 10,000 (and ``eval_episodes``
+    None 20), or the run's own settings when resuming. ``resume=True`` continues run ``exp_id``
     (the latest when None) from its newest checkpoint up to ``n_timesteps`` in total, with
     the run's saved settings; its envs and model are reseeded with ``seed + steps done``.
     ``torch_threads`` sets torch's CPU threads during training (1: these small networks
@@ -1064,6 +1079,11 @@ def train(
         raise ValueError(f"{folder} is not a folder.")
     run_dir, config, start_steps = _prepare(folder, algo, env_id, env_kwargs, hyperparams, seed, n_envs, normalize,
                                             resume, exp_id)
+    schedule = {"eval_freq": eval_freq, "eval_episodes": eval_episodes, "save_freq": save_freq}
+    for name, value in schedule.items():  # a resumed run keeps its own evaluation and checkpoint schedule
+        if value is None:
+            schedule[name] = int(config.get(name, _SCHEDULE_DEFAULTS[name]) if resume else _SCHEDULE_DEFAULTS[name])
+    eval_freq, eval_episodes, save_freq = schedule["eval_freq"], schedule["eval_episodes"], schedule["save_freq"]
     env_kwargs = dict(config["env_kwargs"] or {})
     target = int(n_timesteps or config.get("n_timesteps") or config["hyperparams"].get("n_timesteps", 100_000))
     info = probe_env(env_id, env_kwargs)

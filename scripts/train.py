@@ -35,10 +35,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--vec-env", default="dummy", help="dummy (one process) or subproc (one process per env)")
     p.add_argument("--normalize", action="store_true", default=None,
                    help="VecNormalize observations and rewards (statistics saved next to the model)")
-    p.add_argument("--eval-freq", type=int, default=10_000, help="evaluate every this many env steps (0: never)")
-    p.add_argument("--eval-episodes", type=int, default=20, help="episodes per evaluation")
-    p.add_argument("--save-freq", type=int, default=10_000, help="checkpoint every this many env steps (0: only at "
-                   "the end)")
+    p.add_argument("--eval-freq", type=int, default=None,
+                   help="evaluate every this many env steps (0: never; default 10000, with --resume the run's)")
+    p.add_argument("--eval-episodes", type=int, default=None,
+                   help="episodes per evaluation (default 20, with --resume the run's)")
+    p.add_argument("--save-freq", type=int, default=None, help="checkpoint every this many env steps (0: only at "
+                   "the end; default 10000, with --resume the run's)")
     p.add_argument("--resume", action="store_true", help="continue the latest run (or --exp-id) from its checkpoint")
     p.add_argument("--exp-id", type=int, default=None, help="with --resume: the run number N to continue")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")

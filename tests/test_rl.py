@@ -238,6 +238,22 @@ def test_resume_continues_the_step_counter_buffer_and_normalization(tmp_path):
     assert rl.load_run(first.run_dir, checkpoint_steps=100).num_timesteps == 100
 
 
+def test_resume_keeps_the_runs_schedule_and_sets_aside_evaluations_it_cannot_continue(tmp_path):
+    env_id = "armlab/ReachSignalVelocity-v0"
+    first = rl.train("sac", env_id, 200, folder=tmp_path, hyperparams=SMALL, eval_freq=100, eval_episodes=2,
+                     save_freq=100)
+    second = rl.train("sac", env_id, 300, resume=True, folder=tmp_path)  # no schedule given: the run's own
+    assert second.checkpoints == [100, 200, 300]
+    with np.load(first.run_dir / "evaluations.npz") as z:
+        assert list(z["timesteps"]) == [100, 200, 300] and z["results"].shape == (3, 2)
+    with pytest.warns(UserWarning, match="kept as evaluations.1.npz"):
+        rl.train("sac", env_id, 400, resume=True, folder=tmp_path, eval_episodes=3)
+    with np.load(first.run_dir / "evaluations.1.npz") as z:  # the old history, not overwritten
+        assert list(z["timesteps"]) == [100, 200, 300]
+    with np.load(first.run_dir / "evaluations.npz") as z:
+        assert list(z["timesteps"]) == [400] and z["results"].shape == (1, 3)
+
+
 @pytest.mark.parametrize("env_kwargs", [{}, {"obs_type": "dict"}], ids=["plain", "her"])
 def test_replay_buffer_is_saved_trimmed_and_restored_exactly(tmp_path, env_kwargs):
     # 144 steps: 12 whole episodes (HER truncates an unfinished last episode on load, as it should on resume)
