@@ -372,3 +372,33 @@ def test_her_learns_on_dict_observations(make):
                 batch_size=32, seed=0, verbose=0)
     model.learn(60)
     assert model.replay_buffer.size() > 0
+
+
+def test_speed_bound_keeps_fast_joints_visible(make):
+    # following its own target signal, arm3 passes 3 x its velocity limit in some state contexts:
+    # the default observation clips that speed, speed_bound=12 shows it as the simulator has it
+    kw = {"robot": "arm3", "randomization": {"obs_noise": 0.0}}
+    clipped = make(CLOSED_LOOP_IDS["state"], **kw).unwrapped
+    wide = make(CLOSED_LOOP_IDS["state"], speed_bound=12, **kw).unwrapped
+    n, bound = clipped.arm.n, clipped._vel_bound
+    assert np.all(wide._vel_bound > 3 * bound)
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        ctx = clipped.task.sample_context(rng)
+        seen_clipped, seen_wide, true = [], [], []
+        for env, seen in ((clipped, seen_clipped), (wide, seen_wide)):
+            env.reset(seed=0, options={"context": ctx})
+            for _ in range(env.max_steps):
+                obs, *_ = env.step(ctx.info["target_signal"])
+                seen.append(obs[n : 2 * n])
+                if env is wide:
+                    true.append(np.array(env.arm.read()[n : 2 * n]))
+        if np.abs(true).max() > bound.max():
+            break
+    else:
+        pytest.fail("no context passed the default speed bound")
+    assert np.all(np.abs(seen_clipped) <= bound + 1e-5) and np.abs(seen_clipped).max() < np.abs(true).max()
+    np.testing.assert_allclose(seen_wide, true, rtol=1e-5, atol=1e-4)
+    for bad in (0, -1.0, float("nan"), "fast", True):
+        with pytest.raises(ValueError, match="speed_bound must be a positive number"):
+            make(CLOSED_LOOP_IDS["state"], speed_bound=bad)
