@@ -51,33 +51,31 @@ class ResidualFinalGoalBuffer(ReplayBuffer):
                              "transitions out of order).")
         super().__init__(buffer_size, observation_space, action_space, device=device, n_envs=n_envs,
                          optimize_memory_usage=False, handle_timeout_termination=handle_timeout_termination)
-        env = robot_env.make(env_id, **(env_kwargs or {})).unwrapped
-        if not getattr(env, "residual", False):
-            env.close()
-            raise ValueError(f"residual_her needs a closed-loop env with residual: true, not {env_id} with "
-                             f"{env_kwargs or {}}.")
-        if getattr(env, "privileged", False):
-            env.close()
+        kwargs = dict(env_kwargs or {})
+        if kwargs.get("residual") is not True:
+            raise ValueError(f"residual_her needs a closed-loop env with residual: true, not {env_id} with {kwargs}.")
+        if kwargs.get("privileged"):
             raise ValueError("residual_her does not work with privileged: true (the privileged entries describe "
                              "the original target).")
-        self._env = env
-        n = env.arm.n
-        self._n = n
-        self._goal = slice(2 * n + 3, 2 * n + 6)
-        self._time = 2 * n + 6
-        start = 2 * n + 7 + (2 * n if env.history else 0)
-        self._base = slice(start, start + n)
-        self._control_dt = env.substeps * env.world.timestep
+        self._env_id, self._env_kwargs = env_id, kwargs
+        self._env = None  #: built at the first relabeling (a loaded run that only acts never needs it)
         self._episodes: list[list[tuple]] = [[] for _ in range(n_envs)]
         self._pending: list[deque] = [deque() for _ in range(n_envs)]
         self.relabeled = 0  #: relabeled transitions stored so far
         self.left_out = 0  #: relabeled transitions dropped because a' left the action box
 
-    # SB3 pickles nothing of the buffer here (armlab saves its arrays only), but keep copies clean
-    def __getstate__(self) -> dict:
-        state = dict(self.__dict__)
-        state.pop("_env", None)
-        return state
+    def _open(self):
+        """The private env copy, and the observation layout read from it."""
+        if self._env is None:
+            env = robot_env.make(self._env_id, **self._env_kwargs).unwrapped
+            n = env.arm.n
+            self._goal = slice(2 * n + 3, 2 * n + 6)
+            self._time = 2 * n + 6
+            start = 2 * n + 7 + (2 * n if env.history else 0)
+            self._base = slice(start, start + n)
+            self._control_dt = env.substeps * env.world.timestep
+            self._env = env
+        return self._env
 
     def add(self, obs, next_obs, action, reward, done, infos: list[dict[str, Any]]) -> None:
         super().add(obs, next_obs, action, reward, done, infos)
@@ -97,9 +95,10 @@ class ResidualFinalGoalBuffer(ReplayBuffer):
         ``(obs, next_obs, action, reward, done, info)`` tuples (those with a' in the box)."""
         if not episode or any("position" not in step[4] for step in episode):
             return []  # a physics error ended it: there is no reached position to learn from
-        env, base = self._env, self._env.base
+        env = self._open()
+        base = env.base
         goal = np.asarray(episode[-1][4]["position"], dtype=np.float64)
-        n, max_steps = self._n, env.max_steps
+        n, max_steps = env.arm.n, env.max_steps
 
         def time_left(o) -> float:
             return float(round(float(o[self._time]) * max_steps)) * self._control_dt
@@ -132,7 +131,7 @@ class ResidualFinalGoalBuffer(ReplayBuffer):
         return out
 
     def close(self) -> None:
-        if getattr(self, "_env", None) is not None:
+        if self._env is not None:
             self._env.close()
             self._env = None
 

@@ -642,9 +642,6 @@ def _build_model(config: dict, env: VecEnv, info: EnvInfo, seed: int, device: st
     if config["hyperparams"].get("residual_her"):
         from controllers.relabel import ResidualFinalGoalBuffer
 
-        if info.obs_is_dict:
-            raise ValueError("residual_her is for residual: true envs with state observations; dict observations "
-                             "get HER's own relabeling.")
         kwargs["replay_buffer_class"] = ResidualFinalGoalBuffer
         kwargs["replay_buffer_kwargs"] = {**(kwargs.get("replay_buffer_kwargs") or {}), "env_id": config["env_id"],
                                           "env_kwargs": dict(config.get("env_kwargs") or {})}
@@ -1111,6 +1108,9 @@ def train(
                 stats = load_vecnormalize_stats(vpath)
             env = _wrap_normalize(env, gamma, True, stats)
         model = _build_model(config, env, info, run_seed, device, verbose=verbose)  # bad values fail here
+        close_buffer = getattr(getattr(model, "replay_buffer", None), "close", None)
+        if close_buffer is not None:  # residual_her's private env (reopened if the buffer is used again)
+            closing.callback(close_buffer)
         if run_dir is None:
             run_dir = _new_run_dir(folder, algo, env_id)
             config["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
