@@ -15,7 +15,8 @@ time, with
 * the action relabeled to a' = u - b': the correction that, on top of that controller,
   applies the same torque u the arm got; a step whose a' falls outside the action box is
   left out (it is no action the policy could have taken);
-* the reward recomputed from the true end-effector positions (``info["position"]``).
+* the reward recomputed from the true end-effector positions (``info["position"]``), by the
+  env's own rule (``reward_at``).
 
 Everything else (joint positions and speeds, the history entries, which hold the applied
 signal u, the time left) is unchanged, so the relabeled episode is one the env could have
@@ -123,7 +124,7 @@ class ResidualFinalGoalBuffer(ReplayBuffer):
             if np.all(np.abs(a_new) <= 1.0 + 1e-6):
                 d = float(np.linalg.norm(np.asarray(info["position"], dtype=np.float64) - goal))
                 truncated = {"TimeLimit.truncated": bool(info.get("TimeLimit.truncated", False))}
-                out.append((o, o2, np.clip(a_new, -1.0, 1.0), float(env._distance_reward(d)), done, truncated))
+                out.append((o, o2, np.clip(a_new, -1.0, 1.0), env.step_reward(d, done), done, truncated))
             else:
                 self.left_out += 1
             b_new = b_next

@@ -35,6 +35,7 @@ IMAGE_OBS_TYPES = ("rgb", "rgbd")
 DEPTH_MAX_PER_REACH = 3.0  #: the rgbd depth channel spans 0 .. 3 x the robot's reach (metres)
 REWARD_TYPES = ("dense", "sparse")
 CLOSED_REWARD_TYPES = ("dense", "log", "sparse")
+REWARD_AT = ("every", "end")  #: closed-loop envs: reward at every step, or at the last step only
 SIGNAL_REWARD_TYPES = ("dense", "log")
 LOG_REWARD_SCALE = 0.25  #: the ``log`` reward's length scale, as a fraction of the success threshold
 
@@ -323,11 +324,22 @@ class ReachEnv(_ReachBase):
     (`controllers.relabel` relabels residual episodes with it).
     Reward every step: ``-y`` (``dense``), ``-ln(1 + y / s)`` (``log``, s = a quarter of
     the success threshold, as in `ReachSignalEnv`) or ``-(y >= threshold)`` (``sparse``).
+    ``reward_at="end"`` (``state`` observations) gives that reward at the last step only and 0
+    before it: the return is then the score of the final distance, which is what the task
+    and its evaluation measure, instead of a sum over the whole path (``"every"``, the
+    default).
     """
 
     def __init__(self, substeps: int = 10, reward_type: str = "dense", position_delta: float = 0.05,
-                 history: bool = False, privileged: bool = False, residual: bool = False, **kwargs) -> None:
+                 history: bool = False, privileged: bool = False, residual: bool = False, reward_at: str = "every",
+                 **kwargs) -> None:
         super().__init__(**kwargs)
+        if reward_at not in REWARD_AT:
+            raise ValueError(f"unknown reward_at {reward_at!r}; choose one of {', '.join(REWARD_AT)}.")
+        if reward_at == "end" and self.obs_type == "dict":
+            raise ValueError("reward_at 'end' applies to state observations: HER's compute_reward sees goals, "
+                             "not the step, so it could not leave the earlier steps at 0.")
+        self.reward_at = reward_at
         if not isinstance(residual, (bool, np.bool_)):
             raise ValueError(f"residual must be true or false, got {residual!r}.")
         if residual and self.obs_type != "state":
@@ -471,6 +483,12 @@ class ReachEnv(_ReachBase):
             return log_reward(d, self._log_scale)
         return -np.asarray(d, dtype=np.float64)
 
+    def step_reward(self, d: float, last: bool) -> float:
+        """The reward of a step that ends at distance ``d`` (``last``: the episode's last step)."""
+        if self.reward_at == "end" and not last:
+            return 0.0
+        return float(self._distance_reward(d))
+
     def step(self, action):
         if self.context is None:
             raise RuntimeError("call reset() before step().")
@@ -498,6 +516,6 @@ class ReachEnv(_ReachBase):
         self._q = np.array(read[:n])
         y = math.dist(read[2 * n :], self._target)
         success = y < self.task.success_threshold
-        reward = float(self._distance_reward(y))
+        reward = self.step_reward(y, self._t >= self.max_steps)
         info = {"distance": y, "is_success": success, "position": np.array(read[2 * n :])}
         return self._obs(np.array(read)), reward, self._t >= self.max_steps, False, info

@@ -374,6 +374,25 @@ def test_her_learns_on_dict_observations(make):
     assert model.replay_buffer.size() > 0
 
 
+def test_reward_at_end_scores_the_final_distance_only(make):
+    # the same context and actions: "end" gives 0 before the last step and there the same
+    # reward as "every", so the return is the final distance's score
+    kw = {"robot": "arm3", "reward_type": "log"}
+    every = make(CLOSED_LOOP_IDS["state"], **kw).unwrapped
+    end = make(CLOSED_LOOP_IDS["state"], reward_at="end", **kw).unwrapped
+    rewards = {}
+    for env in (every, end):
+        env.reset(seed=5)
+        rng = np.random.default_rng(1)
+        rewards[env.reward_at] = [env.step(rng.uniform(-1, 1, env.arm.n))[1] for _ in range(env.max_steps)]
+    assert rewards["every"][-1] == rewards["end"][-1] < 0
+    assert rewards["end"][:-1] == [0.0] * (end.max_steps - 1) and all(r < 0 for r in rewards["every"][:-1])
+    with pytest.raises(ValueError, match="unknown reward_at 'last'; choose one of every, end"):
+        make(CLOSED_LOOP_IDS["state"], reward_at="last")
+    with pytest.raises(ValueError, match="reward_at 'end' applies to state observations"):
+        make(CLOSED_LOOP_IDS["state"], reward_at="end", obs_type="dict")
+
+
 def test_speed_bound_keeps_fast_joints_visible(make):
     # following its own target signal, arm3 passes 3 x its velocity limit in some state contexts:
     # the default observation clips that speed, speed_bound=12 shows it as the simulator has it

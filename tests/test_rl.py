@@ -151,7 +151,8 @@ def test_actor_init_std_starts_a_residual_agent_as_its_base_controller(tmp_path)
     assert out.returncode == 2 and "actor_init_std" in out.stderr, out.stderr
 
 
-def test_residual_her_relabels_episodes_the_env_could_have_produced():
+@pytest.mark.parametrize("reward_at", ["every", "end"])
+def test_residual_her_relabels_episodes_the_env_could_have_produced(reward_at):
     # an episode relabeled with its final position, replayed in the env with that target, the same
     # dynamics draw and the same noise: the relabeled actions on top of the base controller's new
     # signal reproduce the stored observations and rewards, and end at the new target
@@ -159,7 +160,7 @@ def test_residual_her_relabels_episodes_the_env_could_have_produced():
 
     from controllers.relabel import ResidualFinalGoalBuffer
 
-    kwargs = {"robot": "arm3", "history": True, "residual": True, "reward_type": "log"}
+    kwargs = {"robot": "arm3", "history": True, "residual": True, "reward_type": "log", "reward_at": reward_at}
     env = gym.make("armlab/ReachState-v0", **kwargs).unwrapped
     buf = ResidualFinalGoalBuffer(100, env.observation_space, env.action_space, env_id="armlab/ReachState-v0",
                                   env_kwargs=kwargs)
@@ -185,6 +186,10 @@ def test_residual_her_relabels_episodes_the_env_could_have_produced():
             assert buf.rewards[i, 0] == pytest.approx(r, abs=1e-4)
         assert info["distance"] < 1e-4
     assert buf.rewards[buf.pos - 1, 0] == pytest.approx(0.0, abs=1e-6)  # the reached goal: the best reward
+    if reward_at == "end":  # relabeled by the env's rule: nothing before the last step
+        assert np.all(buf.rewards[rows.start : buf.pos - 1, 0] == 0.0) and original_rewards[-1] < -0.1
+    else:
+        assert np.all(buf.rewards[rows.start : buf.pos - 1, 0] < 0.0)
     assert not np.allclose(buf.rewards[rows.start : rows.start + len(original_rewards), 0], original_rewards)
     buf.close()
     env.close()
