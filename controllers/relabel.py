@@ -12,9 +12,10 @@ time, with
   an exact example of reaching *that* point at time t);
 * the base signal b' recomputed along the episode's observed states by a controller of
   its own that was told g' (one IK and one inverse-dynamics call per step);
-* the action relabeled to a' = u - b': the correction that, on top of that controller,
-  applies the same torque u the arm got; a step whose a' falls outside the action box is
-  left out (it is no action the policy could have taken);
+* the action relabeled to a' = u - b' (``residual_mode="add"``; its inverse for ``span``):
+  the correction that, on top of that controller, applies the same torque u the arm got; a
+  step whose a' falls outside the action box is left out (it is no action the policy could
+  have taken; with ``span`` every u has one);
 * the reward recomputed from the true end-effector positions (``info["position"]``), by the
   env's own rule (``reward_at``).
 
@@ -32,6 +33,7 @@ import numpy as np
 from stable_baselines3.common.buffers import ReplayBuffer
 
 import robot_env
+from robot_env.envs import residual_action, residual_signal
 
 
 class ResidualFinalGoalBuffer(ReplayBuffer):
@@ -114,8 +116,8 @@ class ResidualFinalGoalBuffer(ReplayBuffer):
         out = []
         b_new = signal(first)
         for obs, next_obs, action, done, info in episode:
-            applied = np.clip(obs[self._base] + action, -1.0, 1.0)
-            a_new = applied - b_new
+            applied = residual_signal(obs[self._base], action, env.residual_mode)
+            a_new = residual_action(applied, b_new, env.residual_mode)
             b_next = signal(next_obs)
             o, o2 = obs.copy(), next_obs.copy()
             o[self._goal] = o2[self._goal] = goal

@@ -36,6 +36,33 @@ DEPTH_MAX_PER_REACH = 3.0  #: the rgbd depth channel spans 0 .. 3 x the robot's 
 REWARD_TYPES = ("dense", "sparse")
 CLOSED_REWARD_TYPES = ("dense", "log", "sparse")
 REWARD_AT = ("every", "end")  #: closed-loop envs: reward at every step, or at the last step only
+RESIDUAL_MODES = ("add", "span")  #: how a residual action a moves the base signal b (see `residual_signal`)
+
+
+def residual_signal(base, action, mode: str = "add") -> np.ndarray:
+    """The signal u in [-1, 1] the arm gets from base signal ``base`` (b, in [-1, 1]) and residual
+    ``action`` (a, in [-1, 1]).
+
+    ``add``: u = clip(b + a). Where b is near a limit, half of a's range is lost to the clip:
+    with b = 1 the correction can only bring u down to 0. ``span``: a > 0 moves u from b
+    towards 1 and a < 0 towards -1, in proportion (u = b + a (1 - b) or b + a (1 + b)), so
+    a = +-1 always reaches the joint's full torque either way and a = 0 is b.
+    """
+    b, a = np.asarray(base, dtype=np.float64), np.asarray(action, dtype=np.float64)
+    if mode == "span":
+        return np.clip(b + a * np.where(a >= 0, 1.0 - b, 1.0 + b), -1.0, 1.0)
+    return np.clip(b + a, -1.0, 1.0)
+
+
+def residual_action(signal, base, mode: str = "add") -> np.ndarray:
+    """The residual action that gives ``signal`` u on top of ``base`` b: the inverse of
+    `residual_signal` (for ``add`` it may leave [-1, 1]: no action gives that u)."""
+    u, b = np.asarray(signal, dtype=np.float64), np.asarray(base, dtype=np.float64)
+    d = u - b
+    if mode == "span":
+        room = np.where(d >= 0, 1.0 - b, 1.0 + b)
+        return np.clip(np.divide(d, room, out=np.zeros_like(d), where=room > 1e-12), -1.0, 1.0)
+    return d
 SIGNAL_REWARD_TYPES = ("dense", "log")
 LOG_REWARD_SCALE = 0.25  #: the ``log`` reward's length scale, as a fraction of the success threshold
 
@@ -319,7 +346,8 @@ class ReachEnv(_ReachBase):
     `controllers.feedback.ComputedTorque` (residual RL): the arm gets ``clip(b + a)`` with b
     the controller's signal for the current observation, which the observation shows after
     the history entries (``[b (n)]``, before any privileged entries). A zero action is
-    therefore that controller alone.
+    therefore that controller alone. ``residual_mode`` says how a moves b: ``add`` (the default)
+    or ``span`` (a's range always covers the joint's whole torque range; `residual_signal`).
     ``info`` holds the true distance y, ``is_success`` and the true end-effector ``position``
     (`controllers.relabel` relabels residual episodes with it).
     Reward every step: ``-y`` (``dense``), ``-ln(1 + y / s)`` (``log``, s = a quarter of
@@ -332,8 +360,13 @@ class ReachEnv(_ReachBase):
 
     def __init__(self, substeps: int = 10, reward_type: str = "dense", position_delta: float = 0.05,
                  history: bool = False, privileged: bool = False, residual: bool = False, reward_at: str = "every",
-                 **kwargs) -> None:
+                 residual_mode: str = "add", **kwargs) -> None:
         super().__init__(**kwargs)
+        if residual_mode not in RESIDUAL_MODES:
+            raise ValueError(f"unknown residual_mode {residual_mode!r}; choose one of {', '.join(RESIDUAL_MODES)}.")
+        if residual_mode != "add" and residual is not True:
+            raise ValueError(f"residual_mode {residual_mode!r} applies with residual: true.")
+        self.residual_mode = residual_mode
         if reward_at not in REWARD_AT:
             raise ValueError(f"unknown reward_at {reward_at!r}; choose one of {', '.join(REWARD_AT)}.")
         if reward_at == "end" and self.obs_type == "dict":
@@ -494,7 +527,7 @@ class ReachEnv(_ReachBase):
             raise RuntimeError("call reset() before step().")
         x = self._check_action(action)
         if self.residual:
-            x = (self._base_x + x).clip(-1.0, 1.0)
+            x = residual_signal(self._base_x, x, self.residual_mode)
         arm = self.arm
         if self.history:
             self._hist = np.concatenate([x, self._seen_qd])  # the velocities the policy saw with this action

@@ -374,6 +374,34 @@ def test_her_learns_on_dict_observations(make):
     assert model.replay_buffer.size() > 0
 
 
+def test_residual_span_reaches_the_whole_torque_range_from_any_base_signal(make):
+    from robot_env.envs import residual_action, residual_signal
+
+    rng = np.random.default_rng(0)
+    b = np.concatenate([[-1.0, 1.0, 0.0], rng.uniform(-1, 1, 500)])
+    a = rng.uniform(-1, 1, b.shape)
+    for mode in ("add", "span"):
+        assert np.all(residual_signal(b, 0 * a, mode) == b)  # a zero action is the base alone
+    u = residual_signal(b, a, "span")
+    assert np.all(np.abs(u) <= 1) and np.all(np.diff(residual_signal(0.6, np.linspace(-1, 1, 50), "span")) > 0)
+    np.testing.assert_array_equal(residual_signal(b, np.ones_like(b), "span"), 1.0)
+    np.testing.assert_array_equal(residual_signal(b, -np.ones_like(b), "span"), -1.0)
+    np.testing.assert_allclose(residual_action(u, b, "span")[2:], a[2:], atol=1e-9)  # its inverse (b = +-1: flat side)
+    assert residual_signal(1.0, -1.0, "add") == 0.0 and residual_action(-0.5, 1.0, "add") == -1.5  # add loses half
+    # in the env: with the base pinned at +1, span lets a full negative action reverse the torque
+    kw = {"robot": "arm3", "residual": True, "history": True, "randomization": False}
+    for mode, expect in (("add", 0.0), ("span", -1.0)):
+        env = make(CLOSED_LOOP_IDS["state"], residual_mode=mode, **kw).unwrapped
+        env.reset(seed=2)
+        env._base_x = np.ones(env.arm.n)
+        env.step(-np.ones(env.arm.n))
+        np.testing.assert_allclose(env._hist[: env.arm.n], expect)  # the applied signal, as history shows it
+    for bad, needle in (({"residual_mode": "scale"}, "unknown residual_mode 'scale'; choose one of add, span"),
+                        ({"residual_mode": "span", "residual": False}, "residual_mode 'span' applies with residual")):
+        with pytest.raises(ValueError, match=needle):
+            make(CLOSED_LOOP_IDS["state"], **{**kw, **bad})
+
+
 def test_reward_at_end_scores_the_final_distance_only(make):
     # the same context and actions: "end" gives 0 before the last step and there the same
     # reward as "every", so the return is the final distance's score

@@ -151,8 +151,8 @@ def test_actor_init_std_starts_a_residual_agent_as_its_base_controller(tmp_path)
     assert out.returncode == 2 and "actor_init_std" in out.stderr, out.stderr
 
 
-@pytest.mark.parametrize("reward_at", ["every", "end"])
-def test_residual_her_relabels_episodes_the_env_could_have_produced(reward_at):
+@pytest.mark.parametrize("reward_at,residual_mode", [("every", "add"), ("end", "add"), ("every", "span")])
+def test_residual_her_relabels_episodes_the_env_could_have_produced(reward_at, residual_mode):
     # an episode relabeled with its final position, replayed in the env with that target, the same
     # dynamics draw and the same noise: the relabeled actions on top of the base controller's new
     # signal reproduce the stored observations and rewards, and end at the new target
@@ -160,7 +160,8 @@ def test_residual_her_relabels_episodes_the_env_could_have_produced(reward_at):
 
     from controllers.relabel import ResidualFinalGoalBuffer
 
-    kwargs = {"robot": "arm3", "history": True, "residual": True, "reward_type": "log", "reward_at": reward_at}
+    kwargs = {"robot": "arm3", "history": True, "residual": True, "reward_type": "log", "reward_at": reward_at,
+              "residual_mode": residual_mode}
     env = gym.make("armlab/ReachState-v0", **kwargs).unwrapped
     buf = ResidualFinalGoalBuffer(100, env.observation_space, env.action_space, env_id="armlab/ReachState-v0",
                                   env_kwargs=kwargs)
@@ -174,6 +175,8 @@ def test_residual_her_relabels_episodes_the_env_could_have_produced(reward_at):
         obs = nxt
         assert buf.pos == t + 1 + (env.max_steps - buf.left_out if done else 0)  # the copy lands at the end
     assert buf.relabeled == env.max_steps - buf.left_out >= env.max_steps - 2
+    if residual_mode == "span":  # every applied signal has a residual action on top of any base signal
+        assert buf.left_out == 0
     goal = info["position"]
     original_rewards = buf.rewards[: env.max_steps, 0].copy()
     obs, _ = env.reset(seed=7, options={"context": replace(ctx, target=goal)})
