@@ -37,6 +37,13 @@ REWARD_TYPES = ("dense", "sparse")
 CLOSED_REWARD_TYPES = ("dense", "log", "sparse")
 REWARD_AT = ("every", "end")  #: closed-loop envs: reward at every step, or at the last step only
 RESIDUAL_MODES = ("add", "span")  #: how a residual action a moves the base signal b (see `residual_signal`)
+SIGNAL_REWARD_TYPES = ("dense", "log")
+LOG_REWARD_SCALE = 0.25  #: the ``log`` reward's length scale, as a fraction of the success threshold
+
+
+def log_reward(y, scale: float):
+    """The ``log`` reward ``-ln(1 + y / scale)``: 0 at the target, a gradient that grows as y shrinks."""
+    return -np.log1p(np.asarray(y, dtype=np.float64) / scale)
 
 
 def residual_signal(base, action, mode: str = "add") -> np.ndarray:
@@ -63,13 +70,6 @@ def residual_action(signal, base, mode: str = "add") -> np.ndarray:
         room = np.where(d >= 0, 1.0 - b, 1.0 + b)
         return np.clip(np.divide(d, room, out=np.zeros_like(d), where=room > 1e-12), -1.0, 1.0)
     return d
-SIGNAL_REWARD_TYPES = ("dense", "log")
-LOG_REWARD_SCALE = 0.25  #: the ``log`` reward's length scale, as a fraction of the success threshold
-
-
-def log_reward(y, scale: float):
-    """The ``log`` reward ``-ln(1 + y / scale)``: 0 at the target, a gradient that grows as y shrinks."""
-    return -np.log1p(np.asarray(y, dtype=np.float64) / scale)
 
 
 def _image_size(size) -> tuple[int, int]:
@@ -352,7 +352,7 @@ class ReachEnv(_ReachBase):
     (`controllers.relabel` relabels residual episodes with it).
     Reward every step: ``-y`` (``dense``), ``-ln(1 + y / s)`` (``log``, s = a quarter of
     the success threshold, as in `ReachSignalEnv`) or ``-(y >= threshold)`` (``sparse``).
-    ``reward_at="end"`` (``state`` observations) gives that reward at the last step only and 0
+    ``reward_at="end"`` (not with dict observations) gives that reward at the last step only and 0
     before it: the return is then the score of the final distance, which is what the task
     and its evaluation measure, instead of a sum over the whole path (``"every"``, the
     default).
