@@ -364,14 +364,14 @@ class ReachEnv(_ReachBase):
         super().__init__(**kwargs)
         if residual_mode not in RESIDUAL_MODES:
             raise ValueError(f"unknown residual_mode {residual_mode!r}; choose one of {', '.join(RESIDUAL_MODES)}.")
-        if residual_mode != "add" and residual is not True:
+        if residual_mode != "add" and not residual:
             raise ValueError(f"residual_mode {residual_mode!r} applies with residual: true.")
         self.residual_mode = residual_mode
         if reward_at not in REWARD_AT:
             raise ValueError(f"unknown reward_at {reward_at!r}; choose one of {', '.join(REWARD_AT)}.")
         if reward_at == "end" and self.obs_type == "dict":
-            raise ValueError("reward_at 'end' applies to state observations: HER's compute_reward sees goals, "
-                             "not the step, so it could not leave the earlier steps at 0.")
+            raise ValueError("reward_at 'end' does not work with dict observations: HER's compute_reward sees "
+                             "goals, not the step, so it could not leave the earlier steps at 0.")
         self.reward_at = reward_at
         if not isinstance(residual, (bool, np.bool_)):
             raise ValueError(f"residual must be true or false, got {residual!r}.")

@@ -417,7 +417,7 @@ def test_reward_at_end_scores_the_final_distance_only(make):
     assert rewards["end"][:-1] == [0.0] * (end.max_steps - 1) and all(r < 0 for r in rewards["every"][:-1])
     with pytest.raises(ValueError, match="unknown reward_at 'last'; choose one of every, end"):
         make(CLOSED_LOOP_IDS["state"], reward_at="last")
-    with pytest.raises(ValueError, match="reward_at 'end' applies to state observations"):
+    with pytest.raises(ValueError, match="reward_at 'end' does not work with dict observations"):
         make(CLOSED_LOOP_IDS["state"], reward_at="end", obs_type="dict")
 
 
