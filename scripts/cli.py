@@ -25,6 +25,7 @@
     armlab bench cyclegan [--json]               CycleGAN speed, gap closure, PSNR gain
     armlab diffusion train|sample|eval ...       pixel / latent diffusion (diffusers), classifier-free guidance
     armlab bench diffusion [--json]              diffusion vs GAN: conditioning, FID, speed per sampler
+    armlab bench gpu-generative|gpu-diffusion ...    the prepared checks for a lent GPU (--device cpu: smoke test)
 
 Bad input gets one sentence on stderr and exit code 2.
 """
@@ -59,25 +60,22 @@ def _add(sub, name: str, module, help_text: str) -> None:
     p.set_defaults(func=module.run)
 
 
+def _add_main(sub, name: str, module, help_text: str) -> None:
+    """A subcommand that hands its arguments to a module's own ``main(argv)`` (the GPU checks)."""
+    p = sub.add_parser(name, help=help_text, add_help=False, description=module.__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("argv", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    p.set_defaults(func=lambda args: module.main(args.argv))
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from armlab_scripts import (
-        bench_cyclegan,
-        bench_dataset,
-        bench_diffusion,
-        bench_env,
-        bench_gan,
-        compare,
-        cyclegan,
-        dataset,
-        demo,
-        diffusion,
-        evaluate,
-        feasibility,
-        gan,
-        render,
-        sim2real,
-        train,
-    )
+    from armlab_scripts import compare, cyclegan, dataset, demo, diffusion, evaluate, gan, render, sim2real, train
+    from armlab_scripts.bench import cyclegan as bench_cyclegan
+    from armlab_scripts.bench import dataset as bench_dataset
+    from armlab_scripts.bench import diffusion as bench_diffusion
+    from armlab_scripts.bench import env as bench_env
+    from armlab_scripts.bench import feasibility, gpu_diffusion, gpu_generative
+    from armlab_scripts.bench import gan as bench_gan
 
     parser = argparse.ArgumentParser(
         prog="armlab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -95,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add(bsub, "gan", bench_gan, "conditional GAN: training images/s, conditioning error, FID, diversity")
     _add(bsub, "cyclegan", bench_cyclegan, "CycleGAN training speed, gap closure and PSNR gain, task term on/off")
     _add(bsub, "diffusion", bench_diffusion, "pixel vs latent diffusion: quality, training and sampling speed")
+    _add_main(bsub, "gpu-generative", gpu_generative, "the prepared GPU run: generative speed and time-boxed quality")
+    _add_main(bsub, "gpu-diffusion", gpu_diffusion, "self-contained GPU check of diffusion training (no data)")
     _add(sub, "train", train, "train an SB3 agent (PPO, SAC, TD3, TQC; HER) on an armlab env")
     _add(sub, "evaluate", evaluate, "evaluate a trained run on the held-out contexts")
     _add(sub, "compare", compare, "the lecture's comparison: CMA-ES vs regression vs RL per stage")
@@ -107,7 +107,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: ``armlab bench NAME ...`` commands whose arguments go, untouched, to the module's own ``main(argv)``
+_PASSTHROUGH = {"gpu-generative": "armlab_scripts.bench.gpu_generative",
+                "gpu-diffusion": "armlab_scripts.bench.gpu_diffusion"}
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if len(argv) >= 2 and argv[0] == "bench" and argv[1] in _PASSTHROUGH:
+        import importlib
+
+        return int(importlib.import_module(_PASSTHROUGH[argv[1]]).main(argv[2:]) or 0)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -491,7 +491,7 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     import torch
 
-    from armlab_scripts.bench_gan import _threads
+    from armlab_scripts.bench.gan import _threads
 
     torch.set_num_threads(_threads(args.threads, torch.get_num_threads()))
     settings = settings_for(args)

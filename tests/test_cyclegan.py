@@ -369,7 +369,7 @@ def test_bad_folders_give_one_clear_sentence(data, tmp_path, capsys):
 def test_gpu_check_cyclegan_stage_on_cpu(data, tmp_path, capsys):
     """The prepared GPU run's cyclegan stage, tiny on the CPU: a rate-measuring first call, the run continued to fill
     the budget, the sim2real figures, a small generators-only checkpoint that load_generators reads, a sample grid."""
-    from armlab_scripts import gpu_check_generative as check
+    from armlab_scripts.bench import gpu_generative as check
 
     out = tmp_path / "gpu"
     argv = ["--data", str(data / "sim"), "--real", str(data / "real"), "--out", str(out), "--device", "cpu",

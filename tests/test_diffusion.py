@@ -279,7 +279,7 @@ def test_bad_input_is_one_sentence(dataset, tmp_path):
 
 
 def test_gpu_check_script_runs_on_cpu(capsys):
-    from armlab_scripts import gpu_check_diffusion
+    from armlab_scripts.bench import gpu_diffusion as gpu_check_diffusion
 
     assert gpu_check_diffusion.main(["--device", "cpu", "--seconds", "1", "--size", "16", "--sample-n", "2"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -291,7 +291,7 @@ def test_gpu_check_script_runs_on_cpu(capsys):
 
 @pytest.mark.slow
 def test_bench_quick_runs(tmp_path, capsys):
-    from armlab_scripts import bench_diffusion
+    from armlab_scripts.bench import diffusion as bench_diffusion
 
     argv = ["--quick", "--out", str(tmp_path / "bench"), "--frames", "64", "--test", "16", "--steps", "3",
             "--pixel-steps", "2", "--vae-steps", "3", "--n", "6", "--n-ddpm", "2", "--downstream-n", "8",

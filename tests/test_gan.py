@@ -56,7 +56,8 @@ def data(dataset):
 
 def armlab(*argv: str) -> int:
     """``armlab_scripts.cli.main`` with the gan commands, also before cli.py registers them."""
-    from armlab_scripts import bench_gan, cli, gan
+    from armlab_scripts import cli, gan
+    from armlab_scripts.bench import gan as bench_gan
 
     original = cli.build_parser
 
@@ -364,7 +365,7 @@ def test_bad_input_is_one_line_and_exit_2(dataset, tmp_path, capsys):
 
 
 def test_gpu_check_generative_runs_its_stages_on_cpu(dataset, tmp_path, capsys):
-    from armlab_scripts import gpu_check_generative as check
+    from armlab_scripts.bench import gpu_generative as check
 
     out = tmp_path / "gpu"
     argv = ["--data", str(dataset), "--out", str(out), "--device", "cpu", "--quick", "--stages", "matmul,gan-speed"]

@@ -1,7 +1,7 @@
 """GPU check of class-conditional diffusion training: self-contained (torch + diffusers only, no pybullet, no data).
 
-    python scripts/gpu_check_diffusion.py                         # CUDA: ~90 s of training, bf16 + channels_last
-    python scripts/gpu_check_diffusion.py --device cpu --seconds 10   # smoke test
+    armlab bench gpu-diffusion                         # CUDA: ~90 s of training, bf16 + channels_last
+    armlab bench gpu-diffusion --device cpu --seconds 10   # smoke test
 
 Synthetic 64 px images are drawn in the script: a random background colour and one shape of a random colour at a
 random place, whose kind is the class (0 square, 1 disc, 2 triangle). A class-conditional diffusers UNet2DModel

@@ -1,9 +1,9 @@
 """The prepared GPU run of armlab's generative models: speed on the card and time-boxed quality runs.
 
-    PYTHONPATH=. python scripts/gpu_check_generative.py --data DATASET --out OUT            # CUDA, about 7 minutes
-    python scripts/gpu_check_generative.py --data DATASET --out OUT --device cpu --quick     # smoke test
+    armlab bench gpu-generative --data DATASET --out OUT            # CUDA, about 7 minutes
+    armlab bench gpu-generative --data DATASET --out OUT --device cpu --quick     # smoke test
     # GAN speed, then CycleGAN sim-to-real (SIM and REAL: paired --style sim / --style real datasets):
-    PYTHONPATH=. python scripts/gpu_check_generative.py --data SIM --real REAL --out OUT \
+    armlab bench gpu-generative --data SIM --real REAL --out OUT \
         --stages matmul,gan-speed,cyclegan --cyclegan-budget 230
 
 It uses armlab's own training loop and models (``generative.gan``, ``generative.diffusion``), needs torch,
@@ -22,7 +22,7 @@ that one failure leaves the others' figures, each writing ``OUT/<stage>.json``:
                compiled row runs as many steps as its uncompiled twin ran in ``--speed-seconds``, after up to
                ``--compile-seconds`` of compilation.
                ``gan-speed.json`` is rewritten after every row, so a stage stopped at its deadline keeps its rows;
-``diffusion-speed``  ``scripts/gpu_check_diffusion.py`` (diffusers UNet on synthetic shapes: training images/s,
+``diffusion-speed``  ``armlab bench gpu-diffusion`` (diffusers UNet on synthetic shapes: training images/s,
                TFLOP/s, DDIM-50 guided sampling images/s);
 ``gan``        ``armlab gan train --cond class,target`` for ``--budget`` seconds (``--time-limit``), then
                ``armlab gan eval`` (class_acc_ratio, pos_err_ratio, diversity_ratio, fid_custom);
@@ -186,8 +186,7 @@ def stage_gan_speed(args) -> dict:
 
 
 def stage_diffusion_speed(args) -> dict:
-    script = Path(__file__).with_name("gpu_check_diffusion.py")
-    cmd = [sys.executable, str(script), "--device", _device(args.device),
+    cmd = [sys.executable, "-m", "armlab_scripts.bench.gpu_diffusion", "--device", _device(args.device),
            "--seconds", "3" if args.quick else "30"]
     if args.quick:
         cmd += ["--model", "tiny", "--batch-size", "4", "--sample-n", "2"]
@@ -299,7 +298,7 @@ def _run_stage(label: str, args, argv: list[str], extra: tuple[str, ...] = ()) -
     out = Path(args.out)
     log = open(out / f"{label}.log", "w")  # noqa: SIM115 (closed with the process)
     stage = "cyclegan" if label.startswith("cyclegan") else label
-    cmd = [sys.executable, __file__, *argv, *extra, "--stage", stage]
+    cmd = [sys.executable, "-m", "armlab_scripts.bench.gpu_generative", *argv, *extra, "--stage", stage]
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
