@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
-from pathlib import Path
+
+from robot_env.io.atomic import atomic_write_bytes, atomic_write_text  # noqa: F401  (the one writer, for scripts)
 
 
 class UsageError(Exception):
@@ -30,27 +29,6 @@ def parse_kwargs(items: list[str] | None) -> dict:
         key, value = item.split(":", 1)
         out[key] = yaml.safe_load(value)
     return out
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temp file and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    umask = os.umask(0)
-    os.umask(umask)
-    os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; results are for everyone to read
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
 
 
 def fmt(v, spec: str = ".3f") -> str:

@@ -36,6 +36,7 @@ import argparse
 import sys
 
 from armlab_scripts._common import UsageError
+from robot_env.io.errors import ParamError
 
 
 def _envs(args: argparse.Namespace) -> int:
@@ -107,6 +108,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command_parsers(parser: argparse.ArgumentParser, argv: list[str]) -> list[argparse.ArgumentParser]:
+    """The parser of each (sub)command named in ``argv``, outermost first (``armlab gan train``: three)."""
+    chain, words = [parser], [a for a in argv if not a.startswith("-")]
+    while True:
+        subs = [a for a in chain[-1]._actions if isinstance(a, argparse._SubParsersAction)]
+        nxt = next((subs[0].choices[w] for w in words if subs and w in subs[0].choices), None)
+        if nxt is None:
+            return chain
+        chain.append(nxt)
+
+
+def flag_for(parser: argparse.ArgumentParser, argv: list[str], param: str) -> str:
+    """The command-line flag of library parameter ``param`` in the command ``argv`` runs (``n`` -> ``--n``);
+    the parameter's own name when no option of that command sets it."""
+    for p in reversed(_command_parsers(parser, argv)):
+        for action in p._actions:
+            if action.dest == param and action.option_strings:
+                return max(action.option_strings, key=len)
+    return param
+
+
 #: ``armlab bench NAME ...`` commands whose arguments go, untouched, to the module's own ``main(argv)``
 _PASSTHROUGH = {"gpu-generative": "armlab_scripts.bench.gpu_generative",
                 "gpu-diffusion": "armlab_scripts.bench.gpu_diffusion"}
@@ -122,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except ParamError as exc:  # the library names its parameter; the user passed a flag
+        print(f"armlab: error: {exc.render(flag_for(parser, argv, exc.param))}", file=sys.stderr)
+        return 2
     except (UsageError, ValueError, FileNotFoundError) as exc:
         print(f"armlab: error: {exc}", file=sys.stderr)
         return 2

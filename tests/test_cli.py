@@ -1,5 +1,6 @@
 """The `armlab` command: help, bad input (one sentence, exit 2), JSON last lines, the demo."""
 
+import argparse
 import json
 import re
 import subprocess
@@ -195,3 +196,34 @@ def test_bench_dataset_bad_input(args, needle):
     out = armlab("bench", "dataset", *args)
     assert out.returncode == 2
     assert needle in out.stderr
+
+
+def test_a_library_parameter_error_names_the_flag_on_the_command_line(monkeypatch, capsys):
+    """The library says ``n_timesteps``; the user typed ``--n-timesteps``: the CLI says the flag, exit 2."""
+    from armlab_scripts import cli
+    from robot_env.io.errors import ParamError
+
+    err = ParamError("n_timesteps", "{name} must be at least 1, got 0.")
+    assert str(err) == "n_timesteps must be at least 1, got 0."
+
+    def fail(args):
+        raise err
+
+    parser = cli.build_parser()
+    argv = ["train", "--algo", "sac", "--env", "armlab/ReachFixed-v0"]
+    assert cli.flag_for(parser, argv, "n_timesteps") == "--n-timesteps"
+    assert cli.flag_for(parser, ["dataset", "generate", "--out", "x"], "n") == "--n"
+    assert cli.flag_for(parser, argv, "no_such_parameter") == "no_such_parameter"
+    real_build = cli.build_parser
+
+    def build():
+        p = real_build()
+        p.set_defaults(func=fail)
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                action.choices["train"].set_defaults(func=fail)
+        return p
+
+    monkeypatch.setattr(cli, "build_parser", build)
+    assert cli.main(argv) == 2
+    assert capsys.readouterr().err.strip() == "armlab: error: --n-timesteps must be at least 1, got 0."
