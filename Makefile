@@ -26,8 +26,9 @@ test-all: $(STAMP)  ## every test, `slow` ones included
 test-browser: $(STAMP)  ## the demo's report.html in headless Chromium (apt-get install chromium)
 	$(BIN)/python -m pytest -m slow tests/test_report_browser.py
 
-lint: $(STAMP)
+lint: $(STAMP)  ## ruff, and the import contracts (arrows one way; generative never loads the simulator)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
