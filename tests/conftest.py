@@ -1,3 +1,5 @@
+"""Fixtures shared by the test modules: envs that close, one torch thread, tiny rendered datasets."""
+
 import os
 
 import gymnasium as gym
@@ -19,3 +21,33 @@ def make():
     yield _make
     for e in envs:
         e.close()
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test: tiny models run fastest on one (and much faster than on two on a busy
+    2-core machine, or beside another pytest-xdist worker)."""
+    from robot_env.io.threads import torch_threads
+
+    with torch_threads(1):
+        yield
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory):
+    """``tiny_dataset(n=..., size=..., seed=..., style=...)``: the folder of a rendered armlab dataset with those
+    settings, rendered once per test session (per xdist worker) and shared; treat it as read-only."""
+    from robot_env.dataset import DatasetConfig, generate
+
+    cache = {}
+
+    def _dataset(n: int = 24, size: int = 16, seed: int = 0, style: str = "sim", **kw):
+        key = (n, size, seed, style, tuple(sorted(kw.items())))
+        if key not in cache:
+            name = f"{style}-n{n}-s{size}-seed{seed}" + "".join(f"-{k}{v}" for k, v in sorted(kw.items()))
+            out = tmp_path_factory.mktemp("datasets") / name
+            generate(out, DatasetConfig(n=n, size=size, seed=seed, style=style, **kw), workers=1, progress=False)
+            cache[key] = out
+        return cache[key]
+
+    return _dataset
