@@ -781,11 +781,11 @@ def translate_video(
     """Translate a video frame by frame (read with OpenCV, each frame resized to the model's size and back).
 
     With ``side_by_side`` each output frame is the original and its translation next to each other (twice the
-    width). Written with :class:`robot_env.video.VideoWriter` (``.webm``, ``.mp4`` or ``.gif``, chosen by the
+    width). Written with :class:`robot_env.io.video.VideoWriter` (``.webm``, ``.mp4`` or ``.gif``, chosen by the
     extension; a writer OpenCV cannot open is a clear error), at the input's frame rate unless ``fps`` is given.
     Returns ``out``, ``frames``, ``width``, ``height`` (of the output) and ``fps``.
     """
-    from robot_env.video import VideoWriter, video_format
+    from robot_env.io.video import VideoWriter, video_format
 
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")

@@ -25,8 +25,8 @@ Conditions (``cond``, a subset of ``("class", "target", "joints")``; empty = unc
   ``(q - mid) / half_range`` with ``mid`` and ``half_range`` from the per-joint min / max of the training labels
   (``joint_low`` / ``joint_high`` in the config, so in the checkpoint), which puts the training joints in
   ``[-1, 1]``; then Fourier features -> 2-layer MLP, like the target's embedding (no input map: the arm is spread
-  over the image, so there is no single place to mark). The robot's URDF limits (``joint_limits``, looked up from
-  the manifest's ``settings.robot`` when armlab knows that robot) are kept to check requested joints.
+  over the image, so there is no single place to mark). The robot's joint limits (``joint_limits``, read from the
+  dataset manifest's ``joint_limits`` when it has them) are kept to check requested joints.
   Normalising by the data rather than the URDF limits uses the whole ``[-1, 1]`` (the dataset draws the base yaw
   in +-1.4 rad of its +-2.97 rad range) and works for labels of any robot.
 
@@ -1213,32 +1213,28 @@ def _load_data(data_dir: str | Path, size: int, cond: tuple[str, ...], limit: in
     return data, classes, info
 
 
-def robot_joint_limits(robot: str | None, n_joints: int) -> list[list[float]] | None:
-    """``[[lower, upper], ...]`` (radians) of the controlled joints of armlab's robot ``robot``, read from its URDF
-    (the joints ``robot_env.robots.Arm`` controls, in its order); None when the robot or its limits are unknown or
-    it does not have ``n_joints`` of them."""
-    if not robot:
+def _manifest(data_dir: str | Path) -> dict[str, Any]:
+    """The dataset's manifest as a dict ({} for a plain image folder or an unreadable manifest)."""
+    try:
+        manifest = json.loads((Path(data_dir) / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return manifest if isinstance(manifest, dict) else {}
+
+
+def manifest_joint_limits(manifest: dict[str, Any] | None, n_joints: int) -> list[list[float]] | None:
+    """``[[lower, upper], ...]`` (radians) of the robot's controlled joints, in order, from the dataset manifest's
+    ``joint_limits``; None when the manifest has none (datasets written before the key existed: the limits are then
+    unknown, as for a robot armlab does not know), or they do not fit ``n_joints`` joints. The limits only check
+    requested joints; nothing is trained or sampled from them."""
+    raw = (manifest or {}).get("joint_limits")
+    if not raw:
         return None
     try:
-        import xml.etree.ElementTree as ET
-
-        from robot_env.robots import ROBOTS
-
-        spec = ROBOTS.get(str(robot))
-        if spec is None or not spec.path.is_file():
-            return None
-        joints = {}
-        for j in ET.parse(spec.path).getroot().findall("joint"):
-            lim = j.find("limit")
-            if lim is not None and lim.get("lower") is not None and lim.get("upper") is not None:
-                joints[j.get("name")] = (j.get("type"), float(lim.get("lower")), float(lim.get("upper")))
-            else:
-                joints[j.get("name")] = (j.get("type"), None, None)
-        names = list(spec.joints) if spec.joints else [k for k, v in joints.items() if v[0] == "revolute"]
-        limits = [[joints[k][1], joints[k][2]] for k in names]
-    except Exception:  # unknown robot layout, unreadable URDF: the limits are a check only
+        limits = [[float(a), float(b)] for a, b in raw]
+    except (TypeError, ValueError):
         return None
-    if len(limits) != n_joints or any(a is None or b is None or not a < b for a, b in limits):
+    if len(limits) != n_joints or not all(math.isfinite(a) and math.isfinite(b) and a < b for a, b in limits):
         return None
     return limits
 
@@ -1412,7 +1408,7 @@ def train_diffusion(
     if "joints" in cond_t:  # normalised by the training range; the URDF limits check requested joints
         q = data["joints"]
         base.update(n_joints=q.shape[1], joint_low=q.min(0).values.tolist(), joint_high=q.max(0).values.tolist(),
-                    joint_limits=robot_joint_limits(info.get("robot"), q.shape[1]))
+                    joint_limits=manifest_joint_limits(_manifest(data_dir), q.shape[1]))
     DiffusionConfig(**base)  # validate the settings before any autoencoder training
     vae_net, vae_summary, scaling, vae_cfg, vae_source = None, None, None, None, None
     resumed = _check_resume(out, DiffusionConfig(**base)) if not latent else None
