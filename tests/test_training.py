@@ -4,6 +4,7 @@ import csv
 import json
 import os
 import socket
+import time
 from pathlib import Path
 
 import cv2
@@ -288,7 +289,7 @@ def test_time_limit_checkpoints_and_the_same_call_continues(tmp_path, monkeypatc
     expected = snapshot(straight)
 
     clock = iter(range(10_000))  # fit() reads the clock once at its start and once after every step: 1 s per read
-    monkeypatch.setattr(training.time, "perf_counter", lambda: float(next(clock)))
+    monkeypatch.setattr(time, "perf_counter", lambda: float(next(clock)))
     limited, summary = run(tmp_path / "limited", time_limit_s=4.5)
     monkeypatch.undo()
     assert summary["time_limited"] and summary["steps"] == summary["steps_run"] < 12
@@ -318,7 +319,7 @@ def test_checkpoint_is_weights_only_atomic_and_validated(tmp_path, monkeypatch):
     def failing_replace(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(training.os, "replace", failing_replace)
+    monkeypatch.setattr(os, "replace", failing_replace)
     with pytest.raises(OSError, match="disk full"):
         run(out, steps=12)
     monkeypatch.undo()
@@ -368,7 +369,7 @@ def test_speed_options_change_nothing_on_the_cpu(tmp_path):
 def test_images_per_s_stops_before_the_last_writes(tmp_path, monkeypatch):
     """The rate times the training steps: the samples and the checkpoint written after the last step are not in it."""
     clock = [0.0]
-    monkeypatch.setattr(training.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(time, "perf_counter", lambda: clock[0])
     task = AutoencoderTask()
     trainer = Trainer(task, {"image": toy_images()}, config(tmp_path / "run", steps=5, sample_every=5,
                                                                      checkpoint_every=1000))
