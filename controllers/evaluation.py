@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 import gymnasium as gym
 import numpy as np
 
+import controllers.residual  # noqa: F401  (serves the envs' residual keywords)
 import robot_env  # noqa: F401  (registers the ids)
 from robot_env.tasks import Context
 

@@ -10,7 +10,7 @@ dynamics call.
 
 On the ``state`` stage it is a poor controller on its own (see docs/benchmarks.md): the
 constant-acceleration plan often asks for more torque than the joints have, and the hidden
-dynamics shift every step's result. `robot_env.envs.ReachEnv` with ``residual=True`` adds a
+dynamics shift every step's result. `controllers.residual` (an env's ``residual=True``) adds a
 learned correction to its signal (residual RL: Johannink et al., 2019; Silver et al., 2018),
 so an agent starts from this controller instead of from nothing.
 """

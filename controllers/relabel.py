@@ -1,6 +1,6 @@
 """Hindsight relabeling for residual RL: HER's ``final`` strategy with the action relabeled too.
 
-On a ``residual=True`` env (`robot_env.envs.ReachEnv`) the arm gets ``u = clip(b + a)``,
+On a ``residual=True`` env (`controllers.residual`) the arm gets ``u = clip(b + a)``,
 where b is the signal of a model-based controller (`controllers.feedback.ComputedTorque`)
 that reads the goal. SB3's `HerReplayBuffer` cannot be used there: a relabeled goal g'
 changes b, so the stored action a would no longer produce the torque the arm got. This
@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.buffers import ReplayBuffer
 
-import robot_env
-from robot_env.envs import residual_action, residual_signal
+from controllers import envs
+from controllers.residual import residual_action, residual_part, residual_signal
 
 
 class ResidualFinalGoalBuffer(ReplayBuffer):
@@ -70,12 +70,12 @@ class ResidualFinalGoalBuffer(ReplayBuffer):
     def _open(self):
         """The private env copy, and the observation layout read from it."""
         if self._env is None:
-            env = robot_env.make(self._env_id, **self._env_kwargs).unwrapped
+            env = envs.make(self._env_id, **self._env_kwargs).unwrapped
             n = env.arm.n
             self._goal = slice(2 * n + 3, 2 * n + 6)
             self._time = 2 * n + 6
-            start = 2 * n + 7 + (2 * n if env.history else 0)
-            self._base = slice(start, start + n)
+            self._residual = residual_part(env)
+            self._base = env.obs_slice(self._residual)
             self._control_dt = env.substeps * env.world.timestep
             self._env = env
         return self._env
@@ -99,7 +99,7 @@ class ResidualFinalGoalBuffer(ReplayBuffer):
         if not episode or any("position" not in step[4] for step in episode):
             return []  # a physics error ended it: there is no reached position to learn from
         env = self._open()
-        base = env.base
+        base, mode = self._residual.base, self._residual.mode
         goal = np.asarray(episode[-1][4]["position"], dtype=np.float64)
         n, max_steps = env.arm.n, env.max_steps
 
@@ -116,13 +116,14 @@ class ResidualFinalGoalBuffer(ReplayBuffer):
         out = []
         b_new = signal(first)
         for obs, next_obs, action, done, info in episode:
-            applied = residual_signal(obs[self._base], action, env.residual_mode)
-            a_new = residual_action(applied, b_new, env.residual_mode)
+            applied = residual_signal(obs[self._base], action, mode)
+            a_new = residual_action(applied, b_new, mode)
             b_next = signal(next_obs)
             o, o2 = obs.copy(), next_obs.copy()
             o[self._goal] = o2[self._goal] = goal
             o[self._base], o2[self._base] = b_new, b_next
-            o, o2 = o.clip(env._low, env._high), o2.clip(env._low, env._high)  # as the env clips its own
+            low, high = env.observation_space.low, env.observation_space.high
+            o, o2 = o.clip(low, high), o2.clip(low, high)  # as the env clips its own
             if np.all(np.abs(a_new) <= 1.0 + 1e-6):
                 d = float(np.linalg.norm(np.asarray(info["position"], dtype=np.float64) - goal))
                 truncated = {"TimeLimit.truncated": bool(info.get("TimeLimit.truncated", False))}

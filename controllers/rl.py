@@ -66,6 +66,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 import robot_env
+from controllers import envs
 from controllers.evaluation import Controller
 
 ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "sac": SAC, "td3": TD3}
@@ -523,7 +524,7 @@ def probe_env(env_id: str, env_kwargs: dict | None = None) -> EnvInfo:
     """Build the env once (in this process, so bad kwargs fail with a clear sentence) and describe it."""
     env_id = env_id_of(env_id)
     try:
-        env = robot_env.make(env_id, **(env_kwargs or {}))
+        env = envs.make(env_id, **(env_kwargs or {}))
     except TypeError as exc:
         raise ValueError(f"bad env kwargs for {env_id}: {_one_line(exc)}.") from exc
     try:
@@ -545,7 +546,7 @@ def probe_env(env_id: str, env_kwargs: dict | None = None) -> EnvInfo:
 
 
 def _vec_env(env_id: str, env_kwargs: dict, n_envs: int, seed: int, vec_env: str) -> VecEnv:
-    return robot_env.make_vec_env(env_id, n_envs=n_envs, seed=seed, subproc=vec_env == "subproc", **env_kwargs)
+    return envs.make_vec_env(env_id, n_envs=n_envs, seed=seed, subproc=vec_env == "subproc", **env_kwargs)
 
 
 def save_vecnormalize(vec_normalize: VecNormalize, path: str | Path) -> None:

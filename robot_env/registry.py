@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import gymnasium as gym
 
@@ -26,14 +27,14 @@ def make(env_id: str, **kwargs) -> gym.Env:
 
 
 def make_vec_env(env_id: str, n_envs: int = 1, seed: int = 0, subproc: bool = False, start_method: str | None = None,
-                 **env_kwargs):
-    """An SB3 vec env of ``n_envs`` copies; the env factory pickles by reference, so
-    ``SubprocVecEnv`` works with ``spawn`` and ``forkserver`` (each worker imports
-    ``robot_env`` and owns its own physics client)."""
+                 factory: Callable[..., gym.Env] | None = None, **env_kwargs):
+    """An SB3 vec env of ``n_envs`` copies; the env factory (``factory(env_id, **env_kwargs)``, `make` by
+    default) pickles by reference, so ``SubprocVecEnv`` works with ``spawn`` and ``forkserver`` (each
+    worker imports the factory's module and owns its own physics client)."""
     from stable_baselines3.common.env_util import make_vec_env as sb3_make_vec_env
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
-    factory = functools.partial(make, env_id, **env_kwargs)
+    factory = functools.partial(factory or make, env_id, **env_kwargs)
     vec_cls = SubprocVecEnv if subproc else DummyVecEnv
     vec_kwargs = {"start_method": start_method} if subproc and start_method else None
     return sb3_make_vec_env(factory, n_envs=n_envs, seed=seed, vec_env_cls=vec_cls, vec_env_kwargs=vec_kwargs)

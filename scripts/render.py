@@ -82,11 +82,11 @@ def _policy(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     import time
 
-    import gymnasium as gym
     import numpy as np
 
     import robot_env
     from armlab_scripts._common import UsageError, emit_json
+    from controllers.envs import make as make_env
     from robot_env.camera import CAMERA_NAMES
     from robot_env.video import RolloutRecorder, VideoWriteError, VideoWriter, video_format
 
@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     if args.robot is not None:
         env_kwargs["robot"] = args.robot
 
-    env = gym.make(env_id, **env_kwargs)
+    env = make_env(env_id, **env_kwargs)  # the run's env kwargs may ask for controllers' parts (residual)
     t0 = time.perf_counter()
     try:
         recorder = RolloutRecorder(env, cameras, size=size)

@@ -8,7 +8,9 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import robot_env
+from controllers.residual import add_residual, residual_action, residual_part, residual_signal
 from robot_env import CLOSED_LOOP_IDS, ENV_IDS, OPEN_LOOP_IDS
+from robot_env.components import History
 
 
 def _rollout(env, seed, actions):
@@ -309,7 +311,8 @@ def test_the_feedback_controller_alone_beats_a_zero_signal(make):
     base, zero_y = np.array(ys["base"]), np.array(ys["zero"])
     assert np.median(base) < 0.3 * np.median(zero_y)
     assert np.mean(base < 0.02) >= 0.2  # about 40 % within 2 cm over 200 contexts
-    assert env.base.goal is not None and env.base.goal.shape == (env.arm.n,)
+    base = residual_part(env).base
+    assert base.goal is not None and base.goal.shape == (env.arm.n,)
 
 
 def test_knots_interpolate_linearly(make):
@@ -375,8 +378,6 @@ def test_her_learns_on_dict_observations(make):
 
 
 def test_residual_span_reaches_the_whole_torque_range_from_any_base_signal(make):
-    from robot_env.envs import residual_action, residual_signal
-
     rng = np.random.default_rng(0)
     b = np.concatenate([[-1.0, 1.0, 0.0], rng.uniform(-1, 1, 500)])
     a = rng.uniform(-1, 1, b.shape)
@@ -393,13 +394,62 @@ def test_residual_span_reaches_the_whole_torque_range_from_any_base_signal(make)
     for mode, expect in (("add", 0.0), ("span", -1.0)):
         env = make(CLOSED_LOOP_IDS["state"], residual_mode=mode, **kw).unwrapped
         env.reset(seed=2)
-        env._base_x = np.ones(env.arm.n)
+        residual_part(env).signal = np.ones(env.arm.n)
         env.step(-np.ones(env.arm.n))
-        np.testing.assert_allclose(env._hist[: env.arm.n], expect)  # the applied signal, as history shows it
+        applied = env.part(History).value[: env.arm.n]  # the applied signal, as history shows it
+        np.testing.assert_allclose(applied, expect)
     for bad, needle in (({"residual_mode": "scale"}, "unknown residual_mode 'scale'; choose one of add, span"),
                         ({"residual_mode": "span", "residual": False}, "residual_mode 'span' applies with residual")):
         with pytest.raises(ValueError, match=needle):
             make(CLOSED_LOOP_IDS["state"], **{**kw, **bad})
+
+
+def test_residual_control_attached_to_a_built_env_gives_the_same_rollout(make):
+    # residual control lives on the controllers floor: the keyword (a plugin) and `add_residual` on a built env
+    # give the same observations and rewards for the same seed and actions, with b before the privileged entries
+    kw = {"robot": "arm3", "history": True, "privileged": True, "reward_at": "end"}
+    by_keyword = make(CLOSED_LOOP_IDS["state"], residual=True, residual_mode="span", **kw)
+    by_wrapper = add_residual(make(CLOSED_LOOP_IDS["state"], **kw), "span")
+    plain = make(CLOSED_LOOP_IDS["state"], **kw).unwrapped
+    u = by_wrapper.unwrapped
+    n = u.arm.n
+    assert by_wrapper.observation_space == by_keyword.observation_space
+    assert u.actor_obs_dim == plain.actor_obs_dim + n
+    assert u.obs_slice(residual_part(u)) == slice(plain.actor_obs_dim, plain.actor_obs_dim + n)
+    rng = np.random.default_rng(0)
+    for seed in (0, 1):
+        a, _ = by_keyword.reset(seed=seed)
+        b, _ = by_wrapper.reset(seed=seed)
+        np.testing.assert_array_equal(a, b)
+        done = False
+        while not done:
+            action = rng.uniform(-1, 1, n)
+            a, ra, term, trunc, _ = by_keyword.step(action)
+            b, rb, *_ = by_wrapper.step(action)
+            np.testing.assert_array_equal(a, b)
+            assert ra == rb
+            done = term or trunc
+        np.testing.assert_array_equal(a[u.actor_obs_dim :], plain.reset(seed=seed)[0][plain.actor_obs_dim :])
+    with pytest.raises(ValueError, match="already has residual control"):
+        add_residual(by_wrapper)
+    with pytest.raises(ValueError, match="closed-loop"):
+        add_residual(make(OPEN_LOOP_IDS["state"]))
+
+
+def test_residual_keyword_without_its_plugin_names_the_module_to_import():
+    import subprocess
+    import sys
+
+    code = ("import gymnasium as gym, robot_env\n"
+            "gym.make('armlab/ReachState-v0', residual=False).close()\n"
+            "try:\n    gym.make('armlab/ReachState-v0', residual=True)\n"
+            "except ValueError as exc:\n    print(exc)\n"
+            "import sys; print(any(m.startswith('controllers') for m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert "residual is served by controllers.residual: import controllers.residual first" in lines[-2]
+    assert lines[-1] == "False"  # robot_env never imports the controllers floor
 
 
 def test_reward_at_end_scores_the_final_distance_only(make):
@@ -427,8 +477,8 @@ def test_speed_bound_keeps_fast_joints_visible(make):
     kw = {"robot": "arm3", "randomization": {"obs_noise": 0.0}}
     clipped = make(CLOSED_LOOP_IDS["state"], **kw).unwrapped
     wide = make(CLOSED_LOOP_IDS["state"], speed_bound=12, **kw).unwrapped
-    n, bound = clipped.arm.n, clipped._vel_bound
-    assert np.all(wide._vel_bound > 3 * bound)
+    n, bound = clipped.arm.n, clipped.vel_bound
+    assert np.all(wide.vel_bound > 3 * bound)
     rng = np.random.default_rng(0)
     for _ in range(60):
         ctx = clipped.task.sample_context(rng)
