@@ -20,7 +20,8 @@ physical camera (textures, shadows, vignetting, colour cast, blur, noise, JPEG, 
 arm's poses from the trained policy instead of random feasible configurations: its deterministic
 policy is rolled out first (``--pose-episodes`` episodes of its own env, seeded from --seed), and
 the joint positions and velocities along the trajectories that keep the arm above the table form
-a pose bank, stored as ``poses.npz`` in the dataset (its SHA-256 in the manifest). Frame i shows
+a pose bank, stored as ``poses.npz`` in the dataset (its SHA-256 in the manifest) by
+`controllers.poses`; the dataset writer only reads that file. Frame i shows
 the bank pose that ``default_rng([seed, i, 3])`` picks; everything else in it is what the seed
 gives without --poses-from. The run's path and model hash are settings: resuming with another
 run is refused.
@@ -91,6 +92,10 @@ def _generate(args: argparse.Namespace) -> int:
     if not 0.02 <= cfg.object_size <= 0.2:
         raise UsageError(f"--object-size must be between 0.02 and 0.2 m, got {cfg.object_size}.")
     shard = parse_shard(args.shard)
+    if cfg.poses_from is not None:  # the policy's pose bank, stored in --out before any frame
+        from controllers.poses import prepare_pose_bank
+
+        cfg = prepare_pose_bank(args.out, cfg, workers=args.workers, shard=shard)
     if args.backend == "ray":
         from robot_env.dataset import generate_ray
 

@@ -71,6 +71,43 @@ def test_layout_label_and_manifest(one_worker):
     assert {o["id"] for o in lab["objects"] if o["area"] > 0} <= set(np.unique(seg).tolist())
 
 
+def _urdf_limits(robot: str) -> list[list[float]]:
+    """The revolute joints' limits as the URDF file writes them (read with ElementTree, not PyBullet)."""
+    import xml.etree.ElementTree as ET
+
+    from robot_env.robots import get_spec
+
+    joints = ET.parse(get_spec(robot).path).getroot().iter("joint")
+    return [[float(j.find("limit").get("lower")), float(j.find("limit").get("upper"))]
+            for j in joints if j.get("type") == "revolute"]
+
+
+def test_manifest_carries_the_robots_joint_limits(one_worker):
+    manifest = json.loads((one_worker / "manifest.json").read_text())
+    limits = manifest["joint_limits"]
+    assert limits == _urdf_limits("arm3") and len(limits) == 3
+    lab = json.loads((one_worker / "labels" / "000000.json").read_text())
+    assert len(lab["joint_positions"]) == len(limits)  # one [lower, upper] per label joint, in order
+    for i in range(16):
+        q = json.loads((one_worker / "labels" / f"{i:06d}.json").read_text())["joint_positions"]
+        assert all(lo <= v <= hi for v, (lo, hi) in zip(q, limits))
+
+
+def test_merge_and_verify_accept_manifests_without_joint_limits(one_worker, tmp_path):
+    """Shards finished before manifests carried joint_limits still verify and merge; the merged one has them."""
+    parts = []
+    for i in range(2):
+        parts.append(tmp_path / f"old{i}")
+        generate(parts[-1], _cfg(), shard=(i, 2), progress=False)
+        path = parts[-1] / "manifest.json"
+        manifest = json.loads(path.read_text())
+        del manifest["joint_limits"]
+        path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+        assert verify(parts[-1]) == []
+    merge(parts, tmp_path / "merged", progress=False)
+    assert _same_tree(one_worker, tmp_path / "merged") == []
+
+
 def test_target_pixel_and_depth_agree_with_the_images(one_worker):
     """The labelled target pixel lies on the target's mask, and the depth there is the
     camera-frame z of the object's surface (within the object's size)."""
@@ -111,7 +148,7 @@ def test_coco_loads_in_pycocotools_and_masks_match_segmentation(one_worker):
 
 
 def test_png_writer_round_trips_every_image_kind_through_other_readers():
-    from robot_env.dataset import _png
+    from robot_env.dataset.writer import _png
 
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)  # odd, non-square sizes
@@ -134,7 +171,7 @@ def test_png_writer_round_trips_every_image_kind_through_other_readers():
 def test_fast_uniform_draws_what_numpy_uniform_draws():
     """Frames stay a function of the seed only if the scene's shortcut for ``rng.uniform``
     consumes the stream exactly as numpy does and gives the same values, bit for bit."""
-    from robot_env.dataset import _uniform
+    from robot_env.dataset.scene import _uniform
 
     lo, hi = np.array([-1.4, -2.0, -2.6]), np.array([1.4, 2.1, 2.6])
     a, b = np.random.default_rng(7), np.random.default_rng(7)
@@ -240,6 +277,28 @@ def test_kill_and_resume_gives_the_uninterrupted_dataset(one_worker, tmp_path):
     assert _same_tree(one_worker, out) == []
 
 
+def test_errors_name_the_parameter_and_the_command_line_its_flag(tmp_path, capsys):
+    from robot_env.dataset import DatasetError, parse_shard
+    from robot_env.io.errors import ParamError
+
+    with pytest.raises(ParamError, match=r"^n must be at least 1, got 0\.$") as err:
+        _cfg(n=0).validate()
+    assert err.value.param == "n" and isinstance(err.value, DatasetError)
+    with pytest.raises(ParamError, match="^max_distractors must be between 0 and 6"):
+        _cfg(max_distractors=9).validate()
+    with pytest.raises(ParamError, match="^shard must be i/N"):
+        parse_shard("3/2")
+    with pytest.raises(ParamError, match="^workers must be at least 1"):
+        generate(tmp_path / "w0", _cfg(n=1), workers=0, progress=False)
+    for argv, flag in [(["--n", "0"], "--n must be at least 1, got 0."),
+                       (["--n", "2", "--size", "8"], "--size must be between 16 and 1024"),
+                       (["--n", "2", "--max-distractors", "9"], "--max-distractors must be between 0 and 6"),
+                       (["--n", "2", "--randomize", "sparkles"], "--randomize has an unknown randomization"),
+                       (["--n", "2", "--workers", "0"], "--workers must be at least 1")]:
+        assert cli(["dataset", "generate", "--out", str(tmp_path / "d"), *argv]) == 2
+        assert capsys.readouterr().err.startswith(f"armlab: error: {flag}")
+
+
 def test_bad_input_is_one_sentence_and_exit_2(tmp_path, capsys):
     out = str(tmp_path / "d")
     assert cli(["dataset", "generate", "--out", out, "--n", "0"]) == 2
@@ -250,7 +309,8 @@ def test_bad_input_is_one_sentence_and_exit_2(tmp_path, capsys):
     assert len(err) == 4 and all(line.startswith("armlab: error: ") for line in err)
     assert cli(["dataset", "generate", "--out", out, "--n", "2", "--size", "32"]) == 0
     assert cli(["dataset", "generate", "--out", out, "--n", "2", "--size", "40"]) == 2  # other settings
-    assert "other settings" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "other settings" in err and "choose a new --out" in err
 
 
 def test_torch_dataset_reads_the_labels(one_worker):
@@ -370,8 +430,11 @@ def test_poses_from_a_run_come_from_its_pose_bank(posed, policy_runs, one_worker
 
 
 def test_poses_from_are_byte_identical_across_workers_shards_and_reruns(posed, policy_runs, tmp_path):
+    from controllers.poses import prepare_pose_bank
+
     run = policy_runs["open"]
-    generate(tmp_path / "w2", _cfg(n=6, poses_from=str(run), pose_episodes=8), workers=2, progress=False)
+    cfg = prepare_pose_bank(tmp_path / "w2", _cfg(n=6, poses_from=str(run), pose_episodes=8), workers=2)
+    generate(tmp_path / "w2", cfg, workers=2, progress=False)
     assert _same_tree(posed, tmp_path / "w2") == []  # its own bank, computed again: the same bytes
     parts = [tmp_path / "p0", tmp_path / "p1"]
     for i, part in enumerate(parts):
@@ -419,3 +482,33 @@ def test_poses_from_a_bad_run_is_one_sentence_and_exit_2(policy_runs, tmp_path, 
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("armlab: error: --poses-from") and needle in err[0], err
     assert not (tmp_path / "out2" / ".armlab-settings.json").exists()  # a failed bank binds no settings
+
+
+def test_the_dataset_writer_reads_a_stored_pose_bank_without_controllers(posed, tmp_path):
+    """robot_env never runs a policy: given the folder's poses.npz and the settings recorded with it, it
+    writes the --poses-from dataset byte for byte without importing controllers (or SB3)."""
+    import shutil
+
+    out = tmp_path / "again"
+    out.mkdir()
+    shutil.copyfile(posed / "poses.npz", out / "poses.npz")
+    script = f"""
+import json, sys
+from robot_env.dataset import DatasetConfig, generate
+settings = json.loads(open({str(posed / "manifest.json")!r}).read())["settings"]
+generate({str(out)!r}, DatasetConfig.from_settings(settings), workers=1, progress=False)
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("controllers", "stable_baselines3"))))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+    assert _same_tree(posed, out) == []
+    # without its bank, or with a config that never went through controllers.poses, the writer refuses
+    from robot_env.dataset import DatasetConfig
+    from robot_env.io.errors import ParamError
+
+    settings = json.loads((posed / "manifest.json").read_text())["settings"]
+    with pytest.raises(ValueError, match="pose bank .* is missing"):
+        generate(tmp_path / "nobank", DatasetConfig.from_settings(settings), progress=False)
+    with pytest.raises(ParamError, match="^poses_from needs the run's pose bank"):
+        generate(tmp_path / "unresolved", _cfg(n=2, poses_from=settings["poses_from"]), progress=False)

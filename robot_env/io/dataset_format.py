@@ -57,6 +57,9 @@ class DatasetError(ValueError):
 class DatasetParamError(ParamError, DatasetError):
     """A bad value of one named dataset option (`ParamError`: the command line shows its flag)."""
 
+    def __reduce__(self):  # survives pickling (errors of worker processes)
+        return type(self), (self.param, self.template)
+
 
 # -- frames --------------------------------------------------------------------------------------------
 def frame_files(i: int) -> list[str]:
