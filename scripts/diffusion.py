@@ -48,7 +48,10 @@ import re
 import sys
 from pathlib import Path
 
-from armlab_scripts._common import UsageError, emit_json, fmt, print_generation_report
+from armlab_scripts._common import UsageError, atomic_write_bytes, emit_json, fmt, print_generation_report
+from armlab_scripts._trainer import add_trainer_arguments, trainer_config, use_threads
+from generative.trainer_defaults import DIFFUSION as TRAIN_DEFAULTS
+from robot_env.io.errors import ParamError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -59,7 +62,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                        description="Train a diffusion model into --out (see `armlab diffusion --help`).")
     t.add_argument("--data", required=True, help="armlab dataset folder (or, unconditional, any image folder)")
     t.add_argument("--out", required=True, help="run folder (created; an existing run resumes / continues)")
-    t.add_argument("--steps", type=int, required=True, help="total UNet training steps (a finished run continues)")
     t.add_argument("--cond", default="",
                    help="class, target, joints or a comma-separated list such as class,target,joints "
                         "(default: unconditional)")
@@ -70,7 +72,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--vae-steps", type=int, default=2000, help="with --latent: autoencoder steps (default 2000)")
     t.add_argument("--model", default="small", help="UNet (and autoencoder) size: tiny, small (default) or base")
     t.add_argument("--vae-model", default=None, help="autoencoder size if not --model's: tiny, small or base")
-    t.add_argument("--batch-size", type=int, default=32, help="images per step (default 32)")
     t.add_argument("--vae-batch-size", type=int, default=None,
                    help="with --latent: images per autoencoder step (default: --batch-size)")
     t.add_argument("--guidance-dropout", type=float, default=0.1,
@@ -80,18 +81,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="pixel models: fold PxP pixel patches into channels (default 2 from 64 px up, else 1)")
     t.add_argument("--target-weight", type=float, default=20.0,
                    help="extra loss weight of the pixels around the target (default 20; 0: plain loss)")
-    t.add_argument("--ema-decay", type=float, default=0.995, help="EMA decay of the UNet copy used to sample")
     t.add_argument("--limit", type=int, default=None, help="use only the first N frames")
-    t.add_argument("--seed", type=int, default=0, help="seed of the weights, batches and noise (default 0)")
-    t.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
-    t.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
-                   help="stop after this many seconds of training, checkpointed at the step reached; the same "
-                        "command continues (a wall-clock budget for a queue or a lent GPU)")
-    t.add_argument("--sample-every", type=int, default=500, help="sample grid every N steps (default 500)")
-    t.add_argument("--checkpoint-every", type=int, default=500, help="checkpoint every N steps (default 500)")
-    t.add_argument("--log-every", type=int, default=50, help="log losses every N steps (default 50)")
-    t.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    t.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_trainer_arguments(t, TRAIN_DEFAULTS, ema=True,
+                          help={"steps": "total UNet training steps (a finished run continues)",
+                                "ema_decay": "EMA decay of the UNet copy used to sample"})
     t.add_argument("--json", action="store_true", help="print the summary as one JSON object on the last line")
     t.set_defaults(diffusion_func=_train)
 
@@ -151,17 +144,7 @@ def run(args: argparse.Namespace) -> int:
     return args.diffusion_func(args)
 
 
-def _threads(n: int | None) -> None:
-    if n is None:
-        return
-    if n < 1:
-        raise UsageError(f"--threads must be at least 1, got {n}.")
-    import torch
-
-    torch.set_num_threads(n)
-
-
-def _sentence(exc: Exception) -> str:
+def _sentence(exc: Exception | str) -> str:
     text = str(exc).rstrip()
     return text if text.endswith(".") else text + "."
 
@@ -175,8 +158,8 @@ def _check_sampling(args: argparse.Namespace) -> str:
         raise UsageError(f"--guidance must be a number >= 0, got {args.guidance}.")
     try:
         return check_sampler(args.sampler, args.steps, args.guidance)
-    except ValueError as exc:
-        raise UsageError(_sentence(exc)) from None
+    except ParamError as exc:
+        raise UsageError(_sentence(exc.render(f"--{exc.param}"))) from None
 
 
 def _parse_cond(text: str | None) -> tuple[str, ...]:
@@ -184,8 +167,8 @@ def _parse_cond(text: str | None) -> tuple[str, ...]:
 
     try:
         return parse_cond(text)
-    except ValueError as exc:
-        raise UsageError(_sentence(exc)) from None
+    except ParamError as exc:
+        raise UsageError(_sentence(exc.render("--cond"))) from None
 
 
 def _check_run(run: str) -> None:
@@ -199,9 +182,8 @@ def _check_run(run: str) -> None:
 def _train(args: argparse.Namespace) -> int:
     from generative.diffusion import MODEL_SIZES, VAE_SIZES, train_diffusion
 
-    if args.steps < 1:
-        raise UsageError(f"--steps must be at least 1, got {args.steps}.")
-    if args.batch_size < 1 or (args.vae_batch_size is not None and args.vae_batch_size < 1):
+    train = trainer_config(args, TRAIN_DEFAULTS)
+    if args.vae_batch_size is not None and args.vae_batch_size < 1:
         raise UsageError("--batch-size and --vae-batch-size must be at least 1.")
     if args.size < 8:
         raise UsageError(f"--size must be at least 8 pixels, got {args.size}.")
@@ -221,28 +203,19 @@ def _train(args: argparse.Namespace) -> int:
         raise UsageError(f"--limit must be at least 1, got {args.limit}.")
     if args.patch is not None and args.patch < 1:
         raise UsageError(f"--patch must be at least 1, got {args.patch}.")
-    if not 0.0 <= args.ema_decay < 1.0:
-        raise UsageError(f"--ema-decay must be in [0, 1), got {args.ema_decay}.")
     if args.lr <= 0 or args.target_weight < 0:
         raise UsageError("--lr must be > 0 and --target-weight >= 0.")
-    if args.time_limit is not None and not args.time_limit > 0:
-        raise UsageError(f"--time-limit must be > 0 seconds, got {args.time_limit}.")
-    if min(args.sample_every, args.checkpoint_every, args.log_every) < 1:
-        raise UsageError("--sample-every, --checkpoint-every and --log-every must be at least 1.")
     cond = _parse_cond(args.cond)
     if not Path(args.data).exists():
         raise UsageError(f"dataset folder {args.data!r} does not exist.")
     if not Path(args.data).is_dir():
         raise UsageError(f"{args.data!r} is not a folder.")
-    _threads(args.threads)
+    use_threads(args.threads)
     s = train_diffusion(
-        args.data, args.out, args.steps, size=args.size, cond=cond, latent=args.latent, vae=args.vae,
-        vae_steps=args.vae_steps, model=args.model, vae_model=args.vae_model, batch_size=args.batch_size,
-        vae_batch_size=args.vae_batch_size,
+        args.data, train, size=args.size, cond=cond, latent=args.latent, vae=args.vae, vae_steps=args.vae_steps,
+        model=args.model, vae_model=args.vae_model, vae_batch_size=args.vae_batch_size,
         guidance_dropout=args.guidance_dropout, lr=args.lr, patch=args.patch, target_weight=args.target_weight,
-        seed=args.seed, device=args.device, limit=args.limit, ema_decay=args.ema_decay, log_every=args.log_every,
-        sample_every=args.sample_every, checkpoint_every=args.checkpoint_every,
-        progress=not args.no_progress and sys.stderr.isatty(), time_limit_s=args.time_limit,
+        limit=args.limit,
     )
     what = ",".join(s["cond"]) or "unconditional"
     kind = "latent" if s["latent"] else f"pixel (patch {s['patch']})"
@@ -267,7 +240,6 @@ def _write_grid(out: Path, images) -> Path:
     import numpy as np
     import torch
 
-    from generative.data import atomic_write_bytes
     from generative.training import make_grid
 
     shown = torch.from_numpy(np.ascontiguousarray(images[:64])).permute(0, 3, 1, 2).float() / 127.5 - 1
@@ -293,7 +265,7 @@ def _sample(args: argparse.Namespace) -> int:
         raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}.")
     sampler = _check_sampling(args)
     _check_run(args.run)
-    _threads(args.threads)
+    use_threads(args.threads)
     pipe = load_pipeline(args.run, args.device, ema=not args.no_ema)
     cfg = pipe.cfg
     if args.cond is not None:
@@ -365,7 +337,7 @@ def _eval(args: argparse.Namespace) -> int:
     if not (data / "manifest.json").is_file():
         raise UsageError(f"{args.data!r} is not an armlab dataset (no manifest.json): eval needs labelled frames.")
     _check_run(args.run)
-    _threads(args.threads)
+    use_threads(args.threads)
     r = evaluate_diffusion(args.run, args.data, quick=args.quick, sampler=sampler, steps=args.steps,
                            guidance=args.guidance, n=n, seed=args.seed, device=args.device,
                            probe_steps=args.probe_steps, ema=not args.no_ema, batch_size=args.batch_size)
@@ -395,6 +367,11 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     try:
         return run(args)
+    except ParamError as exc:
+        from armlab_scripts.cli import flag_for
+
+        print(f"armlab: error: {exc.render(flag_for(p, list(argv or sys.argv[1:]), exc.param))}", file=sys.stderr)
+        return 2
     except (UsageError, ValueError, FileNotFoundError) as exc:
         print(f"armlab: error: {exc}", file=sys.stderr)
         return 2

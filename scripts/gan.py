@@ -27,7 +27,10 @@ import argparse
 import math
 from pathlib import Path
 
-from armlab_scripts._common import UsageError, emit_json, fmt, print_generation_report
+from armlab_scripts._common import UsageError, atomic_write_bytes, emit_json, fmt, print_generation_report
+from armlab_scripts._trainer import add_trainer_arguments, trainer_config, use_threads
+from generative.trainer_defaults import GAN as TRAIN_DEFAULTS
+from robot_env.io.errors import ParamError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -38,12 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                        description="Train a DCGAN / conditional GAN into --out (see `armlab gan --help`).")
     t.add_argument("--data", required=True, help="armlab dataset folder (or, unconditional, any image folder)")
     t.add_argument("--out", required=True, help="run folder (created; an existing run resumes / continues)")
-    t.add_argument("--steps", type=int, required=True, help="total training steps (a finished run continues to N)")
     t.add_argument("--cond", default="", help="class, target or class,target (default: unconditional)")
     t.add_argument("--size", type=int, default=64, help="image size, a power of two (default 64)")
-    t.add_argument("--batch-size", type=int, default=64, help="images per step (default 64)")
-    t.add_argument("--seed", type=int, default=0, help="seed of the weights, batches and noise (default 0)")
-    t.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
     t.add_argument("--base", type=int, default=32, help="base width of G and D (default 32)")
     t.add_argument("--loss", default="hinge", choices=("hinge", "ns"), help="hinge (default) or non-saturating")
     t.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate of G and D (default 2e-4)")
@@ -59,14 +58,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(default: 1 for a new run with both conditions, 0 otherwise; a resumed run keeps its own; "
                         "0 turns it off)")
     t.add_argument("--limit", type=int, default=None, help="use only the first N frames")
-    t.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
-                   help="stop after this many seconds of training, checkpointed at the step reached; the same "
-                        "command continues (a wall-clock budget for a queue or a lent GPU)")
-    t.add_argument("--sample-every", type=int, default=500, help="sample grid every N steps (default 500)")
-    t.add_argument("--checkpoint-every", type=int, default=500, help="checkpoint every N steps (default 500)")
-    t.add_argument("--log-every", type=int, default=50, help="log losses every N steps (default 50)")
-    t.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    t.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_trainer_arguments(t, TRAIN_DEFAULTS)
     t.add_argument("--json", action="store_true", help="print the summary as one JSON object on the last line")
     t.set_defaults(gan_func=_train)
 
@@ -110,45 +102,27 @@ def _parse_cond(text: str | None) -> tuple[str, ...]:
 
     try:
         return parse_cond(text)
-    except ValueError as exc:
-        raise UsageError(f"{exc}.") from None
+    except ParamError as exc:
+        raise UsageError(f"{exc.render('--cond')}.") from None
 
 
 def _train(args: argparse.Namespace) -> int:
-    import sys
-
-    import torch
-
     from generative.gan import check_size, parse_augment, train_gan
 
-    if args.steps < 1:
-        raise UsageError(f"--steps must be at least 1, got {args.steps}.")
-    if args.batch_size < 1:
-        raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}.")
+    train = trainer_config(args, TRAIN_DEFAULTS)
     if args.base < 1:
         raise UsageError(f"--base must be at least 1, got {args.base}.")
     if args.limit is not None and args.limit < 1:
         raise UsageError(f"--limit must be at least 1, got {args.limit}.")
-    if args.time_limit is not None and not args.time_limit > 0:
-        raise UsageError(f"--time-limit must be > 0 seconds, got {args.time_limit}.")
-    if min(args.sample_every, args.checkpoint_every, args.log_every) < 1:
-        raise UsageError("--sample-every, --checkpoint-every and --log-every must be at least 1.")
     check_size(args.size)
     cond = _parse_cond(args.cond)
     augment = parse_augment(args.augment)
     if not Path(args.data).exists():
         raise UsageError(f"dataset folder {args.data!r} does not exist.")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise UsageError(f"--threads must be at least 1, got {args.threads}.")
-        torch.set_num_threads(args.threads)
-    s = train_gan(args.data, args.out, args.steps, cond, size=args.size, batch_size=args.batch_size, seed=args.seed,
-                  device=args.device, g_base=args.base, d_base=args.base, loss=args.loss, lr=args.lr,
-                  augment=augment, spatial_cond=False if args.no_spatial_cond else None, aux_class=args.aux_class,
-                  limit=args.limit,
-                  log_every=args.log_every, sample_every=args.sample_every,
-                  checkpoint_every=args.checkpoint_every, progress=not args.no_progress and sys.stderr.isatty(),
-                  time_limit_s=args.time_limit)
+    use_threads(args.threads)
+    s = train_gan(args.data, train, cond, size=args.size, g_base=args.base, d_base=args.base, loss=args.loss,
+                  lr=args.lr, augment=augment, spatial_cond=False if args.no_spatial_cond else None,
+                  aux_class=args.aux_class, limit=args.limit)
     what = ",".join(s["cond"]) or "unconditional"
     ips = f"{s['images_per_s']:.0f} images/s" if s["images_per_s"] else "images/s not measured"
     print(f"GAN ({what}, {s['size']} px, {s['n_train']} frames) -> {s['out']}: step {s['steps']} "
@@ -201,8 +175,6 @@ def _sample(args: argparse.Namespace) -> int:
     shown = torch.from_numpy(np.ascontiguousarray(images[:64])).permute(0, 3, 1, 2).float() / 127.5 - 1
     grid = make_grid(shown, nrow=min(8, max(1, math.ceil(math.sqrt(len(shown))))))
     import cv2
-
-    from generative.data import atomic_write_bytes
 
     ok, png = cv2.imencode(".png", np.ascontiguousarray(grid[:, :, ::-1]))
     if not ok:

@@ -1,6 +1,7 @@
 """generative.diffusion and `armlab diffusion`: tiny diffusers models, a few steps each, no network."""
 
 import argparse
+import dataclasses
 import json
 import socket
 
@@ -12,6 +13,9 @@ import torch.nn.functional as F
 from armlab_scripts import diffusion as cli
 from armlab_scripts._common import UsageError
 from generative import diffusion as D
+from generative.diffusion.evaluate import _fill_labels
+from generative.diffusion.task import _grid_conditions
+from generative.training import TrainConfig
 
 # diffusers' DPM-Solver builds a NumPy array from a tensor in the way NumPy 2 deprecates; not ours to fix
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
@@ -35,6 +39,16 @@ def dataset(tmp_path_factory):
     out = tmp_path_factory.mktemp("diffusion") / "data"
     generate(out, DatasetConfig(n=24, size=16, seed=0), workers=1, progress=False)
     return out
+
+
+TRAINER = {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+def fit(data_dir, out, steps, **kw):
+    """`train_diffusion` with the trainer's options in a TrainConfig (over the diffusion TRAIN_DEFAULTS), the
+    model's as keywords."""
+    train = TrainConfig(out=out, steps=steps, **{**D.TRAIN_DEFAULTS, **{k: v for k, v in kw.items() if k in TRAINER}})
+    return D.train_diffusion(data_dir, train, **{k: v for k, v in kw.items() if k not in TRAINER})
 
 
 TINY = dict(size=16, model="tiny", batch_size=4, tensorboard=False, log_every=2, sample_every=1000,
@@ -179,10 +193,10 @@ def test_autoencoder_reconstruction_improves():
 @pytest.mark.parametrize("latent", [False, True])
 def test_resume_equals_straight_training(dataset, tmp_path, latent):
     kw = dict(TINY, cond="class,target", latent=latent, vae_steps=3)
-    D.train_diffusion(dataset, tmp_path / "a", 4, **kw)
-    s = D.train_diffusion(dataset, tmp_path / "a", 8, **kw)  # a finished run continued to 8
+    fit(dataset, tmp_path / "a", 4, **kw)
+    s = fit(dataset, tmp_path / "a", 8, **kw)  # a finished run continued to 8
     assert s["start_step"] == 4 and s["steps"] == 8
-    D.train_diffusion(dataset, tmp_path / "b", 8, **kw)
+    fit(dataset, tmp_path / "b", 8, **kw)
     a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
     b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
     for group in ("modules", "ema"):
@@ -195,7 +209,7 @@ def test_resume_equals_straight_training(dataset, tmp_path, latent):
 
 
 def test_samplers_give_images_of_the_right_shape_and_range(dataset, tmp_path):
-    D.train_diffusion(dataset, tmp_path / "run", 2, **TINY, cond="class,target")
+    fit(dataset, tmp_path / "run", 2, **TINY, cond="class,target")
     for sampler, steps in (("ddpm", 5), ("ddim", 4), ("dpm", 3)):
         images, y, c, q = D.sample(tmp_path / "run", 3, {"class_id": "cylinder", "target": [0.4, 0.6]},
                                    sampler=sampler, steps=steps, guidance=2.0, seed=1)
@@ -261,7 +275,7 @@ def test_bad_input_is_one_sentence(dataset, tmp_path):
             cli_run(argv)
         _one_sentence(info.value)
     with pytest.raises(ValueError) as info:  # a plain image folder has no labels to condition on
-        D.train_diffusion(notes, tmp_path / "r", 2, **TINY, cond="class")
+        fit(notes, tmp_path / "r", 2, **TINY, cond="class")
     _one_sentence(info.value)
     broken = tmp_path / "broken"
     broken.mkdir()
@@ -358,7 +372,7 @@ def test_joint_embedding_changes_the_output_unless_dropped(monkeypatch):
     task = D.DiffusionTask(joint_cfg(grid_steps=2), joints=train_q)
     grid = task.sample(4)  # the sample grid with joints: the first joint sweeps its training range
     assert grid.shape == (4, 3, 16, 16) and torch.isfinite(grid).all()
-    _, _, q = D._grid_conditions(4, task.cfg, None, task.joints)
+    _, _, q = _grid_conditions(4, task.cfg, None, task.joints)
     assert q[0, 0] < q[1, 0] and torch.allclose(q[:, 1:], torch.tensor([0.2, 1.0], dtype=q.dtype).expand(4, 2))
 
 
@@ -392,8 +406,8 @@ def test_joint_runs_train_resume_and_sample_the_requested_joints(dataset, tmp_pa
 
     run = tmp_path / "run"
     kw = dict(TINY, cond="class,joints", sample_every=3, n_samples=4)
-    D.train_diffusion(dataset, run, 3, **kw)
-    s = D.train_diffusion(dataset, run, 5, **kw)  # resumed and continued
+    fit(dataset, run, 3, **kw)
+    s = fit(dataset, run, 5, **kw)  # resumed and continued
     assert s["start_step"] == 3 and s["steps"] == 5 and s["cond"] == ["class", "joints"] and s["n_joints"] == 3
     assert all(np.isfinite(v) for v in s["losses"].values())
     assert (run / "samples" / "step_000003.png").is_file()  # the grid works with joints
@@ -443,6 +457,6 @@ def test_joint_runs_train_resume_and_sample_the_requested_joints(dataset, tmp_pa
     cfg = D.run_config(run)
     frames = {"image": torch.zeros(2, 3, 16, 16), "class_id": torch.tensor([0, 2]),
               "joints": torch.tensor([[0.1, 0.2, 0.3], [float("nan")] * 3])}
-    y, c, q = D._fill_labels(cfg, frames, torch.Generator())
+    y, c, q = _fill_labels(cfg, frames, torch.Generator())
     mid = (torch.tensor(tc["joint_low"]) + torch.tensor(tc["joint_high"])) / 2
     assert c is None and torch.allclose(q, torch.stack([frames["joints"][0], mid]))

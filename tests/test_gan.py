@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import math
 
@@ -13,6 +14,7 @@ import torch
 
 from generative.data import ArmlabDataset, load_tensors
 from generative.gan import (
+    TRAIN_DEFAULTS,
     Discriminator,
     GANConfig,
     GANTask,
@@ -24,11 +26,20 @@ from generative.gan import (
     sample,
     train_gan,
 )
+from generative.training import TrainConfig
 
 SIZE = 32
 TINY = dict(g_base=8, d_base=8, z_dim=16, log_every=5, sample_every=1000, checkpoint_every=1000, progress=False,
             tensorboard=False, n_samples=6)
 REPORT_KEYS = ("class_acc_ratio", "pos_err_ratio", "diversity_ratio", "fid_custom")
+TRAINER = {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+def fit(data_dir, out, steps, cond=(), **kw):
+    """`train_gan` with the trainer's options in a TrainConfig (over the GAN's TRAIN_DEFAULTS), the model's as
+    keywords."""
+    train = TrainConfig(out=out, steps=steps, **{**TRAIN_DEFAULTS, **{k: v for k, v in kw.items() if k in TRAINER}})
+    return train_gan(data_dir, train, cond, **{k: v for k, v in kw.items() if k not in TRAINER})
 
 
 @pytest.fixture(autouse=True)
@@ -143,7 +154,7 @@ def test_a_hundred_steps_fit_the_data(dataset, data, tmp_path):
     g0 = GANTask(cfg, init_seed=0).G.eval()
     with torch.no_grad():
         before = moments_error(g0(torch.randn(64, 16)), real)
-    train_gan(dataset, tmp_path / "run", 120, (), size=SIZE, batch_size=16, lr=1e-3, **TINY)
+    fit(dataset, tmp_path / "run", 120, (), size=SIZE, batch_size=16, lr=1e-3, **TINY)
     with open(tmp_path / "run" / "log.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     first, last = rows[0], rows[-1]
@@ -157,7 +168,7 @@ def test_a_hundred_steps_fit_the_data(dataset, data, tmp_path):
 
 def test_conditional_generator_depends_on_class_and_target(dataset, data, tmp_path):
     run = tmp_path / "cgan"
-    train_gan(dataset, run, 30, "class,target", size=SIZE, batch_size=16, lr=1e-3, **TINY)
+    fit(dataset, run, 30, "class,target", size=SIZE, batch_size=16, lr=1e-3, **TINY)
     G = load_generator(run)
     z, z2 = torch.randn(8, 16), torch.randn(8, 16)
     c = torch.full((8, 2), 0.5)
@@ -190,10 +201,10 @@ def test_conditional_generator_depends_on_class_and_target(dataset, data, tmp_pa
 
 def test_resume_4_then_8_equals_straight_8(dataset, tmp_path):
     kw = dict(cond="class,target", size=SIZE, batch_size=8, seed=3, **TINY)
-    train_gan(dataset, tmp_path / "a", 4, **kw)
-    summary = train_gan(dataset, tmp_path / "a", 8, **kw)
+    fit(dataset, tmp_path / "a", 4, **kw)
+    summary = fit(dataset, tmp_path / "a", 8, **kw)
     assert summary["start_step"] == 4 and summary["steps_run"] == 4
-    train_gan(dataset, tmp_path / "b", 8, **kw)
+    fit(dataset, tmp_path / "b", 8, **kw)
     for ema in (False, True):
         ga, gb = load_generator(tmp_path / "a", ema=ema), load_generator(tmp_path / "b", ema=ema)
         sa, sb = ga.state_dict(), gb.state_dict()
@@ -201,7 +212,7 @@ def test_resume_4_then_8_equals_straight_8(dataset, tmp_path):
         for k in sa:
             assert torch.equal(sa[k], sb[k]), (ema, k)
     with pytest.raises(ValueError, match="trained with cond"):
-        train_gan(dataset, tmp_path / "a", 9, **{**kw, "cond": "class"})
+        fit(dataset, tmp_path / "a", 9, **{**kw, "cond": "class"})
 
 
 def test_speed_settings_change_how_not_what(dataset, tmp_path):
@@ -212,8 +223,8 @@ def test_speed_settings_change_how_not_what(dataset, tmp_path):
     from generative.training import load_checkpoint
 
     kw = dict(cond="class,target", size=SIZE, batch_size=8, **TINY)
-    plain = train_gan(dataset, tmp_path / "plain", 3, **kw)
-    fast = train_gan(dataset, tmp_path / "fast", 3, pad_channels=True, compile="aot_eager", **kw)
+    plain = fit(dataset, tmp_path / "plain", 3, **kw)
+    fast = fit(dataset, tmp_path / "fast", 3, pad_channels=True, compile="aot_eager", **kw)
     assert (plain["pad_channels"], plain["compile"], fast["pad_channels"], fast["compile"]) == (
         False, "off", True, "aot_eager")
     assert fast["train_flops_per_image"] == plain["train_flops_per_image"]
@@ -224,9 +235,9 @@ def test_speed_settings_change_how_not_what(dataset, tmp_path):
         assert a[net].keys() == b[net].keys()
         for k in a[net]:
             assert torch.allclose(a[net][k].float(), b[net][k].float(), rtol=1e-4, atol=1e-5), (net, k)
-    resumed = train_gan(dataset, tmp_path / "fast", 4, **kw)  # defaults: padding and compile off on the CPU
+    resumed = fit(dataset, tmp_path / "fast", 4, **kw)  # defaults: padding and compile off on the CPU
     assert (resumed["start_step"], resumed["pad_channels"], resumed["compile"]) == (3, False, "off")
-    train_gan(dataset, tmp_path / "bare", 2, checkpoints=False, **kw)
+    fit(dataset, tmp_path / "bare", 2, checkpoints=False, **kw)
     assert not (tmp_path / "bare" / "checkpoint.pt").exists() and (tmp_path / "bare" / "summary.json").is_file()
 
 
@@ -250,34 +261,34 @@ def test_local_classifier_crops_centre_on_the_target():
 
 def test_local_class_loss_trains_its_classifier_and_resumes(dataset, tmp_path):
     kw = dict(cond="class,target", size=SIZE, batch_size=16, seed=1, aux_class=1.0, **TINY)
-    s = train_gan(dataset, tmp_path / "a", 40, **{**kw, "log_every": 10})
+    s = fit(dataset, tmp_path / "a", 40, **{**kw, "log_every": 10})
     assert s["losses"]["a_loss"] < math.log(3)  # the classifier learned something about the real crops
     assert {"g_class", "a_acc_fake", "a_acc_real"} <= set(s["losses"])
     ckpt = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
     assert "A" in ckpt["modules"] and "A" in ckpt["optimizers"]
     # resuming keeps the classifier: 20 + 20 steps equal 40 straight
-    train_gan(dataset, tmp_path / "b", 20, **{**kw, "log_every": 10})
-    train_gan(dataset, tmp_path / "b", 40, **{**kw, "log_every": 10})
+    fit(dataset, tmp_path / "b", 20, **{**kw, "log_every": 10})
+    fit(dataset, tmp_path / "b", 40, **{**kw, "log_every": 10})
     ga, gb = load_generator(tmp_path / "a", ema=False), load_generator(tmp_path / "b", ema=False)
     for k, v in ga.state_dict().items():
         assert torch.equal(v, gb.state_dict()[k]), k
     with pytest.raises(ValueError, match="class and target"):
-        train_gan(dataset, tmp_path / "c", 2, **{**kw, "cond": "class"})
+        fit(dataset, tmp_path / "c", 2, **{**kw, "cond": "class"})
     with pytest.raises(ValueError, match="aux_class"):
-        train_gan(dataset, tmp_path / "c", 2, **{**kw, "aux_class": -1.0})
+        fit(dataset, tmp_path / "c", 2, **{**kw, "aux_class": -1.0})
 
 
 def test_local_class_loss_defaults(dataset, tmp_path):
     """On for new runs with class and target, off otherwise; a resumed run keeps its own; old configs load 0."""
     kw = dict(size=SIZE, batch_size=4, **TINY)
-    both = train_gan(dataset, tmp_path / "both", 1, cond="class,target", **kw)
+    both = fit(dataset, tmp_path / "both", 1, cond="class,target", **kw)
     assert both["aux_class"] == 1.0
-    assert train_gan(dataset, tmp_path / "cls", 1, cond="class", **kw)["aux_class"] == 0.0
-    off = train_gan(dataset, tmp_path / "off", 1, cond="class,target", aux_class=0.0, **kw)
+    assert fit(dataset, tmp_path / "cls", 1, cond="class", **kw)["aux_class"] == 0.0
+    off = fit(dataset, tmp_path / "off", 1, cond="class,target", aux_class=0.0, **kw)
     assert off["aux_class"] == 0.0
-    assert train_gan(dataset, tmp_path / "off", 2, cond="class,target", **kw)["aux_class"] == 0.0  # kept on resume
+    assert fit(dataset, tmp_path / "off", 2, cond="class,target", **kw)["aux_class"] == 0.0  # kept on resume
     with pytest.raises(ValueError, match="aux_class"):
-        train_gan(dataset, tmp_path / "off", 3, cond="class,target", aux_class=1.0, **kw)
+        fit(dataset, tmp_path / "off", 3, cond="class,target", aux_class=1.0, **kw)
     legacy = GANConfig(cond=("class", "target")).to_dict()
     legacy.pop("aux_class")
     assert GANConfig.from_dict(legacy).aux_class == 0.0
@@ -316,7 +327,7 @@ def test_cli_train_sample_eval_round_trip(dataset, tmp_path, capsys):
 
 
 def test_unconditional_eval_has_no_conditioning_figures(dataset, tmp_path):
-    train_gan(dataset, tmp_path / "dcgan", 3, (), size=SIZE, batch_size=8, **TINY)
+    fit(dataset, tmp_path / "dcgan", 3, (), size=SIZE, batch_size=8, **TINY)
     r = evaluate_gan(tmp_path / "dcgan", dataset, n=24, probe_steps=20)
     assert r["class_acc_ratio"] is None and r["pos_err_ratio"] is None
     assert r["diversity_ratio"] is not None and r["fid_custom"] >= 0 and r["modes_covered"] >= 1

@@ -155,10 +155,11 @@ def _verdict(value: float | None, goal: float, op: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     import torch
+    from torch.utils.data import Subset as _Subset
 
     from generative.data import ArmlabDataset, load_tensors
     from generative.diffusion import (
-        _Subset,
+        TRAIN_DEFAULTS,
         draw_conditions,
         evaluate_diffusion,
         load_pipeline,
@@ -169,16 +170,19 @@ def run(args: argparse.Namespace) -> int:
         train_diffusion,
     )
     from generative.metrics import conditioning_error, evaluate_probe, probe_for, train_probe
+    from generative.training import TrainConfig
+    from robot_env.io.errors import ParamError
+    from robot_env.io.threads import set_threads
 
     s = _settings(args)
     try:
         cond = parse_cond(args.cond)
-    except ValueError as exc:
-        raise UsageError(f"{exc}.") from None
-    if args.threads is not None:
-        if args.threads < 1:
-            raise UsageError(f"--threads must be at least 1, got {args.threads}.")
-        torch.set_num_threads(args.threads)
+    except ParamError as exc:
+        raise UsageError(f"{exc.render('--cond')}.") from None
+    try:
+        set_threads(args.threads)
+    except ParamError as exc:
+        raise UsageError(f"{exc.render('--threads')}.") from None
     out = Path(args.out or ("runs/bench/diffusion-quick" if args.quick else "runs/bench/diffusion"))
     if args.gan_run is not None and not (Path(args.gan_run) / "checkpoint.pt").is_file():
         raise UsageError(f"--gan-run {args.gan_run!r} is not a finished GAN run (no checkpoint.pt).")
@@ -207,15 +211,16 @@ def run(args: argparse.Namespace) -> int:
 
     with _phase("probe", timings):
         probe = probe_for(data, 64, quick=args.quick, steps=100 if args.quick else None, device=dev)
-    common = dict(size=64, cond=cond, model=args.model, batch_size=s["batch_size"], seed=args.seed, device=dev,
-                  limit=n_train, sample_every=10**9, checkpoint_every=250, log_every=50, tensorboard=False)
+    common = dict(size=64, cond=cond, model=args.model, limit=n_train)
+    trainer = dict(TRAIN_DEFAULTS, batch_size=s["batch_size"], seed=args.seed, device=dev, sample_every=10**9,
+                   checkpoint_every=250, log_every=50, tensorboard=False)
 
     # -- training
     with _phase("latent diffusion (autoencoder + UNet)", timings):
-        lat = train_diffusion(data, out / "latent", s["steps"], latent=True, vae_steps=s["vae_steps"],
-                              vae_batch_size=s["vae_batch_size"], **common)
+        lat = train_diffusion(data, TrainConfig(out=out / "latent", steps=s["steps"], **trainer), latent=True,
+                              vae_steps=s["vae_steps"], vae_batch_size=s["vae_batch_size"], **common)
     with _phase("pixel diffusion", timings):
-        pix = train_diffusion(data, out / "pixel", s["pixel_steps"], **common)
+        pix = train_diffusion(data, TrainConfig(out=out / "pixel", steps=s["pixel_steps"], **trainer), **common)
     vae_summary = lat.get("vae") or {}
 
     # -- evaluation

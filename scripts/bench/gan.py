@@ -62,8 +62,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from generative.gan import check_size, evaluate_gan, train_gan
+    from generative.gan import TRAIN_DEFAULTS, check_size, evaluate_gan, train_gan
+    from generative.training import TrainConfig
     from robot_env.dataset import DatasetConfig, generate
+    from robot_env.io.threads import set_threads
 
     preset = QUICK if args.quick else DEFAULTS
     steps = args.steps if args.steps is not None else preset["steps"]
@@ -79,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     if args.probe_steps is not None and args.probe_steps < 1:
         raise UsageError(f"--probe-steps must be at least 1, got {args.probe_steps}.")
     check_size(args.size)
-    torch.set_num_threads(_threads(args.threads, torch.get_num_threads()))
+    set_threads(_threads(args.threads, torch.get_num_threads()))
     out = Path(args.out)
     progress = sys.stderr.isatty()
     t_all = time.perf_counter()
@@ -101,10 +103,11 @@ def run(args: argparse.Namespace) -> int:
     if run_dir.exists():
         shutil.rmtree(run_dir)  # a benchmark trains from scratch
     t0 = time.perf_counter()
-    summary = train_gan(data, run_dir, steps, ("class", "target"), size=args.size, batch_size=batch_size,
-                        seed=args.seed, device=args.device, g_base=args.base, d_base=args.base,
-                        sample_every=max(steps // 4, 1), checkpoint_every=max(steps // 4, 1),
-                        log_every=max(min(50, steps // 4), 1), progress=progress, aux_class=args.aux_class)
+    train = TrainConfig(out=run_dir, steps=steps, **{**TRAIN_DEFAULTS, "batch_size": batch_size}, seed=args.seed,
+                        device=args.device, sample_every=max(steps // 4, 1), checkpoint_every=max(steps // 4, 1),
+                        log_every=max(min(50, steps // 4), 1), progress=progress)
+    summary = train_gan(data, train, ("class", "target"), size=args.size, g_base=args.base, d_base=args.base,
+                        aux_class=args.aux_class)
     train_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()

@@ -134,7 +134,9 @@ def _write(args, name: str, result: dict) -> None:
 def stage_gan_speed(args) -> dict:
     import torch
 
-    from generative.gan import GANConfig, _train_flops, train_gan
+    from generative.gan import TRAIN_DEFAULTS, GANConfig, train_gan
+    from generative.gan.train import _train_flops
+    from generative.training import TrainConfig
 
     dev = _device(args.device)
     cuda = dev.startswith("cuda")
@@ -158,11 +160,13 @@ def stage_gan_speed(args) -> dict:
         try:
             if cuda:
                 torch.cuda.reset_peak_memory_stats(dev)
-            s = train_gan(args.data, Path(args.out) / "runs" / label, steps=steps, cond=("class", "target"),
-                          size=size, batch_size=batch, device=dev, g_base=base, d_base=base,
-                          limit=max(2 * batch, 64 if args.quick else 1024), log_every=2 if args.quick else 10,
-                          sample_every=10_000_000, checkpoint_every=10_000_000, progress=False, tensorboard=False,
-                          time_limit_s=limit, pad_channels=pad, compile=mode, checkpoints=False)
+            train = TrainConfig(out=Path(args.out) / "runs" / label, steps=steps,
+                                **{**TRAIN_DEFAULTS, "batch_size": batch}, device=dev,
+                                log_every=2 if args.quick else 10, sample_every=10_000_000,
+                                checkpoint_every=10_000_000, progress=False, tensorboard=False, time_limit_s=limit,
+                                compile=mode, checkpoints=False)
+            s = train_gan(args.data, train, ("class", "target"), size=size, g_base=base, d_base=base,
+                          limit=max(2 * batch, 64 if args.quick else 1024), pad_channels=pad)
             rates = _logged_rates(Path(args.out) / "runs" / label)
             ips = statistics.median(rates) if rates else s["images_per_s"]
             tflops = ips * s["train_flops_per_image"] / 1e12 if ips else None
@@ -195,13 +199,15 @@ def stage_diffusion_speed(args) -> dict:
 
 
 def stage_gan(args) -> dict:
-    from generative.gan import evaluate_gan, train_gan
+    from generative.gan import TRAIN_DEFAULTS, evaluate_gan, train_gan
+    from generative.training import TrainConfig
 
     dev = _device(args.device)
     out = Path(args.out) / "runs" / "gan"
-    s = train_gan(args.data, out, steps=1_000_000, cond=("class", "target"), size=64, batch_size=args.gan_batch,
-                  device=dev, g_base=args.gan_base, d_base=args.gan_base, log_every=100, sample_every=2000,
-                  checkpoint_every=2000, progress=False, tensorboard=False, time_limit_s=args.budget)
+    train = TrainConfig(out=out, steps=1_000_000, **{**TRAIN_DEFAULTS, "batch_size": args.gan_batch}, device=dev,
+                        log_every=100, sample_every=2000, checkpoint_every=2000, progress=False, tensorboard=False,
+                        time_limit_s=args.budget)
+    s = train_gan(args.data, train, ("class", "target"), size=64, g_base=args.gan_base, d_base=args.gan_base)
     r = evaluate_gan(out, args.data, n=64 if args.quick else 500, device=dev, quick=args.quick)
     return {"train": {k: s.get(k) for k in ("steps", "images_per_s", "gflops_per_s", "wall_time_s", "losses")},
             "settings": {"base": args.gan_base, "batch_size": args.gan_batch, "budget_s": args.budget},
@@ -209,15 +215,16 @@ def stage_gan(args) -> dict:
 
 
 def stage_diffusion(args) -> dict:
-    from generative.diffusion import evaluate_diffusion, load_pipeline, train_diffusion
+    from generative.diffusion import TRAIN_DEFAULTS, evaluate_diffusion, load_pipeline, train_diffusion
+    from generative.training import TrainConfig
 
     dev = _device(args.device)
     out = Path(args.out) / "runs" / "diffusion"
     model = "tiny" if args.quick else "small"
-    s = train_diffusion(args.data, out, steps=1_000_000, size=64, cond=("class", "target"), model=model,
-                        batch_size=args.diffusion_batch, device=dev,
-                        log_every=100, sample_every=2000, checkpoint_every=2000, progress=False, tensorboard=False,
-                        time_limit_s=args.budget)
+    train = TrainConfig(out=out, steps=1_000_000, **{**TRAIN_DEFAULTS, "batch_size": args.diffusion_batch},
+                        device=dev, log_every=100, sample_every=2000, checkpoint_every=2000, progress=False,
+                        tensorboard=False, time_limit_s=args.budget)
+    s = train_diffusion(args.data, train, size=64, cond=("class", "target"), model=model)
     pipe = load_pipeline(out, device=dev)
     evals = {}
     n = 16 if args.quick else 256

@@ -1,0 +1,85 @@
+"""The training data of a diffusion model: tensors, labels and, for joint conditions, the robot's joint limits."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from generative.data import DataError, load_tensors, open_images
+from robot_env.io.dataset_format import CLASSES, MANIFEST
+from robot_env.io.hashing import sha256_file
+
+__all__ = ["manifest_joint_limits"]
+
+
+def _load_data(data_dir: str | Path, size: int, cond: tuple[str, ...], limit: int | None = None,
+               progress: bool = False) -> tuple[dict[str, torch.Tensor], list[str], dict[str, Any]]:
+    """The training tensors (``image`` and, for an armlab dataset, ``class_id`` / ``target`` / ``joints``), the class
+    names and a description of the data (``robot``: the manifest's ``settings.robot``). Frames without the labels
+    ``cond`` needs are left out."""
+    root = Path(data_dir)
+    if not root.exists():
+        raise DataError(f"dataset folder {str(root)!r} does not exist")
+    ds = open_images(root, size)
+    classes = list(getattr(ds, "classes", CLASSES))
+    if cond and not hasattr(ds, "classes"):
+        raise DataError(f"{str(root)!r} is a plain image folder (no manifest.json): a diffusion model conditioned "
+                        f"on {','.join(cond)} needs an armlab dataset with labels")
+    data = load_tensors(ds, limit=limit, progress=progress)
+    keep = torch.ones(len(data["image"]), dtype=torch.bool)
+    if "class" in cond:
+        keep &= (data["class_id"] >= 0) & (data["class_id"] < len(classes))
+    if "target" in cond:
+        keep &= torch.isfinite(data["target"]).all(1)
+    if "joints" in cond:
+        if "joints" not in data:
+            raise DataError(f"the labels of dataset {str(root)!r} have no joint_positions: a diffusion model "
+                            "conditioned on joints needs them")
+        keep &= torch.isfinite(data["joints"]).all(1)
+    if not keep.all():
+        data = {k: v[keep] for k, v in data.items()}
+    if len(data["image"]) == 0:
+        raise DataError(f"dataset {str(root)!r} holds no frames with the labels {','.join(cond)}")
+    wanted = ["image"] + (["class_id"] if "class" in cond else [])
+    if "target" in data and torch.isfinite(data["target"]).any():
+        wanted.append("target")  # also for the loss weighting when the model is not conditioned on it
+    if "joints" in cond:
+        wanted.append("joints")
+    data = {k: data[k] for k in wanted}
+    manifest = root / MANIFEST
+    info = {"path": str(root), "frames": len(data["image"]), "limit": limit,
+            "manifest_sha256": sha256_file(manifest) if manifest.is_file() else None}
+    settings = getattr(ds, "manifest", {}).get("settings")
+    if "joints" in cond and isinstance(settings, dict) and settings.get("robot"):
+        info["robot"] = str(settings["robot"])
+    return data, classes, info
+
+
+def _manifest(data_dir: str | Path) -> dict[str, Any]:
+    """The dataset's manifest as a dict ({} for a plain image folder or an unreadable manifest)."""
+    try:
+        manifest = json.loads((Path(data_dir) / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return {}
+    return manifest if isinstance(manifest, dict) else {}
+
+
+def manifest_joint_limits(manifest: dict[str, Any] | None, n_joints: int) -> list[list[float]] | None:
+    """``[[lower, upper], ...]`` (radians) of the robot's controlled joints, in order, from the dataset manifest's
+    ``joint_limits``; None when the manifest has none (datasets written before the key existed: the limits are then
+    unknown, as for a robot armlab does not know), or they do not fit ``n_joints`` joints. The limits only check
+    requested joints; nothing is trained or sampled from them."""
+    raw = (manifest or {}).get("joint_limits")
+    if not raw:
+        return None
+    try:
+        limits = [[float(a), float(b)] for a, b in raw]
+    except (TypeError, ValueError):
+        return None
+    if len(limits) != n_joints or not all(math.isfinite(a) and math.isfinite(b) and a < b for a, b in limits):
+        return None
+    return limits

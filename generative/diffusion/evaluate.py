@@ -1,0 +1,113 @@
+"""Probe metrics of a trained diffusion run's samples against a dataset."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Subset
+
+from generative.data import DataError, load_tensors, open_images
+from generative.diffusion.config import DiffusionConfig, check_sampler
+from generative.diffusion.pipeline import Pipeline, load_pipeline, to_uint8
+from generative.runs import pick_device, read_summary
+from robot_env.io.dataset_format import MANIFEST
+from robot_env.io.errors import ParamError
+
+__all__ = ["evaluate_diffusion"]
+
+
+def _fill_labels(cfg: DiffusionConfig, real: dict[str, torch.Tensor], gen: torch.Generator
+                 ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """The real frames' labels as the conditions of the fakes (missing ones replaced: random classes, the image
+    centre, the middle of the training joint range)."""
+    y = real["class_id"].clone() if cfg.n_classes else None
+    c = real["target"].clone().float() if "target" in cfg.cond else None
+    q = None
+    if cfg.n_joints:
+        low, high = cfg.joint_range()
+        mid = ((low + high) / 2).float()
+        q = real.get("joints")
+        if q is not None and q.shape[1] != cfg.n_joints:
+            raise ValueError(f"the dataset's labels have {q.shape[1]} joint positions, the model takes {cfg.n_joints}")
+        q = mid.expand(len(real["image"]), cfg.n_joints).clone() if q is None else q.clone().float()
+        bad = ~torch.isfinite(q).all(1)
+        q[bad] = mid
+    if y is not None and ((y < 0) | (y >= cfg.n_classes)).any():
+        bad = (y < 0) | (y >= cfg.n_classes)
+        y[bad] = torch.randint(0, cfg.n_classes, (int(bad.sum()),), generator=gen)
+    if c is not None and not torch.isfinite(c).all():
+        c[~torch.isfinite(c).all(1)] = 0.5
+    return y, c, q
+
+
+def evaluate_diffusion(
+    run_dir: str | Path,
+    data_dir: str | Path,
+    quick: bool = False,
+    sampler: str = "ddim",
+    steps: int = 50,
+    guidance: float = 2.0,
+    n: int = 256,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    probe_steps: int | None = None,
+    ema: bool = True,
+    batch_size: int = 64,
+    progress: bool = False,
+    pipeline: Pipeline | None = None,
+    probe: Any = None,
+) -> dict[str, Any]:
+    """Probe metrics of the run's samples against the armlab dataset at ``data_dir`` (the keys of ``armlab gan eval
+    --json``).
+
+    The probe is :func:`generative.metrics.probe_for` ``(data_dir, size, quick=quick)`` (trained once per dataset
+    and cached; ``probe_steps`` overrides its length). ``n`` real frames are drawn from the dataset (seeded) and
+    ``n`` images are sampled with ``sampler`` / ``steps`` / ``guidance`` and the *same frames'* labels as
+    conditions. Returns :func:`generative.metrics.generation_report` (``class_acc_ratio``, ``pos_err_ratio``,
+    ``diversity_ratio``, ``fid_custom``, ``kid_custom``, ``mode_coverage``, ...) plus ``cond``, ``steps`` (the
+    checkpoint's), ``size``, ``latent``, ``sampler``, ``sampler_steps``, ``guidance``, ``sample_images_per_s``,
+    ``train_images_per_s``, ``probe_from_cache`` and ``eval_seconds``."""
+    from generative.metrics import generation_report, probe_for
+
+    t0 = time.perf_counter()
+    name = check_sampler(sampler, steps, guidance)
+    if int(n) < 2:
+        raise ParamError("n", f"{{name}} must be at least 2 (FID needs two images), got {n}")
+    dev = pick_device(device)
+    pipe = pipeline if pipeline is not None else load_pipeline(run_dir, dev, ema)
+    cfg = pipe.cfg
+    root = Path(data_dir)
+    if not root.exists():
+        raise DataError(f"dataset folder {str(root)!r} does not exist")
+    if not (root / MANIFEST).is_file():
+        raise DataError(f"{str(root)!r} is not an armlab dataset: no manifest.json (the probe needs its labels)")
+    ds = open_images(root, cfg.size)
+    gen = torch.Generator().manual_seed(int(seed))
+    n_use = min(int(n), len(ds))
+    idx = torch.randperm(len(ds), generator=gen)[:n_use].sort().values.tolist()
+    real = load_tensors(Subset(ds, idx), progress=progress)
+    if probe is None:
+        probe = probe_for(root, cfg.size, quick=quick, steps=probe_steps, device=dev, progress=progress)
+    y, c, q = _fill_labels(cfg, real, gen)
+    x = pipe.generate(n_use, y, c, name, int(steps), float(guidance), gen, batch_size, progress, joints=q)
+    sample_seconds = pipe.last_seconds
+    fake: dict[str, Any] = {"image": torch.from_numpy(to_uint8(x)).permute(0, 3, 1, 2)}
+    if y is not None:
+        fake["class_id"] = y
+    if c is not None:
+        fake["target"] = c
+    report = generation_report(probe, real, fake, seed=int(seed))
+    summary = read_summary(run_dir) if run_dir is not None else None
+    summary = summary or {}
+    report.update({
+        "cond": list(cfg.cond), "steps": pipe.step, "size": cfg.size, "latent": cfg.latent, "sampler": name,
+        "sampler_steps": int(steps), "guidance": float(guidance),
+        "sample_images_per_s": n_use / sample_seconds if sample_seconds else None,
+        "train_images_per_s": summary.get("images_per_s"),
+        "probe_from_cache": bool(getattr(probe, "from_cache", False)),
+        "eval_seconds": time.perf_counter() - t0,
+    })
+    return report

@@ -1,0 +1,84 @@
+"""Probe metrics of a trained GAN run against a dataset."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Subset
+
+from generative.data import DataError, load_tensors, open_images
+from generative.gan.sample import _generate, _generator_from, _load_run
+from generative.runs import pick_device, read_summary
+from generative.training import CHECKPOINT
+from robot_env.io.dataset_format import MANIFEST
+from robot_env.io.errors import ParamError
+
+__all__ = ["evaluate_gan"]
+
+
+def evaluate_gan(
+    run_dir: str | Path,
+    data_dir: str | Path,
+    quick: bool = False,
+    n: int = 500,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    probe_steps: int | None = None,
+    ema: bool = True,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Probe metrics of the run's generator against the armlab dataset at ``data_dir``.
+
+    The probe is :func:`generative.metrics.probe_for` ``(data_dir, size, quick=quick)`` (trained once per dataset
+    and cached; ``probe_steps`` overrides its training length). ``n`` real frames are drawn from the dataset
+    (seeded); ``n`` fakes are generated with the *same frames'* labels as conditions, so real and fake share one
+    label distribution. Returns :func:`generative.metrics.generation_report` (``class_acc_ratio``,
+    ``pos_err_ratio``, ``diversity_ratio``, ``fid_custom``, ...; the conditioning keys None for conditions the
+    model does not take) plus ``cond``, ``steps`` (the checkpoint's), ``train_images_per_s`` (from the run's
+    summary, if recorded), ``probe_from_cache`` and ``eval_seconds``.
+    """
+    from generative.metrics import generation_report, probe_for
+
+    t0 = time.perf_counter()
+    if int(n) < 2:
+        raise ParamError("n", f"{{name}} must be at least 2 (FID needs two images), got {n}")
+    dev = pick_device(device)
+    cfg, ckpt = _load_run(run_dir, dev)
+    G = _generator_from(cfg, ckpt, Path(run_dir) / CHECKPOINT, dev, ema)
+    root = Path(data_dir)
+    if not root.exists():
+        raise DataError(f"dataset folder {str(root)!r} does not exist")
+    if not (root / MANIFEST).is_file():
+        raise DataError(f"{str(root)!r} is not an armlab dataset: no manifest.json (the probe needs its labels)")
+    ds = open_images(root, cfg.size)
+    gen = torch.Generator().manual_seed(int(seed))
+    n_use = min(int(n), len(ds))
+    idx = torch.randperm(len(ds), generator=gen)[:n_use].sort().values.tolist()
+    real = load_tensors(Subset(ds, idx), progress=progress)
+    probe = probe_for(root, cfg.size, quick=quick, steps=probe_steps, device=dev, progress=progress)
+    y = real["class_id"].clone() if cfg.n_classes else None
+    c = real["target"].clone() if cfg.cond_dim else None
+    if y is not None and ((y < 0) | (y >= cfg.n_classes)).any():
+        bad = (y < 0) | (y >= cfg.n_classes)
+        y[bad] = torch.randint(0, cfg.n_classes, (int(bad.sum()),), generator=gen)
+    if c is not None and not torch.isfinite(c).all():
+        bad = ~torch.isfinite(c).all(1)
+        c[bad] = 0.5
+    fake_images = _generate(G, n_use, y, c, gen)
+    fake: dict[str, Any] = {"image": torch.from_numpy(fake_images).permute(0, 3, 1, 2)}
+    if y is not None:
+        fake["class_id"] = y
+    if c is not None:
+        fake["target"] = c
+    report = generation_report(probe, real, fake, seed=int(seed))
+    summary = read_summary(run_dir) or {}
+    report.update({
+        "cond": list(cfg.cond), "steps": int(ckpt.get("step", 0)), "size": cfg.size,
+        "train_images_per_s": summary.get("images_per_s"),
+        "probe_from_cache": bool(getattr(probe, "from_cache", False)),
+        "eval_seconds": time.perf_counter() - t0,
+    })
+    return report

@@ -1,0 +1,122 @@
+"""The GAN's networks beyond the shared ones: the target encoding, the discriminator, the local classifier, and
+DiffAugment."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from generative.gan.config import GANConfig
+from generative.networks import DCGANDiscriminator, DCGANGenerator, condition_maps
+
+__all__ = ["Discriminator", "LocalClassifier", "TargetEncoding", "build_generator", "diff_augment"]
+
+
+class TargetEncoding(nn.Module):
+    """``(N, 2)`` positions in ``[0, 1]`` -> ``(N, 2 * bins)``: per coordinate, ``bins`` Gaussian bumps centred on
+    ``linspace(0, 1, bins)`` with a standard deviation of one bin spacing. No parameters."""
+
+    def __init__(self, bins: int):
+        super().__init__()
+        self.bins = int(bins)
+        self.register_buffer("centres", torch.linspace(0.0, 1.0, self.bins), persistent=False)
+        self.width = 1.0 / max(self.bins - 1, 1)
+
+    def forward(self, c: torch.Tensor) -> torch.Tensor:
+        d = (c.unsqueeze(-1) - self.centres.to(c.dtype)) / self.width  # (N, 2, bins)
+        return torch.exp(-0.5 * d * d).flatten(1)
+
+
+class Discriminator(nn.Module):
+    """The projection discriminator, with the target position passed through :class:`TargetEncoding` first."""
+
+    def __init__(self, cfg: GANConfig):
+        super().__init__()
+        self.encode = TargetEncoding(cfg.target_bins) if cfg.cond_dim and cfg.target_bins else None
+        cond_dim = 2 * cfg.target_bins if self.encode is not None else cfg.cond_dim
+        self.n_classes, self.map_channels, self.map_sigma, self.size = (cfg.n_classes, cfg.map_channels,
+                                                                        cfg.map_sigma, cfg.size)
+        self.net = DCGANDiscriminator(size=cfg.size, channels=3 + cfg.map_channels, base=cfg.d_base,
+                                      n_classes=cfg.n_classes, cond_dim=cond_dim, spectral=True)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, c: torch.Tensor | None = None) -> torch.Tensor:
+        if self.map_channels:  # the image and, per pixel, where the target is asked for and which class
+            m = condition_maps(y if self.map_channels > 1 else None, c, self.n_classes, x.shape[-1], self.size,
+                               self.map_sigma)
+            x = torch.cat([x, m.to(x.dtype)], 1)
+        if c is not None and self.encode is not None:
+            c = self.encode(c.float())
+        return self.net(x, y, c)
+
+
+class LocalClassifier(nn.Module):
+    """What is at the target? A small CNN on the crop of side ``crop`` image widths centred on the target position,
+    resampled to 16 x 16 (bilinear, zeros outside the image), -> ``(N, n_classes)`` logits.
+
+    Trained on real images only (cross-entropy against the frame's class), so it learns what the data's shapes look
+    like and never what G's fakes look like; G's loss adds ``aux_class`` x its cross-entropy on G's crop at the
+    requested target against the requested class (Odena et al.'s AC-GAN, made local: the class is a 4-7 px object
+    at a known place, which a classifier of the whole image sees poorly)."""
+
+    out_px = 16
+
+    def __init__(self, n_classes: int, crop: float = 0.25, width: int = 32):
+        super().__init__()
+        self.crop = float(crop)
+        w = int(width)
+        self.net = nn.Sequential(
+            nn.Conv2d(3, w, 3, padding=1), nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(w, 2 * w, 4, stride=2, padding=1), nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(2 * w, 4 * w, 4, stride=2, padding=1), nn.LeakyReLU(0.2, inplace=True),
+            nn.Flatten(1), nn.Linear(4 * w * (self.out_px // 4) ** 2, n_classes),
+        )
+
+    def crops(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """``(N, 3, 16, 16)`` crops of ``x`` centred on ``c`` (``(N, 2)`` pixel positions / image size; pixel
+        centres at ``(i + 0.5) / size``)."""
+        n, size = x.shape[0], x.shape[-1]
+        theta = torch.zeros(n, 2, 3, device=x.device, dtype=torch.float32)
+        theta[:, 0, 0] = theta[:, 1, 1] = self.crop
+        theta[:, :, 2] = 2.0 * c.float() - 1.0 + 1.0 / size
+        grid = F.affine_grid(theta, [n, x.shape[1], self.out_px, self.out_px], align_corners=False)
+        return F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+    def forward(self, crops: torch.Tensor) -> torch.Tensor:
+        return self.net(crops)
+
+
+def build_generator(cfg: GANConfig) -> DCGANGenerator:
+    return DCGANGenerator(z_dim=cfg.z_dim, size=cfg.size, base=cfg.g_base, n_classes=cfg.n_classes,
+                          cond_dim=cfg.cond_dim, embed_dim=cfg.embed_dim, map_channels=cfg.map_channels,
+                          map_sigma=cfg.map_sigma)
+
+
+# -------------------------------------------------------------------------------------------------- augmentation
+def diff_augment(x: torch.Tensor, target: torch.Tensor | None, policy: Sequence[str]
+                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Differentiable augmentation of images in ``[-1, 1]`` (N, C, H, W); translations shift ``target`` with the
+    image. Random numbers come from torch's global RNG on ``x``'s device (seeded per step by the trainer)."""
+    n = x.shape[0]
+    if "color" in policy:
+        x = x + (torch.rand(n, 1, 1, 1, device=x.device, dtype=x.dtype) - 0.5)  # brightness
+        mean = x.mean(dim=1, keepdim=True)
+        x = (x - mean) * (torch.rand(n, 1, 1, 1, device=x.device, dtype=x.dtype) * 2) + mean  # saturation
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        x = (x - mean) * (torch.rand(n, 1, 1, 1, device=x.device, dtype=x.dtype) + 0.5) + mean  # contrast
+    if "translation" in policy:
+        h, w = x.shape[-2:]
+        sy, sx = max(1, h // 8), max(1, w // 8)
+        dy = torch.randint(-sy, sy + 1, (n,), device=x.device)
+        dx = torch.randint(-sx, sx + 1, (n,), device=x.device)
+        pad = F.pad(x, (sx, sx, sy, sy))
+        rows = (torch.arange(h, device=x.device).view(1, h) - dy.view(n, 1) + sy)  # (N, H) source rows
+        cols = (torch.arange(w, device=x.device).view(1, w) - dx.view(n, 1) + sx)  # (N, W) source columns
+        idx_n = torch.arange(n, device=x.device).view(n, 1, 1)
+        x = pad.permute(0, 2, 3, 1)[idx_n, rows.view(n, h, 1), cols.view(n, 1, w)].permute(0, 3, 1, 2)
+        if target is not None:
+            shift = torch.stack([dx.to(target.dtype) / w, dy.to(target.dtype) / h], dim=1)
+            target = target + shift
+    return x.contiguous(), target

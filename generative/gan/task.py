@@ -1,0 +1,145 @@
+"""The GAN as a :class:`~generative.training.TrainTask`: one D step and one G step per training step."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from generative.conditions import grid_conditions
+from generative.gan.config import GANConfig
+from generative.gan.model import Discriminator, LocalClassifier, build_generator, diff_augment
+from generative.training import TrainTask
+
+__all__ = ["GANTask"]
+
+
+class GANTask(TrainTask):
+    """DCGAN / conditional GAN as a :class:`TrainTask` (see the module docstring).
+
+    ``class_ids`` / ``targets``: the training labels (CPU tensors, ``(N,)`` and ``(N, 2)``). They are kept in the
+    checkpoint (``extra_state``) so that :func:`sample` can draw conditions from the training distribution, and
+    they set the sample grid's target sweep. ``init_seed`` seeds the networks' initial weights.
+    ``channel_multiple`` > 1 pads G's and D's convolutions to channel counts that are multiples of it
+    (:func:`generative.networks.aligned_conv`: the same function and parameters, tensor-core-friendly shapes; an
+    execution setting, not part of the model or its checkpoint).
+    """
+
+    def __init__(self, cfg: GANConfig, class_ids: torch.Tensor | None = None, targets: torch.Tensor | None = None,
+                 init_seed: int = 0, channel_multiple: int = 0):
+        self.cfg = cfg
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(init_seed)
+            self.G = build_generator(cfg)
+            self.D = Discriminator(cfg)
+            self.A = LocalClassifier(cfg.n_classes, cfg.aux_crop) if cfg.aux_class > 0 else None
+        self.G.channel_multiple = self.D.net.channel_multiple = int(channel_multiple)
+        betas = (cfg.beta1, cfg.beta2)
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr_g, betas=betas)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=betas)
+        self.opt_a = torch.optim.Adam(self.A.parameters(), lr=1e-3) if self.A is not None else None
+        self.class_ids = None if class_ids is None else torch.as_tensor(class_ids).long().reshape(-1).cpu()
+        self.targets = None if targets is None else torch.as_tensor(targets).float().reshape(-1, 2).cpu()
+
+    # -- TrainTask interface
+    def modules(self) -> dict[str, nn.Module]:
+        return {"G": self.G, "D": self.D, **({"A": self.A} if self.A is not None else {})}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"G": self.opt_g, "D": self.opt_d, **({"A": self.opt_a} if self.opt_a is not None else {})}
+
+    def ema_modules(self) -> list[str]:
+        return ["G"]
+
+    def config(self) -> dict[str, Any]:
+        return self.cfg.to_dict()
+
+    def extra_state(self) -> dict[str, Any]:
+        state: dict[str, Any] = {}
+        if self.class_ids is not None:
+            state["class_ids"] = self.class_ids
+        if self.targets is not None:
+            state["targets"] = self.targets
+        return state
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        pass  # the labels come with the data the task was built from
+
+    def _conditions(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        y = batch["class_id"] if self.cfg.n_classes else None
+        c = batch["target"].float() if self.cfg.cond_dim else None
+        return y, c
+
+    def _d_input(self, x: torch.Tensor, c: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return diff_augment(x, c, self.cfg.augment) if self.cfg.augment else (x, c)
+
+    def train_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, float | torch.Tensor]:
+        real = batch["image"]
+        y, c = self._conditions(batch)
+        n = real.shape[0]
+        z = torch.randn(n, self.cfg.z_dim, device=real.device)
+        with self.autocast():
+            fake = self.net("G")(z, y, c)  # the fakes get the real batch's conditions: the label distribution
+        # -- D step on real and fake in one forward pass
+        fake_d, c_fake = self._d_input(fake, c)
+        real_d, c_real = self._d_input(real, c)
+        x_all = torch.cat([real_d, fake_d.detach().to(real_d.dtype)])
+        y_all = torch.cat([y, y]) if y is not None else None
+        c_all = torch.cat([c_real, c_fake]) if c is not None else None
+        self.D.requires_grad_(True)
+        with self.autocast():
+            logits = self.net("D")(x_all, y_all, c_all).float()
+        d_real, d_fake = logits[:n], logits[n:]
+        if self.cfg.loss == "hinge":
+            d_loss = F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
+        else:
+            d_loss = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
+        self.opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.opt_d.step()
+        out: dict[str, float | torch.Tensor] = {}
+        if self.A is not None:  # the local classifier learns the real shapes at the real targets
+            a_logits = self.net("A")(self.A.crops(real, c)).float()
+            a_loss = F.cross_entropy(a_logits, y)
+            self.opt_a.zero_grad(set_to_none=True)
+            a_loss.backward()
+            self.opt_a.step()
+            out["a_loss"] = a_loss.detach()
+            out["a_acc_real"] = (a_logits.argmax(1) == y).float().mean().detach()
+        # -- G step through the updated D (unwrapped: no gradient is wanted for D here)
+        self.D.requires_grad_(False)
+        with self.autocast():
+            g_logits = self.D(fake_d, y, c_fake).float()
+        g_loss = -g_logits.mean() if self.cfg.loss == "hinge" else F.softplus(-g_logits).mean()
+        if self.A is not None:
+            self.A.requires_grad_(False)
+            fake_logits = self.A(self.A.crops(fake, c)).float()
+            g_class = F.cross_entropy(fake_logits, y)
+            g_loss = g_loss + self.cfg.aux_class * g_class
+            out["g_class"] = g_class.detach()
+            out["a_acc_fake"] = (fake_logits.argmax(1) == y).float().mean().detach()
+        self.opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.opt_g.step()
+        self.D.requires_grad_(True)
+        if self.A is not None:
+            self.A.requires_grad_(True)
+        with torch.no_grad():
+            d_acc = 0.5 * ((d_real > 0).float().mean() + (d_fake < 0).float().mean())
+        return {"d_loss": d_loss.detach(), "g_loss": g_loss.detach(), "d_real": d_real.detach().mean(),
+                "d_fake": d_fake.detach().mean(), "d_acc": d_acc, **out}
+
+    def grid_conditions(self, n: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The sample grid's fixed conditions: one class per row (cycling through the classes), the target sweeping
+        from the 10th to the 90th percentile of the training ``u`` across the columns, at the 30th / 70th percentile
+        of ``v`` (alternating per round of classes)."""
+        y, c, _, _ = grid_conditions(n, self.cfg.n_classes, bool(self.cfg.cond_dim), self.targets)
+        return y, c
+
+    def sample(self, n: int) -> torch.Tensor:
+        y, c = self.grid_conditions(n)
+        z = torch.randn(n, self.cfg.z_dim)
+        dev = self.device
+        return self.eval_net("G")(z.to(dev), None if y is None else y.to(dev), None if c is None else c.to(dev))

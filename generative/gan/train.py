@@ -1,0 +1,164 @@
+"""Training a GAN run: the data, the resume checks, :func:`train_gan` and its FLOP count."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from generative import trainer_defaults
+from generative.data import IMAGE_EXTENSIONS, DataError, is_armlab_dataset, load_tensors, open_images
+from generative.gan.config import DEFAULT_AUX_CLASS, GANConfig, check_size, parse_cond
+from generative.gan.model import Discriminator, build_generator
+from generative.gan.task import GANTask
+from generative.networks import count_params, flops_per_image
+from generative.runs import check_resume, pick_device, saved_task_config, write_summary
+from generative.training import TrainConfig, Trainer
+from robot_env.io.dataset_format import CLASSES, MANIFEST
+from robot_env.io.errors import ParamError
+from robot_env.io.hashing import sha256_file
+
+__all__ = ["TRAIN_DEFAULTS", "train_gan"]
+
+#: The trainer settings of ``armlab gan train`` that differ from :class:`~generative.training.TrainConfig`'s.
+TRAIN_DEFAULTS = trainer_defaults.GAN
+
+
+def _load_data(data_dir: str | Path, size: int, cond: tuple[str, ...], limit: int | None = None,
+               progress: bool = False) -> tuple[dict[str, torch.Tensor], list[str], dict[str, Any]]:
+    """The training tensors, the class names and a description of the data (path, manifest hash, frames)."""
+    root = Path(data_dir)
+    if not root.exists():
+        raise DataError(f"dataset folder {str(root)!r} does not exist")
+    if not root.is_dir():
+        raise DataError(f"{str(root)!r} is not a dataset folder")
+    if not is_armlab_dataset(root) and not any(p.suffix.lower() in IMAGE_EXTENSIONS for p in root.rglob("*")):
+        raise DataError(f"{str(root)!r} is not a dataset: no manifest.json (armlab dataset) and no images")
+    ds = open_images(root, size)
+    classes = list(getattr(ds, "classes", CLASSES))
+    if cond and not hasattr(ds, "classes"):
+        raise DataError(f"{str(root)!r} is a plain image folder (no manifest.json): a GAN conditioned on "
+                        f"{','.join(cond)} needs an armlab dataset with labels")
+    data = load_tensors(ds, limit=limit, progress=progress)
+    keep = torch.ones(len(data["image"]), dtype=torch.bool)
+    if "class" in cond:
+        keep &= (data["class_id"] >= 0) & (data["class_id"] < len(classes))
+    if "target" in cond:
+        keep &= torch.isfinite(data["target"]).all(1)
+    if not keep.all():
+        data = {k: v[keep] for k, v in data.items()}
+    if len(data["image"]) == 0:
+        raise DataError(f"dataset {str(root)!r} holds no frames with the labels {','.join(cond)}")
+    wanted = ["image"] + (["class_id"] if "class" in cond else []) + (["target"] if "target" in cond else [])
+    data = {k: data[k] for k in wanted}
+    manifest = root / MANIFEST
+    info = {"path": str(root), "frames": len(data["image"]),
+            "manifest_sha256": sha256_file(manifest) if manifest.is_file() else None}
+    return data, classes, info
+
+
+def _check_resume(out: Path, cfg: GANConfig, saved: dict[str, Any] | None) -> None:
+    """A run folder with a checkpoint (``saved``: its task configuration, see
+    :func:`generative.runs.saved_task_config`) must have been trained with the same model settings and data."""
+    if saved is None:
+        return
+    try:
+        old = GANConfig.from_dict(saved)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{out} holds a checkpoint that is not a GAN run; use another output folder") from exc
+    check_resume(out, cfg.model_dict(), old.model_dict(), cfg.data, old.data)
+
+
+def train_gan(
+    data_dir: str | Path,
+    train: TrainConfig,
+    cond: str | Sequence[str] | None = (),
+    size: int = 64,
+    *,
+    g_base: int = 32,
+    d_base: int = 32,
+    z_dim: int = 128,
+    target_bins: int = 16,
+    loss: str = "hinge",
+    lr: float = 2e-4,
+    beta1: float = 0.5,
+    augment: str | Sequence[str] | None = (),
+    spatial_cond: bool | None = None,
+    aux_class: float | None = None,
+    limit: int | None = None,
+    pad_channels: bool | None = None,
+) -> dict[str, Any]:
+    """Train a (conditional) GAN on the dataset at ``data_dir`` into the run folder ``train.out``, for ``train.steps``
+    steps as ``train`` (:class:`~generative.training.TrainConfig`; ``armlab gan train`` starts from
+    :data:`TRAIN_DEFAULTS`) says; returns a summary.
+
+    Resumes from ``out/checkpoint.pt`` when there is one (a finished run given a larger ``steps`` continues); the
+    model settings and the data must then be those of the checkpoint (a ValueError otherwise). The summary (also
+    written to ``out/summary.json``): the trainer's (``steps``, ``start_step``, ``steps_run``, ``images_per_s``,
+    ``wall_time_s``, ``losses``) plus ``out``, ``cond``, ``n_train``, parameter counts, ``train_flops_per_image``
+    (about 3 x the forward FLOPs of G and 8 x those of D per image, counted on the model's own layers) and
+    ``gflops_per_s``.
+
+    Speed settings (they change how, not what, is computed, and a resumed run may change them):
+    ``pad_channels`` pads the convolutions' channel counts to multiples of 8 (:class:`GANTask`'s
+    ``channel_multiple``; None = on CUDA only: cuDNN's bf16 kernels want them, and the condition maps make counts
+    like 515); ``train.compile`` a ``torch.compile`` mode for G, D and the local classifier (default off);
+    ``train.checkpoints=False`` writes no checkpoint (throughput measurements only).
+    """
+    if int(train.steps) < 1:
+        raise ParamError("steps", f"{{name}} must be at least 1, got {train.steps}")
+    check_size(size)
+    cond_t = parse_cond(cond)
+    out = train.out
+    data, classes, info = _load_data(data_dir, size, cond_t, limit=limit, progress=train.progress)
+    saved = saved_task_config(out)
+    if spatial_cond is None:  # a new run: on; a resumed one: as it was trained
+        spatial_cond = bool(saved.get("spatial_cond", False)) if saved is not None else True
+    if aux_class is None:  # a new run: 1 with both conditions, else 0; a resumed one: as it was trained
+        both = {"class", "target"} <= set(cond_t)  # (without them, a resume fails on the conditions, named first)
+        aux_class = float(saved.get("aux_class", 0.0)) if saved is not None and both else DEFAULT_AUX_CLASS * both
+    cfg = GANConfig(size=size, cond=cond_t, classes=tuple(classes), z_dim=z_dim, g_base=g_base, d_base=d_base,
+                    target_bins=target_bins, loss=loss, lr_g=lr, lr_d=lr, beta1=beta1, augment=augment,
+                    spatial_cond=spatial_cond, aux_class=aux_class, data=info)
+    _check_resume(out, cfg, saved)
+    if pad_channels is None:
+        pad_channels = pick_device(train.device).type == "cuda"
+    task = GANTask(cfg, data.get("class_id"), data.get("target"), init_seed=train.seed,
+                   channel_multiple=8 if pad_channels else 0)
+    trainer = Trainer(task, data, train)
+    summary = trainer.fit()
+    flops = _train_flops(cfg)
+    ips = summary.get("images_per_s")
+    summary.update({
+        "out": str(out), "cond": list(cfg.cond), "size": size, "batch_size": int(train.batch_size),
+        "spatial_cond": cfg.spatial_cond, "aux_class": cfg.aux_class,
+        "pad_channels": bool(pad_channels), "compile": train.compile, "amp_bf16": trainer.amp,
+        "n_train": len(data["image"]),
+        "params_g": count_params(task.G), "params_d": count_params(task.D), "train_flops_per_image": flops,
+        "gflops_per_s": ips * flops / 1e9 if ips else None, "device": str(trainer.device),
+        "threads": torch.get_num_threads(),
+    })
+    return write_summary(out, summary)
+
+
+def _train_flops(cfg: GANConfig) -> int:
+    """Approximate training FLOPs per image: G forward + backward (3x), D forward + backward on real and fake, and
+    D forward + input backward in the G step (about 2 x 3x + 2x)."""
+    def count(device: str) -> int:
+        with torch.random.fork_rng(devices=[]), torch.device(device):
+            G, D = build_generator(cfg), Discriminator(cfg)
+            kw: dict[str, torch.Tensor] = {}
+            if cfg.n_classes:
+                kw["y"] = torch.zeros(1, dtype=torch.long)
+            if cfg.cond_dim:
+                kw["c"] = torch.full((1, 2), 0.5)
+        fg = flops_per_image(G, (cfg.z_dim,), **kw)
+        fd = flops_per_image(D, (3, cfg.size, cfg.size), **kw)
+        return int(3 * fg + 8 * fd)
+
+    try:  # shapes only: the "meta" device allocates and initialises nothing (seconds saved on wide networks)
+        return count("meta")
+    except (NotImplementedError, RuntimeError):
+        return count("cpu")

@@ -1,0 +1,111 @@
+"""The run folder of a trained generative model, handled in one place for the GAN, diffusion and CycleGAN runs.
+
+A run folder holds ``config.json``, ``checkpoint.pt`` (see :mod:`generative.training`), ``log.csv``, ``tb/``,
+``samples/`` and, for the GAN and diffusion models, ``summary.json``: the trainer's summary of the last call with a
+``history`` of every call (:func:`write_summary`). :func:`load_run` opens a run (a ValueError in one sentence for a
+missing or foreign run), :func:`saved_task_config` and :func:`check_resume` check that a run being resumed was
+trained with the same model settings and data, and :func:`pick_device` resolves ``"auto"``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+
+from generative.training import CHECKPOINT, load_checkpoint
+from robot_env.io.atomic import atomic_write_bytes
+
+__all__ = ["SUMMARY", "check_resume", "load_run", "pick_device", "read_summary", "saved_task_config",
+           "write_summary"]
+
+SUMMARY = "summary.json"
+HISTORY_KEYS = ("start_step", "steps", "steps_run", "images_per_s", "wall_time_s")  #: per call, in ``history``
+
+C = TypeVar("C")
+
+
+def pick_device(device: str | torch.device) -> torch.device:
+    """``device`` as a ``torch.device``; ``"auto"`` is CUDA when available, else the CPU."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def read_summary(run_dir: str | Path) -> dict[str, Any] | None:
+    """The run's ``summary.json``, or None when it has none (or it cannot be read)."""
+    try:
+        return json.loads((Path(run_dir) / SUMMARY).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def write_summary(out: str | Path, summary: dict[str, Any]) -> dict[str, Any]:
+    """Add this call to the ``history`` of the run's earlier summary, write ``out/summary.json`` atomically and
+    return the summary."""
+    old = read_summary(out)
+    history = list(old.get("history", [])) if old else []
+    history.append({k: summary.get(k) for k in HISTORY_KEYS})
+    summary["history"] = history
+    atomic_write_bytes(Path(out) / SUMMARY, (json.dumps(summary, indent=2, default=str) + "\n").encode())
+    return summary
+
+
+def load_run(run_dir: str | Path, device: str | torch.device, read_config: Callable[[dict[str, Any]], C],
+             what: str, task_class: str | None = None) -> tuple[C, dict[str, Any]]:
+    """The model settings and the checkpoint of the run in ``run_dir``.
+
+    ``read_config(ckpt)`` rebuilds the settings from the checkpoint (a TypeError, ValueError or KeyError when it is
+    not a ``what`` checkpoint); ``task_class``: the task's class name that the run's ``config.json`` must end with,
+    when it names one. A ValueError in one sentence for a missing folder, one without a checkpoint, or a corrupt or
+    foreign checkpoint."""
+    run = Path(run_dir)
+    if not run.exists():
+        raise ValueError(f"run folder {str(run)!r} does not exist")
+    if not run.is_dir():
+        raise ValueError(f"{str(run)!r} is not a run folder")
+    path = run / CHECKPOINT
+    if not path.is_file():
+        raise ValueError(f"run folder {str(run)!r} holds no checkpoint ({CHECKPOINT}): train it first")
+    ckpt = load_checkpoint(path, map_location=device)
+    cfg_path = run / "config.json"
+    if task_class is not None and cfg_path.is_file():
+        try:
+            saved = json.loads(cfg_path.read_text())
+        except (OSError, ValueError):
+            saved = {}
+        if saved.get("task_class") and not str(saved["task_class"]).endswith(f".{task_class}"):
+            raise ValueError(f"run folder {str(run)!r} holds a {saved['task_class']} run, not a {what}")
+    try:
+        cfg = read_config(ckpt)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ValueError(f"checkpoint {path} is not a {what} checkpoint ({exc})") from exc
+    return cfg, ckpt
+
+
+def saved_task_config(out: str | Path) -> dict[str, Any] | None:
+    """The task configuration in ``out``'s checkpoint ({} if it has none), or None without a checkpoint."""
+    path = Path(out) / CHECKPOINT
+    if not path.is_file():
+        return None
+    saved = load_checkpoint(path).get("task_config")
+    return saved if isinstance(saved, dict) else {}
+
+
+def check_resume(out: str | Path, mine: dict[str, Any], theirs: dict[str, Any], data: dict[str, Any],
+                 old_data: dict[str, Any]) -> None:
+    """A run resumed in ``out`` must keep its model settings (``mine``, the new ``model_dict()``, against
+    ``theirs``, the checkpoint's) and its data (``data`` / ``old_data``: the manifest's SHA-256 and the frame
+    ``limit``, compared when both runs know the manifest); a ValueError naming the first difference otherwise."""
+    diff = [k for k in mine if mine[k] != theirs.get(k)]
+    if diff:
+        k = diff[0]
+        raise ValueError(f"run {out} was trained with {k}={theirs.get(k)!r}, not {mine[k]!r}; use another output "
+                         "folder to train with new settings")
+    sha_old, sha_new = old_data.get("manifest_sha256"), data.get("manifest_sha256")
+    if sha_old and sha_new and (sha_old != sha_new or old_data.get("limit") != data.get("limit")):
+        raise ValueError(f"run {out} was trained on other data ({old_data.get('path')}); use another output folder "
+                         "or the same data")
