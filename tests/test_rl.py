@@ -1,4 +1,4 @@
-"""SB3 agents (controllers/rl.py) and `armlab train` / `armlab evaluate`: tiny budgets, one real-effect run."""
+"""SB3 agents (controllers/rl/) and `armlab train` / `armlab evaluate`: tiny budgets, one real-effect run."""
 
 import csv
 import json
@@ -455,7 +455,7 @@ def test_linear_schedule_and_activation_by_name(tmp_path):
     np.testing.assert_array_equal(rl.load_run(result.run_dir).predict(np.zeros(7, np.float32)),
                                   result.model.predict(np.zeros(7, np.float32), deterministic=True)[0])
     held = rl.load_hyperparams("sac", "ReachState-v0", {"learning_rate": "lin_3e-4@0.75"})["learning_rate"]
-    schedule = rl._schedule(held)  # 3e-4 for the first 75 % of the run, then down to 0 at its end
+    schedule = rl.parse_schedule(held)  # 3e-4 for the first 75 % of the run, then down to 0 at its end
     assert [schedule(p) for p in (1.0, 0.5, 0.25, 0.125, 0.0)] == pytest.approx([3e-4, 3e-4, 3e-4, 1.5e-4, 0.0])
     for bad in ("lin_3e-4@1", "lin_3e-4@-0.1", "lin_0", "lin_x", "lin_3e-4@half"):
         with pytest.raises(ValueError, match="learning_rate must be a positive number"):
