@@ -8,7 +8,6 @@ only, loaded with ``weights_only=True``).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from tqdm import tqdm
 import robot_env  # noqa: F401  (registers the ids)
 from controllers.evaluation import Controller
 from controllers.optimization import cmaes
+from robot_env.io.atomic import atomic_write
 
 
 @dataclass
@@ -101,17 +101,13 @@ class Regressor:
 
     def save(self, path: str | Path) -> None:
         """Atomic save of weights and standardization (plain tensors, no pickled code)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         blob = {
             "state_dict": self.model.state_dict(),
             "mean": torch.as_tensor(self.mean), "std": torch.as_tensor(self.std),
             "shape": torch.tensor([self.model.net[0].in_features, self.model.net[-2].out_features,
                                    self.model.net[0].out_features]),
         }
-        tmp = path.with_name(f".{path.name}.tmp")
-        torch.save(blob, tmp)
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp: torch.save(blob, tmp))
 
     @classmethod
     def load(cls, path: str | Path) -> Regressor:

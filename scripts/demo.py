@@ -128,32 +128,6 @@ def _plot(path: Path, xs, y, fixed: dict) -> None:
     tmp.replace(path)
 
 
-def _learn_the_mapping(out: Path, steps: int, n_contexts: int, seed: int, progress: bool) -> tuple[str, list]:
-    """Velocity stage: zero signal, CMA-ES per context, regression from optimized examples and
-    a short SAC training, on the same held-out contexts."""
-    import shutil
-
-    from controllers import rl
-    from controllers.evaluation import cmaes_controller, evaluate, held_out_contexts, to_markdown, zero_controller
-    from controllers.regression import collect, fit, regression_controller
-
-    env_id, kw = "armlab/ReachSignalVelocity-v0", {"robot": "arm2"}
-    contexts = held_out_contexts(env_id, n=n_contexts, **kw)
-    rl_dir = out / "rl"
-    if rl_dir.exists():  # a fresh, seeded run each time: the demo's figures are reproducible
-        shutil.rmtree(rl_dir)
-    res = rl.train("sac", env_id, steps, folder=rl_dir, env_kwargs=kw, seed=seed, eval_freq=0, save_freq=0,
-                   progress_bar=progress)
-    examples = collect(env_id, 30, budget=150, seed=seed, **kw)
-    reg = fit(examples.obs, examples.x, epochs=1500, seed=seed)
-    controllers = [zero_controller(), cmaes_controller(budget=150, seed=seed),
-                   regression_controller(reg, examples.episodes, name=f"regression ({len(examples.obs)} examples)"),
-                   rl.policy_controller(res.run_dir)]
-    controllers[-1].name = f"SAC ({steps:,} steps, {res.wall_s:.0f} s)"
-    results = [evaluate(c, env_id, contexts, **kw) for c in tqdm(controllers, desc="evaluate", disable=not progress)]
-    return to_markdown(results), [r.row() for r in results]
-
-
 def _video(rl_dir: Path, path: Path, seed: int) -> None:
     import gymnasium as gym
 
@@ -308,7 +282,13 @@ def stage_cmaes(demo: Demo) -> dict:
 
 def stage_comparison(demo: Demo) -> dict:
     s = demo.settings["comparison"]
-    table, rows = _learn_the_mapping(demo.out, s["rl_steps"], s["contexts"], s["seed"], demo.progress)
+    from controllers.comparison import mapping_comparison
+    from controllers.evaluation import to_markdown
+
+    # velocity stage: zero signal, CMA-ES per context, regression from optimized examples and a short SAC
+    # training, on the same held-out contexts
+    results = mapping_comparison(demo.out / "rl", s["rl_steps"], s["contexts"], s["seed"], demo.progress)
+    table, rows = to_markdown(results), [r.row() for r in results]
     _comparison_plot(rows, demo.out / "comparison.png")
     sac = rows[-1]
     return {"line": f"SAC after {s['rl_steps']:,} steps: median y {_fmt_m(sac['median_y'])}, "

@@ -203,7 +203,7 @@ class _SeededEval(EvalCallback):
         if any(len(r) != self.n_eval_episodes for r in self.evaluations_results):
             self.evaluations_timesteps, self.evaluations_results, self.evaluations_length = [], [], []
             self.evaluations_successes = []
-            warnings.warn(f"{path} holds evaluations of another size (another --eval-episodes); it is kept as "
+            warnings.warn(f"{path} holds evaluations of another size (another eval_episodes); it is kept as "
                           f"{_set_aside(path).name} and the evaluation history starts afresh.", stacklevel=2)
         if self.evaluations_results:
             self.best_mean_reward = max(float(np.mean(r)) for r in self.evaluations_results)

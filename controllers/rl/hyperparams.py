@@ -18,6 +18,7 @@ import yaml
 
 import robot_env
 from controllers.rl.runs import ALGOS, OFF_POLICY, algo_of, env_id_of, env_name_of
+from robot_env.io.errors import ParamError
 
 HYPERPARAMS_FILE = Path(__file__).parent.parent / "hyperparams.yml"  #: controllers/hyperparams.yml
 
@@ -185,7 +186,7 @@ def load_hyperparams(algo: str, env_id: str, overrides: dict | None = None) -> d
     merged.pop("env_kwargs", None)  # read by default_env_kwargs
     overrides = _unsqueeze_yaml(copy.deepcopy(overrides or {}))
     if "env_kwargs" in overrides:
-        raise ValueError("env_kwargs is not a hyperparameter: pass env settings with --env-kwargs.")
+        raise ParamError("env_kwargs", "env_kwargs is not a hyperparameter: pass env settings with {name}.")
     merged.update(overrides)
     if isinstance(merged.get("policy_kwargs"), str):
         merged["policy_kwargs"] = _policy_kwargs_from_str(merged["policy_kwargs"])

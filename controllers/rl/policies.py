@@ -23,6 +23,7 @@ from controllers.rl.hyperparams import (
 )
 from controllers.rl.normalize import EnvInfo
 from controllers.rl.runs import ALGOS, OFF_POLICY
+from robot_env.io.errors import ParamError
 
 
 class LeadingFeatures(BaseFeaturesExtractor):
@@ -46,8 +47,8 @@ def asymmetric_policy(algo: str) -> type:
     elif algo == "tqc" and "tqc" in ALGOS:
         from sb3_contrib.tqc.policies import TQCPolicy as base
     else:
-        raise ValueError(f"privileged observations need an asymmetric actor-critic: use --algo sac or tqc, "
-                         f"not {algo}.")
+        raise ParamError("algo", f"privileged observations need an asymmetric actor-critic: use {{name}} sac or tqc, "
+                                 f"not {algo}.")
 
     class AsymmetricPolicy(base):
         def __init__(self, *args, actor_obs_dim: int, **kwargs) -> None:

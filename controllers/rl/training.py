@@ -60,6 +60,7 @@ from controllers.rl.runs import (
 )
 from robot_env.io import threads
 from robot_env.io.atomic import atomic_write, atomic_write_text
+from robot_env.io.errors import ParamError
 
 #: train()'s evaluation and checkpoint schedule when not given (a resumed run keeps its own)
 _SCHEDULE_DEFAULTS = {"eval_freq": 10_000, "eval_episodes": 20, "save_freq": 10_000}
@@ -112,7 +113,8 @@ def _resume_config(run_dir: Path, algo: str, env_id: str, env_kwargs: dict | Non
     saved_kwargs = config.get("env_kwargs") or {}
     wanted = {**default_env_kwargs(algo, env_id), **_unsqueeze_yaml(dict(env_kwargs or {}))}
     if env_kwargs and _plain(wanted) != saved_kwargs:
-        raise ValueError(f"resuming keeps the run's env kwargs {saved_kwargs}; drop --env-kwargs or start a new run.")
+        raise ParamError("env_kwargs", f"resuming keeps the run's env kwargs {saved_kwargs}; drop {{name}} or start a "
+                                       f"new run.")
     hp = config["hyperparams"]
     if overrides:
         checked = load_hyperparams(algo, env_id, overrides)
@@ -121,8 +123,8 @@ def _resume_config(run_dir: Path, algo: str, env_id: str, env_kwargs: dict | Non
             raise ValueError(f"resuming keeps the run's hyperparameters ({', '.join(changed)} differ); "
                              f"drop them or start a new run.")
     if n_envs is not None and n_envs != config.get("n_envs", 1):
-        raise ValueError(f"resuming keeps the run's n_envs ({config.get('n_envs', 1)}); drop --n-envs or start a new "
-                         f"run.")
+        raise ParamError("n_envs", f"resuming keeps the run's n_envs ({config.get('n_envs', 1)}); drop {{name}} or "
+                                   f"start a new run.")
     if normalize is not None and bool(normalize) != bool(config.get("normalize")):
         raise ValueError(f"resuming keeps the run's normalize setting ({bool(config.get('normalize'))}).")
     return config
@@ -206,7 +208,7 @@ def train(
     for name, value, lo in (("n_envs", n_envs, 1), ("eval_freq", eval_freq, 0), ("eval_episodes", eval_episodes, 1),
                             ("save_freq", save_freq, 0), ("n_timesteps", n_timesteps, 1)):
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < lo):
-            raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}.")
+            raise ParamError(name, f"{{name}} must be an integer >= {lo}, got {value!r}.")
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"{folder} is not a folder.")
     run_dir, config, start_steps = _prepare(folder, algo, env_id, env_kwargs, hyperparams, seed, n_envs, normalize,
