@@ -30,6 +30,8 @@ import argparse
 from pathlib import Path
 
 from armlab_scripts._common import UsageError, emit_json
+from armlab_scripts._trainer import add_trainer_arguments, trainer_config, use_threads
+from generative.trainer_defaults import CYCLEGAN as TRAIN_DEFAULTS
 
 VIDEO_INPUTS = (".webm", ".mp4", ".gif", ".avi", ".mov", ".mkv", ".m4v")
 
@@ -44,13 +46,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--sim", required=True, help="sim images: an armlab dataset (or any image folder)")
     t.add_argument("--real", required=True, help="real images: any image folder or armlab dataset")
     t.add_argument("--out", required=True, help="run folder (created; a rerun resumes)")
-    t.add_argument("--steps", type=int, required=True, help="total training steps")
     t.add_argument("--size", type=int, default=64, help="image size in pixels, a multiple of 4 (default 64)")
-    t.add_argument("--batch-size", type=int, default=4, help="images per domain per step (default 4)")
     t.add_argument("--task-weight", type=float, default=0.0,
                    help="weight of the task-consistency term per pixel of probe disagreement (default 0: off)")
-    t.add_argument("--seed", type=int, default=0, help="seed of the weights, batches and augmentation (default 0)")
-    t.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
     t.add_argument("--base", type=int, default=32, help="generator width (default 32)")
     t.add_argument("--n-blocks", type=int, default=6, help="generator residual blocks (default 6)")
     t.add_argument("--d-base", type=int, default=64, help="discriminator width (default 64)")
@@ -60,16 +58,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--real-limit", type=int, default=None, help="use only the first N real images")
     t.add_argument("--probe-steps", type=int, default=None,
                    help="training steps of the task-consistency probe (default 1000; cached per dataset)")
-    t.add_argument("--ema-decay", type=float, default=0.999, help="EMA of the generators (default 0.999; 0: off)")
-    t.add_argument("--log-every", type=int, default=50, help="log losses every N steps (default 50)")
-    t.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
-                   help="stop after this many seconds of training, checkpointed at the step reached; the same "
-                        "command continues (a wall-clock budget for a queue or a lent GPU)")
-    t.add_argument("--sample-every", type=int, default=500, help="write a sample grid every N steps (default 500)")
-    t.add_argument("--checkpoint-every", type=int, default=500, help="checkpoint every N steps (default 500)")
-    t.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (default: torch's choice; 1 is fastest on a busy machine)")
-    t.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_trainer_arguments(t, TRAIN_DEFAULTS, ema=True, help={
+        "steps": "total training steps", "batch_size": "images per domain per step (default {batch_size})",
+        "seed": "seed of the weights, batches and augmentation (default 0)",
+        "ema_decay": "EMA of the generators (default {ema_decay}; 0: off)",
+        "sample_every": "write a sample grid every N steps (default 500)",
+        "threads": "torch CPU threads (default: torch's choice; 1 is fastest on a busy machine)"})
     t.add_argument("--json", action="store_true", help="print the summary as one JSON object on the last line")
     t.set_defaults(cyclegan_func=_train)
 
@@ -112,38 +106,20 @@ def run(args: argparse.Namespace) -> int:
     return args.cyclegan_func(args)
 
 
-def _threads(n: int | None) -> None:
-    if n is None:
-        return
-    if n < 1:
-        raise UsageError(f"--threads must be a positive integer, got {n}.")
-    import torch
-
-    torch.set_num_threads(n)
-
-
 def _train(args: argparse.Namespace) -> int:
     from generative.cyclegan import train_cyclegan
 
-    if args.steps < 1:
-        raise UsageError(f"--steps must be at least 1, got {args.steps}.")
-    if args.batch_size < 1:
-        raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}.")
-    if args.time_limit is not None and not args.time_limit > 0:
-        raise UsageError(f"--time-limit must be > 0 seconds, got {args.time_limit}.")
+    train = trainer_config(args, TRAIN_DEFAULTS, tty_progress=False)
     if args.task_weight < 0:
         raise UsageError(f"--task-weight must be >= 0, got {args.task_weight}.")
     for name in ("sim", "real"):
         if not Path(getattr(args, name)).is_dir():
             raise UsageError(f"--{name} {getattr(args, name)!r} is not a folder.")
-    _threads(args.threads)
+    use_threads(args.threads)
     s = train_cyclegan(
-        args.sim, args.real, args.out, args.steps, size=args.size, batch_size=args.batch_size, seed=args.seed,
-        device=args.device, task_weight=args.task_weight, base=args.base, n_blocks=args.n_blocks,
-        d_base=args.d_base, lr_steps=args.lr_steps, sim_limit=args.sim_limit,
-        real_limit=args.real_limit, probe_steps=args.probe_steps, ema_decay=args.ema_decay,
-        log_every=args.log_every, sample_every=args.sample_every, checkpoint_every=args.checkpoint_every,
-        progress=not args.no_progress, time_limit_s=args.time_limit,
+        args.sim, args.real, train, size=args.size, task_weight=args.task_weight, base=args.base,
+        n_blocks=args.n_blocks, d_base=args.d_base, lr_steps=args.lr_steps, sim_limit=args.sim_limit,
+        real_limit=args.real_limit, probe_steps=args.probe_steps,
     )
     ips = f"{s['images_per_s']:.1f} images/s" if s["images_per_s"] else "no timing"
     print(f"cyclegan {args.out}: {s['steps']} steps ({s['steps_run']} in this call, {s['wall_time_s']:.1f} s, {ips}; "

@@ -18,6 +18,7 @@ import math
 from pathlib import Path
 
 from armlab_scripts._common import UsageError, emit_json
+from armlab_scripts._trainer import use_threads
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -77,12 +78,7 @@ def run_eval(args: argparse.Namespace) -> int:
         raise UsageError(f"--n-seeds must be at least 1, got {args.n_seeds}.")
     if not 0 < args.holdout < 1:
         raise UsageError(f"--holdout must be between 0 and 1, got {args.holdout}.")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise UsageError(f"--threads must be a positive integer, got {args.threads}.")
-        import torch
-
-        torch.set_num_threads(args.threads)
+    use_threads(args.threads)
     r = sim2real_eval(args.sim, args.real, args.run, quick=args.quick, seed=args.seed, holdout=args.holdout,
                       steps=args.steps, n_seeds=args.n_seeds)
     print_report(r)

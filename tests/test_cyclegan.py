@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import math
 import sys
@@ -20,8 +21,8 @@ import torch
 from armlab_scripts import cyclegan as cyclegan_cli
 from armlab_scripts import sim2real as sim2real_cli
 from armlab_scripts._common import UsageError
-from generative import cyclegan as cyclegan_module
 from generative.cyclegan import (
+    TRAIN_DEFAULTS,
     CycleGANTask,
     ImagePool,
     augment,
@@ -33,6 +34,7 @@ from generative.cyclegan import (
     translate_images,
     translate_video,
 )
+from generative.cyclegan import task as cyclegan_task
 from generative.data import ArmlabDataset, DataError, load_tensors, sha256_file
 from generative.metrics import Probe, psnr
 from generative.sim2real import sim2real_eval
@@ -40,6 +42,14 @@ from generative.training import TrainConfig, Trainer
 
 SIZE = 32
 TINY = {"size": SIZE, "base": 8, "n_blocks": 2, "d_base": 8, "progress": False, "tensorboard": False}
+TRAINER = {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+def fit(sim_dir, real_dir, out, steps, **kw):
+    """`train_cyclegan` with the trainer's options in a TrainConfig (over the CycleGAN's TRAIN_DEFAULTS), the
+    model's as keywords."""
+    train = TrainConfig(out=out, steps=steps, **{**TRAIN_DEFAULTS, **{k: v for k, v in kw.items() if k in TRAINER}})
+    return train_cyclegan(sim_dir, real_dir, train, **{k: v for k, v in kw.items() if k not in TRAINER})
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -66,7 +76,7 @@ def data(tmp_path_factory):
 def run_dir(data):
     """A tiny trained run (with the task-consistency term, so eval reports it)."""
     out = data / "run"
-    train_cyclegan(data / "sim", data / "real", out, steps=6, batch_size=2, task_weight=0.5, probe_steps=10,
+    fit(data / "sim", data / "real", out, steps=6, batch_size=2, task_weight=0.5, probe_steps=10,
                    log_every=3, **TINY)
     return out
 
@@ -178,7 +188,7 @@ def test_task_term_compares_the_probe_on_the_same_augmented_image(data, monkeypa
         seen.append(augment(x, *args, **kwargs))
         return seen[-1]
 
-    monkeypatch.setattr(cyclegan_module, "augment", recording_augment)
+    monkeypatch.setattr(cyclegan_task, "augment", recording_augment)
     batch = trainer.batch(0)
     losses = task.train_step(batch, 0)
     assert float(losses["task_px"]) == 0.0
@@ -190,7 +200,7 @@ def test_task_term_compares_the_probe_on_the_same_augmented_image(data, monkeypa
 # -------------------------------------------------------------------------------------------------------- training
 def test_cycle_loss_falls_and_translation_moves_towards_real(data, tmp_path):
     out = tmp_path / "run"
-    s = train_cyclegan(data / "sim", data / "real", out, steps=40, batch_size=4, log_every=5, sample_every=40,
+    s = fit(data / "sim", data / "real", out, steps=40, batch_size=4, log_every=5, sample_every=40,
                        **TINY)
     rows = read_log(out)
     cycle = [float(r["cycle_sim"]) + float(r["cycle_real"]) for r in rows]
@@ -220,9 +230,9 @@ def snapshot(run):
 
 def test_resume_4_then_8_equals_straight_8(data, tmp_path):
     kw = dict(batch_size=2, pool_size=4, task_weight=0.5, probe_steps=10, log_every=2, checkpoint_every=3, **TINY)
-    train_cyclegan(data / "sim", data / "real", tmp_path / "straight", steps=8, **kw)
-    train_cyclegan(data / "sim", data / "real", tmp_path / "parts", steps=4, lr_steps=8, **kw)
-    s = train_cyclegan(data / "sim", data / "real", tmp_path / "parts", steps=8, **kw)
+    fit(data / "sim", data / "real", tmp_path / "straight", steps=8, **kw)
+    fit(data / "sim", data / "real", tmp_path / "parts", steps=4, lr_steps=8, **kw)
+    s = fit(data / "sim", data / "real", tmp_path / "parts", steps=8, **kw)
     assert (s["start_step"], s["steps_run"]) == (4, 4)
     (step_a, a), (step_b, b) = snapshot(tmp_path / "straight"), snapshot(tmp_path / "parts")
     assert step_a == step_b == 8 and a.keys() == b.keys()
@@ -342,7 +352,7 @@ def test_bad_folders_give_one_clear_sentence(data, tmp_path, capsys):
     cases = [(tmp_path / "missing", "does not exist"), (empty, "holds no images"), (corrupt, "cannot read image")]
     for real, message in cases:
         with pytest.raises(DataError, match=message):
-            train_cyclegan(data / "sim", real, tmp_path / "never", steps=2, batch_size=2, **TINY)
+            fit(data / "sim", real, tmp_path / "never", steps=2, batch_size=2, **TINY)
     assert not (tmp_path / "never").exists()
     with pytest.raises(ValueError, match="not a CycleGAN run"):
         load_generators(tmp_path)

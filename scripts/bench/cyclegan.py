@@ -97,20 +97,26 @@ def _last_logged_rate(run: Path) -> float | None:
 
 def _train_and_eval(job: dict) -> dict:
     """One run: train (or resume) then evaluate. Runs in its own process with one thread."""
-    import torch
 
-    torch.set_num_threads(job["threads"])
-    from generative.cyclegan import train_cyclegan
+    from generative.cyclegan import TRAIN_DEFAULTS, train_cyclegan
     from generative.sim2real import sim2real_eval
+    from generative.training import TrainConfig
+    from robot_env.io.threads import set_threads
+
+    set_threads(job["threads"])
 
     s = job["settings"]
     t0 = time.perf_counter()
+    train = TrainConfig(
+        out=job["run"], steps=s["steps"], **{**TRAIN_DEFAULTS, "batch_size": s["batch_size"]}, seed=s["seed"],
+        device="cpu", ema_decay=s["ema_decay"], progress=False, tensorboard=not job["quick"],
+        log_every=max(1, min(50, s["steps"] // 4)), sample_every=max(1, s["steps"] // 3),
+        checkpoint_every=max(1, min(250, s["steps"])),
+    )
     summary = train_cyclegan(
-        job["sim"], job["real"], job["run"], s["steps"], size=s["size"], batch_size=s["batch_size"], seed=s["seed"],
-        device="cpu", task_weight=job["task_weight"], base=s["base"], n_blocks=s["n_blocks"], d_base=s["d_base"],
-        sim_limit=job["limit"], real_limit=job["limit"], probe_steps=s["probe_steps"], ema_decay=s["ema_decay"],
-        progress=False, tensorboard=not job["quick"], log_every=max(1, min(50, s["steps"] // 4)),
-        sample_every=max(1, s["steps"] // 3), checkpoint_every=max(1, min(250, s["steps"])),
+        job["sim"], job["real"], train, size=s["size"], task_weight=job["task_weight"], base=s["base"],
+        n_blocks=s["n_blocks"], d_base=s["d_base"], sim_limit=job["limit"], real_limit=job["limit"],
+        probe_steps=s["probe_steps"],
     )
     t_train = time.perf_counter() - t0
     ips = summary["images_per_s"] or _last_logged_rate(Path(job["run"]))

@@ -248,31 +248,35 @@ def _frames(root: str) -> int:
 def stage_cyclegan(args) -> dict:
     import torch
 
-    from generative.cyclegan import train_cyclegan
+    from generative.cyclegan import TRAIN_DEFAULTS, train_cyclegan
     from generative.sim2real import sim2real_eval
-    from generative.training import load_checkpoint
+    from generative.training import TrainConfig, load_checkpoint
+    from robot_env.io.threads import set_threads
 
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     dev = _device(args.device)
     v = args.variant
     settings = dict(CYCLEGAN_QUICK if args.quick else CYCLEGAN_VARIANTS[v])
     size = int(json.loads((Path(args.data) / "manifest.json").read_text()).get("size") or 64)
     limit = int(round(min(_frames(args.data), _frames(args.real)) * 0.8))  # armlab bench cyclegan's 80 / 20 split
     run = Path(args.out) / "runs" / f"cyclegan-{v}"
-    common = {"size": size, "seed": 0, "device": dev, "sim_limit": limit, "real_limit": limit, "ema_decay": 0.999,
-              "progress": False, "tensorboard": False, "log_every": 5 if args.quick else 100,
-              "sample_every": 10_000_000, "checkpoint_every": 50 if args.quick else 2000, **settings}
+    trainer = {**TRAIN_DEFAULTS, "seed": 0, "device": dev, "ema_decay": 0.999, "progress": False,
+               "tensorboard": False, "log_every": 5 if args.quick else 100, "sample_every": 10_000_000,
+               "checkpoint_every": 50 if args.quick else 2000, "batch_size": settings["batch_size"]}
+    common = {"size": size, "sim_limit": limit, "real_limit": limit,
+              **{k: v for k, v in settings.items() if k != "batch_size"}}
     result = {"variant": v, "settings": {**settings, "size": size, "train_frames": limit, "ema_decay": 0.999},
               "device": torch.cuda.get_device_name(dev) if dev.startswith("cuda") else "cpu"}
     # 1. the step rate, at a constant learning rate (the first half of any linear-decay schedule)
     budget = args.train_until - time.time()
-    first = train_cyclegan(args.data, args.real, run, steps=10_000_000, time_limit_s=max(1.0, min(20.0, 0.1 * budget)),
-                           **common)
+    first = train_cyclegan(args.data, args.real, TrainConfig(out=run, steps=10_000_000, **trainer,
+                                                             time_limit_s=max(1.0, min(20.0, 0.1 * budget))), **common)
     steps_per_s = (first["images_per_s"] or 0) / settings["batch_size"]
     # 2. continued with the step count that fills the budget: the schedule's decay ends with it
     remaining = args.train_until - time.time()
     steps = first["steps"] + max(1, int(steps_per_s * remaining * 0.92))
-    second = train_cyclegan(args.data, args.real, run, steps=steps, time_limit_s=max(1.0, remaining), **common)
+    second = train_cyclegan(args.data, args.real, TrainConfig(out=run, steps=steps, **trainer,
+                                                              time_limit_s=max(1.0, remaining)), **common)
     result["train"] = {"steps": second["steps"], "planned_steps": steps, "first_call_steps": first["steps"],
                        # the continued call's rate; the first call's when the continued one made a single
                        # step (a loaded machine), which leaves no steady-state interval to time

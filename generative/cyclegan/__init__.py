@@ -1,0 +1,69 @@
+"""CycleGAN (Zhu et al. 2017) between armlab's sim images and any set of real (or real-style) images.
+
+Two ResNet generators translate sim -> real (``G``) and real -> sim (``F``); two PatchGAN discriminators (depth
+:func:`~generative.networks.choose_n_layers` of the image size) judge each domain. Below 128 px the generators
+downsample once instead of twice (:func:`default_n_down`): at 64 px their residual blocks then work at 32 x 32, the
+resolution of the paper's 128 px model, and objects a few pixels wide are not smeared by the bottleneck (the
+blocks cost the same either way). The losses are the paper's:
+
+* LSGAN: discriminators regress 1 on real images and 0 on translated ones (drawn from a pool of 50 earlier
+  translations per domain, :class:`ImagePool`), generators push their outputs towards 1;
+* cycle consistency ``|F(G(x)) - x|_1 + |G(F(y)) - y|_1``, weight ``cycle_weight`` (10);
+* identity ``|G(y) - y|_1 + |F(x) - x|_1``, weight ``identity_weight * cycle_weight`` (0.5 x 10);
+* optionally a *task-consistency* term (the idea of RL-CycleGAN and RetinaGAN): a frozen probe trained on the labelled
+  sim dataset (:func:`generative.metrics.probe_for`) must read the same target position from a sim image ``x`` and
+  from ``G(x)``; ``task_weight`` times the L1 distance of the two positions in pixels. Off by default.
+
+Adam (2e-4, betas 0.5 / 0.999) for the generators and for the discriminators; the learning rate is constant for the
+first half of the schedule and decays linearly to 0 at its end (``LambdaLR``). The two domains are unpaired: the
+trainer's batches are sim images, and each step draws as many real images from a seeded sequence of epoch
+permutations of the real set. Augmentation: per image a random horizontal flip and a random shift (reflection
+padding of ``size / 16`` pixels, then a crop back to ``size``): integer shifts that keep the real domain's noise
+and compression artefacts intact. The flip and the shift are applied to ``x`` before ``G``, so the task term
+compares the probe on the augmented ``x`` with the probe on ``G`` of that same image: its label stays consistent.
+
+Training runs through :class:`generative.training.Trainer`: per-step seeding, checkpoints that resume exactly (the
+image pools are part of the checkpoint), EMA copies of the generators (used for every translation), TensorBoard,
+sample grids (rows of sim, G(sim), real, F(real)) and DDP.
+
+Use: :func:`train_cyclegan` (a :class:`~generative.training.TrainConfig` and the model's options; ``armlab
+cyclegan train`` starts from :data:`TRAIN_DEFAULTS`), then :func:`translate_images`, :func:`translate_dataset` (a
+whole armlab dataset with its labels, or a plain image folder) and :func:`translate_video`.
+
+Layout: ``model`` (the generator pair, the image pool, augmentation, the LR schedule), ``task`` (the training task),
+``train`` and ``translate``.
+"""
+
+from __future__ import annotations
+
+from generative.cyclegan.model import DIRECTIONS, CyclePair, ImagePool, augment, default_n_down, linear_decay
+from generative.cyclegan.task import CycleGANTask
+from generative.cyclegan.train import TRAIN_DEFAULTS, train_cyclegan
+from generative.cyclegan.translate import (
+    Generators,
+    load_generators,
+    translate_dataset,
+    translate_images,
+    translate_video,
+)
+from generative.training import flush_denormals
+
+CycleGANTask.__module__ = __name__  # runs name their task class in config.json: generative.cyclegan.CycleGANTask
+
+__all__ = [
+    "DIRECTIONS",
+    "TRAIN_DEFAULTS",
+    "CycleGANTask",
+    "CyclePair",
+    "Generators",
+    "ImagePool",
+    "augment",
+    "default_n_down",
+    "flush_denormals",
+    "linear_decay",
+    "load_generators",
+    "train_cyclegan",
+    "translate_dataset",
+    "translate_images",
+    "translate_video",
+]

@@ -1,0 +1,95 @@
+"""Training a CycleGAN run: the two image domains, the optional task-consistency probe, :func:`train_cyclegan`."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from generative import trainer_defaults
+from generative.cyclegan.model import _check_size
+from generative.cyclegan.task import CycleGANTask
+from generative.data import DataError, is_armlab_dataset, load_tensors, open_images
+from generative.training import TrainConfig, Trainer, flush_denormals
+from robot_env.io.errors import ParamError
+
+__all__ = ["TRAIN_DEFAULTS", "train_cyclegan"]
+
+#: The trainer settings of ``armlab cyclegan train`` that differ from :class:`~generative.training.TrainConfig`'s.
+TRAIN_DEFAULTS = trainer_defaults.CYCLEGAN
+
+
+def _load_domain(root: str | Path, size: int, limit: int | None, what: str) -> torch.Tensor:
+    root = Path(root)
+    if not root.exists():
+        raise DataError(f"the {what} folder {str(root)!r} does not exist")
+    ds = open_images(root, size=size)
+    return load_tensors(ds, limit=limit)["image"]
+
+
+def train_cyclegan(
+    sim_dir: str | Path,
+    real_dir: str | Path,
+    train: TrainConfig,
+    size: int = 64,
+    task_weight: float = 0.0,
+    base: int = 32,
+    n_blocks: int = 6,
+    n_down: int | None = None,
+    d_base: int = 64,
+    lr: float = 2e-4,
+    lr_steps: int | None = None,
+    cycle_weight: float = 10.0,
+    identity_weight: float = 0.5,
+    pool_size: int = 50,
+    sim_limit: int | None = None,
+    real_limit: int | None = None,
+    probe_steps: int | None = None,
+) -> dict[str, Any]:
+    """Train a CycleGAN between the images in ``sim_dir`` and ``real_dir`` into the run folder ``train.out``, for
+    ``train.steps`` steps as ``train`` (:class:`~generative.training.TrainConfig`; ``armlab cyclegan train`` starts
+    from :data:`TRAIN_DEFAULTS`) says; ``train.batch_size`` images of each domain per step, sample grids of
+    ``train.n_samples`` rounded down to rows of four (at least one).
+
+    Either folder may be an armlab dataset or any folder of images (read with :func:`generative.data.open_images`,
+    center-cropped and resized to ``size``); ``sim_limit`` / ``real_limit`` use only the first images of each (e.g.
+    to keep held-out real frames unseen). With ``task_weight > 0`` the sim folder must be a labelled armlab dataset:
+    its probe is trained once (``probe_steps``, default 1000) and cached in ``sim_dir/.probe``.
+
+    ``out`` holds ``checkpoint.pt``, ``config.json``, ``log.csv``, ``samples/`` and ``tb/``. A run started again
+    resumes from its checkpoint: killed runs continue exactly, and a finished run called with a larger ``steps``
+    trains on (the LR schedule then follows the new length unless ``lr_steps`` fixes it). Returns the trainer's
+    summary (``steps``, ``images_per_s``, ``losses``, ...) plus ``out`` and ``task_weight``.
+    """
+    size = _check_size(size)
+    steps, seed = int(train.steps), train.seed
+    if steps < 1:
+        raise ParamError("steps", f"{{name}} must be at least 1, got {steps}")
+    sim = _load_domain(sim_dir, size, sim_limit, "sim")
+    real = _load_domain(real_dir, size, real_limit, "real")
+    probe = None
+    if task_weight > 0:
+        from generative.metrics import probe_for
+
+        if not is_armlab_dataset(sim_dir):
+            raise DataError(f"the task-consistency term needs a labelled armlab sim dataset, and {str(sim_dir)!r} "
+                            "has no manifest.json")
+        with flush_denormals():
+            probe = probe_for(sim_dir, size=size, steps=probe_steps, seed=seed, progress=train.progress)
+    info = {"sim_dir": str(sim_dir), "real_dir": str(real_dir), "sim_limit": sim_limit, "real_limit": real_limit,
+            "n_sim": len(sim), "probe_steps": probe_steps if task_weight > 0 else None}
+    k = max(1, train.n_samples // 4)
+    task = CycleGANTask(real, size=size, steps=steps, lr_steps=lr_steps, base=base, n_blocks=n_blocks,
+                        n_down=n_down, d_base=d_base, lr=lr, cycle_weight=cycle_weight,
+                        identity_weight=identity_weight, pool_size=pool_size, task_weight=task_weight, probe=probe,
+                        init_seed=seed, sample_images=(sim[:k].clone(), real[:k].clone()), info=info)
+    trainer = Trainer(task, {"image": sim}, dataclasses.replace(train, n_samples=4 * k))
+    if probe is not None:
+        probe.to(trainer.device)
+    with flush_denormals():
+        summary = trainer.fit()
+    summary.update({"out": str(train.out), "task_weight": float(task_weight), "n_sim": len(sim), "n_real": len(real),
+                    "batch_size": train.batch_size, "size": size})
+    return summary
