@@ -33,8 +33,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from generative.cyclegan import flush_denormals
-from generative.data import ArmlabDataset, DataError, is_armlab_dataset, load_tensors, sha256_file
+from generative.data import ArmlabDataset, DataError, is_armlab_dataset, load_tensors
+from generative.regressor import CoordConvNet, fit, seeded
+from generative.training import flush_denormals
+from robot_env.io.dataset_format import MANIFEST
+from robot_env.io.errors import ParamError
+from robot_env.io.hashing import sha256_file
 
 __all__ = [
     "PositionRegressor",
@@ -47,36 +51,17 @@ QUICK_STEPS = 40
 FULL_STEPS = 600
 
 
-class PositionRegressor(nn.Module):
+class PositionRegressor(CoordConvNet):
     """Small CNN predicting the target's ``pixel_norm`` (in [0, 1]^2) from an image in [-1, 1].
 
     Two coordinate channels are appended (CoordConv); five 3x3 conv layers (GroupNorm + SiLU; 16, 32, 32, 32, 32
     channels; the first two with stride 2, the last two dilated 2 and 4) give a 1/4-resolution map, a 1x1 conv a
-    heatmap, and the spatial soft-argmax of the heatmap (plus a learned offset) the position.
+    heatmap, and the spatial soft-argmax of the heatmap (plus a learned offset) the position. The shared
+    :class:`~generative.regressor.CoordConvNet` with its soft-argmax head.
     """
 
     def __init__(self, width: int = 32):
-        super().__init__()
-
-        def block(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
-            return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, dilation, dilation=dilation),
-                                 nn.GroupNorm(8, cout), nn.SiLU())
-
-        self.body = nn.Sequential(block(5, 16, 2), block(16, width, 2), block(width, width),
-                                  block(width, width, 1, 2), block(width, width, 1, 4))
-        self.head = nn.Conv2d(width, 1, 1)
-        self.offset = nn.Parameter(torch.zeros(2))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, _, h, w = x.shape
-        ys = torch.linspace(-1, 1, h, device=x.device, dtype=x.dtype).view(1, 1, h, 1).expand(n, 1, h, w)
-        xs = torch.linspace(-1, 1, w, device=x.device, dtype=x.dtype).view(1, 1, 1, w).expand(n, 1, h, w)
-        heat = self.head(self.body(torch.cat([x, xs, ys], 1)))
-        hh, ww = heat.shape[-2:]
-        p = heat.flatten(1).softmax(1).view(n, hh, ww)
-        gx = (torch.arange(ww, device=x.device, dtype=p.dtype) + 0.5) / ww
-        gy = (torch.arange(hh, device=x.device, dtype=p.dtype) + 0.5) / hh
-        return torch.stack([(p.sum(1) * gx).sum(1), (p.sum(2) * gy).sum(1)], 1) + self.offset
+        super().__init__(((16, 2, 1), (width, 2, 1), (width, 1, 1), (width, 1, 2), (width, 1, 4)), head="softargmax")
 
 
 def train_regressor(
@@ -98,24 +83,20 @@ def train_regressor(
         raise DataError(f"the regressor needs at least 2 labelled images, got {len(images)} images and "
                         f"{len(targets)} targets")
     device = torch.device(device)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = PositionRegressor()
+    net = seeded(PositionRegressor, seed)
     net.to(device).train()
-    gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.1)
     scale = torch.tensor([images.shape[-1], images.shape[-2]], dtype=torch.float32, device=device)
     targets = targets.float()
+
+    def loss(idx: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        x = images[idx].to(device).float().div_(127.5).sub_(1.0)
+        return F.smooth_l1_loss(net(x) * scale, targets[idx].to(device) * scale)
+
     with flush_denormals():
-        for _ in range(steps):
-            idx = torch.randint(0, len(images), (min(batch_size, len(images)),), generator=gen)
-            x = images[idx].to(device).float().div_(127.5).sub_(1.0)
-            loss = F.smooth_l1_loss(net(x) * scale, targets[idx].to(device) * scale)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
+        fit(net, len(images), steps, batch_size, seed, optimizer=lambda params: torch.optim.Adam(params, lr=lr),
+            scheduler=lambda opt: torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1),
+                                                                      pct_start=0.1),
+            loss=loss)
     return net.eval()
 
 
@@ -206,13 +187,14 @@ def sim2real_eval(
 
     t0 = time.perf_counter()
     if not 0 < holdout < 1:
-        raise ValueError(f"holdout must be between 0 and 1, got {holdout}")
+        raise ParamError("holdout", f"{{name}} must be between 0 and 1, got {holdout}")
     gens = load_generators(run_dir, device)
     size = gens.size
     steps = int(steps if steps is not None else (QUICK_STEPS if quick else FULL_STEPS))
     n_seeds = int(n_seeds if n_seeds is not None else (1 if quick else 2))
-    if steps < 1 or n_seeds < 1:
-        raise ValueError(f"steps and n_seeds must be at least 1, got {steps} and {n_seeds}")
+    for name, value in (("steps", steps), ("n_seeds", n_seeds)):
+        if value < 1:
+            raise ParamError(name, f"{{name}} must be at least 1, got {value}")
     sim, sim_manifest = _labelled(sim_dir, "sim", size)
     real, real_manifest = _labelled(real_dir, "real", size)
 
@@ -232,7 +214,7 @@ def sim2real_eval(
     train_s = train_s[_usable(sim)[train_s]] if len(train_s) else train_s
     if len(train_s) < 2 or len(test_r) < 1:
         raise DataError(f"the sim dataset {str(sim_dir)!r} has fewer than 2 frames with the indices of the real "
-                        f"training frames (0 .. {cut - 1}); generate both with the same --n")
+                        f"training frames (0 .. {cut - 1}); generate both with the same number of frames")
     paired = _paired(sim_manifest, real_manifest)
 
     def pick(data: dict[str, torch.Tensor], idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -243,7 +225,7 @@ def sim2real_eval(
     x_test, y_test = pick(real, test_r)
 
     key = hashlib.sha256(json.dumps({
-        "sim": sha256_file(Path(sim_dir) / "manifest.json"), "real": sha256_file(Path(real_dir) / "manifest.json"),
+        "sim": sha256_file(Path(sim_dir) / MANIFEST), "real": sha256_file(Path(real_dir) / MANIFEST),
         "size": size, "steps": steps, "batch_size": batch_size, "seed": seed, "n_seeds": n_seeds, "holdout": holdout,
     }, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -11,6 +11,7 @@ from torch import nn
 from generative.cyclegan.model import CyclePair, ImagePool, _check_size, augment, default_n_down, linear_decay
 from generative.networks import PatchDiscriminator, choose_n_layers
 from generative.training import TrainTask, derive_seed, to_device
+from robot_env.io.errors import ParamError
 
 __all__ = ["CycleGANTask"]
 
@@ -63,7 +64,7 @@ class CycleGANTask(TrainTask):
             raise ValueError(f"real_images must be uint8 (M, 3, {size}, {size}), got {real_images.dtype} "
                              f"{tuple(real_images.shape)}")
         if task_weight < 0:
-            raise ValueError(f"task_weight must be >= 0, got {task_weight}")
+            raise ParamError("task_weight", f"{{name}} must be >= 0, got {task_weight}")
         if task_weight > 0 and probe is None:
             raise ValueError("task_weight > 0 needs a probe (generative.metrics.probe_for of the sim dataset)")
         self.size, self.steps = int(size), int(steps)

@@ -22,6 +22,7 @@ from generative.runs import pick_device
 from generative.training import CHECKPOINT, load_checkpoint
 from robot_env.io.atomic import atomic_path, atomic_write_bytes
 from robot_env.io.dataset_format import MANIFEST, write_manifest
+from robot_env.io.errors import ParamError
 from robot_env.io.hashing import sha256_bytes, sha256_file
 from robot_env.io.video import VideoWriter, video_format
 
@@ -41,7 +42,7 @@ class Generators:
 
     def get(self, direction: str) -> nn.Module:
         if direction not in DIRECTIONS:
-            raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
+            raise ParamError("direction", f"{{name}} must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
         return self.sim2real if direction == "sim2real" else self.real2sim
 
     @property
@@ -188,7 +189,7 @@ def translate_dataset(
     ``copied``, ``seconds``).
     """
     if direction not in DIRECTIONS:
-        raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
+        raise ParamError("direction", f"{{name}} must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
     src, dst = Path(in_dir), Path(out_dir)
     if not src.is_dir():
         raise DataError(f"the input folder {str(src)!r} does not exist")
@@ -272,7 +273,7 @@ def translate_video(
     Returns ``out``, ``frames``, ``width``, ``height`` (of the output) and ``fps``.
     """
     if direction not in DIRECTIONS:
-        raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
+        raise ParamError("direction", f"{{name}} must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
     in_video, out_video = Path(in_video), Path(out_video)
     video_format(out_video)
     if not in_video.is_file():

@@ -165,7 +165,8 @@ def load_vae(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[n
     tc = ckpt.get("task_config") or {}
     vcfg = tc.get("vae_config")
     if not vcfg or "vae" not in ckpt.get("modules", {}):
-        raise ValueError(f"run {str(run)!r} holds no autoencoder (train one with `armlab diffusion train --latent`)")
+        raise ValueError(f"run {str(run)!r} holds no autoencoder (only autoencoder runs and latent diffusion runs "
+                         "have one)")
     vae = build_vae(vcfg)
     try:
         vae.load_state_dict(ckpt["modules"]["vae"])

@@ -123,7 +123,7 @@ class DiffusionConfig:
         if self.latent:
             self.patch = 1
         if int(self.patch) < 1:
-            raise ValueError(f"patch must be >= 1, got {self.patch}")
+            raise ParamError("patch", f"{{name}} must be >= 1, got {self.patch}")
         if not 0.0 <= self.guidance_dropout < 1.0:
             raise ParamError("guidance_dropout", f"{{name}} must be in [0, 1), got {self.guidance_dropout}")
         if self.lr <= 0 or self.train_timesteps < 2 or self.snr_gamma < 0 or self.target_weight < 0:

@@ -88,7 +88,7 @@ class GANConfig:
         self.augment = parse_augment(self.augment)
         self.classes = tuple(str(c) for c in self.classes)
         if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+            raise ParamError("loss", f"{{name}} must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         if min(self.z_dim, self.g_base, self.d_base, self.embed_dim) < 1 or self.target_bins < 0:
             raise ValueError("z_dim, g_base, d_base and embed_dim must be >= 1 and target_bins >= 0")
         if "class" in self.cond and len(self.classes) < 2:
