@@ -326,17 +326,20 @@ def stage_dataset(demo: Demo) -> dict:
 def stage_cyclegan(demo: Demo) -> dict:
     import cv2
 
+    from generative.cyclegan import TRAIN_DEFAULTS as CYCLEGAN_TRAINING
     from generative.cyclegan import load_generators, train_cyclegan, translate_images
     from generative.metrics import psnr
+    from generative.training import TrainConfig
     from robot_env.dataset import DatasetConfig, Scene
     from robot_env.video import VideoWriter
 
     s = demo.settings["cyclegan"]
     sim, real = demo.out / "data" / "sim", demo.out / "data" / "real"
     run = demo.out / "cyclegan"
-    summary = train_cyclegan(sim, real, run, s["steps"], size=s["size"], batch_size=s["batch_size"], seed=s["seed"],
-                             device="cpu", base=s["base"], n_blocks=s["n_blocks"], progress=demo.progress,
-                             tensorboard=False, sample_every=10**9, checkpoint_every=max(50, s["steps"] // 4))
+    train = TrainConfig(out=run, steps=s["steps"], **{**CYCLEGAN_TRAINING, "batch_size": s["batch_size"]},
+                        seed=s["seed"], device="cpu", progress=demo.progress, tensorboard=False, sample_every=10**9,
+                        checkpoint_every=max(50, s["steps"] // 4))
+    summary = train_cyclegan(sim, real, train, size=s["size"], base=s["base"], n_blocks=s["n_blocks"])
     gens = load_generators(run)
     frames = list(range(6))
 
@@ -390,22 +393,28 @@ def _images_per_s(summary: dict) -> float:
 
 
 def stage_generate(demo: Demo) -> dict:
+    from generative.diffusion import TRAIN_DEFAULTS as DIFFUSION_TRAINING
     from generative.diffusion import sample as diffusion_sample
     from generative.diffusion import train_diffusion
+    from generative.gan import TRAIN_DEFAULTS as GAN_TRAINING
     from generative.gan import sample as gan_sample
     from generative.gan import train_gan
+    from generative.training import TrainConfig
 
     s = demo.settings["generate"]
     data = demo.out / "data" / "sim"
-    summary = train_gan(data, demo.out / "gan", s["gan_steps"], cond="class,target", size=s["size"],
-                        batch_size=s["batch_size"], seed=s["seed"], device="cpu", progress=demo.progress,
-                        tensorboard=False, sample_every=10**9, checkpoint_every=max(50, s["gan_steps"] // 4))
+    gan_train = TrainConfig(out=demo.out / "gan", steps=s["gan_steps"],
+                            **{**GAN_TRAINING, "batch_size": s["batch_size"]}, seed=s["seed"], device="cpu",
+                            progress=demo.progress, tensorboard=False, sample_every=10**9,
+                            checkpoint_every=max(50, s["gan_steps"] // 4))
+    summary = train_gan(data, gan_train, cond="class,target", size=s["size"])
     rows = [gan_sample(demo.out / "gan", s["per_class"], cond={"class_id": c}, seed=s["seed"])[0] for c in range(3)]
     _write_png(demo.out / "gan_samples.png", _class_sheet(rows))
-    dsum = train_diffusion(data, demo.out / "diffusion", s["diffusion_steps"], size=s["size"], cond="class",
-                           model="tiny", batch_size=s["batch_size"], seed=s["seed"], device="cpu",
-                           progress=demo.progress, tensorboard=False, sample_every=10**9,
-                           checkpoint_every=max(50, s["diffusion_steps"] // 4))
+    diffusion_train = TrainConfig(out=demo.out / "diffusion", steps=s["diffusion_steps"],
+                                  **{**DIFFUSION_TRAINING, "batch_size": s["batch_size"]}, seed=s["seed"],
+                                  device="cpu", progress=demo.progress, tensorboard=False, sample_every=10**9,
+                                  checkpoint_every=max(50, s["diffusion_steps"] // 4))
+    dsum = train_diffusion(data, diffusion_train, size=s["size"], cond="class", model="tiny")
     rows = [diffusion_sample(demo.out / "diffusion", s["per_class"], cond={"class_id": c}, sampler="ddpm",
                              steps=s["sample_steps"], guidance=2.0, seed=s["seed"])[0] for c in range(3)]
     _write_png(demo.out / "diffusion_samples.png", _class_sheet(rows))
