@@ -4,7 +4,8 @@ A run folder holds ``config.json``, ``checkpoint.pt`` (see :mod:`generative.trai
 ``samples/`` and, for the GAN and diffusion models, ``summary.json``: the trainer's summary of the last call with a
 ``history`` of every call (:func:`write_summary`). :func:`load_run` opens a run (a ValueError in one sentence for a
 missing or foreign run), :func:`saved_task_config` and :func:`check_resume` check that a run being resumed was
-trained with the same model settings and data, and :func:`pick_device` resolves ``"auto"``.
+trained with the same model settings and data, and :func:`pick_device` (kept in :mod:`generative.training.util`)
+resolves ``"auto"``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any, TypeVar
 import torch
 
 from generative.training import CHECKPOINT, load_checkpoint
+from generative.training.util import pick_device
 from robot_env.io.atomic import atomic_write_bytes
 
 __all__ = ["SUMMARY", "check_resume", "load_run", "pick_device", "read_summary", "saved_task_config",
@@ -26,13 +28,6 @@ SUMMARY = "summary.json"
 HISTORY_KEYS = ("start_step", "steps", "steps_run", "images_per_s", "wall_time_s")  #: per call, in ``history``
 
 C = TypeVar("C")
-
-
-def pick_device(device: str | torch.device) -> torch.device:
-    """``device`` as a ``torch.device``; ``"auto"`` is CUDA when available, else the CPU."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def read_summary(run_dir: str | Path) -> dict[str, Any] | None:

@@ -29,7 +29,15 @@ from generative.training.checkpoint import (
 )
 from generative.training.config import DATA_ON_DEVICE_LIMIT, EMA, TrainConfig
 from generative.training.task import TrainTask
-from generative.training.util import _dist_on, _seed_everything, derive_seed, make_grid, to_device, to_model_range
+from generative.training.util import (
+    _dist_on,
+    _seed_everything,
+    derive_seed,
+    make_grid,
+    pick_device,
+    to_device,
+    to_model_range,
+)
 from robot_env.io.atomic import atomic_write_bytes
 
 __all__ = ["Trainer"]
@@ -89,9 +97,7 @@ class Trainer:
 
     # -- setup
     def _pick_device(self, name: str) -> torch.device:
-        if name == "auto":
-            name = "cuda" if torch.cuda.is_available() else "cpu"
-        device = torch.device(name)
+        device = pick_device(name)
         if device.type == "cuda":
             if self.world_size > 1:
                 device = torch.device("cuda", self.local_rank)

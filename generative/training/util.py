@@ -13,7 +13,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-__all__ = ["derive_seed", "flush_denormals", "is_main_process", "make_grid", "to_device", "to_model_range"]
+__all__ = ["derive_seed", "flush_denormals", "is_main_process", "make_grid", "pick_device", "to_device",
+           "to_model_range"]
 
 
 def to_model_range(images: torch.Tensor) -> torch.Tensor:
@@ -90,3 +91,10 @@ def flush_denormals() -> Iterator[None]:
         yield
     finally:
         torch.set_flush_denormal(False)
+
+
+def pick_device(device: str | torch.device) -> torch.device:
+    """``device`` as a ``torch.device``; ``"auto"`` is CUDA when available, else the CPU."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
