@@ -367,6 +367,23 @@ def test_subproc_vec_env_with_spawn():
         venv.close()
 
 
+def test_subproc_workers_build_residual_envs_through_controllers_envs():
+    # spawn workers import the factory's module (controllers.envs), which serves residual=True there too
+    from controllers import envs
+
+    kw = {"robot": "arm3", "history": True, "residual": True}
+    venv = envs.make_vec_env(CLOSED_LOOP_IDS["state"], n_envs=2, seed=0, subproc=True, start_method="spawn", **kw)
+    local = envs.make_vec_env(CLOSED_LOOP_IDS["state"], n_envs=2, seed=0, **kw)
+    try:
+        np.testing.assert_array_equal(venv.reset(), local.reset())
+        for _ in range(3):
+            actions = np.full((2, 3), 0.1)
+            np.testing.assert_array_equal(venv.step(actions)[0], local.step(actions)[0])
+    finally:
+        venv.close()
+        local.close()
+
+
 def test_her_learns_on_dict_observations(make):
     from stable_baselines3 import SAC, HerReplayBuffer
 

@@ -487,8 +487,12 @@ def test_yaml_env_kwargs_sit_under_the_users_and_entropy_scales_with_the_action_
     with pytest.raises(ValueError, match="not both"):
         rl.train("sac", "ReachSignalVelocity-v0", 50, folder=tmp_path, eval_freq=0, save_freq=0,
                  hyperparams=dict(SMALL, target_entropy=-2.0))
-    with pytest.raises(ValueError, match="--env-kwargs"):
+    with pytest.raises(ValueError, match="pass env settings with env_kwargs") as err:  # the library's own name
         rl.load_hyperparams("sac", "ReachSignalVelocity-v0", {"env_kwargs": {"robot": "arm3"}})
+    assert err.value.param == "env_kwargs"  # which the command line shows as --env-kwargs
+    out = armlab("train", "--algo", "sac", "--env", "ReachSignalVelocity-v0", "-f", str(tmp_path),
+                 "--hyperparams", "env_kwargs:{robot:arm3}", "--no-progress")
+    assert out.returncode == 2 and "pass env settings with --env-kwargs." in out.stderr, out.stderr
     with pytest.raises(ValueError, match="unknown hyperparameter 'target_entropy_per_action'"):
         rl.load_hyperparams("td3", "ReachSignalVelocity-v0", {"target_entropy_per_action": 2.0})
 
@@ -516,3 +520,14 @@ def test_replay_buffer_file_is_never_unpickled(tmp_path):
     np.savez(bad, observations=np.array([{"x": 1}], dtype=object))  # an object array would need pickle
     with pytest.raises(ValueError, match="corrupt or does not fit"):
         rl.load_replay_buffer(result.model, bad)
+
+
+def test_train_names_its_parameters_and_the_command_line_its_flags(tmp_path):
+    from robot_env.io.errors import ParamError
+
+    with pytest.raises(ParamError, match=r"^n_envs must be an integer >= 1, got 0\.$") as err:
+        rl.train("sac", "ReachSignalVelocity-v0", 50, folder=tmp_path, n_envs=0)
+    assert err.value.param == "n_envs"
+    out = armlab("train", "--algo", "sac", "--env", "ReachSignalVelocity-v0", "-f", str(tmp_path), "--n-envs", "0",
+                 "--no-progress")
+    assert out.returncode == 2 and "--n-envs must be an integer >= 1, got 0." in out.stderr, out.stderr

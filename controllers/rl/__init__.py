@@ -64,10 +64,8 @@ from controllers.rl.runs import (
     read_config,
 )
 from controllers.rl.training import TrainResult, train
-from robot_env.io.threads import torch_threads
 
-# the old private names robot_env.dataset reaches for until its pose bank moves to controllers.poses
-_model_file, _torch_threads = model_file, torch_threads
+_model_file = model_file  # the old private name, still read by controllers.poses (use model_file)
 
 __all__ = [
     "ALGOS", "EVAL_SEED", "HYPERPARAMS_FILE", "OFF_POLICY", "EnvInfo", "LeadingFeatures", "LinearDecay", "LoadedRun",
