@@ -79,3 +79,23 @@ def test_corrupt_regression_file_is_a_clear_error(tmp_path):
     torch.save({"state_dict": {}}, tmp_path / "partial.pt")
     with pytest.raises(ValueError):
         Regressor.load(tmp_path / "partial.pt")
+
+
+def test_comparison_store_resumes_its_own_settings_and_refuses_others(tmp_path):
+    from controllers.comparison import ResultStore, markdown, ordered
+    from robot_env.io.errors import ParamError
+
+    store = ResultStore(tmp_path / "rows.json", {"robot": "arm2"})
+    base = {"median_y": 0.01, "p90_y": 0.02, "success_2cm": 1.0, "success_1cm": 0.5, "training_episodes": 0,
+            "episodes_per_decision": 1.0, "wall_s": 0.1}
+    store.add({**base, "stage": "velocity", "controller": "SAC 300 steps", "family": "SAC", "budget": 300,
+               "total_episodes": 500.0})
+    store.add({**base, "stage": "velocity", "controller": "zero signal", "family": "zero", "budget": 0,
+               "total_episodes": 200.0})
+    again = ResultStore(tmp_path / "rows.json", {"robot": "arm2"})
+    assert again.done("velocity", "zero signal") is not None and again.done("fixed", "zero signal") is None
+    assert [r["controller"] for r in ordered(again.rows)] == ["zero signal", "SAC 300 steps"]
+    assert "| velocity | SAC 300 steps | 10.0 mm |" in markdown(again.rows)
+    with pytest.raises(ParamError, match="holds a comparison run with other settings; use another out") as err:
+        ResultStore(tmp_path / "rows.json", {"robot": "arm3"})
+    assert err.value.param == "out"
