@@ -80,7 +80,7 @@ def resolve_poses(cfg: DatasetConfig) -> DatasetConfig:
     try:
         config = rl.read_config(run_dir)
         env_id = rl.env_id_of(config["env_id"])
-        model_path, _ = rl._model_file(run_dir, False, None)
+        model_path, _ = rl.model_file(run_dir, False, None)
     except (FileNotFoundError, ValueError) as exc:
         raise _refuse(f"{_one_line(exc)}.") from None
     env_kwargs = dict(config.get("env_kwargs") or {})

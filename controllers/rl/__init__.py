@@ -65,7 +65,6 @@ from controllers.rl.runs import (
 )
 from controllers.rl.training import TrainResult, train
 
-_model_file = model_file  # the old private name, still read by controllers.poses (use model_file)
 
 __all__ = [
     "ALGOS", "EVAL_SEED", "HYPERPARAMS_FILE", "OFF_POLICY", "EnvInfo", "LeadingFeatures", "LinearDecay", "LoadedRun",
