@@ -65,7 +65,6 @@ from controllers.rl.runs import (
 )
 from controllers.rl.training import TrainResult, train
 
-
 __all__ = [
     "ALGOS", "EVAL_SEED", "HYPERPARAMS_FILE", "OFF_POLICY", "EnvInfo", "LeadingFeatures", "LinearDecay", "LoadedRun",
     "ObsNormalizer", "TrainResult", "algo_of", "asymmetric_policy", "checkpoint_steps", "default_env_kwargs",
