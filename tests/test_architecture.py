@@ -67,3 +67,18 @@ def test_no_module_is_a_house_of_its_own(package):
         if n > MAX_LINES:
             big[str(path.relative_to(ROOT))] = n
     assert not big, f"modules over {MAX_LINES} lines: {big}"
+
+
+def test_every_package_folder_is_installed():
+    """A plain (non-editable) install carries every subpackage: pyproject lists each folder with an __init__.py."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(config["packages"])
+    folders = {name: Path(folder) for name, folder in config["package-dir"].items()}
+    found = set()
+    for name, folder in folders.items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(ROOT / folder)
+            found.add(".".join([name, *rel.parts]))
+    assert found - listed == set(), "add these to [tool.setuptools] packages"
+    assert listed - found == set(), "listed but not on disk"
