@@ -52,7 +52,7 @@ def fit(data_dir, out, steps, **kw):
 
 
 TINY = dict(size=16, model="tiny", batch_size=4, tensorboard=False, log_every=2, sample_every=1000,
-            checkpoint_every=1000, n_samples=4)
+            checkpoint_every=1000, n_samples=4, progress=False)
 
 
 def tiny_task(cond=("class",), size=16, **kw) -> D.DiffusionTask:

@@ -108,10 +108,10 @@ def _train_and_eval(job: dict) -> dict:
     s = job["settings"]
     t0 = time.perf_counter()
     train = TrainConfig(
-        out=job["run"], steps=s["steps"], **{**TRAIN_DEFAULTS, "batch_size": s["batch_size"]}, seed=s["seed"],
-        device="cpu", ema_decay=s["ema_decay"], progress=False, tensorboard=not job["quick"],
-        log_every=max(1, min(50, s["steps"] // 4)), sample_every=max(1, s["steps"] // 3),
-        checkpoint_every=max(1, min(250, s["steps"])),
+        out=job["run"], steps=s["steps"],
+        **{**TRAIN_DEFAULTS, "batch_size": s["batch_size"], "ema_decay": s["ema_decay"]}, seed=s["seed"],
+        device="cpu", progress=False, tensorboard=not job["quick"], log_every=max(1, min(50, s["steps"] // 4)),
+        sample_every=max(1, s["steps"] // 3), checkpoint_every=max(1, min(250, s["steps"])),
     )
     summary = train_cyclegan(
         job["sim"], job["real"], train, size=s["size"], task_weight=job["task_weight"], base=s["base"],
