@@ -9,6 +9,10 @@ diffusion run of a few steps (every tensor in their checkpoints and the sample g
 run on an open-loop env and a residual SAC run (every policy parameter and the replay buffer), and a
 random-controller video. Files that record wall time (TensorBoard events, logs, summaries) are left out.
 ``--compare`` prints each entry as ``same`` or ``DIFFERENT`` and exits 1 if any differ.
+
+``--datasets-from DIR`` copies the two datasets from an earlier run's folder instead of rendering them, so the
+models of two versions of armlab can be compared on the very same data even where the dataset format itself
+changed (the GAN and diffusion configs record the dataset manifest's checksum).
 """
 
 from __future__ import annotations
@@ -126,14 +130,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="write the fingerprints here (JSON)")
     parser.add_argument("--compare", help="fingerprints of an earlier run to compare with")
     parser.add_argument("--only", help="comma list of entries to run (default: all)")
+    parser.add_argument("--datasets-from", help="copy sim/ and real/ from this folder instead of rendering them")
     args = parser.parse_args(argv)
-    armlab = shutil.which("armlab") or str(Path(sys.executable).with_name("armlab"))
+    beside = Path(sys.executable).with_name("armlab")  # the armlab of this interpreter's environment
+    armlab = str(beside) if beside.is_file() else shutil.which("armlab")
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
+    if args.datasets_from:
+        for name in ("sim", "real"):
+            shutil.copytree(Path(args.datasets_from) / name, WORK / name)
     only = set(args.only.split(",")) if args.only else None
     result = {}
     for name, cmd in COMMANDS:
-        if only and name not in only:
+        if (only and name not in only) or (args.datasets_from and name.startswith("dataset-")):
             continue
         proc = subprocess.run([armlab, *cmd], cwd=WORK, capture_output=True, text=True)
         if proc.returncode != 0:
