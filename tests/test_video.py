@@ -106,7 +106,7 @@ def test_a_writer_opencv_cannot_open_is_reported(tmp_path, monkeypatch):
         def isOpened(self):  # noqa: N802  (OpenCV's name)
             return False
 
-    monkeypatch.setattr(video_mod.cv2, "VideoWriter", Closed)
+    monkeypatch.setattr(cv2, "VideoWriter", Closed)  # the module robot_env.io.video writes with
     with pytest.raises(VideoWriteError, match="could not open a VP90 writer"):
         VideoWriter(tmp_path / "clip.webm", size=(64, 48))
     assert list(tmp_path.iterdir()) == []
