@@ -18,7 +18,7 @@ import torch
 
 from robot_env.io.errors import ParamError
 
-__all__ = ["as_class_ids", "as_joints", "as_targets", "grid_conditions", "parse_cond", "parse_names"]
+__all__ = ["as_class_ids", "as_joints", "as_targets", "grid_conditions", "label_state", "parse_cond", "parse_names"]
 
 
 def parse_names(value: str | Sequence[str] | None, allowed: Sequence[str], empty: Sequence[str]) -> list[str]:
@@ -137,3 +137,8 @@ def grid_conditions(n: int, n_classes: int, use_target: bool, targets: torch.Ten
         v = torch.where(rounds % 2 == 0, torch.tensor(v_lo), torch.tensor(v_hi))
         c = torch.stack([u, v], 1)
     return y, c, row, col
+
+
+def label_state(**labels: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """The training labels a task keeps in its checkpoint (``class_ids=...``, ``targets=...``), those it has."""
+    return {name: value for name, value in labels.items() if value is not None}

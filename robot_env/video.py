@@ -1,14 +1,8 @@
-"""Rollout videos: `RolloutRecorder` plays a controller in an env and films it with the writers of
-`robot_env.io.video` (WebM, MP4, GIF, tiling, overlays), re-exported here.
+"""Rollout videos: `RolloutRecorder` plays a controller in an env and films it, one frame per control step
+(or replayed from the episode start for the open-loop envs), with an overlay per camera.
 
-The format follows the file extension: ``.webm`` (VP9 through OpenCV, fourcc ``VP90``),
-``.mp4`` (MPEG-4 Part 2 through OpenCV, fourcc ``mp4v``) or ``.gif`` (Pillow). Every
-OpenCV writer is checked with ``isOpened()``; a writer that cannot be opened, an
-unwritable folder or a bad extension raise a clear error before anything is simulated.
-Videos are written atomically: frames go to a hidden temp file beside the target, moved
-into place by `VideoWriter.close`, so an interrupted run never leaves half a video.
-
-Frames are RGB uint8 ``(H, W, 3)`` everywhere (OpenCV's BGR stays inside the writer).
+The writers it uses (WebM, MP4, GIF; atomic, checked with ``isOpened()``), tiling and overlays live in
+`robot_env.io.video`, free of the simulator, and are re-exported here.
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ from typing import Any
 
 import torch
 
-from generative.data import DataError, load_tensors, open_images
-from robot_env.io.dataset_format import CLASSES, MANIFEST
+from generative.data.labelled import labelled_tensors
+from robot_env.io.dataset_format import MANIFEST
 from robot_env.io.hashing import sha256_file
 
 __all__ = ["manifest_joint_limits"]
@@ -21,29 +21,9 @@ def _load_data(data_dir: str | Path, size: int, cond: tuple[str, ...], limit: in
     """The training tensors (``image`` and, for an armlab dataset, ``class_id`` / ``target`` / ``joints``), the class
     names and a description of the data (``robot``: the manifest's ``settings.robot``). Frames without the labels
     ``cond`` needs are left out."""
+    ds, data, classes = labelled_tensors(data_dir, size, cond, "a diffusion model", limit=limit,
+                                         progress=progress)
     root = Path(data_dir)
-    if not root.exists():
-        raise DataError(f"dataset folder {str(root)!r} does not exist")
-    ds = open_images(root, size)
-    classes = list(getattr(ds, "classes", CLASSES))
-    if cond and not hasattr(ds, "classes"):
-        raise DataError(f"{str(root)!r} is a plain image folder (no manifest.json): a diffusion model conditioned "
-                        f"on {','.join(cond)} needs an armlab dataset with labels")
-    data = load_tensors(ds, limit=limit, progress=progress)
-    keep = torch.ones(len(data["image"]), dtype=torch.bool)
-    if "class" in cond:
-        keep &= (data["class_id"] >= 0) & (data["class_id"] < len(classes))
-    if "target" in cond:
-        keep &= torch.isfinite(data["target"]).all(1)
-    if "joints" in cond:
-        if "joints" not in data:
-            raise DataError(f"the labels of dataset {str(root)!r} have no joint_positions: a diffusion model "
-                            "conditioned on joints needs them")
-        keep &= torch.isfinite(data["joints"]).all(1)
-    if not keep.all():
-        data = {k: v[keep] for k, v in data.items()}
-    if len(data["image"]) == 0:
-        raise DataError(f"dataset {str(root)!r} holds no frames with the labels {','.join(cond)}")
     wanted = ["image"] + (["class_id"] if "class" in cond else [])
     if "target" in data and torch.isfinite(data["target"]).any():
         wanted.append("target")  # also for the loss weighting when the model is not conditioned on it

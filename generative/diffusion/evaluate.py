@@ -7,13 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import Subset
 
-from generative.data import DataError, load_tensors, open_images
+from generative.data.labelled import real_sample
 from generative.diffusion.config import DiffusionConfig, check_sampler
 from generative.diffusion.pipeline import Pipeline, load_pipeline, to_uint8
 from generative.runs import pick_device, read_summary
-from robot_env.io.dataset_format import MANIFEST
 from robot_env.io.errors import ParamError
 
 __all__ = ["evaluate_diffusion"]
@@ -80,15 +78,8 @@ def evaluate_diffusion(
     pipe = pipeline if pipeline is not None else load_pipeline(run_dir, dev, ema)
     cfg = pipe.cfg
     root = Path(data_dir)
-    if not root.exists():
-        raise DataError(f"dataset folder {str(root)!r} does not exist")
-    if not (root / MANIFEST).is_file():
-        raise DataError(f"{str(root)!r} is not an armlab dataset: no manifest.json (the probe needs its labels)")
-    ds = open_images(root, cfg.size)
-    gen = torch.Generator().manual_seed(int(seed))
-    n_use = min(int(n), len(ds))
-    idx = torch.randperm(len(ds), generator=gen)[:n_use].sort().values.tolist()
-    real = load_tensors(Subset(ds, idx), progress=progress)
+    real, gen = real_sample(root, cfg.size, n, seed, progress=progress)
+    n_use = len(real["image"])
     if probe is None:
         probe = probe_for(root, cfg.size, quick=quick, steps=probe_steps, device=dev, progress=progress)
     y, c, q = _fill_labels(cfg, real, gen)

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from generative.conditions import grid_conditions
+from generative.conditions import grid_conditions, label_state
 from generative.diffusion.config import DiffusionConfig
 from generative.diffusion.models import ConditionedUNet
 from generative.diffusion.pipeline import Pipeline
@@ -88,14 +88,7 @@ class DiffusionTask(TrainTask):
         return self.cfg.to_dict()
 
     def extra_state(self) -> dict[str, Any]:
-        state: dict[str, Any] = {}
-        if self.class_ids is not None:
-            state["class_ids"] = self.class_ids
-        if self.targets is not None:
-            state["targets"] = self.targets
-        if self.joints is not None:
-            state["joints"] = self.joints
-        return state
+        return label_state(class_ids=self.class_ids, targets=self.targets, joints=self.joints)
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         pass  # the labels come with the data the task was built from

@@ -7,13 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import Subset
 
-from generative.data import DataError, load_tensors, open_images
+from generative.data.labelled import real_sample
 from generative.gan.sample import _generate, _generator_from, _load_run
 from generative.runs import pick_device, read_summary
 from generative.training import CHECKPOINT
-from robot_env.io.dataset_format import MANIFEST
 from robot_env.io.errors import ParamError
 
 __all__ = ["evaluate_gan"]
@@ -49,15 +47,8 @@ def evaluate_gan(
     cfg, ckpt = _load_run(run_dir, dev)
     G = _generator_from(cfg, ckpt, Path(run_dir) / CHECKPOINT, dev, ema)
     root = Path(data_dir)
-    if not root.exists():
-        raise DataError(f"dataset folder {str(root)!r} does not exist")
-    if not (root / MANIFEST).is_file():
-        raise DataError(f"{str(root)!r} is not an armlab dataset: no manifest.json (the probe needs its labels)")
-    ds = open_images(root, cfg.size)
-    gen = torch.Generator().manual_seed(int(seed))
-    n_use = min(int(n), len(ds))
-    idx = torch.randperm(len(ds), generator=gen)[:n_use].sort().values.tolist()
-    real = load_tensors(Subset(ds, idx), progress=progress)
+    real, gen = real_sample(root, cfg.size, n, seed, progress=progress)
+    n_use = len(real["image"])
     probe = probe_for(root, cfg.size, quick=quick, steps=probe_steps, device=dev, progress=progress)
     y = real["class_id"].clone() if cfg.n_classes else None
     c = real["target"].clone() if cfg.cond_dim else None

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from generative.conditions import grid_conditions
+from generative.conditions import grid_conditions, label_state
 from generative.gan.config import GANConfig
 from generative.gan.model import Discriminator, LocalClassifier, build_generator, diff_augment
 from generative.training import TrainTask
@@ -57,12 +57,7 @@ class GANTask(TrainTask):
         return self.cfg.to_dict()
 
     def extra_state(self) -> dict[str, Any]:
-        state: dict[str, Any] = {}
-        if self.class_ids is not None:
-            state["class_ids"] = self.class_ids
-        if self.targets is not None:
-            state["targets"] = self.targets
-        return state
+        return label_state(class_ids=self.class_ids, targets=self.targets)
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         pass  # the labels come with the data the task was built from

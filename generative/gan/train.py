@@ -9,14 +9,14 @@ from typing import Any
 import torch
 
 from generative import trainer_defaults
-from generative.data import IMAGE_EXTENSIONS, DataError, is_armlab_dataset, load_tensors, open_images
+from generative.data.labelled import labelled_tensors
 from generative.gan.config import DEFAULT_AUX_CLASS, GANConfig, check_size, parse_cond
 from generative.gan.model import Discriminator, build_generator
 from generative.gan.task import GANTask
 from generative.networks import count_params, flops_per_image
 from generative.runs import check_resume, pick_device, saved_task_config, write_summary
 from generative.training import TrainConfig, Trainer
-from robot_env.io.dataset_format import CLASSES, MANIFEST
+from robot_env.io.dataset_format import MANIFEST
 from robot_env.io.errors import ParamError
 from robot_env.io.hashing import sha256_file
 
@@ -29,28 +29,8 @@ TRAIN_DEFAULTS = trainer_defaults.GAN
 def _load_data(data_dir: str | Path, size: int, cond: tuple[str, ...], limit: int | None = None,
                progress: bool = False) -> tuple[dict[str, torch.Tensor], list[str], dict[str, Any]]:
     """The training tensors, the class names and a description of the data (path, manifest hash, frames)."""
+    ds, data, classes = labelled_tensors(data_dir, size, cond, "a GAN", limit=limit, progress=progress)
     root = Path(data_dir)
-    if not root.exists():
-        raise DataError(f"dataset folder {str(root)!r} does not exist")
-    if not root.is_dir():
-        raise DataError(f"{str(root)!r} is not a dataset folder")
-    if not is_armlab_dataset(root) and not any(p.suffix.lower() in IMAGE_EXTENSIONS for p in root.rglob("*")):
-        raise DataError(f"{str(root)!r} is not a dataset: no manifest.json (armlab dataset) and no images")
-    ds = open_images(root, size)
-    classes = list(getattr(ds, "classes", CLASSES))
-    if cond and not hasattr(ds, "classes"):
-        raise DataError(f"{str(root)!r} is a plain image folder (no manifest.json): a GAN conditioned on "
-                        f"{','.join(cond)} needs an armlab dataset with labels")
-    data = load_tensors(ds, limit=limit, progress=progress)
-    keep = torch.ones(len(data["image"]), dtype=torch.bool)
-    if "class" in cond:
-        keep &= (data["class_id"] >= 0) & (data["class_id"] < len(classes))
-    if "target" in cond:
-        keep &= torch.isfinite(data["target"]).all(1)
-    if not keep.all():
-        data = {k: v[keep] for k, v in data.items()}
-    if len(data["image"]) == 0:
-        raise DataError(f"dataset {str(root)!r} holds no frames with the labels {','.join(cond)}")
     wanted = ["image"] + (["class_id"] if "class" in cond else []) + (["target"] if "target" in cond else [])
     data = {k: data[k] for k in wanted}
     manifest = root / MANIFEST

@@ -72,25 +72,14 @@ def atomic_write(path: str | Path, write: Callable[[str], Any], durable: bool = 
 
 def atomic_write_bytes(path: str | Path, data: bytes, durable: bool = False) -> None:
     """Write ``data`` to ``path`` atomically (see the module's contract)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_name(path)
-    try:
+    with atomic_path(path, durable=durable) as tmp:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         try:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
-            if durable:
-                os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    if durable:
-        fsync_dir(path.parent)
 
 
 def atomic_write_text(path: str | Path, text: str, durable: bool = False) -> None:
