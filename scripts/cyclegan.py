@@ -31,6 +31,7 @@ from pathlib import Path
 
 from armlab_scripts._common import UsageError, emit_json
 from armlab_scripts._trainer import add_trainer_arguments, trainer_config, use_threads
+from armlab_scripts.sim2real import add_eval_arguments, run_eval
 from generative.trainer_defaults import CYCLEGAN as TRAIN_DEFAULTS
 
 VIDEO_INPUTS = (".webm", ".mp4", ".gif", ".avi", ".mov", ".mkv", ".m4v")
@@ -83,23 +84,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     e = sub.add_parser("eval", help="gap closure and PSNR/SSIM of a run (same as `armlab sim2real eval`)",
                        description="Measure the sim-to-real gap closed by the run's translation.")
     add_eval_arguments(e)
-    e.set_defaults(cyclegan_func=_eval)
-
-
-def add_eval_arguments(e: argparse.ArgumentParser) -> None:
-    """The options of `armlab cyclegan eval` and `armlab sim2real eval`."""
-    e.add_argument("--run", required=True, help="CycleGAN run folder")
-    e.add_argument("--sim", required=True, help="labelled sim armlab dataset")
-    e.add_argument("--real", required=True, help="labelled real armlab dataset (e.g. --style real, same seed)")
-    e.add_argument("--quick", action="store_true", help="tiny regressor budget (a smoke test, not a measurement)")
-    e.add_argument("--seed", type=int, default=0, help="first regressor seed (default 0)")
-    e.add_argument("--steps", type=int, default=None, help="regressor training steps (default 600; 40 with --quick)")
-    e.add_argument("--n-seeds", type=int, default=None,
-                   help="regressors averaged per error (default 2; 1 with --quick)")
-    e.add_argument("--holdout", type=float, default=0.2,
-                   help="fraction of the real frames (the last ones) held out for testing (default 0.2)")
-    e.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    e.add_argument("--json", action="store_true", help="print the figures as one JSON object on the last line")
+    e.set_defaults(cyclegan_func=run_eval)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -158,12 +143,6 @@ def _translate(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(s)
     return 0
-
-
-def _eval(args: argparse.Namespace) -> int:
-    from armlab_scripts.sim2real import run_eval
-
-    return run_eval(args)
 
 
 def main(argv=None) -> int:

@@ -21,9 +21,23 @@ from armlab_scripts._common import UsageError, emit_json
 from armlab_scripts._trainer import use_threads
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    from armlab_scripts.cyclegan import add_eval_arguments
+def add_eval_arguments(e: argparse.ArgumentParser) -> None:
+    """The options of `armlab cyclegan eval` and `armlab sim2real eval`."""
+    e.add_argument("--run", required=True, help="CycleGAN run folder")
+    e.add_argument("--sim", required=True, help="labelled sim armlab dataset")
+    e.add_argument("--real", required=True, help="labelled real armlab dataset (e.g. --style real, same seed)")
+    e.add_argument("--quick", action="store_true", help="tiny regressor budget (a smoke test, not a measurement)")
+    e.add_argument("--seed", type=int, default=0, help="first regressor seed (default 0)")
+    e.add_argument("--steps", type=int, default=None, help="regressor training steps (default 600; 40 with --quick)")
+    e.add_argument("--n-seeds", type=int, default=None,
+                   help="regressors averaged per error (default 2; 1 with --quick)")
+    e.add_argument("--holdout", type=float, default=0.2,
+                   help="fraction of the real frames (the last ones) held out for testing (default 0.2)")
+    e.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    e.add_argument("--json", action="store_true", help="print the figures as one JSON object on the last line")
 
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="sim2real_command", metavar="ACTION")
     sub.required = True
     e = sub.add_parser("eval", help="gap closure and PSNR/SSIM of a CycleGAN run",
