@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,8 @@ import torch
 
 from robot_env.io.errors import ParamError
 
-__all__ = ["as_class_ids", "as_joints", "as_targets", "grid_conditions", "label_state", "parse_cond", "parse_names"]
+__all__ = ["as_class_ids", "as_joints", "as_targets", "grid_conditions", "label_state", "parse_cond", "parse_names",
+           "requested_conditions"]
 
 
 def parse_names(value: str | Sequence[str] | None, allowed: Sequence[str], empty: Sequence[str]) -> list[str]:
@@ -142,3 +144,36 @@ def grid_conditions(n: int, n_classes: int, use_target: bool, targets: torch.Ten
 def label_state(**labels: torch.Tensor | None) -> dict[str, torch.Tensor]:
     """The training labels a task keeps in its checkpoint (``class_ids=...``, ``targets=...``), those it has."""
     return {name: value for name, value in labels.items() if value is not None}
+
+
+def requested_conditions(run: str | Path, run_cond: Sequence[str], cond: Sequence[str] | None = None,
+                         class_id: str | int | None = None, target: str | Sequence[float] | None = None,
+                         joints: str | Sequence[float] | None = None) -> dict[str, Any]:
+    """The conditions a user asks a trained model (``run``, conditioned on ``run_cond``) to sample with, as the
+    ``cond`` dict of the models' ``sample`` functions (``class_id``, ``target``, ``joints``; a condition left out
+    is drawn from the training labels). ``cond``, when given, must be the run's own conditions; ``target`` is a
+    pixel position ``"u,v"`` or ``(u, v)`` in ``[0, 1]``; ``joints`` is checked later, against the run's data.
+    `ParamError` names the parameter that does not fit the run."""
+    if cond is not None and tuple(cond) != tuple(run_cond):
+        have = ",".join(run_cond) or "nothing (unconditional)"
+        raise ValueError(f"run {run} is conditioned on {have}, not on {','.join(cond) or 'nothing'}.")
+    out: dict[str, Any] = {}
+    if class_id is not None:
+        if "class" not in run_cond:
+            raise ParamError("class_id", f"run {run} is not conditioned on the class: leave {{name}} out.")
+        out["class_id"] = class_id
+    if target is not None:
+        if "target" not in run_cond:
+            raise ParamError("target", f"run {run} is not conditioned on the target: leave {{name}} out.")
+        try:
+            uv = [float(v) for v in (target.split(",") if isinstance(target, str) else target)]
+        except (TypeError, ValueError):
+            uv = []
+        if len(uv) != 2 or not all(0.0 <= v <= 1.0 for v in uv):
+            raise ParamError("target", f"{{name}} takes two numbers in [0, 1] like 0.4,0.6, got {target!r}.")
+        out["target"] = uv
+    if joints is not None:
+        if "joints" not in run_cond:
+            raise ParamError("joints", f"run {run} is not conditioned on the joints: leave {{name}} out.")
+        out["joints"] = joints if isinstance(joints, str) else ",".join(str(q) for q in joints)
+    return out

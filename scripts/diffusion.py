@@ -48,7 +48,7 @@ import re
 import sys
 from pathlib import Path
 
-from armlab_scripts._common import UsageError, atomic_write_bytes, emit_json, fmt, print_generation_report
+from armlab_scripts._common import UsageError, emit_json, fmt, print_generation_report
 from armlab_scripts._trainer import add_trainer_arguments, trainer_config, use_threads
 from generative.trainer_defaults import DIFFUSION as TRAIN_DEFAULTS
 from robot_env.io.errors import ParamError
@@ -94,7 +94,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--n", type=int, default=64, help="number of images (default 64)")
     s.add_argument("--cond", default=None,
                    help="the run's conditions, checked against it (e.g. class,target, class,joints or none)")
-    s.add_argument("--class", dest="class_", default=None,
+    s.add_argument("--class", dest="class_id", default=None,
                    help="class name or id for every image (default: drawn from the training labels)")
     s.add_argument("--target", default=None, metavar="U,V",
                    help="target position pixel_norm for every image, e.g. 0.4,0.6 (default: from the training labels)")
@@ -235,28 +235,13 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_grid(out: Path, images) -> Path:
-    import cv2
-    import numpy as np
-    import torch
-
-    from generative.training import make_grid
-
-    shown = torch.from_numpy(np.ascontiguousarray(images[:64])).permute(0, 3, 1, 2).float() / 127.5 - 1
-    grid = make_grid(shown, nrow=min(8, max(1, math.ceil(math.sqrt(len(shown))))))
-    ok, png = cv2.imencode(".png", np.ascontiguousarray(grid[:, :, ::-1]))
-    if not ok:
-        raise RuntimeError("OpenCV could not encode the grid PNG")
-    atomic_write_bytes(out / "grid.png", png.tobytes())
-    return out / "grid.png"
-
-
 def _sample(args: argparse.Namespace) -> int:
     import time
 
     import torch
 
-    from generative.data import write_generated
+    from generative.conditions import requested_conditions
+    from generative.data import write_generated, write_grid
     from generative.diffusion import draw_all_conditions, load_pipeline, to_uint8
 
     if args.n < 1:
@@ -268,30 +253,8 @@ def _sample(args: argparse.Namespace) -> int:
     use_threads(args.threads)
     pipe = load_pipeline(args.run, args.device, ema=not args.no_ema)
     cfg = pipe.cfg
-    if args.cond is not None:
-        wanted = _parse_cond(args.cond)
-        if wanted != cfg.cond:
-            have = ",".join(cfg.cond) or "nothing (unconditional)"
-            raise UsageError(f"run {args.run} is conditioned on {have}, not on {','.join(wanted) or 'nothing'}.")
-    cond = {}
-    if args.class_ is not None:
-        if "class" not in cfg.cond:
-            raise UsageError(f"run {args.run} is not conditioned on the class: leave --class out.")
-        cond["class_id"] = args.class_
-    if args.target is not None:
-        if "target" not in cfg.cond:
-            raise UsageError(f"run {args.run} is not conditioned on the target: leave --target out.")
-        try:
-            uv = [float(v) for v in args.target.split(",")]
-        except ValueError:
-            uv = []
-        if len(uv) != 2 or not all(0.0 <= v <= 1.0 for v in uv):
-            raise UsageError(f"--target takes two numbers in [0, 1] like 0.4,0.6, got {args.target!r}.")
-        cond["target"] = uv
-    if args.joints is not None:
-        if "joints" not in cfg.cond:
-            raise UsageError(f"run {args.run} is not conditioned on the joints: leave --joints out.")
-        cond["joints"] = ",".join(args.joints)  # checked (count, finite, joint limits) by draw_all_conditions
+    cond = requested_conditions(args.run, cfg.cond, None if args.cond is None else _parse_cond(args.cond),
+                                class_id=args.class_id, target=args.target, joints=args.joints)
     gen = torch.Generator().manual_seed(args.seed)
     try:
         y, c, q = draw_all_conditions(cfg, pipe.extra, args.n, cond or None, gen)
@@ -310,7 +273,7 @@ def _sample(args: argparse.Namespace) -> int:
         extra["robot"] = cfg.data["robot"]
     write_generated(out, images, class_ids, targets, classes=cfg.classes, extra_settings=extra,
                     joint_positions=None if q is None else q.numpy())
-    grid = _write_grid(out, images)
+    grid = write_grid(out, images)
     print(f"{args.n} images from {args.run} (step {step}, {sampler} {args.steps} steps, guidance {args.guidance:g}, "
           f"{args.n / seconds:.2f} images/s) -> {out} (armlab dataset, style 'generated') and {grid}")
     if args.json:

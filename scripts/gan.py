@@ -24,10 +24,9 @@ distance in the probe's feature space (NOT comparable with published FID).
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
-from armlab_scripts._common import UsageError, atomic_write_bytes, emit_json, fmt, print_generation_report
+from armlab_scripts._common import UsageError, emit_json, fmt, print_generation_report
 from armlab_scripts._trainer import add_trainer_arguments, trainer_config, use_threads
 from generative.trainer_defaults import GAN as TRAIN_DEFAULTS
 from robot_env.io.errors import ParamError
@@ -68,7 +67,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--n", type=int, default=64, help="number of images (default 64)")
     s.add_argument("--cond", default=None,
                    help="the run's conditions, checked against it (class, target, class,target or none)")
-    s.add_argument("--class", dest="class_", default=None,
+    s.add_argument("--class", dest="class_id", default=None,
                    help="class name or id for every image (default: drawn from the training labels)")
     s.add_argument("--target", default=None, metavar="U,V",
                    help="target position pixel_norm for every image, e.g. 0.4,0.6 (default: from the training labels)")
@@ -135,36 +134,16 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _sample(args: argparse.Namespace) -> int:
-    import numpy as np
-    import torch
-
-    from generative.data import write_generated
+    from generative.conditions import requested_conditions
+    from generative.data import write_generated, write_grid
     from generative.gan import run_config, sample
-    from generative.training import CHECKPOINT, load_checkpoint, make_grid
+    from generative.training import CHECKPOINT, load_checkpoint
 
     if args.n < 1:
         raise UsageError(f"--n must be at least 1, got {args.n}.")
     cfg = run_config(args.run)
-    if args.cond is not None:
-        wanted = _parse_cond(args.cond)
-        if wanted != cfg.cond:
-            have = ",".join(cfg.cond) or "nothing (unconditional)"
-            raise UsageError(f"run {args.run} is conditioned on {have}, not on {','.join(wanted) or 'nothing'}.")
-    cond = {}
-    if args.class_ is not None:
-        if "class" not in cfg.cond:
-            raise UsageError(f"run {args.run} is not conditioned on the class: leave --class out.")
-        cond["class_id"] = args.class_
-    if args.target is not None:
-        if "target" not in cfg.cond:
-            raise UsageError(f"run {args.run} is not conditioned on the target: leave --target out.")
-        try:
-            uv = [float(v) for v in args.target.split(",")]
-        except ValueError:
-            uv = []
-        if len(uv) != 2 or not all(0.0 <= v <= 1.0 for v in uv):
-            raise UsageError(f"--target takes two numbers in [0, 1] like 0.4,0.6, got {args.target!r}.")
-        cond["target"] = uv
+    cond = requested_conditions(args.run, cfg.cond, None if args.cond is None else _parse_cond(args.cond),
+                                class_id=args.class_id, target=args.target)
     images, class_ids, targets = sample(args.run, args.n, cond or None, seed=args.seed, device=args.device,
                                         ema=not args.no_ema)
     step = int(load_checkpoint(Path(args.run) / CHECKPOINT).get("step", 0))
@@ -172,14 +151,7 @@ def _sample(args: argparse.Namespace) -> int:
     write_generated(out, images, class_ids, targets, classes=cfg.classes,
                     extra_settings={"seed": args.seed, "run": str(args.run), "step": step, "ema": not args.no_ema,
                                     "cond": list(cfg.cond), "model": "gan"})
-    shown = torch.from_numpy(np.ascontiguousarray(images[:64])).permute(0, 3, 1, 2).float() / 127.5 - 1
-    grid = make_grid(shown, nrow=min(8, max(1, math.ceil(math.sqrt(len(shown))))))
-    import cv2
-
-    ok, png = cv2.imencode(".png", np.ascontiguousarray(grid[:, :, ::-1]))
-    if not ok:
-        raise RuntimeError("OpenCV could not encode the grid PNG")
-    atomic_write_bytes(out / "grid.png", png.tobytes())
+    write_grid(out, images)
     print(f"{args.n} images from {args.run} (step {step}) -> {out} (armlab dataset, style 'generated') and "
           f"{out / 'grid.png'}")
     if args.json:

@@ -26,7 +26,7 @@ that names the folder or file at fault.
 from __future__ import annotations
 
 from generative.data.armlab import ArmlabDataset, is_armlab_dataset, load_tensors, open_images
-from generative.data.generated import write_generated
+from generative.data.generated import write_generated, write_grid
 from generative.data.images import IMAGE_EXTENSIONS, DataError, ImageFolderDataset
 from robot_env.io.atomic import atomic_write_bytes
 from robot_env.io.dataset_format import CLASSES as DEFAULT_CLASSES
@@ -45,4 +45,5 @@ __all__ = [
     "sha256_bytes",
     "sha256_file",
     "write_generated",
+    "write_grid",
 ]

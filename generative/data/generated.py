@@ -16,7 +16,7 @@ from robot_env.io.atomic import atomic_write_bytes, atomic_write_json
 from robot_env.io.dataset_format import CLASSES, MANIFEST, build_manifest, manifest_categories, write_manifest
 from robot_env.io.hashing import sha256_bytes
 
-__all__ = ["write_generated"]
+__all__ = ["write_generated", "write_grid"]
 
 
 def _as_nhwc_uint8(images: Any) -> np.ndarray:
@@ -144,3 +144,20 @@ def write_generated(
         files=files)
     write_manifest(out, manifest, indent=2, sort_keys=False)
     return manifest
+
+
+def write_grid(out: str | Path, images: Any, name: str = "grid.png") -> Path:
+    """A PNG grid of the first 64 of ``images`` (NHWC uint8; up to 8 a row) written atomically to ``out/name``:
+    the look at a sampled set that `write_generated` stores image by image."""
+    import math
+
+    from generative.training import make_grid
+
+    shown = torch.from_numpy(np.ascontiguousarray(_as_nhwc_uint8(images)[:64])).permute(0, 3, 1, 2).float() / 127.5 - 1
+    grid = make_grid(shown, nrow=min(8, max(1, math.ceil(math.sqrt(len(shown))))))
+    ok, png = cv2.imencode(".png", np.ascontiguousarray(grid[:, :, ::-1]))
+    if not ok:
+        raise RuntimeError("OpenCV could not encode the grid PNG")
+    path = Path(out) / name
+    atomic_write_bytes(path, png.tobytes())
+    return path
