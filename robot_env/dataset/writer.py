@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 from isal import isal_zlib
 
-from robot_env.io.atomic import atomic_write_bytes
+from robot_env.io.atomic import atomic_write_bytes, write_fd
 from robot_env.io.dataset_format import DatasetError, frame_files, label_bytes, label_file, read_label
 from robot_env.io.hashing import sha256_bytes, sha256_file
 
@@ -24,15 +24,9 @@ _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0
 
 
 def _write(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` with bare system calls (a Python file object costs more
-    than the write itself for the few kilobytes of a frame's file)."""
-    fd = os.open(path, _WRITE_FLAGS, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-    finally:
-        os.close(fd)
+    """Write ``data`` to ``path`` in place (a frame's images: the label, written last and atomically, is what
+    makes the frame count)."""
+    write_fd(os.open(path, _WRITE_FLAGS, 0o644), data)
 
 
 def _png_chunk(tag: bytes, data: bytes) -> bytes:

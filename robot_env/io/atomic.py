@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["atomic_path", "atomic_write", "atomic_write_bytes", "atomic_write_json", "atomic_write_text",
-           "fsync_dir"]
+           "fsync_dir", "write_fd"]
 
 
 def _tmp_name(path: Path) -> Path:
@@ -70,16 +70,21 @@ def atomic_write(path: str | Path, write: Callable[[str], Any], durable: bool = 
         write(str(tmp))
 
 
+def write_fd(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to the open file descriptor ``fd`` with bare system calls, then close it (a Python
+    file object costs more than the write itself for the few kilobytes of a frame's file)."""
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+
+
 def atomic_write_bytes(path: str | Path, data: bytes, durable: bool = False) -> None:
     """Write ``data`` to ``path`` atomically (see the module's contract)."""
     with atomic_path(path, durable=durable) as tmp:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-        finally:
-            os.close(fd)
+        write_fd(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), data)
 
 
 def atomic_write_text(path: str | Path, text: str, durable: bool = False) -> None:
