@@ -1,7 +1,7 @@
 """generative.cyclegan and generative.sim2real: CycleGAN training, translation and the sim-to-real gap figures.
 
-Tiny generators (base 8, 2 blocks) on tiny 32 px sim and real-style datasets of the same scenes, generated once per
-module with robot_env.dataset.
+Tiny generators (base 8, 2 blocks) on tiny 32 px sim and real-style datasets of the same scenes, rendered once per
+session (conftest's tiny_dataset).
 """
 
 from __future__ import annotations
@@ -39,6 +39,9 @@ from generative.data import ArmlabDataset, DataError, load_tensors, sha256_file
 from generative.metrics import Probe, psnr
 from generative.sim2real import sim2real_eval
 from generative.training import TrainConfig, Trainer
+from robot_env.io.threads import torch_threads
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 SIZE = 32
 TINY = {"size": SIZE, "base": 8, "n_blocks": 2, "d_base": 8, "progress": False, "tensorboard": False}
@@ -52,32 +55,24 @@ def fit(sim_dir, real_dir, out, steps, **kw):
     return train_cyclegan(sim_dir, real_dir, train, **{k: v for k, v in kw.items() if k not in TRAINER})
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread (and much faster than two on a busy 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+@pytest.fixture(scope="module")
+def sim_dir(tiny_dataset):
+    """48 sim-style frames, 32 px (shared, read-only)."""
+    return tiny_dataset(n=48, size=SIZE, seed=3, style="sim")
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    """48 frames of the same scenes in the sim and the real style, 32 px."""
-    from robot_env.dataset import DatasetConfig, generate
-
-    root = tmp_path_factory.mktemp("cyclegan_data")
-    for style in ("sim", "real"):
-        generate(root / style, DatasetConfig(n=48, size=SIZE, seed=3, style=style), workers=1, progress=False)
-    return root
+def real_dir(tiny_dataset):
+    """The same 48 scenes as `sim_dir` in the real style."""
+    return tiny_dataset(n=48, size=SIZE, seed=3, style="real")
 
 
 @pytest.fixture(scope="module")
-def run_dir(data):
-    """A tiny trained run (with the task-consistency term, so eval reports it)."""
-    out = data / "run"
-    fit(data / "sim", data / "real", out, steps=6, batch_size=2, task_weight=0.5, probe_steps=10,
-                   log_every=3, **TINY)
+def run_dir(sim_dir, real_dir, tmp_path_factory):
+    """A tiny trained run (with the task-consistency term, so eval reports it), trained on one thread."""
+    out = tmp_path_factory.mktemp("cyclegan") / "run"
+    with torch_threads(1):
+        fit(sim_dir, real_dir, out, steps=6, batch_size=2, task_weight=0.5, probe_steps=10, log_every=3, **TINY)
     return out
 
 
@@ -170,17 +165,17 @@ def test_augment_flips_and_shifts_whole_images():
                    for dy in range(-2, 3) for dx in range(-2, 3))
 
 
-def test_task_term_compares_the_probe_on_the_same_augmented_image(data, monkeypatch):
+def test_task_term_compares_the_probe_on_the_same_augmented_image(sim_dir, real_dir, tmp_path, monkeypatch):
     """With G replaced by the identity, the probe must read exactly the same position from x and G(x) although flips
     and shifts moved the target: the term compares the augmented image with its own translation, never with the
     label of the unaugmented image."""
-    sim = load_tensors(ArmlabDataset(data / "sim", size=SIZE))["image"][:8]
-    real = load_tensors(ArmlabDataset(data / "real", size=SIZE))["image"]
+    sim = load_tensors(ArmlabDataset(sim_dir, size=SIZE))["image"][:8]
+    real = load_tensors(ArmlabDataset(real_dir, size=SIZE))["image"]
     torch.manual_seed(0)
     probe = Probe(SIZE, 3)
     task = CycleGANTask(real, size=SIZE, steps=4, base=8, n_blocks=2, d_base=8, task_weight=1.0, probe=probe)
     task.gens.g = torch.nn.Identity()
-    trainer = Trainer(task, {"image": sim}, TrainConfig(out=data / "unused", steps=4, batch_size=8,
+    trainer = Trainer(task, {"image": sim}, TrainConfig(out=tmp_path / "unused", steps=4, batch_size=8,
                                                        progress=False, tensorboard=False))
     seen = []
 
@@ -198,10 +193,9 @@ def test_task_term_compares_the_probe_on_the_same_augmented_image(data, monkeypa
 
 
 # -------------------------------------------------------------------------------------------------------- training
-def test_cycle_loss_falls_and_translation_moves_towards_real(data, tmp_path):
+def test_cycle_loss_falls_and_translation_moves_towards_real(sim_dir, real_dir, tmp_path):
     out = tmp_path / "run"
-    s = fit(data / "sim", data / "real", out, steps=40, batch_size=4, log_every=5, sample_every=40,
-                       **TINY)
+    s = fit(sim_dir, real_dir, out, steps=40, batch_size=4, log_every=5, sample_every=40, **TINY)
     rows = read_log(out)
     cycle = [float(r["cycle_sim"]) + float(r["cycle_real"]) for r in rows]
     assert cycle[-1] < 0.7 * cycle[0], cycle
@@ -209,8 +203,8 @@ def test_cycle_loss_falls_and_translation_moves_towards_real(data, tmp_path):
     sample_grid = cv2.imread(str(out / "samples" / "step_000040.png"))
     assert sample_grid.shape[0] > SIZE and sample_grid.shape[1] >= 4 * SIZE  # quartets sim, G(sim), real, F(real)
     # a few dozen steps already bring G(sim) much closer to the paired real frames (colour cast, darkening, blur)
-    sim = load_tensors(ArmlabDataset(data / "sim", size=SIZE))["image"]
-    real = load_tensors(ArmlabDataset(data / "real", size=SIZE))["image"]
+    sim = load_tensors(ArmlabDataset(sim_dir, size=SIZE))["image"]
+    real = load_tensors(ArmlabDataset(real_dir, size=SIZE))["image"]
     fake = translate_images(out, sim, "sim2real")
     assert fake.shape == sim.shape and fake.dtype == torch.uint8
     assert psnr(fake, real) > psnr(sim, real) + 1.0
@@ -228,11 +222,11 @@ def snapshot(run):
     return ckpt["step"], state
 
 
-def test_resume_4_then_8_equals_straight_8(data, tmp_path):
+def test_resume_4_then_8_equals_straight_8(sim_dir, real_dir, tmp_path):
     kw = dict(batch_size=2, pool_size=4, task_weight=0.5, probe_steps=10, log_every=2, checkpoint_every=3, **TINY)
-    fit(data / "sim", data / "real", tmp_path / "straight", steps=8, **kw)
-    fit(data / "sim", data / "real", tmp_path / "parts", steps=4, lr_steps=8, **kw)
-    s = fit(data / "sim", data / "real", tmp_path / "parts", steps=8, **kw)
+    fit(sim_dir, real_dir, tmp_path / "straight", steps=8, **kw)
+    fit(sim_dir, real_dir, tmp_path / "parts", steps=4, lr_steps=8, **kw)
+    s = fit(sim_dir, real_dir, tmp_path / "parts", steps=8, **kw)
     assert (s["start_step"], s["steps_run"]) == (4, 4)
     (step_a, a), (step_b, b) = snapshot(tmp_path / "straight"), snapshot(tmp_path / "parts")
     assert step_a == step_b == 8 and a.keys() == b.keys()
@@ -242,19 +236,19 @@ def test_resume_4_then_8_equals_straight_8(data, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------------ translation
-def test_translate_dataset_keeps_labels_and_writes_a_valid_manifest(data, run_dir, tmp_path):
+def test_translate_dataset_keeps_labels_and_writes_a_valid_manifest(sim_dir, real_dir, run_dir, tmp_path):
     from robot_env.dataset import verify
 
     out = tmp_path / "sim2real"
-    s = translate_dataset(run_dir, data / "sim", out, "sim2real")
+    s = translate_dataset(run_dir, sim_dir, out, "sim2real")
     assert s["kind"] == "armlab" and s["images"] == 48
-    src_manifest = json.loads((data / "sim" / "manifest.json").read_text())
+    src_manifest = json.loads((sim_dir / "manifest.json").read_text())
     manifest = json.loads((out / "manifest.json").read_text())
     assert set(manifest["files"]) == set(src_manifest["files"])
     for rel, digest in manifest["files"].items():
         assert sha256_file(out / rel) == digest, rel
         if not rel.startswith("rgb/"):
-            assert (out / rel).read_bytes() == (data / "sim" / rel).read_bytes(), rel
+            assert (out / rel).read_bytes() == (sim_dir / rel).read_bytes(), rel
     changed = [rel for rel in manifest["files"] if rel.startswith("rgb/") and
                manifest["files"][rel] != src_manifest["files"][rel]]
     assert len(changed) == 48
@@ -263,15 +257,15 @@ def test_translate_dataset_keeps_labels_and_writes_a_valid_manifest(data, run_di
     assert manifest["style"] == "translated" and t["source_style"] == "sim"
     assert verify(out) == []  # checksums, sizes, boxes against segmentation: all still hold
     ds = ArmlabDataset(out)
-    orig = ArmlabDataset(data / "sim")
+    orig = ArmlabDataset(sim_dir)
     assert torch.equal(ds[5]["target"], orig[5]["target"]) and ds[5]["image"].shape == orig[5]["image"].shape
     # again into the same folder: allowed (an earlier translation); into a real dataset: refused
-    translate_dataset(run_dir, data / "sim", out, "sim2real")
+    translate_dataset(run_dir, sim_dir, out, "sim2real")
     with pytest.raises(DataError, match="refusing to overwrite"):
-        translate_dataset(run_dir, data / "sim", data / "real", "sim2real")
+        translate_dataset(run_dir, sim_dir, real_dir, "sim2real")
 
 
-def test_translate_plain_folder_keeps_names_and_sizes(data, run_dir, tmp_path):
+def test_translate_plain_folder_keeps_names_and_sizes(run_dir, tmp_path):
     src = tmp_path / "photos"
     (src / "a" / "b").mkdir(parents=True)
     rng = np.random.default_rng(0)
@@ -284,7 +278,7 @@ def test_translate_plain_folder_keeps_names_and_sizes(data, run_dir, tmp_path):
 
 
 @pytest.mark.parametrize("side_by_side", [False, True])
-def test_translate_video_frame_count_and_width(data, run_dir, tmp_path, side_by_side):
+def test_translate_video_frame_count_and_width(run_dir, tmp_path, side_by_side):
     from robot_env.video import write_video
 
     rng = np.random.default_rng(0)
@@ -307,8 +301,8 @@ def test_translate_video_frame_count_and_width(data, run_dir, tmp_path, side_by_
 
 
 # ---------------------------------------------------------------------------------------------------------- sim2real
-def test_sim2real_eval_quick(data, run_dir):
-    r = sim2real_eval(data / "sim", data / "real", run_dir, quick=True)
+def test_sim2real_eval_quick(sim_dir, real_dir, run_dir):
+    r = sim2real_eval(sim_dir, real_dir, run_dir, quick=True)
     for k in ("e_sim", "e_trans", "e_real", "gap_closure", "psnr_sim", "psnr_trans", "psnr_gain", "ssim_sim",
               "ssim_trans"):
         assert isinstance(r[k], float) and math.isfinite(r[k]), k
@@ -317,23 +311,23 @@ def test_sim2real_eval_quick(data, run_dir):
     assert r["paired"] and r["task_consistency"] and r["task_weight"] == 0.5
     assert 30 <= r["n_train"] <= 38 and (r["n_test"], r["size"], r["run_step"]) == (10, SIZE, 6)
     # a second run's eval reuses the sim and real regressors of the first
-    again = sim2real_eval(data / "sim", data / "real", run_dir, quick=True, baseline=r)
+    again = sim2real_eval(sim_dir, real_dir, run_dir, quick=True, baseline=r)
     assert (again["e_sim"], again["e_real"], again["e_trans"]) == (r["e_sim"], r["e_real"], r["e_trans"])
 
 
 # --------------------------------------------------------------------------------------------------------------- CLI
-def test_cli_train_translate_eval(data, run_dir, tmp_path, capsys):
+def test_cli_train_translate_eval(sim_dir, real_dir, run_dir, tmp_path, capsys):
     out = tmp_path / "cli_run"
-    argv = ["train", "--sim", str(data / "sim"), "--real", str(data / "real"), "--out", str(out), "--steps", "3",
+    argv = ["train", "--sim", str(sim_dir), "--real", str(real_dir), "--out", str(out), "--steps", "3",
             "--size", "32", "--batch-size", "2", "--base", "8", "--n-blocks", "2", "--d-base", "8", "--no-progress",
             "--json"]
     assert cli(cyclegan_cli, argv) == 0
     figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert figures["steps"] == 3 and figures["task_weight"] == 0.0 and "loss_cycle_sim" in figures
-    assert cli(cyclegan_cli, ["translate", "--run", str(out), "--in", str(data / "real"), "--out",
+    assert cli(cyclegan_cli, ["translate", "--run", str(out), "--in", str(real_dir), "--out",
                               str(tmp_path / "r2s"), "--direction", "real2sim", "--json"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["images"] == 48
-    assert cli(sim2real_cli, ["eval", "--sim", str(data / "sim"), "--real", str(data / "real"), "--run",
+    assert cli(sim2real_cli, ["eval", "--sim", str(sim_dir), "--real", str(real_dir), "--run",
                               str(run_dir), "--quick", "--json"]) == 0
     printed = capsys.readouterr().out.strip().splitlines()
     figures = json.loads(printed[-1])
@@ -342,7 +336,7 @@ def test_cli_train_translate_eval(data, run_dir, tmp_path, capsys):
     assert "armlab cyclegan train" in cyclegan_cli.__doc__ and "armlab sim2real eval" in sim2real_cli.__doc__
 
 
-def test_bad_folders_give_one_clear_sentence(data, tmp_path, capsys):
+def test_bad_folders_give_one_clear_sentence(sim_dir, real_dir, tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
     corrupt = tmp_path / "corrupt"
@@ -352,37 +346,37 @@ def test_bad_folders_give_one_clear_sentence(data, tmp_path, capsys):
     cases = [(tmp_path / "missing", "does not exist"), (empty, "holds no images"), (corrupt, "cannot read image")]
     for real, message in cases:
         with pytest.raises(DataError, match=message):
-            fit(data / "sim", real, tmp_path / "never", steps=2, batch_size=2, **TINY)
+            fit(sim_dir, real, tmp_path / "never", steps=2, batch_size=2, **TINY)
     assert not (tmp_path / "never").exists()
     with pytest.raises(ValueError, match="not a CycleGAN run"):
         load_generators(tmp_path)
-    base = ["--sim", str(data / "sim"), "--out", str(tmp_path / "never"), "--steps", "2", "--size", "32"]
+    base = ["--sim", str(sim_dir), "--out", str(tmp_path / "never"), "--steps", "2", "--size", "32"]
     for real, message in [(tmp_path / "missing", "is not a folder"), *cases[1:]]:
         assert cli(cyclegan_cli, ["train", "--real", str(real), *base]) == 2
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1, err
-    assert cli(cyclegan_cli, ["translate", "--run", str(tmp_path), "--in", str(data / "sim"), "--out",
+    assert cli(cyclegan_cli, ["translate", "--run", str(tmp_path), "--in", str(sim_dir), "--out",
                               str(tmp_path / "t")]) == 2
     assert "not a CycleGAN run" in capsys.readouterr().err
-    assert cli(cyclegan_cli, ["eval", "--run", str(tmp_path), "--sim", str(corrupt), "--real", str(data / "real"),
+    assert cli(cyclegan_cli, ["eval", "--run", str(tmp_path), "--sim", str(corrupt), "--real", str(real_dir),
                               "--quick"]) == 2
     assert "not a CycleGAN run" in capsys.readouterr().err
     with pytest.raises(UsageError, match="--steps"):
-        cyclegan_cli.run(parser(cyclegan_cli).parse_args(["train", "--real", str(data / "real"), "--sim",
-                                                          str(data / "sim"), "--out", "x", "--steps", "0"]))
+        cyclegan_cli.run(parser(cyclegan_cli).parse_args(["train", "--real", str(real_dir), "--sim",
+                                                          str(sim_dir), "--out", "x", "--steps", "0"]))
     with pytest.raises(UsageError, match="--time-limit"):
-        cyclegan_cli.run(parser(cyclegan_cli).parse_args(["train", "--real", str(data / "real"), "--sim",
-                                                          str(data / "sim"), "--out", "x", "--steps", "2",
+        cyclegan_cli.run(parser(cyclegan_cli).parse_args(["train", "--real", str(real_dir), "--sim",
+                                                          str(sim_dir), "--out", "x", "--steps", "2",
                                                           "--time-limit", "0"]))
 
 
-def test_gpu_check_cyclegan_stage_on_cpu(data, tmp_path, capsys):
+def test_gpu_check_cyclegan_stage_on_cpu(sim_dir, real_dir, tmp_path, capsys):
     """The prepared GPU run's cyclegan stage, tiny on the CPU: a rate-measuring first call, the run continued to fill
     the budget, the sim2real figures, a small generators-only checkpoint that load_generators reads, a sample grid."""
     from armlab_scripts.bench import gpu_generative as check
 
     out = tmp_path / "gpu"
-    argv = ["--data", str(data / "sim"), "--real", str(data / "real"), "--out", str(out), "--device", "cpu",
+    argv = ["--data", str(sim_dir), "--real", str(real_dir), "--out", str(out), "--device", "cpu",
             "--quick", "--stages", "cyclegan", "--cyclegan-budget", "6", "--cyclegan-variants", "b32x8",
             "--threads", "1"]
     assert check.main(argv) == 0

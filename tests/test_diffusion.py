@@ -17,28 +17,23 @@ from generative.diffusion.evaluate import _fill_labels
 from generative.diffusion.task import _grid_conditions
 from generative.training import TrainConfig
 
-# diffusers' DPM-Solver builds a NumPy array from a tensor in the way NumPy 2 deprecates; not ours to fix
-pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+pytestmark = [
+    pytest.mark.usefixtures("one_thread"),
+    # diffusers' DPM-Solver builds a NumPy array from a tensor in the way NumPy 2 deprecates; not ours to fix
+    pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning"),
+]
 
 
 @pytest.fixture(autouse=True)
-def offline_one_thread(monkeypatch):
-    """No hub access (HF_HUB_OFFLINE=1) and one torch thread (tiny models run fastest on one)."""
+def offline(monkeypatch):
+    """No hub access (HF_HUB_OFFLINE=1)."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    """A 24-frame, 16 px armlab dataset."""
-    from robot_env.dataset import DatasetConfig, generate
-
-    out = tmp_path_factory.mktemp("diffusion") / "data"
-    generate(out, DatasetConfig(n=24, size=16, seed=0), workers=1, progress=False)
-    return out
+def dataset(tiny_dataset):
+    """A 24-frame, 16 px armlab dataset (shared, read-only)."""
+    return tiny_dataset(n=24, size=16, seed=0)
 
 
 TRAINER = {f.name for f in dataclasses.fields(TrainConfig)}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import json
@@ -28,6 +27,8 @@ from generative.gan import (
 )
 from generative.training import TrainConfig
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 SIZE = 32
 TINY = dict(g_base=8, d_base=8, z_dim=16, log_every=5, sample_every=1000, checkpoint_every=1000, progress=False,
             tensorboard=False, n_samples=6)
@@ -42,22 +43,10 @@ def fit(data_dir, out, steps, cond=(), **kw):
     return train_gan(data_dir, train, cond, **{k: v for k, v in kw.items() if k not in TRAINER})
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread (and much faster than two on a busy 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    from robot_env.dataset import DatasetConfig, generate
-
-    root = tmp_path_factory.mktemp("gan") / "sim32"
-    generate(root, DatasetConfig(n=64, size=SIZE, seed=0, style="sim"), workers=1, progress=False)
-    return root
+def dataset(tiny_dataset):
+    """64 sim-style frames, 32 px (shared, read-only)."""
+    return tiny_dataset(n=64, size=SIZE, seed=0, style="sim")
 
 
 @pytest.fixture(scope="module")
@@ -66,27 +55,10 @@ def data(dataset):
 
 
 def armlab(*argv: str) -> int:
-    """``armlab_scripts.cli.main`` with the gan commands, also before cli.py registers them."""
-    from armlab_scripts import cli, gan
-    from armlab_scripts.bench import gan as bench_gan
+    """``armlab ARGV`` in this process: `armlab_scripts.cli.main`."""
+    from armlab_scripts.cli import main
 
-    original = cli.build_parser
-
-    def build_parser():
-        parser = original()
-        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        if "gan" not in sub.choices:
-            cli._add(sub, "gan", gan, "DCGAN / conditional GAN")
-        bench = next(a for a in sub.choices["bench"]._actions if isinstance(a, argparse._SubParsersAction))
-        if "gan" not in bench.choices:
-            cli._add(bench, "gan", bench_gan, "conditional GAN benchmark")
-        return parser
-
-    cli.build_parser = build_parser
-    try:
-        return cli.main(list(argv))
-    finally:
-        cli.build_parser = original
+    return main(list(argv))
 
 
 def last_json(text: str) -> dict:
