@@ -480,9 +480,9 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     import torch
 
-    from armlab_scripts.bench.gan import _threads
+    from robot_env.io.threads import resolve_threads, set_threads
 
-    torch.set_num_threads(_threads(args.threads, torch.get_num_threads()))
+    set_threads(resolve_threads(args.threads, torch.get_num_threads()))
     settings = settings_for(args)
     demo = Demo(out, settings, progress=not args.no_progress, fresh=args.fresh)
     t0 = time.perf_counter()

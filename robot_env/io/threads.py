@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 from robot_env.io.errors import ParamError
 
-__all__ = ["check_threads", "set_threads", "torch_threads"]
+__all__ = ["check_threads", "resolve_threads", "set_threads", "torch_threads"]
 
 
 def check_threads(n: int | None) -> int | None:
@@ -20,6 +20,27 @@ def check_threads(n: int | None) -> int | None:
     if int(n) != n or n < 1:
         raise ParamError("threads", f"{{name}} must be a positive integer, got {n!r}.")
     return int(n)
+
+
+def resolve_threads(value: int | str, available: int) -> int:
+    """A thread count from ``value``: a positive integer, or ``"auto"``: the cores the 1-minute load average
+    leaves idle (at least 1, at most ``available``, e.g. torch's default). `ParamError` (``threads``) otherwise."""
+    if str(value) == "auto":
+        import os
+
+        try:
+            busy = os.getloadavg()[0]
+        except OSError:
+            return available
+        cores = os.cpu_count() or available
+        return max(1, min(available, int(cores - busy + 0.5)))
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        n = 0
+    if n < 1:
+        raise ParamError("threads", f"{{name}} must be a positive integer or auto, got {value!r}.")
+    return n
 
 
 def set_threads(n: int | None) -> None:

@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     from generative.gan import TRAIN_DEFAULTS, check_size, evaluate_gan, train_gan
     from generative.training import TrainConfig
     from robot_env.dataset import DatasetConfig, generate
-    from robot_env.io.threads import set_threads
+    from robot_env.io.threads import resolve_threads, set_threads
 
     preset = QUICK if args.quick else DEFAULTS
     steps = args.steps if args.steps is not None else preset["steps"]
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     if args.probe_steps is not None and args.probe_steps < 1:
         raise UsageError(f"--probe-steps must be at least 1, got {args.probe_steps}.")
     check_size(args.size)
-    set_threads(_threads(args.threads, torch.get_num_threads()))
+    set_threads(resolve_threads(args.threads, torch.get_num_threads()))
     out = Path(args.out)
     progress = sys.stderr.isatty()
     t_all = time.perf_counter()
@@ -144,27 +144,6 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(figures)
     return 0
-
-
-def _threads(value: str, available: int) -> int:
-    """``--threads``: a positive integer, or ``auto``: the cores not busy by the 1-minute load average (at least 1,
-    at most ``available``, torch's default)."""
-    if str(value) == "auto":
-        import os
-
-        try:
-            busy = os.getloadavg()[0]
-        except OSError:
-            return available
-        cores = os.cpu_count() or available
-        return max(1, min(available, int(cores - busy + 0.5)))
-    try:
-        n = int(value)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise UsageError(f"--threads must be a positive integer or auto, got {value!r}.")
-    return n
 
 
 def _targets_met(f: dict) -> bool:

@@ -60,6 +60,8 @@ import sys
 import time
 from pathlib import Path
 
+from robot_env.io.atomic import atomic_write_text
+
 # Dense bf16 tensor-core peak (TFLOP/s) by card name, from the vendors' data sheets (SXM parts, no sparsity).
 BF16_PEAK = {"H100": 989.4, "H200": 989.4, "A100": 312.0, "L40S": 362.1, "L4": 121.0}
 # (size, base, batch, pad_channels, compile): the H100 session's two rows first, then the speed options
@@ -125,10 +127,7 @@ def _logged_rates(run: Path) -> list[float]:
 
 
 def _write(args, name: str, result: dict) -> None:
-    path = Path(args.out) / f"{name}.json"
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(result, indent=1, default=str) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(Path(args.out) / f"{name}.json", json.dumps(result, indent=1, default=str) + "\n")
 
 
 def stage_gan_speed(args) -> dict:
