@@ -91,7 +91,7 @@ def resolve_poses(cfg: DatasetConfig) -> DatasetConfig:
         env.close()
     if robot != cfg.robot:
         raise _refuse(f"run {run_dir} was trained on {robot}, but the dataset's robot is {cfg.robot}; use a run "
-                      f"trained with --env-kwargs robot:{cfg.robot}.")
+                      f"trained with robot {cfg.robot!r} in its env_kwargs.")
     return replace(cfg, poses_from=str(run_dir), poses_model_sha256=sha256_file(model_path))
 
 

@@ -195,7 +195,8 @@ def load_pose_bank(path: str | Path) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as z:
             bank = {k: z[k] for k in z.files}
     except FileNotFoundError:
-        raise DatasetError(f"the pose bank {path} is missing; rerun generate with the same --poses-from.") from None
+        raise DatasetParamError("poses_from", f"the pose bank {path} is missing; build it again with the same "
+                                              "{name}.") from None
     except Exception as exc:  # zip or .npy damage
         raise DatasetError(f"the pose bank {path} is corrupt ({type(exc).__name__}); delete it and rerun.") from None
     if not set(POSE_BANK_KEYS) <= set(bank):
