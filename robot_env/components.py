@@ -27,6 +27,7 @@ import numpy as np
 
 #: ReachEnv keywords served by a plugin from a layer above robot_env -> the module that registers it
 PLUGIN_HOMES = {"residual": "controllers.residual", "residual_mode": "controllers.residual"}
+PLUGIN_DEFAULTS = {"residual_mode": "add"}  #: a plugin keyword at its default calls for no plugin either
 
 
 def check_flag(name: str, value) -> bool:
@@ -145,7 +146,8 @@ def split_plugin_kwargs(kwargs: dict) -> tuple[list[tuple[Plugin, dict]], dict]:
         if key in _PLUGINS:
             calls.setdefault(_PLUGINS[key], {})[key] = value
         elif key in PLUGIN_HOMES:
-            if not (value is None or isinstance(value, (bool, np.bool_)) and not value):
+            off = value is None or (isinstance(value, (bool, np.bool_)) and not value)
+            if not (off or (key in PLUGIN_DEFAULTS and value == PLUGIN_DEFAULTS[key])):
                 home = PLUGIN_HOMES[key]
                 raise ValueError(f"{key} is served by {home}: import {home} first (controllers.envs.make and "
                                  f"armlab's commands do), or build the env with {home}'s functions.")

@@ -459,6 +459,7 @@ def test_residual_keyword_without_its_plugin_names_the_module_to_import():
 
     code = ("import gymnasium as gym, robot_env\n"
             "gym.make('armlab/ReachState-v0', residual=False).close()\n"
+            "gym.make('armlab/ReachState-v0', residual_mode='add').close()\n"  # the defaults need no plugin
             "try:\n    gym.make('armlab/ReachState-v0', residual=True)\n"
             "except ValueError as exc:\n    print(exc)\n"
             "import sys; print(any(m.startswith('controllers') for m in sys.modules))\n")
