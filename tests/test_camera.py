@@ -239,14 +239,14 @@ def test_bad_camera_arguments_raise():
 
 
 # -- EGL ------------------------------------------------------------------------------------------
-def test_egl_renders_the_same_geometry_or_says_it_is_not_available():
+def test_egl_renders_the_same_geometry():
     w = World(floor=False)
     try:
         try:
             enable_egl(w)
         except RuntimeError as exc:
-            assert "EGL is not available" in str(exc)
-            return
+            assert "EGL is not available" in str(exc)  # the clear error; tested on its own below
+            pytest.skip(f"EGL is not available on this machine: {exc}")
         body = _add_sphere(w)
         cam = _camera(160, 96, cx=60.3, cy=38.7, renderer="egl").look_at(CENTRE + [0.5, 0.4, 0.45], CENTRE)
         _face_camera(w, body, cam)

@@ -64,16 +64,29 @@ def test_different_seeds_differ(make, env_id):
     assert not np.allclose(o1, o2)
 
 
-@pytest.mark.parametrize("env_id", ENV_IDS)
-def test_final_info_has_distance_and_success(make, env_id):
-    env = make(env_id, success_threshold=10.0)
+def _final_info(make, env_id, **kw):
+    """The last step's flags and info of a seeded episode of fixed random actions."""
+    env = make(env_id, **kw)
     env.reset(seed=0)
+    rng = np.random.default_rng(0)
     done = False
     while not done:
-        _, reward, term, trunc, info = env.step(env.action_space.sample())
+        _, _, term, trunc, info = env.step(rng.uniform(-1, 1, env.action_space.shape).astype(np.float32))
         done = term or trunc
+    return term, trunc, info
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_final_info_has_distance_and_success_on_both_sides_of_the_threshold(make, env_id):
+    term, trunc, info = _final_info(make, env_id)
     assert term and not trunc
-    assert info["distance"] > 0 and info["is_success"] is True  # a 10 m threshold always succeeds
+    y = info["distance"]
+    assert y > 0.02 and info["is_success"] is False  # an ordinary miss at the default 2 cm threshold
+    # the same episode (the threshold changes no physics) judged against thresholds around its own distance
+    assert _final_info(make, env_id, success_threshold=y * 1.01)[2]["is_success"] is True
+    for below in (y, y * 0.99, y / 9):  # strict: y < threshold; and `y < 10 * threshold` would say True at y / 9
+        _, _, other = _final_info(make, env_id, success_threshold=below)
+        assert other["distance"] == y and other["is_success"] is False, below
 
 
 @pytest.mark.parametrize("env_id", [OPEN_LOOP_IDS["fixed"], CLOSED_LOOP_IDS["fixed"]])

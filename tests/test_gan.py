@@ -295,7 +295,12 @@ def test_cli_train_sample_eval_round_trip(dataset, tmp_path, capsys):
     for key in REPORT_KEYS:
         assert key in r
     assert r["class_acc_ratio"] is not None and r["pos_err_ratio"] is not None and r["fid_custom"] >= 0
-    assert "class_acc_ratio" in captured.splitlines()[1] or "metric" in captured
+    from armlab_scripts._common import fmt
+
+    lines = captured.splitlines()
+    assert lines[0].startswith(f"{run} (step ") and lines[1].split()[:4] == ["metric", "real", "fake", "ratio"]
+    row = next(line for line in lines if "class accuracy (probe)" in line)  # the table row carries the JSON's ratio
+    assert fmt(r["class_acc_ratio"]) in row and "class_acc_ratio >= 0.9" in row
 
 
 def test_unconditional_eval_has_no_conditioning_figures(dataset, tmp_path):
