@@ -21,8 +21,8 @@ optimizers, entropy coefficient, replay buffer, VecNormalize statistics, step co
 Loading is safe by construction. SB3's ``load`` unpickles parts of the zip (spaces,
 schedules, the policy class) with cloudpickle, which runs code from the file. Here the
 model is rebuilt from ``config.yml`` (YAML, ``safe_load``) and only its tensors are read
-from the zip, with ``torch.load(weights_only=True)`` (SB3's ``load_from_zip_file`` with
-``load_data=False``); the zip's JSON part is parsed as plain JSON for the step counters
+from the zip, with ``torch.load(weights_only=True)`` passed explicitly (what SB3's
+``load_from_zip_file`` does with ``load_data=False``); the zip's JSON part is parsed as plain JSON for the step counters
 and the recorded space shapes (checked against the env), and the VecNormalize statistics
 are an ``.npz`` read with ``allow_pickle=False``. A truncated or corrupt zip, or one
 trained with another algorithm, env, robot or network, raises a one-sentence

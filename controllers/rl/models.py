@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.save_util import load_from_zip_file, recursive_setattr
+from stable_baselines3.common.save_util import recursive_setattr
+from stable_baselines3.common.utils import get_device
 from stable_baselines3.common.vec_env import VecEnv
 
 from controllers.rl.normalize import EnvInfo
@@ -63,13 +64,31 @@ def _read_model_file(path: Path, device: str) -> tuple[dict, dict, dict | None]:
     try:
         with zipfile.ZipFile(path) as archive:
             data = json.loads(archive.read("data").decode())
-        _, params, variables = load_from_zip_file(path, load_data=False, device=device)
+            params, variables = _read_tensors(archive, device)
     except Exception as exc:  # BadZipFile, CRC errors, truncated tensors, missing members: all mean "damaged"
         raise ValueError(f"model file {path} is truncated or corrupt ({type(exc).__name__}); "
                          f"load another checkpoint or retrain.") from exc
     if not isinstance(data, dict) or not params:
         raise ValueError(f"model file {path} holds no SB3 model.")
     return data, params, variables
+
+
+def _read_tensors(archive: zipfile.ZipFile, device: str) -> tuple[dict, dict | None]:
+    """SB3's ``load_from_zip_file(load_data=False)`` with ``weights_only=True`` passed here, not left to a default:
+    each ``.pth`` member is a state dict named after the file, except ``pytorch_variables.pth`` (``tensors.pth`` before
+    SB3 0.9). A member holding a pickled object that is not a tensor container is refused, never executed."""
+    params, variables = {}, None
+    for name in archive.namelist():
+        stem, ext = name.rsplit(".", 1) if "." in name else (name, "")
+        if ext != "pth":
+            continue
+        with archive.open(name) as member:
+            obj = th.load(member, map_location=get_device(device), weights_only=True)
+        if name in ("pytorch_variables.pth", "tensors.pth"):
+            variables = obj
+        else:
+            params[stem] = obj
+    return params, variables
 
 
 def _check_fits(path: Path, data: dict, algo: str, env_id: str, env_kwargs: dict, info: EnvInfo) -> None:
