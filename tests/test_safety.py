@@ -57,3 +57,23 @@ def test_a_training_checkpoint_with_a_pickled_object_is_refused_and_not_executed
     # the same bytes, unpickled without weights_only, do run the planted code: the test plants a real payload
     torch.load(path, weights_only=False)
     assert marker.exists()
+
+
+# -- joint limits: a malformed manifest fails loudly; an old one without the key gives None -------------------------
+def test_manifest_joint_limits_fail_loudly_on_a_malformed_manifest():
+    from generative.diffusion.data import manifest_joint_limits
+
+    good = [[-1.0, 1.0], [-0.5, 2.0]]
+    assert manifest_joint_limits({"joint_limits": good}, 2) == good
+    for old in (None, {}, {"joint_limits": None}):  # datasets written before the key existed
+        assert manifest_joint_limits(old, 2) is None
+    for bad, needle in ((["x", "y"], "must be a list of \\[lower, upper\\] number pairs"),
+                        (3, "must be a list of \\[lower, upper\\] number pairs"),
+                        ([[-1, 1, 2], [0, 1]], "must be a list of \\[lower, upper\\] number pairs"),
+                        ([], "has 0 pairs, but the labels have 2 joints"),
+                        (good[:1], "has 1 pairs, but the labels have 2 joints"),
+                        ([[-1, 1], [2, 1]], "for joint 1 is \\[2.0, 1.0\\], not finite with lower < upper"),
+                        ([[-1, float("nan")], [0, 1]], "for joint 0 is")):
+        with pytest.raises(ValueError, match="the dataset manifest's joint_limits " + needle) as info:
+            manifest_joint_limits({"joint_limits": bad}, 2)
+        assert "\n" not in str(info.value) and str(info.value).endswith("fix its manifest.")

@@ -50,16 +50,25 @@ def _manifest(data_dir: str | Path) -> dict[str, Any]:
 
 def manifest_joint_limits(manifest: dict[str, Any] | None, n_joints: int) -> list[list[float]] | None:
     """``[[lower, upper], ...]`` (radians) of the robot's controlled joints, in order, from the dataset manifest's
-    ``joint_limits``; None when the manifest has none (datasets written before the key existed: the limits are then
-    unknown, as for a robot armlab does not know), or they do not fit ``n_joints`` joints. The limits only check
-    requested joints; nothing is trained or sampled from them."""
+    ``joint_limits``. None only when the manifest has no such key (or it is null): datasets written before the key
+    existed, whose limits are unknown as for a robot armlab does not know. A ``joint_limits`` that is there but
+    malformed (not ``n_joints`` pairs of finite numbers with lower < upper) raises ValueError naming what is wrong,
+    rather than silently turning the check off. The limits only check requested joints; nothing is trained or
+    sampled from them."""
     raw = (manifest or {}).get("joint_limits")
-    if not raw:
+    if raw is None:
         return None
+    where = "the dataset manifest's joint_limits"
     try:
         limits = [[float(a), float(b)] for a, b in raw]
-    except (TypeError, ValueError):
-        return None
-    if len(limits) != n_joints or not all(math.isfinite(a) and math.isfinite(b) and a < b for a, b in limits):
-        return None
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{where} must be a list of [lower, upper] number pairs, got {raw!r:.80}; "
+                         f"regenerate the dataset or fix its manifest.") from exc
+    if len(limits) != n_joints:
+        raise ValueError(f"{where} has {len(limits)} pairs, but the labels have {n_joints} joints; "
+                         f"regenerate the dataset or fix its manifest.")
+    bad = [i for i, (a, b) in enumerate(limits) if not (math.isfinite(a) and math.isfinite(b) and a < b)]
+    if bad:
+        raise ValueError(f"{where} for joint {bad[0]} is {limits[bad[0]]}, not finite with lower < upper; "
+                         f"regenerate the dataset or fix its manifest.")
     return limits
