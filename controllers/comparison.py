@@ -35,7 +35,7 @@ from controllers.evaluation import (
 )
 from robot_env import OPEN_LOOP_IDS, STAGES
 from robot_env.io.atomic import atomic_write_text
-from robot_env.io.errors import ParamError
+from robot_env.io.errors import DataError, ParamError
 
 CLOSED_LOOP_ENV = "armlab/ReachState-v0"  #: the closed-loop row's env (state stage)
 
@@ -53,7 +53,7 @@ class ResultStore:
             try:
                 saved = json.loads(self.path.read_text())
             except json.JSONDecodeError:
-                raise ValueError(f"{self.path} is not valid JSON; move it away to start the comparison "
+                raise DataError(f"{self.path} is not valid JSON; move it away to start the comparison "
                                  f"afresh.") from None
             if saved.get("settings") != settings:
                 raise ParamError("out", f"{self.path} holds a comparison run with other settings; use another "

@@ -21,6 +21,7 @@ import robot_env  # noqa: F401  (registers the ids)
 from controllers.evaluation import Controller
 from controllers.optimization import cmaes
 from robot_env.io.atomic import atomic_write
+from robot_env.io.errors import DataError
 
 
 @dataclass
@@ -119,7 +120,7 @@ class Regressor:
         except FileNotFoundError:
             raise
         except Exception as exc:
-            raise ValueError(f"{path} is not a readable armlab regression model ({type(exc).__name__}).") from None
+            raise DataError(f"{path} is not a readable armlab regression model ({type(exc).__name__}).") from None
         model.eval()
         return cls(model, blob["mean"].numpy(), blob["std"].numpy())
 

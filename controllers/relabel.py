@@ -34,6 +34,7 @@ from stable_baselines3.common.buffers import ReplayBuffer
 
 from controllers import envs
 from controllers.residual import residual_action, residual_part, residual_signal
+from robot_env.io.errors import ConfigError
 
 
 class ResidualFinalGoalBuffer(ReplayBuffer):
@@ -50,15 +51,15 @@ class ResidualFinalGoalBuffer(ReplayBuffer):
                  optimize_memory_usage: bool = False, handle_timeout_termination: bool = True, *,
                  env_id: str, env_kwargs: dict | None = None) -> None:
         if optimize_memory_usage:
-            raise ValueError("residual_her does not work with optimize_memory_usage: true (it stores relabeled "
+            raise ConfigError("residual_her does not work with optimize_memory_usage: true (it stores relabeled "
                              "transitions out of order).")
         super().__init__(buffer_size, observation_space, action_space, device=device, n_envs=n_envs,
                          optimize_memory_usage=False, handle_timeout_termination=handle_timeout_termination)
         kwargs = dict(env_kwargs or {})
         if kwargs.get("residual") is not True:
-            raise ValueError(f"residual_her needs a closed-loop env with residual: true, not {env_id} with {kwargs}.")
+            raise ConfigError(f"residual_her needs a closed-loop env with residual: true, not {env_id} with {kwargs}.")
         if kwargs.get("privileged"):
-            raise ValueError("residual_her does not work with privileged: true (the privileged entries describe "
+            raise ConfigError("residual_her does not work with privileged: true (the privileged entries describe "
                              "the original target).")
         self._env_id, self._env_kwargs = env_id, kwargs
         self._env = None  #: built at the first relabeling (a loaded run that only acts never needs it)

@@ -18,6 +18,7 @@ import numpy as np
 
 from controllers.feedback import ComputedTorque
 from robot_env.components import ObsPart, check_flag, register_plugin
+from robot_env.io.errors import ConfigError
 
 RESIDUAL_MODES = ("add", "span")  #: how a residual action a moves the base signal b (see `residual_signal`)
 
@@ -80,18 +81,18 @@ class ResidualControl(ObsPart):
 
 def _check(env) -> None:
     if env.obs_type != "state":
-        raise ValueError(f"residual applies to obs_type 'state', not {env.obs_type!r}: its base controller "
+        raise ConfigError(f"residual applies to obs_type 'state', not {env.obs_type!r}: its base controller "
                          f"reads the goal, so HER's relabeled goals would not match the actions taken.")
     if env.arm.control != "torque":
-        raise ValueError(f"residual needs torque control, not {env.arm.control!r}.")
+        raise ConfigError(f"residual needs torque control, not {env.arm.control!r}.")
 
 
 def attach(env, residual=False, residual_mode: str = "add") -> None:
     """The ``residual`` / ``residual_mode`` keywords of `ReachEnv`: add a `ResidualControl` part when asked."""
     if residual_mode not in RESIDUAL_MODES:
-        raise ValueError(f"unknown residual_mode {residual_mode!r}; choose one of {', '.join(RESIDUAL_MODES)}.")
+        raise ConfigError(f"unknown residual_mode {residual_mode!r}; choose one of {', '.join(RESIDUAL_MODES)}.")
     if residual_mode != "add" and not residual:
-        raise ValueError(f"residual_mode {residual_mode!r} applies with residual: true.")
+        raise ConfigError(f"residual_mode {residual_mode!r} applies with residual: true.")
     if check_flag("residual", residual):
         add_residual(env, residual_mode)
 
@@ -100,11 +101,11 @@ def add_residual(env, mode: str = "add"):
     """Make the closed-loop ``env`` (or the env it wraps) a residual env in place; returns ``env``."""
     u = env.unwrapped
     if mode not in RESIDUAL_MODES:
-        raise ValueError(f"unknown residual_mode {mode!r}; choose one of {', '.join(RESIDUAL_MODES)}.")
+        raise ConfigError(f"unknown residual_mode {mode!r}; choose one of {', '.join(RESIDUAL_MODES)}.")
     if not hasattr(u, "add_part"):
-        raise ValueError(f"residual control needs a closed-loop armlab env, not {type(u).__name__}.")
+        raise ConfigError(f"residual control needs a closed-loop armlab env, not {type(u).__name__}.")
     if residual_part(u) is not None:
-        raise ValueError("this env already has residual control.")
+        raise ConfigError("this env already has residual control.")
     _check(u)
     u.add_part(ResidualControl(u, mode))
     return env

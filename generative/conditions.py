@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from robot_env.io.errors import ParamError
+from robot_env.io.errors import ConfigError, ParamError
 
 __all__ = ["as_class_ids", "as_joints", "as_targets", "grid_conditions", "label_state", "parse_cond", "parse_names",
            "requested_conditions"]
@@ -53,18 +53,18 @@ def as_class_ids(value: Any, classes: Sequence[str], n: int) -> torch.Tensor:
     for v in list(value):
         if isinstance(v, str) and not v.strip().lstrip("-").isdigit():
             if v.strip().lower() not in lower:
-                raise ValueError(f"unknown class {v!r}: this model knows {', '.join(classes)}")
+                raise ConfigError(f"unknown class {v!r}: this model knows {', '.join(classes)}")
             ids.append(lower.index(v.strip().lower()))
         else:
             i = int(v)
             if not 0 <= i < len(classes):
-                raise ValueError(f"class id {i} is outside 0..{len(classes) - 1} ({', '.join(classes)})")
+                raise ConfigError(f"class id {i} is outside 0..{len(classes) - 1} ({', '.join(classes)})")
             ids.append(i)
     t = torch.tensor(ids, dtype=torch.long)
     if len(t) == 1:
         t = t.expand(n).clone()
     if len(t) != n:
-        raise ValueError(f"{len(t)} class ids for {n} images")
+        raise ConfigError(f"{len(t)} class ids for {n} images")
     return t
 
 
@@ -74,9 +74,9 @@ def as_targets(value: Any, n: int, dtype: Any = np.float32) -> torch.Tensor:
     if len(t) == 1:
         t = t.expand(n, 2).clone()
     if len(t) != n:
-        raise ValueError(f"{len(t)} targets for {n} images")
+        raise ConfigError(f"{len(t)} targets for {n} images")
     if not (torch.isfinite(t).all() and (t >= 0).all() and (t <= 1).all()):
-        raise ValueError("target positions must be pixel_norm values in [0, 1], e.g. 0.4,0.6")
+        raise ConfigError("target positions must be pixel_norm values in [0, 1], e.g. 0.4,0.6")
     return t
 
 
@@ -96,24 +96,24 @@ def as_joints(value: Any, n: int, n_joints: int, limits: Sequence[Sequence[float
             value = [float(v) for v in text.split(",")]
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
-        raise ValueError(f"{want}; got {value!r}") from None
+        raise ConfigError(f"{want}; got {value!r}") from None
     if arr.ndim <= 1:
         arr = arr.reshape(1, -1)
     if arr.ndim != 2 or arr.shape[1] != j:
         got = repr(text) if text is not None else f"{arr.shape[-1]} values"
-        raise ValueError(f"{want}; got {got}")
+        raise ConfigError(f"{want}; got {got}")
     if not np.isfinite(arr).all():
-        raise ValueError(f"joint positions must be finite numbers (radians), got {text or arr.tolist()}")
+        raise ConfigError(f"joint positions must be finite numbers (radians), got {text or arr.tolist()}")
     for k, (lo, hi) in enumerate(limits or []):
         bad = arr[:, k][(arr[:, k] < lo - 1e-9) | (arr[:, k] > hi + 1e-9)]
         if len(bad):
-            raise ValueError(f"joint {k + 1} position {float(bad[0]):g} rad is outside its limits [{lo:g}, {hi:g}]"
+            raise ConfigError(f"joint {k + 1} position {float(bad[0]):g} rad is outside its limits [{lo:g}, {hi:g}]"
                              f"{of}")
     q = torch.from_numpy(arr)
     if len(q) == 1:
         q = q.expand(n, j).clone()
     if len(q) != n:
-        raise ValueError(f"{len(q)} joint conditions for {n} images")
+        raise ConfigError(f"{len(q)} joint conditions for {n} images")
     return q
 
 
@@ -156,7 +156,7 @@ def requested_conditions(run: str | Path, run_cond: Sequence[str], cond: Sequenc
     `ParamError` names the parameter that does not fit the run."""
     if cond is not None and tuple(cond) != tuple(run_cond):
         have = ",".join(run_cond) or "nothing (unconditional)"
-        raise ValueError(f"run {run} is conditioned on {have}, not on {','.join(cond) or 'nothing'}.")
+        raise ConfigError(f"run {run} is conditioned on {have}, not on {','.join(cond) or 'nothing'}.")
     out: dict[str, Any] = {}
     if class_id is not None:
         if "class" not in run_cond:

@@ -28,6 +28,8 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
+from robot_env.io.errors import ConfigError
+
 __all__ = [
     "DCGANDiscriminator",
     "DCGANGenerator",
@@ -46,7 +48,7 @@ __all__ = [
 def _n_doublings(size: int) -> int:
     """The number of 2x steps from 4x4 to ``size`` x ``size``; a ValueError unless ``size`` is a power of two >= 8."""
     if not isinstance(size, int) or size < 8 or size & (size - 1):
-        raise ValueError(f"image size must be a power of two of at least 8 (32, 64, 128, ...), got {size!r}")
+        raise ConfigError(f"image size must be a power of two of at least 8 (32, 64, 128, ...), got {size!r}")
     return int(math.log2(size)) - 2
 
 

@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from robot_env.io.errors import ConfigError
+
 __all__ = ["CoordConvNet", "fit", "seeded"]
 
 HEADS = ("pool", "softargmax")
@@ -40,7 +42,7 @@ class CoordConvNet(nn.Module):
                  feature_dim: int = 128):
         super().__init__()
         if head not in HEADS:
-            raise ValueError(f"head must be one of {', '.join(HEADS)}, got {head!r}")
+            raise ConfigError(f"head must be one of {', '.join(HEADS)}, got {head!r}")
         self.head_kind = head
         layers, cin = [], 5
         for cout, stride, dilation in blocks:

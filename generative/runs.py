@@ -20,6 +20,7 @@ import torch
 from generative.training import CHECKPOINT, load_checkpoint
 from generative.training.util import pick_device
 from robot_env.io.atomic import atomic_write_bytes
+from robot_env.io.errors import ConfigError, DataError, MissingPathError, PathError
 
 __all__ = ["SUMMARY", "check_resume", "load_run", "pick_device", "read_summary", "saved_task_config",
            "write_summary"]
@@ -59,12 +60,12 @@ def load_run(run_dir: str | Path, device: str | torch.device, read_config: Calla
     foreign checkpoint."""
     run = Path(run_dir)
     if not run.exists():
-        raise ValueError(f"run folder {str(run)!r} does not exist")
+        raise MissingPathError(f"run folder {str(run)!r} does not exist")
     if not run.is_dir():
-        raise ValueError(f"{str(run)!r} is not a run folder")
+        raise PathError(f"{str(run)!r} is not a run folder")
     path = run / CHECKPOINT
     if not path.is_file():
-        raise ValueError(f"run folder {str(run)!r} holds no checkpoint ({CHECKPOINT}): train it first")
+        raise MissingPathError(f"run folder {str(run)!r} holds no checkpoint ({CHECKPOINT}): train it first")
     ckpt = load_checkpoint(path, map_location=device)
     cfg_path = run / "config.json"
     if task_class is not None and cfg_path.is_file():
@@ -73,11 +74,11 @@ def load_run(run_dir: str | Path, device: str | torch.device, read_config: Calla
         except (OSError, ValueError):
             saved = {}
         if saved.get("task_class") and not str(saved["task_class"]).endswith(f".{task_class}"):
-            raise ValueError(f"run folder {str(run)!r} holds a {saved['task_class']} run, not a {what}")
+            raise ConfigError(f"run folder {str(run)!r} holds a {saved['task_class']} run, not a {what}")
     try:
         cfg = read_config(ckpt)
     except (TypeError, ValueError, KeyError) as exc:
-        raise ValueError(f"checkpoint {path} is not a {what} checkpoint ({exc})") from exc
+        raise DataError(f"checkpoint {path} is not a {what} checkpoint ({exc})") from exc
     return cfg, ckpt
 
 
@@ -98,9 +99,9 @@ def check_resume(out: str | Path, mine: dict[str, Any], theirs: dict[str, Any], 
     diff = [k for k in mine if mine[k] != theirs.get(k)]
     if diff:
         k = diff[0]
-        raise ValueError(f"run {out} was trained with {k}={theirs.get(k)!r}, not {mine[k]!r}; use another output "
+        raise ConfigError(f"run {out} was trained with {k}={theirs.get(k)!r}, not {mine[k]!r}; use another output "
                          "folder to train with new settings")
     sha_old, sha_new = old_data.get("manifest_sha256"), data.get("manifest_sha256")
     if sha_old and sha_new and (sha_old != sha_new or old_data.get("limit") != data.get("limit")):
-        raise ValueError(f"run {out} was trained on other data ({old_data.get('path')}); use another output folder "
+        raise ConfigError(f"run {out} was trained on other data ({old_data.get('path')}); use another output folder "
                          "or the same data")

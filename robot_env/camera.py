@@ -45,6 +45,7 @@ import numpy as np
 import pybullet as pb
 
 from robot_env._quiet import quiet_c_output
+from robot_env.io.errors import ConfigError, DeviceError
 
 RENDERERS = ("tiny", "egl")
 CAMERA_NAMES = ("front", "side", "top", "wrist")
@@ -146,7 +147,7 @@ def enable_egl(world) -> None:
         return
     path = _egl_plugin_path()
     if path is None:
-        raise RuntimeError(
+        raise DeviceError(
             "EGL is not available: this PyBullet build has no eglRenderer plugin; use renderer='tiny'."
         )
     if pb.getNumBodies(physicsClientId=world.id) > 0:
@@ -158,7 +159,7 @@ def enable_egl(world) -> None:
     with quiet_c_output():  # the plugin prints its GL vendor and version
         plugin = pb.loadPlugin(path, "_eglRendererPlugin", physicsClientId=world.id)
     if plugin < 0:
-        raise RuntimeError(
+        raise DeviceError(
             "EGL is not available: PyBullet could not load its eglRenderer plugin (no usable libEGL or GPU "
             "driver); use renderer='tiny'."
         )
@@ -189,13 +190,13 @@ class Camera:
     def __init__(self, fx: float, fy: float, cx: float, cy: float, width: int, height: int,
                  near: float = 0.01, far: float = 10.0, renderer: str = "tiny", name: str = "camera") -> None:
         if int(width) < 1 or int(height) < 1:
-            raise ValueError(f"camera size must be positive, got {width}x{height}.")
+            raise ConfigError(f"camera size must be positive, got {width}x{height}.")
         if not (fx > 0 and fy > 0):
-            raise ValueError(f"focal lengths must be positive, got fx={fx!r}, fy={fy!r}.")
+            raise ConfigError(f"focal lengths must be positive, got fx={fx!r}, fy={fy!r}.")
         if not 0 < near < far:
-            raise ValueError(f"need 0 < near < far, got near={near!r}, far={far!r}.")
+            raise ConfigError(f"need 0 < near < far, got near={near!r}, far={far!r}.")
         if renderer not in RENDERERS:
-            raise ValueError(f"unknown renderer {renderer!r}; choose one of {', '.join(RENDERERS)}.")
+            raise ConfigError(f"unknown renderer {renderer!r}; choose one of {', '.join(RENDERERS)}.")
         self.fx, self.fy, self.cx, self.cy = float(fx), float(fy), float(cx), float(cy)
         self.width, self.height = int(width), int(height)
         self.near, self.far = float(near), float(far)
@@ -211,7 +212,7 @@ class Camera:
         """A camera with a vertical field of view ``fov_y`` (degrees), square pixels and a
         centred principal point."""
         if not 0 < fov_y < 180:
-            raise ValueError(f"fov_y must be in (0, 180) degrees, got {fov_y!r}.")
+            raise ConfigError(f"fov_y must be in (0, 180) degrees, got {fov_y!r}.")
         f = 0.5 * height / math.tan(math.radians(fov_y) / 2.0)
         return cls(f, f, (width - 1) / 2.0, (height - 1) / 2.0, width, height, **kwargs)
 
@@ -452,7 +453,7 @@ def named_camera(name: str, arm, width: int = 128, height: int = 128, renderer: 
     50 degree vertical field of view.
     """
     if name not in CAMERA_NAMES:
-        raise ValueError(f"unknown camera {name!r}; choose one of {', '.join(CAMERA_NAMES)}.")
+        raise ConfigError(f"unknown camera {name!r}; choose one of {', '.join(CAMERA_NAMES)}.")
     cam = Camera.from_fov(FOV_Y, width, height, near=near, far=far, renderer=renderer, name=name)
     if name == "wrist":
         position, quaternion = _wrist_offset(arm)

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from robot_env.io.errors import ConfigError
+
 #: ReachEnv keywords served by a plugin from a layer above robot_env -> the module that registers it
 PLUGIN_HOMES = {"residual": "controllers.residual", "residual_mode": "controllers.residual"}
 PLUGIN_DEFAULTS = {"residual_mode": "add"}  #: a plugin keyword at its default calls for no plugin either
@@ -33,7 +35,7 @@ PLUGIN_DEFAULTS = {"residual_mode": "add"}  #: a plugin keyword at its default c
 def check_flag(name: str, value) -> bool:
     """``value`` as a bool; ValueError unless it is one (numpy bools too)."""
     if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name} must be true or false, got {value!r}.")
+        raise ConfigError(f"{name} must be true or false, got {value!r}.")
     return bool(value)
 
 
@@ -149,7 +151,7 @@ def split_plugin_kwargs(kwargs: dict) -> tuple[list[tuple[Plugin, dict]], dict]:
             off = value is None or (isinstance(value, (bool, np.bool_)) and not value)
             if not (off or (key in PLUGIN_DEFAULTS and value == PLUGIN_DEFAULTS[key])):
                 home = PLUGIN_HOMES[key]
-                raise ValueError(f"{key} is served by {home}: import {home} first (controllers.envs.make and "
+                raise ConfigError(f"{key} is served by {home}: import {home} first (controllers.envs.make and "
                                  f"armlab's commands do), or build the env with {home}'s functions.")
         else:
             rest[key] = value

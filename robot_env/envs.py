@@ -29,6 +29,7 @@ import pybullet as pb
 from gymnasium import spaces
 
 from robot_env.components import History, ObsPart, Privileged, check_flag, split_plugin_kwargs
+from robot_env.io.errors import ConfigError
 from robot_env.pixels import DEPTH_MAX_PER_REACH, IMAGE_OBS_TYPES, ImageObservation, check_camera
 from robot_env.pixels import image_size as _image_size
 from robot_env.rewards import (
@@ -102,9 +103,9 @@ class _ReachBase(gym.Env):
         super().__init__()
         if not (isinstance(speed_bound, (int, float)) and not isinstance(speed_bound, bool)
                 and math.isfinite(speed_bound) and speed_bound > 0):
-            raise ValueError(f"speed_bound must be a positive number, got {speed_bound!r}.")
+            raise ConfigError(f"speed_bound must be a positive number, got {speed_bound!r}.")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"unknown render_mode {render_mode!r}; choose one of {self.metadata['render_modes']}.")
+            raise ConfigError(f"unknown render_mode {render_mode!r}; choose one of {self.metadata['render_modes']}.")
         check_choice("obs_type", obs_type, OBS_TYPES)
         self._pixels = obs_type in IMAGE_OBS_TYPES
         if self._pixels:
@@ -144,9 +145,9 @@ class _ReachBase(gym.Env):
         if a.shape != self.action_space.shape:
             a = a.reshape(-1)
             if a.shape != self.action_space.shape:
-                raise ValueError(f"action must have shape {self.action_space.shape}, got {np.shape(action)}.")
+                raise ConfigError(f"action must have shape {self.action_space.shape}, got {np.shape(action)}.")
         if not math.isfinite(a.sum()):  # any NaN or inf makes the sum non-finite
-            raise ValueError(f"action contains NaN or inf: {np.asarray(action).tolist()}.")
+            raise ConfigError(f"action contains NaN or inf: {np.asarray(action).tolist()}.")
         return a.clip(-1.0, 1.0)
 
     def _begin(self, seed, options) -> Context:
@@ -156,7 +157,7 @@ class _ReachBase(gym.Env):
         if ctx is None:
             ctx = self.task.sample_context(self.np_random)
         elif not isinstance(ctx, Context):
-            raise ValueError("options['context'] must be a robot_env.tasks.Context.")
+            raise ConfigError("options['context'] must be a robot_env.tasks.Context.")
         self.context = ctx
         self._target = tuple(ctx.target.tolist())
         self.task.set_context(ctx)
@@ -327,17 +328,17 @@ class ReachEnv(_ReachBase):
     def _setup(self, substeps, reward_type, position_delta, history, privileged, reward_at) -> None:
         check_choice("reward_at", reward_at, REWARD_AT)
         if reward_at == "end" and self.obs_type == "dict":
-            raise ValueError("reward_at 'end' does not work with dict observations: HER's compute_reward sees "
+            raise ConfigError("reward_at 'end' does not work with dict observations: HER's compute_reward sees "
                              "goals, not the step, so it could not leave the earlier steps at 0.")
         self.privileged = check_flag("privileged", privileged)
         if self.privileged and self.obs_type != "state":
-            raise ValueError(f"privileged applies to obs_type 'state', not {self.obs_type!r}.")
+            raise ConfigError(f"privileged applies to obs_type 'state', not {self.obs_type!r}.")
         self.reward = DistanceReward(reward_type, self.task.success_threshold, reward_at)
         if int(substeps) < 1:
-            raise ValueError(f"substeps must be >= 1, got {substeps!r}.")
+            raise ConfigError(f"substeps must be >= 1, got {substeps!r}.")
         self.history = check_flag("history", history)
         if self.history and self._pixels:
-            raise ValueError("history applies to state and dict observations, not to images.")
+            raise ConfigError("history applies to state and dict observations, not to images.")
         self.substeps = int(substeps)
         self.position_delta = float(position_delta)
         self.max_steps = max(1, self.task.n_steps // self.substeps)

@@ -12,6 +12,7 @@ import numpy as np
 from gymnasium import spaces
 
 from robot_env.camera import CAMERA_NAMES, named_camera
+from robot_env.io.errors import ConfigError
 
 IMAGE_OBS_TYPES = ("rgb", "rgbd")
 DEPTH_MAX_PER_REACH = 3.0  #: the rgbd depth channel spans 0 .. 3 x the robot's reach (metres)
@@ -21,14 +22,14 @@ def image_size(size) -> tuple[int, int]:
     """``(width, height)`` from an int (square) or a pair."""
     w, h = (size, size) if np.isscalar(size) else tuple(size)
     if int(w) != w or int(h) != h or int(w) < 1 or int(h) < 1:
-        raise ValueError(f"image_size must be a positive int or a (width, height) pair, got {size!r}.")
+        raise ConfigError(f"image_size must be a positive int or a (width, height) pair, got {size!r}.")
     return int(w), int(h)
 
 
 def check_camera(camera: str) -> None:
     """ValueError for a camera name that `robot_env.camera.named_camera` does not know."""
     if camera not in CAMERA_NAMES:
-        raise ValueError(f"unknown camera {camera!r}; choose one of {', '.join(CAMERA_NAMES)}.")
+        raise ConfigError(f"unknown camera {camera!r}; choose one of {', '.join(CAMERA_NAMES)}.")
 
 
 class ImageObservation:

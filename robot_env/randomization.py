@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
+from robot_env.io.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Dynamics:
@@ -39,11 +41,11 @@ class Randomization:
         for f in fields(self):
             v = getattr(self, f.name)
             if not (isinstance(v, (int, float)) and np.isfinite(v) and v >= 0):
-                raise ValueError(f"randomization {f.name!r} must be a finite number >= 0, got {v!r}.")
+                raise ConfigError(f"randomization {f.name!r} must be a finite number >= 0, got {v!r}.")
         for name in ("mass", "damping", "torque_gain"):
             if getattr(self, name) >= 1:
                 value = getattr(self, name)
-                raise ValueError(f"randomization {name!r} must be < 1 (it is a relative range), got {value}.")
+                raise ConfigError(f"randomization {name!r} must be < 1 (it is a relative range), got {value}.")
 
     @classmethod
     def off(cls) -> Randomization:
@@ -62,9 +64,9 @@ class Randomization:
             unknown = set(value) - {f.name for f in fields(cls)}
             if unknown:
                 known = ", ".join(f.name for f in fields(cls))
-                raise ValueError(f"unknown randomization setting(s) {sorted(unknown)}; known: {known}.")
+                raise ConfigError(f"unknown randomization setting(s) {sorted(unknown)}; known: {known}.")
             return cls(**{k: float(v) for k, v in value.items()})
-        raise ValueError(f"randomization must be a bool, a dict or a Randomization, got {type(value).__name__}.")
+        raise ConfigError(f"randomization must be a bool, a dict or a Randomization, got {type(value).__name__}.")
 
     def as_dict(self) -> dict:
         return asdict(self)

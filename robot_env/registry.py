@@ -8,6 +8,7 @@ from collections.abc import Callable
 import gymnasium as gym
 
 from robot_env import CLOSED_LOOP_IDS, ENV_IDS, OPEN_LOOP_IDS, STAGES
+from robot_env.io.errors import ConfigError
 
 
 def register() -> None:
@@ -22,7 +23,7 @@ def register() -> None:
 def make(env_id: str, **kwargs) -> gym.Env:
     """``gym.make`` for armlab ids with a clear error for unknown ones."""
     if env_id not in ENV_IDS:
-        raise ValueError(f"unknown env id {env_id!r}; armlab ids: {', '.join(ENV_IDS)}.")
+        raise ConfigError(f"unknown env id {env_id!r}; armlab ids: {', '.join(ENV_IDS)}.")
     return gym.make(env_id, **kwargs)
 
 

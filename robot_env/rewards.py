@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from robot_env.io.errors import ConfigError
+
 REWARD_TYPES = ("dense", "sparse")
 CLOSED_REWARD_TYPES = ("dense", "log", "sparse")
 SIGNAL_REWARD_TYPES = ("dense", "log")
@@ -24,7 +26,7 @@ def log_reward(y, scale: float):
 def check_choice(name: str, value, choices: tuple[str, ...]) -> None:
     """ValueError naming the choices unless ``value`` is one of them."""
     if value not in choices:
-        raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}.")
+        raise ConfigError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}.")
 
 
 class DistanceReward:

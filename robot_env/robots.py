@@ -16,6 +16,7 @@ import pybullet as pb
 import pybullet_data
 
 from armlab_urdf import URDF_DIR
+from robot_env.io.errors import ConfigError, MissingPathError
 from robot_env.sim import World
 
 CONTROL_MODES = ("torque", "velocity", "position")
@@ -106,10 +107,10 @@ def get_spec(robot: str | RobotSpec) -> RobotSpec:
         spec = robot
     else:
         if robot not in ROBOTS:
-            raise ValueError(f"unknown robot {robot!r}; available robots: {', '.join(ROBOTS)}.")
+            raise ConfigError(f"unknown robot {robot!r}; available robots: {', '.join(ROBOTS)}.")
         spec = ROBOTS[robot]
     if not spec.path.is_file():
-        raise FileNotFoundError(
+        raise MissingPathError(
             f"URDF for robot {spec.name!r} not found at {spec.path}; available robots: {', '.join(ROBOTS)}."
         )
     return spec
@@ -174,7 +175,7 @@ class Arm:
     def set_control(self, mode: str) -> None:
         """Choose ``torque`` (default), ``velocity`` or ``position`` control."""
         if mode not in CONTROL_MODES:
-            raise ValueError(f"unknown control mode {mode!r}; choose one of {', '.join(CONTROL_MODES)}.")
+            raise ConfigError(f"unknown control mode {mode!r}; choose one of {', '.join(CONTROL_MODES)}.")
         self.control = mode
         if mode == "torque":
             self._release_motors()

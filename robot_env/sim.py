@@ -15,6 +15,7 @@ import pybullet_data
 from pybullet_utils import bullet_client
 
 from robot_env._quiet import quiet_c_output
+from robot_env.io.errors import ConfigError, DeviceError
 
 
 class World:
@@ -37,9 +38,9 @@ class World:
         floor: bool = True,
     ) -> None:
         if not timestep > 0:
-            raise ValueError(f"timestep must be positive, got {timestep!r}.")
+            raise ConfigError(f"timestep must be positive, got {timestep!r}.")
         if gui and not os.environ.get("DISPLAY"):
-            raise RuntimeError(
+            raise DeviceError(
                 "render_mode='human' opens the PyBullet GUI, which needs a display; "
                 "none is set (DISPLAY is empty). Use render_mode='rgb_array' on a headless machine."
             )

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from robot_env.io.errors import ConfigError
 from robot_env.randomization import Dynamics, Randomization
 from robot_env.robots import Arm
 
@@ -77,32 +78,32 @@ class ReachTask:
         success_threshold: float = 0.02,
     ) -> None:
         if stage not in STAGES:
-            raise ValueError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}.")
+            raise ConfigError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}.")
         self.arm, self.stage = arm, stage
         self.max_target_draws = 10
         self.physics_steps = 0  #: physics steps simulated by `play` (targets and episodes)
         dt = arm.world.timestep
         self.n_steps = int(round(horizon / dt))
         if self.n_steps < 1 or not np.isfinite(horizon):
-            raise ValueError(f"horizon must be at least one physics step ({dt:.4g} s), got {horizon!r}.")
+            raise ConfigError(f"horizon must be at least one physics step ({dt:.4g} s), got {horizon!r}.")
         self.horizon = self.n_steps * dt
         if int(knots) < 1:
-            raise ValueError(f"knots must be >= 1, got {knots!r}.")
+            raise ConfigError(f"knots must be >= 1, got {knots!r}.")
         self.knots = int(knots)
         self.velocity_range = float(arm.spec.velocity_range if velocity_range is None else velocity_range)
         if self.velocity_range < 0 or not np.isfinite(self.velocity_range):
-            raise ValueError(f"velocity_range must be a finite number >= 0, got {velocity_range!r}.")
+            raise ConfigError(f"velocity_range must be a finite number >= 0, got {velocity_range!r}.")
         if not 0 <= joint_margin < 0.5:
-            raise ValueError(f"joint_margin must be in [0, 0.5), got {joint_margin!r}.")
+            raise ConfigError(f"joint_margin must be in [0, 0.5), got {joint_margin!r}.")
         self.joint_margin = joint_margin
         if not 0 < target_signal_range <= 1:
-            raise ValueError(f"target_signal_range must be in (0, 1], got {target_signal_range!r}.")
+            raise ConfigError(f"target_signal_range must be in (0, 1], got {target_signal_range!r}.")
         self.target_signal_range = target_signal_range
         self.randomization = (
             Randomization.from_any(randomization) if stage == "state" else Randomization.off()
         )
         if not success_threshold > 0:
-            raise ValueError(f"success_threshold must be positive, got {success_threshold!r}.")
+            raise ConfigError(f"success_threshold must be positive, got {success_threshold!r}.")
         self.success_threshold = float(success_threshold)
         self.signal_dim = self.knots * arm.n
         self.home = np.array(arm.spec.home, dtype=float)

@@ -14,6 +14,7 @@ import numpy as np
 
 from robot_env.camera import Camera, named_camera
 from robot_env.envs import ReachSignalEnv
+from robot_env.io.errors import ConfigError
 from robot_env.io.video import (  # noqa: F401  (re-exported: armlab's video API in one place)
     FOURCC,
     VIDEO_EXTENSIONS,
@@ -75,7 +76,7 @@ class RolloutRecorder:
         if isinstance(cameras, (str, Camera)):
             cameras = (cameras,)
         if not cameras:
-            raise ValueError("RolloutRecorder needs at least one camera.")
+            raise ConfigError("RolloutRecorder needs at least one camera.")
         w, h = int(size[0]), int(size[1])
         self.cameras = [
             named_camera(c, u.arm, w, h) if isinstance(c, str) else c.resized(w, h)

@@ -6,10 +6,12 @@ import json
 import sys
 
 from robot_env.io.atomic import atomic_write_bytes, atomic_write_text  # noqa: F401  (the one writer, for scripts)
+from robot_env.io.errors import ArmlabError
 
 
-class UsageError(Exception):
-    """Bad input from the command line: printed as one sentence, exit code 2."""
+class UsageError(ArmlabError):
+    """Bad input from the command line (an `ArmlabError`): `armlab_scripts.cli.main` prints it as one sentence,
+    exit code 2."""
 
 
 def emit_json(figures: dict) -> None:

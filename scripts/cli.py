@@ -27,7 +27,7 @@
     armlab bench diffusion [--json]              diffusion vs GAN: conditioning, FID, speed per sampler
     armlab bench gpu-generative|gpu-diffusion ...    the prepared checks for a lent GPU (--device cpu: smoke test)
 
-Bad input gets one sentence on stderr and exit code 2.
+Bad input gets one sentence on stderr and exit code 2; a bug in armlab, its traceback and exit code 1.
 """
 
 from __future__ import annotations
@@ -35,8 +35,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from armlab_scripts._common import UsageError
-from robot_env.io.errors import ParamError
+from robot_env.io.errors import ArmlabError, ParamError
 
 
 def _envs(args: argparse.Namespace) -> int:
@@ -134,25 +133,46 @@ _PASSTHROUGH = {"gpu-generative": "armlab_scripts.bench.gpu_generative",
                 "gpu-diffusion": "armlab_scripts.bench.gpu_diffusion"}
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if len(argv) >= 2 and argv[0] == "bench" and argv[1] in _PASSTHROUGH:
-        import importlib
+#: the line under the traceback of an exception that is not the user's mistake
+BUG_NOTE = ("armlab: this is a bug in armlab, not a mistake in your input: please report it, with the "
+            "command and the traceback above, at the project's issue tracker.")
 
-        return int(importlib.import_module(_PASSTHROUGH[argv[1]]).main(argv[2:]) or 0)
-    parser = build_parser()
-    args = parser.parse_args(argv)
+
+def _sentence(exc: BaseException) -> str:
+    """``exc``'s message as one line."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``armlab argv``. The one place that maps errors to exit codes: an `ArmlabError` (the user's mistake:
+    bad setting, bad data, missing or unwritable path, missing device) is one sentence on stderr and exit code 2;
+    Ctrl-C is 130; anything else is a bug in armlab: its traceback, a line asking to report it, exit code 1."""
+    import traceback
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = None
     try:
+        if len(argv) >= 2 and argv[0] == "bench" and argv[1] in _PASSTHROUGH:
+            import importlib
+
+            return int(importlib.import_module(_PASSTHROUGH[argv[1]]).main(argv[2:]) or 0)
+        parser = build_parser()
+        args = parser.parse_args(argv)
         return int(args.func(args) or 0)
     except ParamError as exc:  # the library names its parameter; the user passed a flag
-        print(f"armlab: error: {exc.render(flag_for(parser, argv, exc.param))}", file=sys.stderr)
+        flag = exc.param if parser is None else flag_for(parser, argv, exc.param)
+        print(f"armlab: error: {_sentence(exc.render(flag))}", file=sys.stderr)
         return 2
-    except (UsageError, ValueError, FileNotFoundError) as exc:
-        print(f"armlab: error: {exc}", file=sys.stderr)
+    except ArmlabError as exc:
+        print(f"armlab: error: {_sentence(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("armlab: interrupted", file=sys.stderr)
         return 130
+    except Exception:
+        traceback.print_exc()
+        print(BUG_NOTE, file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

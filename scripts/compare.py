@@ -117,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
     from controllers.comparison import CSV_COLUMNS, markdown, ordered
     from controllers.evaluation import to_csv
     from robot_env import ROBOTS
+    from robot_env.io.atomic import make_dirs
 
     for key, value in (QUICK if args.quick else FULL).items():
         if getattr(args, key) is None:
@@ -143,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} exists and is not a folder.")
-    out.mkdir(parents=True, exist_ok=True)
+    make_dirs(out)
     t0 = time.perf_counter()
     rows = run_comparison(args)
     rows = ordered([r for r in rows if r["stage"] in args.stage_list])

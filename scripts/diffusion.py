@@ -324,20 +324,10 @@ def print_report(r: dict, title: str = "") -> None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="armlab diffusion", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(p)
-    args = p.parse_args(argv)
-    try:
-        return run(args)
-    except ParamError as exc:
-        from armlab_scripts.cli import flag_for
+    """``armlab diffusion ARGV`` (through `armlab_scripts.cli.main`, the one place that maps errors to exit codes)."""
+    from armlab_scripts.cli import main as cli_main
 
-        print(f"armlab: error: {exc.render(flag_for(p, list(argv or sys.argv[1:]), exc.param))}", file=sys.stderr)
-        return 2
-    except (UsageError, ValueError, FileNotFoundError) as exc:
-        print(f"armlab: error: {exc}", file=sys.stderr)
-        return 2
+    return cli_main(["diffusion", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

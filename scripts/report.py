@@ -10,6 +10,8 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
+from robot_env.io.errors import DeviceError
+
 CSS = """
 body { font: 15px/1.5 system-ui, -apple-system, Segoe UI, Roboto, sans-serif; margin: 0; color: #1d232a;
        background: #f6f7f9; }
@@ -170,7 +172,7 @@ def browser_check(report: Path, screenshot: Path | None = None, timeout_s: float
 
     exe = chromium_path()
     if exe is None:
-        raise RuntimeError("no Chromium found; install Debian's `chromium` package (apt-get install chromium).")
+        raise DeviceError("no Chromium found; install Debian's `chromium` package (apt-get install chromium).")
     errors: list[str] = []
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=exe,

@@ -11,7 +11,6 @@ import csv
 import dataclasses
 import json
 import math
-import sys
 
 import cv2
 import numpy as np
@@ -83,13 +82,10 @@ def parser(module) -> argparse.ArgumentParser:
 
 
 def cli(module, argv: list[str]) -> int:
-    """What `armlab_scripts.cli.main` does with a subcommand: bad input -> one sentence on stderr, exit code 2."""
-    args = parser(module).parse_args(argv)
-    try:
-        return int(module.run(args) or 0)
-    except (UsageError, ValueError, FileNotFoundError) as exc:
-        print(f"armlab: error: {exc}", file=sys.stderr)
-        return 2
+    """``armlab <module> argv`` through the real `armlab_scripts.cli.main` (bad input: one sentence, exit code 2)."""
+    from armlab_scripts.cli import main
+
+    return main([module.__name__.rsplit(".", 1)[-1], *argv])
 
 
 def read_log(run):

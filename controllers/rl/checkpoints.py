@@ -22,6 +22,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from controllers.rl.normalize import save_vecnormalize
 from controllers.rl.runs import CHECKPOINTS, _ckpt_paths, _one_line
 from robot_env.io.atomic import atomic_write
+from robot_env.io.errors import DataError
 
 
 def save_replay_buffer(model: OffPolicyAlgorithm, path: str | Path) -> None:
@@ -76,7 +77,7 @@ def load_replay_buffer(model: OffPolicyAlgorithm, path: str | Path) -> None:
                     setattr(buf, name, value)
             buf.pos, buf.full = int(data["__pos"]), bool(data["__full"])
     except (OSError, KeyError, ValueError, AttributeError, zipfile.BadZipFile) as exc:
-        raise ValueError(f"replay buffer {path} is corrupt or does not fit this run ({_one_line(exc)}).") from None
+        raise DataError(f"replay buffer {path} is corrupt or does not fit this run ({_one_line(exc)}).") from None
     if isinstance(buf, HerReplayBuffer):
         if buf.env is None:
             buf.set_env(model.get_env())

@@ -18,7 +18,7 @@ import yaml
 
 import robot_env
 from controllers.rl.runs import ALGOS, OFF_POLICY, algo_of, env_id_of, env_name_of
-from robot_env.io.errors import ParamError
+from robot_env.io.errors import ConfigError, ParamError
 
 HYPERPARAMS_FILE = Path(__file__).parent.parent / "hyperparams.yml"  #: controllers/hyperparams.yml
 
@@ -48,7 +48,7 @@ def _policy_kwargs_from_str(text: str) -> dict:
     if text.startswith("{"):
         value = yaml.safe_load(text)
         if not isinstance(value, dict):
-            raise ValueError(f"policy_kwargs must be a mapping, got {text!r}.")
+            raise ConfigError(f"policy_kwargs must be a mapping, got {text!r}.")
         return _unsqueeze_yaml(value)
 
     def convert(node: ast.AST):
@@ -65,9 +65,9 @@ def _policy_kwargs_from_str(text: str) -> dict:
     try:
         value = convert(ast.parse(text, mode="eval").body)
     except (SyntaxError, ValueError, TypeError) as exc:
-        raise ValueError(f"cannot read policy_kwargs {text!r}: use dict(key=value, ...) or {{key: value}}.") from exc
+        raise ConfigError(f"cannot read policy_kwargs {text!r}: use dict(key=value, ...) or {{key: value}}.") from exc
     if not isinstance(value, dict):
-        raise ValueError(f"policy_kwargs must be a mapping, got {text!r}.")
+        raise ConfigError(f"policy_kwargs must be a mapping, got {text!r}.")
     return value
 
 
@@ -92,7 +92,7 @@ def _unsqueeze_yaml(value: Any) -> Any:
 def _activation(name: Any) -> type[th.nn.Module]:
     key = str(name).rsplit(".", 1)[-1].lower()
     if key not in _ACTIVATIONS:
-        raise ValueError(f"unknown activation_fn {name!r}; choose one of {', '.join(sorted(_ACTIVATIONS))}.")
+        raise ConfigError(f"unknown activation_fn {name!r}; choose one of {', '.join(sorted(_ACTIVATIONS))}.")
     return _ACTIVATIONS[key]
 
 
@@ -120,22 +120,22 @@ def _check_value(algo: str, key: str, value: Any) -> None:
     if key in _INT_HP:
         lo = _INT_HP[key]
         if not (isinstance(value, int) and not isinstance(value, bool)) or value < lo:
-            raise ValueError(f"hyperparameter {key} must be an integer >= {lo}, got {value!r}.")
+            raise ConfigError(f"hyperparameter {key} must be an integer >= {lo}, got {value!r}.")
     elif key in _FLOAT_HP:
         lo, hi = _FLOAT_HP[key]
         if not _is_number(value) or not lo <= value <= hi:
-            raise ValueError(f"hyperparameter {key} must be a number in [{lo}, {hi}], got {value!r}.")
+            raise ConfigError(f"hyperparameter {key} must be a number in [{lo}, {hi}], got {value!r}.")
     elif key in _SCHEDULE_HP:
         ok = _is_number(value) and value > 0 or (key == "clip_range_vf" and value is None)
         if isinstance(value, str) and value.startswith("lin_"):
             with contextlib.suppress(ValueError):
                 ok = isinstance(parse_schedule(value), LinearDecay)  # ValueError when malformed
         if not ok:
-            raise ValueError(f"hyperparameter {key} must be a positive number, 'lin_<number>' or "
+            raise ConfigError(f"hyperparameter {key} must be a positive number, 'lin_<number>' or "
                              f"'lin_<number>@<fraction in [0, 1)>', got {value!r}.")
     elif key in _BOOL_HP:
         if not isinstance(value, bool):
-            raise ValueError(f"hyperparameter {key} must be true or false, got {value!r}.")
+            raise ConfigError(f"hyperparameter {key} must be true or false, got {value!r}.")
     elif key == "ent_coef":
         if algo == "ppo":
             ok = _is_number(value) and value >= 0
@@ -143,19 +143,19 @@ def _check_value(algo: str, key: str, value: Any) -> None:
             ok = _is_number(value) and value >= 0 or isinstance(value, str) and value.startswith("auto")
         if not ok:
             what = "a number >= 0" if algo == "ppo" else "a number >= 0, 'auto' or 'auto_<number>'"
-            raise ValueError(f"hyperparameter ent_coef must be {what}, got {value!r}.")
+            raise ConfigError(f"hyperparameter ent_coef must be {what}, got {value!r}.")
     elif key == "train_freq":
         ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
         if isinstance(value, (list, tuple)) and len(value) == 2:
             ok = isinstance(value[0], int) and value[0] >= 1 and value[1] in ("step", "episode")
         if not ok:
-            raise ValueError(f"hyperparameter train_freq must be an integer >= 1 or [n, step|episode], got {value!r}.")
+            raise ConfigError(f"hyperparameter train_freq must be an integer >= 1 or [n, step|episode], got {value!r}.")
     elif key == "noise_type":
         if value not in (None, "normal", "ornstein-uhlenbeck"):
-            raise ValueError(f"hyperparameter noise_type must be normal or ornstein-uhlenbeck, got {value!r}.")
+            raise ConfigError(f"hyperparameter noise_type must be normal or ornstein-uhlenbeck, got {value!r}.")
     elif key == "policy":
         if value not in ("MlpPolicy", "MultiInputPolicy", "CnnPolicy"):
-            raise ValueError(f"hyperparameter policy must be MlpPolicy, MultiInputPolicy or CnnPolicy, got {value!r}.")
+            raise ConfigError(f"hyperparameter policy must be MlpPolicy, MultiInputPolicy or CnnPolicy, got {value!r}.")
 
 
 def valid_hyperparams(algo: str) -> list[str]:
@@ -193,10 +193,10 @@ def load_hyperparams(algo: str, env_id: str, overrides: dict | None = None) -> d
     valid = valid_hyperparams(algo)
     for key, value in merged.items():
         if key not in valid:
-            raise ValueError(f"unknown hyperparameter {key!r} for {algo}; valid names: {', '.join(valid)}.")
+            raise ConfigError(f"unknown hyperparameter {key!r} for {algo}; valid names: {', '.join(valid)}.")
         _check_value(algo, key, value)
     if merged.get("policy_kwargs") is not None and not isinstance(merged["policy_kwargs"], dict):
-        raise ValueError(f"policy_kwargs must be a mapping such as {{net_arch: [64, 64]}}, got "
+        raise ConfigError(f"policy_kwargs must be a mapping such as {{net_arch: [64, 64]}}, got "
                          f"{merged['policy_kwargs']!r}.")
     return _plain(merged)
 
@@ -238,6 +238,6 @@ def parse_schedule(value):
         start, _, hold = value[4:].partition("@")
         start, hold = float(start), float(hold) if hold else 0.0
         if not (start > 0 and math.isfinite(start) and 0.0 <= hold < 1.0):
-            raise ValueError(f"bad schedule {value!r}: 'lin_<start>[@<hold>]' needs start > 0 and 0 <= hold < 1.")
+            raise ConfigError(f"bad schedule {value!r}: 'lin_<start>[@<hold>]' needs start > 0 and 0 <= hold < 1.")
         return LinearDecay(start, hold)
     return value

@@ -18,6 +18,7 @@ from controllers.rl.runs import (
     env_id_of,
     read_config,
 )
+from robot_env.io.errors import ConfigError, MissingPathError
 
 
 # -- loading runs ----------------------------------------------------------------------------------
@@ -51,24 +52,24 @@ class LoadedRun:
 def model_file(run_dir: Path, best: bool, steps: int | None) -> tuple[Path, Path]:
     """(model zip, its VecNormalize file) for the final, best or a given checkpoint's model."""
     if best and steps is not None:
-        raise ValueError("choose either the best model or a checkpoint, not both.")
+        raise ConfigError("choose either the best model or a checkpoint, not both.")
     if best:
         path = run_dir / "best_model.zip"
         if not path.is_file():
-            raise FileNotFoundError(f"{run_dir} has no best model (its periodic evaluation was off or never ran).")
+            raise MissingPathError(f"{run_dir} has no best model (its periodic evaluation was off or never ran).")
         return path, run_dir / "best_vecnormalize.npz"
     if steps is not None:
         paths = _ckpt_paths(run_dir, int(steps))
         if not paths["model"].is_file():
             have = checkpoint_steps(run_dir)
-            raise FileNotFoundError(f"{run_dir} has no checkpoint at {steps} steps; checkpoints: "
+            raise MissingPathError(f"{run_dir} has no checkpoint at {steps} steps; checkpoints: "
                                     f"{', '.join(map(str, have)) or 'none'}.")
         return paths["model"], paths["vecnormalize"]
     if (run_dir / "model.zip").is_file():
         return run_dir / "model.zip", run_dir / "vecnormalize.npz"
     have = checkpoint_steps(run_dir)
     if not have:  # a run killed before its first checkpoint
-        raise FileNotFoundError(f"{run_dir} has neither model.zip nor a checkpoint.")
+        raise MissingPathError(f"{run_dir} has neither model.zip nor a checkpoint.")
     return model_file(run_dir, False, have[-1])
 
 
@@ -77,7 +78,7 @@ def load_run(run_dir: str | Path, best: bool = False, checkpoint_steps: int | No
     """Rebuild the model of ``run_dir`` (final, ``best`` or the checkpoint at ``checkpoint_steps``), safely."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise FileNotFoundError(f"run folder {run_dir} does not exist.")
+        raise MissingPathError(f"run folder {run_dir} does not exist.")
     config = read_config(run_dir)
     config["algo"], config["env_id"] = algo_of(config["algo"]), env_id_of(config["env_id"])
     model_path, vn_path = model_file(run_dir, best, checkpoint_steps)
@@ -92,7 +93,7 @@ def load_run(run_dir: str | Path, best: bool = False, checkpoint_steps: int | No
     normalizer = None
     if config.get("normalize"):
         if not vn_path.is_file():
-            raise FileNotFoundError(f"{model_path} was trained with VecNormalize, but {vn_path.name} is missing.")
+            raise MissingPathError(f"{model_path} was trained with VecNormalize, but {vn_path.name} is missing.")
         normalizer = ObsNormalizer.from_file(vn_path)
     return LoadedRun(run_dir=run_dir, config=config, model=model, model_path=model_path, normalizer=normalizer,
                      steps_per_episode=int(config.get("steps_per_episode") or info.steps_per_episode))

@@ -18,6 +18,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from controllers.rl.normalize import EnvInfo
 from controllers.rl.policies import _model_kwargs
 from controllers.rl.runs import ALGOS, _one_line
+from robot_env.io.errors import ConfigError, DataError, MissingPathError
 
 
 # -- building, saving and loading models -----------------------------------------------------------
@@ -35,7 +36,7 @@ def _build_model(config: dict, env: VecEnv, info: EnvInfo, seed: int, device: st
         model = ALGOS[algo](policy, env, seed=seed, device=device, verbose=verbose, tensorboard_log=tensorboard_log,
                             **kwargs)
     except (TypeError, ValueError, AssertionError, KeyError, AttributeError) as exc:
-        raise ValueError(f"bad hyperparameters for {algo} on {config['env_id']}: {_one_line(exc)}.") from exc
+        raise ConfigError(f"bad hyperparameters for {algo} on {config['env_id']}: {_one_line(exc)}.") from exc
     init_std = config["hyperparams"].get("actor_init_std")
     if init_std is not None:
         _start_actor_at_zero(model, float(init_std))
@@ -49,7 +50,7 @@ def _start_actor_at_zero(model: BaseAlgorithm, std: float) -> None:
     exploration around it (zero-initialized residual policies: Silver et al., 2018)."""
     actor = model.policy.actor
     if getattr(actor, "use_sde", False):
-        raise ValueError("actor_init_std does not apply with use_sde: true.")
+        raise ConfigError("actor_init_std does not apply with use_sde: true.")
     with th.no_grad():
         for layer in (actor.mu, actor.log_std):
             layer.weight.zero_()
@@ -60,16 +61,16 @@ def _start_actor_at_zero(model: BaseAlgorithm, std: float) -> None:
 def _read_model_file(path: Path, device: str) -> tuple[dict, dict, dict | None]:
     """(the zip's JSON data as parsed text, tensors, extra torch variables): nothing is unpickled."""
     if not path.is_file():
-        raise FileNotFoundError(f"model file {path} does not exist.")
+        raise MissingPathError(f"model file {path} does not exist.")
     try:
         with zipfile.ZipFile(path) as archive:
             data = json.loads(archive.read("data").decode())
             params, variables = _read_tensors(archive, device)
     except Exception as exc:  # BadZipFile, CRC errors, truncated tensors, missing members: all mean "damaged"
-        raise ValueError(f"model file {path} is truncated or corrupt ({type(exc).__name__}); "
+        raise DataError(f"model file {path} is truncated or corrupt ({type(exc).__name__}); "
                          f"load another checkpoint or retrain.") from exc
     if not isinstance(data, dict) or not params:
-        raise ValueError(f"model file {path} holds no SB3 model.")
+        raise DataError(f"model file {path} holds no SB3 model.")
     return data, params, variables
 
 
@@ -95,7 +96,7 @@ def _check_fits(path: Path, data: dict, algo: str, env_id: str, env_kwargs: dict
     module = str((data.get("policy_class") or {}).get("__module__", ""))
     found = next((a for a in ALGOS if f".{a}." in module), None)  # PPO's policies live in sb3's common module
     if found is not None and found != algo:
-        raise ValueError(f"model file {path} holds a {found} model, but the run is {algo}.")
+        raise DataError(f"model file {path} holds a {found} model, but the run is {algo}.")
     space = data.get("observation_space") or {}
     is_dict = "Dict" in str(space.get(":type:", ""))
     shape = space.get("_shape")
@@ -103,11 +104,11 @@ def _check_fits(path: Path, data: dict, algo: str, env_id: str, env_kwargs: dict
                                                   and tuple(shape) != info.obs_shape)):
         was = "dict" if is_dict else tuple(shape or ())
         now = "dict" if info.obs_is_dict else info.obs_shape
-        raise ValueError(f"model file {path} was trained on observations {was}, but {env_id} with "
+        raise DataError(f"model file {path} was trained on observations {was}, but {env_id} with "
                          f"{env_kwargs or {}} gives {now}.")
     act = (data.get("action_space") or {}).get("_shape")
     if act is not None and int(np.prod(act)) != info.n_actions:
-        raise ValueError(f"model file {path} was trained on {int(np.prod(act))} actions, but {env_id} with "
+        raise DataError(f"model file {path} was trained on {int(np.prod(act))} actions, but {env_id} with "
                          f"{env_kwargs or {}} takes {info.n_actions}.")
 
 
@@ -121,7 +122,7 @@ def _restore_model(model: BaseAlgorithm, path: Path, config: dict, info: EnvInfo
             if value is not None:
                 recursive_setattr(model, f"{name}.data", value.data)
     except (RuntimeError, ValueError, AttributeError, KeyError) as exc:
-        raise ValueError(f"model file {path} does not fit the {config['algo']} network of its run's config "
+        raise DataError(f"model file {path} does not fit the {config['algo']} network of its run's config "
                          f"(other layers or sizes: was it copied from another run?).") from exc
     for key in ("num_timesteps", "_n_updates", "_episode_num"):
         value = data.get(key)

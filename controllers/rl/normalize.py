@@ -14,6 +14,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from controllers import envs
 from controllers.rl.runs import _one_line, env_id_of
+from robot_env.io.errors import ConfigError, DataError
 
 
 # -- envs and normalization ------------------------------------------------------------------------
@@ -39,7 +40,7 @@ def probe_env(env_id: str, env_kwargs: dict | None = None) -> EnvInfo:
     try:
         env = envs.make(env_id, **(env_kwargs or {}))
     except TypeError as exc:
-        raise ValueError(f"bad env kwargs for {env_id}: {_one_line(exc)}.") from exc
+        raise ConfigError(f"bad env kwargs for {env_id}: {_one_line(exc)}.") from exc
     try:
         u, space = env.unwrapped, env.observation_space
         if isinstance(space, gym.spaces.Dict):
@@ -97,7 +98,7 @@ def load_vecnormalize_stats(path: str | Path) -> dict:
     except FileNotFoundError:
         raise
     except Exception as exc:  # any failure to read it means the file is damaged
-        raise ValueError(f"VecNormalize file {path} is truncated or corrupt ({type(exc).__name__}).") from exc
+        raise DataError(f"VecNormalize file {path} is truncated or corrupt ({type(exc).__name__}).") from exc
     return {"meta": meta, "obs": obs, "ret": ret}
 
 
@@ -105,7 +106,7 @@ def _restore_vecnormalize(vec_normalize: VecNormalize, stats: dict) -> None:
     for key, (mean, var, count) in stats["obs"].items():
         rms = vec_normalize.obs_rms[key] if key else vec_normalize.obs_rms
         if np.shape(rms.mean) != np.shape(mean):
-            raise ValueError(f"VecNormalize statistics of shape {np.shape(mean)} do not fit observations of shape "
+            raise DataError(f"VecNormalize statistics of shape {np.shape(mean)} do not fit observations of shape "
                              f"{np.shape(rms.mean)}.")
         rms.mean, rms.var, rms.count = mean, var, count
     vec_normalize.ret_rms.mean, vec_normalize.ret_rms.var, vec_normalize.ret_rms.count = stats["ret"]

@@ -23,7 +23,7 @@ from controllers.rl.hyperparams import (
 )
 from controllers.rl.normalize import EnvInfo
 from controllers.rl.runs import ALGOS, OFF_POLICY
-from robot_env.io.errors import ParamError
+from robot_env.io.errors import ConfigError, ParamError
 
 
 class LeadingFeatures(BaseFeaturesExtractor):
@@ -53,7 +53,7 @@ def asymmetric_policy(algo: str) -> type:
     class AsymmetricPolicy(base):
         def __init__(self, *args, actor_obs_dim: int, **kwargs) -> None:
             if kwargs.get("share_features_extractor"):
-                raise ValueError("an asymmetric actor-critic cannot share its features extractor.")
+                raise ConfigError("an asymmetric actor-critic cannot share its features extractor.")
             self.actor_obs_dim = int(actor_obs_dim)
             super().__init__(*args, **kwargs)
 
@@ -81,7 +81,7 @@ def _model_kwargs(algo: str, hyperparams: dict, info: EnvInfo) -> tuple[str | ty
     policy = hp.pop("policy", None) or default
     if info.actor_obs_dim is not None:
         if policy != "MlpPolicy":
-            raise ValueError(f"privileged observations train with MlpPolicy, not {policy}.")
+            raise ConfigError(f"privileged observations train with MlpPolicy, not {policy}.")
         policy = asymmetric_policy(algo)
         hp["policy_kwargs"] = {**(hp.get("policy_kwargs") or {}), "actor_obs_dim": info.actor_obs_dim}
     for key in _SCHEDULE_HP:
@@ -98,7 +98,7 @@ def _model_kwargs(algo: str, hyperparams: dict, info: EnvInfo) -> tuple[str | ty
     per_action = hp.pop("target_entropy_per_action", None)
     if per_action is not None:
         if hp.get("target_entropy", "auto") != "auto":
-            raise ValueError("give target_entropy or target_entropy_per_action, not both.")
+            raise ConfigError("give target_entropy or target_entropy_per_action, not both.")
         hp["target_entropy"] = -float(per_action) * info.n_actions
     noise_type, noise_std = hp.pop("noise_type", None), float(hp.pop("noise_std", 0.1))
     zeros, ones = np.zeros(info.n_actions), np.ones(info.n_actions)

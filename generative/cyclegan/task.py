@@ -11,7 +11,7 @@ from torch import nn
 from generative.cyclegan.model import CyclePair, ImagePool, _check_size, augment, default_n_down, linear_decay
 from generative.networks import PatchDiscriminator, choose_n_layers
 from generative.training import TrainTask, derive_seed, to_device
-from robot_env.io.errors import ParamError
+from robot_env.io.errors import ConfigError, ParamError
 
 __all__ = ["CycleGANTask"]
 
@@ -72,7 +72,7 @@ class CycleGANTask(TrainTask):
         self.base, self.n_blocks, self.d_base = int(base), int(n_blocks), int(d_base)
         self.n_down = default_n_down(self.size) if n_down is None else int(n_down)
         if self.size % (2**self.n_down):
-            raise ValueError(f"size {self.size} is not a multiple of 2 ** n_down = {2**self.n_down}")
+            raise ConfigError(f"size {self.size} is not a multiple of 2 ** n_down = {2**self.n_down}")
         self.n_layers = int(n_layers) if n_layers else choose_n_layers(self.size)
         self.lr, self.beta1 = float(lr), float(beta1)
         self.cycle_weight, self.identity_weight = float(cycle_weight), float(identity_weight)

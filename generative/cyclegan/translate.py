@@ -22,7 +22,7 @@ from generative.runs import pick_device
 from generative.training import CHECKPOINT, load_checkpoint
 from robot_env.io.atomic import atomic_path, atomic_write_bytes
 from robot_env.io.dataset_format import MANIFEST, write_manifest
-from robot_env.io.errors import ParamError
+from robot_env.io.errors import ConfigError, ParamError, PathError
 from robot_env.io.hashing import sha256_bytes, sha256_file
 from robot_env.io.video import VideoWriter, video_format
 
@@ -55,17 +55,17 @@ def load_generators(run_dir: str | Path, device: str | torch.device = "cpu") -> 
     run = Path(run_dir)
     path = run / CHECKPOINT
     if not path.is_file():
-        raise ValueError(f"{str(run)!r} is not a CycleGAN run: no {CHECKPOINT} in it")
+        raise DataError(f"{str(run)!r} is not a CycleGAN run: no {CHECKPOINT} in it")
     ckpt = load_checkpoint(path, map_location="cpu")
     cfg = ckpt.get("task_config") or {}
     if cfg.get("model") != "cyclegan":
-        raise ValueError(f"{str(run)!r} holds a {cfg.get('model', 'non-CycleGAN')} checkpoint, not a CycleGAN run")
+        raise DataError(f"{str(run)!r} holds a {cfg.get('model', 'non-CycleGAN')} checkpoint, not a CycleGAN run")
     pair = CyclePair(int(cfg["base"]), int(cfg["n_blocks"]), int(cfg.get("n_down", 2)))
     state = ckpt["ema"].get("gens") or ckpt["modules"]["gens"]
     try:
         pair.load_state_dict(state)
     except RuntimeError as exc:
-        raise ValueError(f"checkpoint {path} does not fit its own config ({str(exc).splitlines()[0]})") from None
+        raise DataError(f"checkpoint {path} does not fit its own config ({str(exc).splitlines()[0]})") from None
     pair.to(pick_device(device)).eval().requires_grad_(False)
     return Generators(pair.g, pair.f, int(cfg["size"]), int(ckpt["step"]), str(run), cfg)
 
@@ -194,9 +194,9 @@ def translate_dataset(
     if not src.is_dir():
         raise DataError(f"the input folder {str(src)!r} does not exist")
     if dst.exists() and dst.resolve() == src.resolve():
-        raise ValueError("the output folder must differ from the input folder")
+        raise ConfigError("the output folder must differ from the input folder")
     if dst.exists() and not dst.is_dir():
-        raise ValueError(f"the output {str(dst)!r} exists and is not a folder")
+        raise PathError(f"the output {str(dst)!r} exists and is not a folder")
     if (dst / MANIFEST).is_file():
         try:
             old_style = json.loads((dst / MANIFEST).read_text()).get("style")

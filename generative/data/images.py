@@ -11,13 +11,17 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from robot_env.io.errors import ConfigError
+from robot_env.io.errors import DataError as _DataError
+
 __all__ = ["IMAGE_EXTENSIONS", "DataError", "ImageFolderDataset"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
-class DataError(ValueError):
-    """The data on disk cannot be used: a missing or empty folder, a corrupt image, a bad label."""
+class DataError(_DataError):
+    """The data on disk cannot be used: a missing or empty folder, a corrupt image, a bad label (an `ArmlabError`:
+    ``armlab`` prints its sentence, exit code 2; still a ``ValueError``)."""
 
 
 # ----------------------------------------------------------------------------- image helpers
@@ -67,7 +71,7 @@ def _check_size(size: int | None) -> int | None:
     if size is None:
         return None
     if int(size) != size or size < 1:
-        raise ValueError(f"size must be a positive integer or None, not {size!r}")
+        raise ConfigError(f"size must be a positive integer or None, not {size!r}")
     return int(size)
 
 

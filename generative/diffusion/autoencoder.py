@@ -17,7 +17,7 @@ from generative.diffusion.schedulers import _warmup
 from generative.networks import target_bump
 from generative.runs import pick_device, write_summary
 from generative.training import CHECKPOINT, TrainConfig, Trainer, TrainTask, load_checkpoint
-from robot_env.io.errors import ParamError
+from robot_env.io.errors import ConfigError, DataError, ParamError
 
 __all__ = ["AutoencoderConfig", "AutoencoderTask", "encode_images", "load_vae", "reconstruct", "reconstruction_psnr",
            "train_autoencoder"]
@@ -48,7 +48,7 @@ class AutoencoderConfig:
             raise ParamError("size", f"{{name}} {self.size} is not a multiple of the autoencoder's downsampling "
                                      f"factor {f}")
         if self.kl_weight < 0 or self.lr <= 0 or self.target_weight < 0:
-            raise ValueError("kl_weight and target_weight must be >= 0 and lr > 0")
+            raise ConfigError("kl_weight and target_weight must be >= 0 and lr > 0")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -160,18 +160,18 @@ def load_vae(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[n
     constructor arguments; a ValueError in one sentence if there is none."""
     run = Path(run_dir)
     if not (run / CHECKPOINT).is_file():
-        raise ValueError(f"autoencoder run {str(run)!r} holds no checkpoint ({CHECKPOINT})")
+        raise DataError(f"autoencoder run {str(run)!r} holds no checkpoint ({CHECKPOINT})")
     ckpt = load_checkpoint(run / CHECKPOINT, map_location=device)
     tc = ckpt.get("task_config") or {}
     vcfg = tc.get("vae_config")
     if not vcfg or "vae" not in ckpt.get("modules", {}):
-        raise ValueError(f"run {str(run)!r} holds no autoencoder (only autoencoder runs and latent diffusion runs "
+        raise DataError(f"run {str(run)!r} holds no autoencoder (only autoencoder runs and latent diffusion runs "
                          "have one)")
     vae = build_vae(vcfg)
     try:
         vae.load_state_dict(ckpt["modules"]["vae"])
     except RuntimeError as exc:
-        raise ValueError(f"the autoencoder in {str(run)!r} does not fit its settings ({str(exc).splitlines()[0]})"
+        raise DataError(f"the autoencoder in {str(run)!r} does not fit its settings ({str(exc).splitlines()[0]})"
                          ) from exc
     vae = vae.to(pick_device(device)).eval().requires_grad_(False)
     vae.armlab_run_config = tc
@@ -202,11 +202,11 @@ def train_autoencoder(
     if (out / CHECKPOINT).is_file():
         saved = load_checkpoint(out / CHECKPOINT).get("task_config") or {}
         if saved.get("kind") != "autoencoder":
-            raise ValueError(f"{out} holds a checkpoint that is not an autoencoder run; use another output folder")
+            raise ConfigError(f"{out} holds a checkpoint that is not an autoencoder run; use another output folder")
         old = AutoencoderConfig.from_dict(saved)
         for k in ("size", "model", "latent_channels", "kl_weight", "lr", "target_weight", "vae_config"):
             if getattr(old, k) != getattr(cfg, k):
-                raise ValueError(f"autoencoder run {out} was trained with {k}={getattr(old, k)!r}, not "
+                raise ConfigError(f"autoencoder run {out} was trained with {k}={getattr(old, k)!r}, not "
                                  f"{getattr(cfg, k)!r}; use another output folder")
     images = data["image"]
     g = torch.Generator().manual_seed(seed)

@@ -13,7 +13,7 @@ import torch
 
 from generative import conditions
 from robot_env.io.dataset_format import CLASSES
-from robot_env.io.errors import ParamError
+from robot_env.io.errors import ConfigError, ParamError
 
 __all__ = ["CONDITIONS", "MIN_JOINT_HALF_RANGE", "MODEL_SIZES", "SAMPLERS", "VAE_SIZES", "DiffusionConfig",
            "check_sampler", "parse_cond", "vae_arguments", "vae_factor"]
@@ -127,9 +127,9 @@ class DiffusionConfig:
         if not 0.0 <= self.guidance_dropout < 1.0:
             raise ParamError("guidance_dropout", f"{{name}} must be in [0, 1), got {self.guidance_dropout}")
         if self.lr <= 0 or self.train_timesteps < 2 or self.snr_gamma < 0 or self.target_weight < 0:
-            raise ValueError("lr must be > 0, train_timesteps >= 2, snr_gamma >= 0 and target_weight >= 0")
+            raise ConfigError("lr must be > 0, train_timesteps >= 2, snr_gamma >= 0 and target_weight >= 0")
         if "class" in self.cond and len(self.classes) < 2:
-            raise ValueError(f"a class-conditional model needs at least 2 classes, got {list(self.classes)}")
+            raise ConfigError(f"a class-conditional model needs at least 2 classes, got {list(self.classes)}")
         check_sampler(self.grid_sampler, self.grid_steps, self.grid_guidance)
         levels = len(MODEL_SIZES[self.model]["channels"])
         res = self.resolution
@@ -145,24 +145,24 @@ class DiffusionConfig:
             self.n_joints, self.joint_low, self.joint_high, self.joint_limits = 0, None, None, None
             return
         if int(self.n_joints) != self.n_joints or int(self.n_joints) < 1:
-            raise ValueError(f"a model conditioned on joints needs n_joints >= 1 (the labels' joint_positions), got "
+            raise ConfigError(f"a model conditioned on joints needs n_joints >= 1 (the labels' joint_positions), got "
                              f"{self.n_joints!r}")
         self.n_joints = int(self.n_joints)
         if (self.joint_low is None) != (self.joint_high is None):
-            raise ValueError("joint_low and joint_high go together: give both or neither")
+            raise ConfigError("joint_low and joint_high go together: give both or neither")
         if self.joint_low is not None:
             self.joint_low = tuple(float(v) for v in self.joint_low)
             self.joint_high = tuple(float(v) for v in self.joint_high)
             lo, hi = np.asarray(self.joint_low), np.asarray(self.joint_high)
             if len(lo) != self.n_joints or len(hi) != self.n_joints:
-                raise ValueError(f"joint_low and joint_high need {self.n_joints} values each, got {len(lo)} and "
+                raise ConfigError(f"joint_low and joint_high need {self.n_joints} values each, got {len(lo)} and "
                                  f"{len(hi)}")
             if not (np.isfinite(lo).all() and np.isfinite(hi).all() and (lo <= hi).all()):
-                raise ValueError("joint_low and joint_high must be finite with joint_low <= joint_high")
+                raise ConfigError("joint_low and joint_high must be finite with joint_low <= joint_high")
         if self.joint_limits is not None:
             lim = [[float(a), float(b)] for a, b in self.joint_limits]
             if len(lim) != self.n_joints or not all(a <= b for a, b in lim):
-                raise ValueError(f"joint_limits must be {self.n_joints} pairs [lower, upper], got {self.joint_limits}")
+                raise ConfigError(f"joint_limits must be {self.n_joints} pairs [lower, upper], got {self.joint_limits}")
             self.joint_limits = lim
 
     def joint_range(self) -> tuple[torch.Tensor, torch.Tensor]:

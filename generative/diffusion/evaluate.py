@@ -12,7 +12,7 @@ from generative.data.labelled import real_sample
 from generative.diffusion.config import DiffusionConfig, check_sampler
 from generative.diffusion.pipeline import Pipeline, load_pipeline, to_uint8
 from generative.runs import pick_device, read_summary
-from robot_env.io.errors import ParamError
+from robot_env.io.errors import DataError, ParamError
 
 __all__ = ["evaluate_diffusion"]
 
@@ -29,7 +29,7 @@ def _fill_labels(cfg: DiffusionConfig, real: dict[str, torch.Tensor], gen: torch
         mid = ((low + high) / 2).float()
         q = real.get("joints")
         if q is not None and q.shape[1] != cfg.n_joints:
-            raise ValueError(f"the dataset's labels have {q.shape[1]} joint positions, the model takes {cfg.n_joints}")
+            raise DataError(f"the dataset's labels have {q.shape[1]} joint positions, the model takes {cfg.n_joints}")
         q = mid.expand(len(real["image"]), cfg.n_joints).clone() if q is None else q.clone().float()
         bad = ~torch.isfinite(q).all(1)
         q[bad] = mid

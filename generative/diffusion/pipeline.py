@@ -17,7 +17,7 @@ from generative.diffusion.models import ConditionedUNet, build_vae
 from generative.diffusion.schedulers import make_sampler, sampler_step_kwargs, train_scheduler
 from generative.runs import load_run, pick_device
 from generative.training import CHECKPOINT
-from robot_env.io.errors import ParamError
+from robot_env.io.errors import ConfigError, DataError, ParamError
 
 __all__ = ["Pipeline", "draw_all_conditions", "draw_conditions", "load_pipeline", "run_config", "sample",
            "to_uint8"]
@@ -68,11 +68,11 @@ class Pipeline:
         finished). ``self.last_seconds`` is the wall time."""
         name = check_sampler(sampler, steps, guidance)
         if self.cfg.n_classes and class_ids is None:
-            raise ValueError("this model is conditioned on the class: give class ids")
+            raise ConfigError("this model is conditioned on the class: give class ids")
         if "target" in self.cfg.cond and targets is None:
-            raise ValueError("this model is conditioned on the target position: give targets")
+            raise ConfigError("this model is conditioned on the target position: give targets")
         if self.cfg.n_joints and joints is None:
-            raise ValueError("this model is conditioned on the joint positions: give joints")
+            raise ConfigError("this model is conditioned on the joint positions: give joints")
         gen = generator if generator is not None else torch.Generator().manual_seed(0)
         dev = self.device
         t0 = time.perf_counter()
@@ -148,7 +148,7 @@ def load_pipeline(run_dir: str | Path, device: str | torch.device = "cpu", ema: 
             vae.load_state_dict(ckpt["modules"]["vae"])
             vae = vae.to(dev).eval().requires_grad_(False)
     except RuntimeError as exc:
-        raise ValueError(f"checkpoint {path} does not fit its diffusion settings ({str(exc).splitlines()[0]})"
+        raise DataError(f"checkpoint {path} does not fit its diffusion settings ({str(exc).splitlines()[0]})"
                          ) from exc
     unet = unet.to(dev).eval().requires_grad_(False)
     sched = train_scheduler(cfg.train_timesteps, cfg.beta_schedule, clip_sample=not cfg.latent)
@@ -183,13 +183,13 @@ def draw_all_conditions(cfg: DiffusionConfig, extra: dict[str, Any], n: int, con
     cond = dict(cond or {})
     unknown = [k for k in cond if k not in ("class_id", "target", "joints")]
     if unknown:
-        raise ValueError(f"unknown condition key {unknown[0]!r}: use class_id, target and joints")
+        raise ConfigError(f"unknown condition key {unknown[0]!r}: use class_id, target and joints")
     if cond.get("class_id") is not None and not cfg.n_classes:
-        raise ValueError("this model is not conditioned on the class: leave the class out")
+        raise ConfigError("this model is not conditioned on the class: leave the class out")
     if cond.get("target") is not None and "target" not in cfg.cond:
-        raise ValueError("this model is not conditioned on the target position: leave the target out")
+        raise ConfigError("this model is not conditioned on the target position: leave the target out")
     if cond.get("joints") is not None and not cfg.n_joints:
-        raise ValueError("this model is not conditioned on the joint positions: leave the joints out")
+        raise ConfigError("this model is not conditioned on the joint positions: leave the joints out")
     y = as_class_ids(cond["class_id"], cfg.classes, n) if cond.get("class_id") is not None else None
     # float64: labels keep 0.3 as 0.3
     c = as_targets(cond["target"], n, np.float64) if cond.get("target") is not None else None

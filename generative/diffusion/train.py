@@ -19,6 +19,7 @@ from generative.diffusion.models import build_vae
 from generative.diffusion.task import DiffusionTask
 from generative.runs import check_resume, pick_device, read_summary, write_summary
 from generative.training import CHECKPOINT, TrainConfig, Trainer, load_checkpoint
+from robot_env.io.errors import ConfigError
 
 __all__ = ["TRAIN_DEFAULTS", "train_diffusion"]
 
@@ -51,7 +52,7 @@ def _check_resume(out: Path, cfg: DiffusionConfig) -> dict[str, Any] | None:
         if "guidance_dropout" not in saved:
             raise TypeError("no diffusion settings")
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{out} holds a checkpoint that is not a diffusion run; use another output folder") from exc
+        raise ConfigError(f"{out} holds a checkpoint that is not a diffusion run; use another output folder") from exc
     check_resume(out, cfg.model_dict(), old.model_dict(), cfg.data, old.data)
     return ckpt
 
@@ -107,7 +108,7 @@ def train_diffusion(
             ckpt = load_checkpoint(out / CHECKPOINT)
             tc = ckpt.get("task_config") or {}
             if not tc.get("latent") or "vae" not in ckpt.get("modules", {}):
-                raise ValueError(f"run {out} is not a latent diffusion run; use another output folder")
+                raise ConfigError(f"run {out} is not a latent diffusion run; use another output folder")
             vae_cfg, scaling, vae_source = tc["vae_config"], float(tc["scaling_factor"]), tc.get("vae_source")
             vae_net = build_vae(vae_cfg)
             vae_net.load_state_dict(ckpt["modules"]["vae"])
@@ -127,7 +128,7 @@ def train_diffusion(
             vae_net, vae_cfg = load_vae(vae_dir)
             vae_source = str(vae_dir)
         if vae_cfg.get("sample_size") != size or size % vae_factor(vae_cfg):
-            raise ValueError(f"the autoencoder was trained on {vae_cfg.get('sample_size')} px images, not {size} px")
+            raise ConfigError(f"the autoencoder was trained on {vae_cfg.get('sample_size')} px images, not {size} px")
         vae_net = vae_net.to(pick_device(device)).eval().requires_grad_(False)
         latents = encode_images(vae_net, data["image"])
         if scaling is None:

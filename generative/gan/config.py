@@ -10,7 +10,7 @@ from typing import Any
 
 from generative import conditions
 from robot_env.io.dataset_format import CLASSES
-from robot_env.io.errors import ParamError
+from robot_env.io.errors import ConfigError, ParamError
 
 __all__ = ["AUGMENTATIONS", "CONDITIONS", "DEFAULT_AUX_CLASS", "LOSSES", "GANConfig", "check_size", "parse_augment",
            "parse_cond"]
@@ -90,16 +90,16 @@ class GANConfig:
         if self.loss not in LOSSES:
             raise ParamError("loss", f"{{name}} must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         if min(self.z_dim, self.g_base, self.d_base, self.embed_dim) < 1 or self.target_bins < 0:
-            raise ValueError("z_dim, g_base, d_base and embed_dim must be >= 1 and target_bins >= 0")
+            raise ConfigError("z_dim, g_base, d_base and embed_dim must be >= 1 and target_bins >= 0")
         if "class" in self.cond and len(self.classes) < 2:
-            raise ValueError(f"a class-conditional GAN needs at least 2 classes, got {list(self.classes)}")
+            raise ConfigError(f"a class-conditional GAN needs at least 2 classes, got {list(self.classes)}")
         if not (math.isfinite(self.aux_class) and self.aux_class >= 0):
             raise ParamError("aux_class", f"{{name}} must be a finite number >= 0, got {self.aux_class!r}")
         if self.aux_class > 0 and not {"class", "target"} <= set(self.cond):
             raise ParamError("aux_class", "the local class loss ({name} > 0) needs the class and target conditions "
                                           "(cond class,target)")
         if not 0 < self.aux_crop <= 1:
-            raise ValueError(f"aux_crop must be in (0, 1], got {self.aux_crop!r}")
+            raise ConfigError(f"aux_crop must be in (0, 1], got {self.aux_crop!r}")
 
     @property
     def n_classes(self) -> int:

@@ -14,7 +14,7 @@ from generative.gan.model import build_generator
 from generative.networks import DCGANGenerator
 from generative.runs import load_run, pick_device
 from generative.training import CHECKPOINT
-from robot_env.io.errors import ParamError
+from robot_env.io.errors import ConfigError, DataError, ParamError
 
 __all__ = ["load_generator", "run_config", "sample"]
 
@@ -42,7 +42,7 @@ def _generator_from(cfg: GANConfig, ckpt: dict[str, Any], path: Path, device: to
     try:
         G.load_state_dict(state)
     except RuntimeError as exc:
-        raise ValueError(f"checkpoint {path} does not fit its GAN settings ({str(exc).splitlines()[0]})") from exc
+        raise DataError(f"checkpoint {path} does not fit its GAN settings ({str(exc).splitlines()[0]})") from exc
     return G.to(device).eval().requires_grad_(False)
 
 
@@ -64,11 +64,11 @@ def _draw_conditions(cfg: GANConfig, ckpt: dict[str, Any], n: int, cond: dict[st
     cond = dict(cond or {})
     unknown = [k for k in cond if k not in ("class_id", "target")]
     if unknown:
-        raise ValueError(f"unknown condition key {unknown[0]!r}: use class_id and target")
+        raise ConfigError(f"unknown condition key {unknown[0]!r}: use class_id and target")
     if cond.get("class_id") is not None and not cfg.n_classes:
-        raise ValueError("this GAN is not conditioned on the class: leave the class out")
+        raise ConfigError("this GAN is not conditioned on the class: leave the class out")
     if cond.get("target") is not None and not cfg.cond_dim:
-        raise ValueError("this GAN is not conditioned on the target position: leave the target out")
+        raise ConfigError("this GAN is not conditioned on the target position: leave the target out")
     y = as_class_ids(cond["class_id"], cfg.classes, n) if cond.get("class_id") is not None else None
     c = as_targets(cond["target"], n) if cond.get("target") is not None else None
     extra = ckpt.get("extra") or {}

@@ -17,7 +17,7 @@ from generative.networks import count_params, flops_per_image
 from generative.runs import check_resume, pick_device, saved_task_config, write_summary
 from generative.training import TrainConfig, Trainer
 from robot_env.io.dataset_format import MANIFEST
-from robot_env.io.errors import ParamError
+from robot_env.io.errors import ConfigError, ParamError
 from robot_env.io.hashing import sha256_file
 
 __all__ = ["TRAIN_DEFAULTS", "train_gan"]
@@ -47,7 +47,7 @@ def _check_resume(out: Path, cfg: GANConfig, saved: dict[str, Any] | None) -> No
     try:
         old = GANConfig.from_dict(saved)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{out} holds a checkpoint that is not a GAN run; use another output folder") from exc
+        raise ConfigError(f"{out} holds a checkpoint that is not a GAN run; use another output folder") from exc
     check_resume(out, cfg.model_dict(), old.model_dict(), cfg.data, old.data)
 
 

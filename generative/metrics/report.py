@@ -11,6 +11,7 @@ from torch import nn
 
 from generative.metrics.images import _as_tensor_nchw, _to_unit
 from generative.metrics.probe import Probe, _probe_outputs, conditioning_error, evaluate_probe
+from robot_env.io.errors import ConfigError
 
 __all__ = ["ProbeFeatures", "diversity", "fid_kid", "generation_report", "mode_coverage"]
 
@@ -68,7 +69,7 @@ def fid_kid(
     real = _as_tensor_nchw(real_images)
     fake = _as_tensor_nchw(fake_images)
     if len(real) < 2 or len(fake) < 2:
-        raise ValueError(f"FID/KID need at least 2 real and 2 fake images, got {len(real)} and {len(fake)}")
+        raise ConfigError(f"FID/KID need at least 2 real and 2 fake images, got {len(real)} and {len(fake)}")
     subset = int(kid_subset_size or min(1000, len(real), len(fake)))
     subset = max(2, min(subset, len(real), len(fake)))
     feat = ProbeFeatures(probe).eval()

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from robot_env.io.atomic import atomic_write_bytes
+from robot_env.io.errors import DataError
 
 __all__ = ["CHECKPOINT", "load_checkpoint"]
 
@@ -54,11 +55,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
         name = exc.__class__.__name__
-        raise ValueError(f"checkpoint {path} is corrupt or not loadable with weights_only=True ({name})") from exc
+        raise DataError(f"checkpoint {path} is corrupt or not loadable with weights_only=True ({name})") from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != _FORMAT:
-        raise ValueError(f"checkpoint {path} is not an armlab training checkpoint")
+        raise DataError(f"checkpoint {path} is not an armlab training checkpoint")
     if ckpt.get("version") != _VERSION:
-        raise ValueError(f"checkpoint {path} has format version {ckpt.get('version')}, this code reads {_VERSION}")
+        raise DataError(f"checkpoint {path} has format version {ckpt.get('version')}, this code reads {_VERSION}")
     return ckpt
 
 

@@ -11,6 +11,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from robot_env.io.errors import ConfigError
+
 __all__ = ["COMPILE_MODES", "DATA_ON_DEVICE_LIMIT", "EMA", "TrainConfig"]
 
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs", "eager",
@@ -71,21 +73,21 @@ class TrainConfig:
         if isinstance(self.compile, bool):
             self.compile = "default" if self.compile else "off"
         if self.compile not in COMPILE_MODES:
-            raise ValueError(f"compile must be one of {', '.join(COMPILE_MODES)}, got {self.compile!r}")
+            raise ConfigError(f"compile must be one of {', '.join(COMPILE_MODES)}, got {self.compile!r}")
         if self.data_on_device not in ("auto", "on", "off"):
-            raise ValueError(f"data_on_device must be 'auto', 'on' or 'off', got {self.data_on_device!r}")
+            raise ConfigError(f"data_on_device must be 'auto', 'on' or 'off', got {self.data_on_device!r}")
         if self.time_limit_s is not None and not self.time_limit_s > 0:
-            raise ValueError(f"time_limit_s must be > 0 seconds, got {self.time_limit_s}")
+            raise ConfigError(f"time_limit_s must be > 0 seconds, got {self.time_limit_s}")
         if self.steps < 0 or self.batch_size < 1:
-            raise ValueError(f"steps must be >= 0 and batch_size >= 1, got {self.steps} and {self.batch_size}")
+            raise ConfigError(f"steps must be >= 0 and batch_size >= 1, got {self.steps} and {self.batch_size}")
         if min(self.log_every, self.sample_every, self.checkpoint_every) < 1:
-            raise ValueError("log_every, sample_every and checkpoint_every must be >= 1")
+            raise ConfigError("log_every, sample_every and checkpoint_every must be >= 1")
         if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+            raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.amp not in ("auto", "bf16", "off"):
-            raise ValueError(f"amp must be 'auto', 'bf16' or 'off', got {self.amp!r}")
+            raise ConfigError(f"amp must be 'auto', 'bf16' or 'off', got {self.amp!r}")
         if self.channels_last not in ("auto", "on", "off"):
-            raise ValueError(f"channels_last must be 'auto', 'on' or 'off', got {self.channels_last!r}")
+            raise ConfigError(f"channels_last must be 'auto', 'on' or 'off', got {self.channels_last!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain, JSON-serialisable values (``out`` as a string)."""

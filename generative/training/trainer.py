@@ -38,7 +38,8 @@ from generative.training.util import (
     to_device,
     to_model_range,
 )
-from robot_env.io.atomic import atomic_write_bytes
+from robot_env.io.atomic import atomic_write_bytes, make_dirs
+from robot_env.io.errors import ConfigError, DataError
 
 __all__ = ["Trainer"]
 
@@ -60,7 +61,7 @@ class Trainer:
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0")) if self.world_size > 1 else 0
         self.device = self._pick_device(cfg.device)
         if cfg.batch_size % self.world_size:
-            raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the {self.world_size} processes")
+            raise ConfigError(f"batch_size {cfg.batch_size} is not divisible by the {self.world_size} processes")
         self.local_batch = cfg.batch_size // self.world_size
         cuda = self.device.type == "cuda"
         self.amp = cfg.amp == "bf16" or (cfg.amp == "auto" and cuda)
@@ -210,7 +211,7 @@ class Trainer:
         saved = ckpt.get("config", {})
         for key in ("seed", "batch_size"):
             if saved.get(key) != getattr(self.cfg, key):
-                raise ValueError(f"checkpoint {path} was written with {key}={saved.get(key)!r}, not "
+                raise ConfigError(f"checkpoint {path} was written with {key}={saved.get(key)!r}, not "
                                  f"{getattr(self.cfg, key)!r}; use another output folder to train with new settings")
         try:
             for group, objs in (("modules", self.modules), ("optimizers", self.optimizers),
@@ -223,7 +224,7 @@ class Trainer:
             _set_rng_state(ckpt["rng"])
             step = int(ckpt["step"])
         except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as exc:
-            raise ValueError(f"checkpoint {path} does not match this task ({exc.__class__.__name__}: "
+            raise DataError(f"checkpoint {path} does not match this task ({exc.__class__.__name__}: "
                              f"{str(exc).splitlines()[0] if str(exc) else ''})") from exc
         return step
 
@@ -252,7 +253,7 @@ class Trainer:
                 m.training = training
         grid = make_grid(images)
         path = self.cfg.out / "samples" / f"step_{step:06d}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(path.parent)
         import cv2
 
         ok, png = cv2.imencode(".png", np.ascontiguousarray(grid[:, :, ::-1]))  # RGB -> BGR
@@ -319,7 +320,7 @@ class Trainer:
         cfg = self.cfg
         t_start = time.perf_counter()
         if self.is_main:
-            cfg.out.mkdir(parents=True, exist_ok=True)
+            make_dirs(cfg.out)
             for stale in cfg.out.glob(f".{CHECKPOINT}.*.tmp*"):  # left by a process killed while writing
                 stale.unlink(missing_ok=True)
         with self._distributed():

@@ -20,7 +20,7 @@ from robot_env.dataset.config import DatasetConfig, shard_range
 from robot_env.dataset.manifest import SETTINGS_FILE, finalize_dataset
 from robot_env.dataset.scene import Scene
 from robot_env.dataset.writer import write_frame
-from robot_env.io.atomic import atomic_write_bytes
+from robot_env.io.atomic import atomic_write_bytes, make_dirs
 from robot_env.io.dataset_format import POSES_FILE, DatasetError, DatasetParamError, frame_done, load_pose_bank
 
 _WORKER: dict = {}
@@ -53,7 +53,7 @@ def start_folder(out: str | Path, cfg: DatasetConfig, workers: int = 1,
         raise DatasetParamError("workers", f"{{name}} must be at least 1, got {workers}.")
     indices = list(shard_range(cfg.n, shard))
     for sub in ("rgb", "depth", "seg", "labels"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
+        make_dirs(out / sub)
     sfile = out / SETTINGS_FILE
     if sfile.exists() and json.loads(sfile.read_text()) != _settings_record(cfg, shard):
         raise DatasetParamError("out", f"{out} already holds a dataset made with other settings; choose a new "

@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 from robot_env.dataset.config import DatasetConfig
-from robot_env.io.atomic import atomic_path, atomic_write_bytes
+from robot_env.io.atomic import atomic_path, atomic_write_bytes, make_dirs
 from robot_env.io.dataset_format import (
     CLASSES,
     COCO_FILE,
@@ -129,7 +129,7 @@ def merge(shards: list[str | Path], out: str | Path, progress: bool = True) -> d
             raise DatasetError(f"shard {s} has another pose bank ({POSES_FILE}) than {shards[0]}; generate the shards "
                                f"with one bank (copy it into each shard folder first).")
     for sub in ("rgb", "depth", "seg", "labels"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
+        make_dirs(out / sub)
     from tqdm.auto import tqdm
 
     for s, m in zip(shards, manifests):

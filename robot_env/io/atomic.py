@@ -24,8 +24,28 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from robot_env.io.errors import unwritable
+
 __all__ = ["atomic_path", "atomic_write", "atomic_write_bytes", "atomic_write_json", "atomic_write_text",
-           "fsync_dir", "write_fd"]
+           "fsync_dir", "make_dirs", "write_fd"]
+
+#: what a write met when the path itself is wrong (not a bug): turned into `UnwritablePathError`
+_PATH_ERRORS = (PermissionError, NotADirectoryError, IsADirectoryError, FileExistsError)
+
+
+def make_dirs(folder: str | Path) -> Path:
+    """Create ``folder`` and its parents (fine if it exists); `UnwritablePathError` naming it when it cannot be
+    (a file in the way, no permission, a read-only file system)."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as exc:  # a file where the folder should be
+        raise unwritable(folder, exc) from None
+    except OSError as exc:
+        if isinstance(exc, _PATH_ERRORS) or exc.errno in (30,):  # EROFS
+            raise unwritable(folder, exc) from None
+        raise
+    return folder
 
 
 def _tmp_name(path: Path) -> Path:
@@ -49,14 +69,17 @@ def atomic_path(path: str | Path, durable: bool = False) -> Iterator[Path]:
     zip files): the file written there replaces ``path`` when the block ends without an exception, and is
     removed otherwise."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(path.parent)
     tmp = _tmp_name(path)
     try:
         yield tmp
         if durable:
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except _PATH_ERRORS as exc:  # a folder where the file should go, say
+            raise unwritable(path, exc) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

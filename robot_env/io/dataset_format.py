@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from robot_env.io.atomic import atomic_write_bytes
-from robot_env.io.errors import ParamError
+from robot_env.io.errors import DataError, ParamError
 from robot_env.io.hashing import sha256_file
 
 __all__ = ["CATEGORIES", "CLASSES", "COCO_FILE", "DatasetError", "DatasetParamError", "FORMAT", "FORMAT_VERSION",
@@ -50,7 +50,7 @@ POSE_BANK_KEYS = ("joint_positions", "joint_velocities", "model_sha256", "seed",
 _LABEL_ENCODER = json.JSONEncoder(separators=(",", ":"), check_circular=False)
 
 
-class DatasetError(ValueError):
+class DatasetError(DataError):
     """A dataset folder or option that cannot be used; the message says what and where."""
 
 

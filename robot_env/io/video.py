@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from robot_env._quiet import quiet_c_output
+from robot_env.io.errors import ConfigError, PathError
 
 __all__ = ["FOURCC", "VIDEO_EXTENSIONS", "VideoWriteError", "VideoWriter", "draw_overlay", "gif_frame_ms", "tile",
            "video_format", "write_video"]
@@ -30,7 +31,7 @@ FOURCC = {".webm": "VP90", ".mp4": "mp4v"}
 VIDEO_EXTENSIONS = (".webm", ".mp4", ".gif")
 
 
-class VideoWriteError(OSError):
+class VideoWriteError(PathError):
     """A video could not be written (unwritable path, or a codec OpenCV could not open)."""
 
 
@@ -38,7 +39,7 @@ def video_format(path: str | Path) -> str:
     """The extension of ``path`` if it is a supported video format, else a clear ``ValueError``."""
     ext = Path(path).suffix.lower()
     if ext not in VIDEO_EXTENSIONS:
-        raise ValueError(f"unsupported video extension {ext or '(none)'!r} in {str(path)!r}; "
+        raise ConfigError(f"unsupported video extension {ext or '(none)'!r} in {str(path)!r}; "
                          f"use one of {', '.join(VIDEO_EXTENSIONS)}.")
     return ext
 
@@ -61,7 +62,7 @@ class VideoWriter:
         self.path = Path(path)
         self.ext = video_format(self.path)
         if not fps > 0:
-            raise ValueError(f"fps must be positive, got {fps!r}.")
+            raise ConfigError(f"fps must be positive, got {fps!r}.")
         self.fps = float(fps)
         parent = self.path.parent
         if parent.exists() and not parent.is_dir():
@@ -95,7 +96,7 @@ class VideoWriter:
     def _open(self, size: tuple[int, int]) -> None:
         w, h = size
         if w < 1 or h < 1:
-            raise ValueError(f"video size must be positive, got {w}x{h}.")
+            raise ConfigError(f"video size must be positive, got {w}x{h}.")
         self.size = (w, h)
         if self.ext == ".gif":
             return

@@ -460,14 +460,10 @@ def _print(r: dict[str, Any]) -> None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="armlab bench diffusion", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(p)
-    try:
-        return run(p.parse_args(argv))
-    except (UsageError, ValueError, FileNotFoundError) as exc:
-        print(f"armlab: error: {exc}", file=sys.stderr)
-        return 2
+    """``armlab bench diffusion ARGV`` (through `armlab_scripts.cli.main`, which maps errors to exit codes)."""
+    from armlab_scripts.cli import main as cli_main
+
+    return cli_main(["bench", "diffusion", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
