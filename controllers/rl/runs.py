@@ -10,9 +10,9 @@ from stable_baselines3 import PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 import robot_env
-
 from robot_env.io.errors import ConfigError, DataError, MissingPathError, unwritable
 ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "sac": SAC, "td3": TD3}
+
 try:
     from sb3_contrib import TQC
 
@@ -93,6 +93,8 @@ def read_config(run_dir: str | Path) -> dict:
         raise DataError(f"{path} is not valid YAML ({type(exc).__name__}).") from exc
     if not isinstance(config, dict) or not {"algo", "env_id", "hyperparams"} <= set(config):
         raise DataError(f"{path} lacks algo, env_id or hyperparams: not an armlab training config.")
+        except OSError as exc:  # a file in the way, no permission, a read-only file system
+            raise unwritable(path, exc) from None
     return config
 
 
