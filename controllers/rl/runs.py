@@ -11,8 +11,8 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 
 import robot_env
 from robot_env.io.errors import ConfigError, DataError, MissingPathError, unwritable
-ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "sac": SAC, "td3": TD3}
 
+ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "sac": SAC, "td3": TD3}
 try:
     from sb3_contrib import TQC
 
@@ -80,6 +80,8 @@ def _new_run_dir(folder: Path, algo: str, env_id: str) -> Path:
             return path
         except FileExistsError:  # another process took it
             n += 1
+        except OSError as exc:  # a file in the way, no permission, a read-only file system
+            raise unwritable(path, exc) from None
 
 
 def read_config(run_dir: str | Path) -> dict:
@@ -93,8 +95,6 @@ def read_config(run_dir: str | Path) -> dict:
         raise DataError(f"{path} is not valid YAML ({type(exc).__name__}).") from exc
     if not isinstance(config, dict) or not {"algo", "env_id", "hyperparams"} <= set(config):
         raise DataError(f"{path} lacks algo, env_id or hyperparams: not an armlab training config.")
-        except OSError as exc:  # a file in the way, no permission, a read-only file system
-            raise unwritable(path, exc) from None
     return config
 
 
