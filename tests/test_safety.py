@@ -77,3 +77,50 @@ def test_manifest_joint_limits_fail_loudly_on_a_malformed_manifest():
         with pytest.raises(ValueError, match="the dataset manifest's joint_limits " + needle) as info:
             manifest_joint_limits({"joint_limits": bad}, 2)
         assert "\n" not in str(info.value) and str(info.value).endswith("fix its manifest.")
+
+
+# -- resumed RL runs: a seed stream apart from the evaluation and held-out seeds ------------------------------------
+def test_resumed_runs_draw_seeds_apart_from_the_evaluation_and_held_out_seeds():
+    import inspect
+
+    from controllers import evaluation, rl
+
+    held_out_n = inspect.signature(evaluation.held_out_contexts).parameters["n"].default
+    low, high = rl.RESUME_SEEDS
+    n_envs = 64  # more envs than any run uses: env i is seeded resume_seed + i
+    # every seed the evaluation protocol and the periodic evaluation use lies below the resume space
+    assert max(rl.EVAL_SEED, evaluation.HELD_OUT_SEED + 1000 * held_out_n) < low and high + n_envs <= 2**32
+    eval_seeds = {rl.EVAL_SEED, *range(evaluation.HELD_OUT_SEED, evaluation.HELD_OUT_SEED + 1000 * held_out_n)}
+    # the old rule seed + steps hit them: a run of seed 0 resumed at 500,000 steps trained on the evaluation contexts
+    cases = [(0, rl.EVAL_SEED), (0, evaluation.HELD_OUT_SEED), (10, evaluation.HELD_OUT_SEED + 5), (1, 1), (-3, 7)]
+    cases += [(seed, steps) for seed in (0, 1, 2, 123, 2**31 - 1) for steps in range(0, 200_000, 997)]
+    seen = {}
+    for seed, steps in cases:
+        s = rl.resume_seed(seed, steps)
+        assert s == rl.resume_seed(seed, steps) and low <= s < high  # deterministic, in its own space
+        assert not eval_seeds & set(range(s, s + n_envs)), (seed, steps)
+        seen.setdefault(seed, set()).add(s)
+    assert all(len(v) > 0.99 * len([c for c in cases if c[0] == k]) for k, v in seen.items())  # one stream per resume
+
+
+def test_a_resumed_run_seeds_its_envs_and_model_from_the_resume_stream_and_a_fresh_run_from_its_seed(
+        tmp_path, monkeypatch):
+    from controllers import rl
+    from controllers.rl import training
+
+    seeds = []
+    vec_env = training._vec_env
+
+    def recording(env_id, env_kwargs, n_envs, seed, kind):
+        seeds.append(seed)
+        return vec_env(env_id, env_kwargs, n_envs, seed, kind)
+
+    monkeypatch.setattr(training, "_vec_env", recording)
+    small = {"learning_starts": 100, "batch_size": 32, "policy_kwargs": {"net_arch": [8]}}
+    kw = dict(folder=tmp_path, eval_freq=0, save_freq=0)
+    first = rl.train("sac", "armlab/ReachSignalFixed-v0", 10, hyperparams=small, seed=3, **kw)
+    assert seeds == [3] and first.model.seed == 3  # a fresh run: its own seed, as before
+    second = rl.train("sac", "armlab/ReachSignalFixed-v0", 20, resume=True, **kw)
+    expect = rl.resume_seed(3, 10)
+    assert seeds == [3, expect] and second.model.seed == expect != 3 + 10
+    assert rl.read_config(first.run_dir)["resumes"][0]["seed"] == expect

@@ -56,19 +56,21 @@ from controllers.rl.runs import (
     ALGOS,
     EVAL_SEED,
     OFF_POLICY,
+    RESUME_SEEDS,
     algo_of,
     checkpoint_steps,
     env_id_of,
     env_name_of,
     find_run,
     read_config,
+    resume_seed,
 )
 from controllers.rl.training import TrainResult, train
 
 __all__ = [
     "ALGOS", "EVAL_SEED", "HYPERPARAMS_FILE", "OFF_POLICY", "EnvInfo", "LeadingFeatures", "LinearDecay", "LoadedRun",
-    "ObsNormalizer", "TrainResult", "algo_of", "asymmetric_policy", "checkpoint_steps", "default_env_kwargs",
-    "env_id_of", "env_name_of", "find_run", "load_hyperparams", "load_run", "load_replay_buffer",
+    "ObsNormalizer", "RESUME_SEEDS", "TrainResult", "algo_of", "asymmetric_policy", "checkpoint_steps",
+    "default_env_kwargs", "env_id_of", "env_name_of", "find_run", "load_hyperparams", "load_run", "load_replay_buffer",
     "load_vecnormalize_stats", "model_file", "parse_schedule", "policy_controller", "probe_env", "read_config",
-    "save_checkpoint", "save_replay_buffer", "save_vecnormalize", "train", "valid_hyperparams",
+    "resume_seed", "save_checkpoint", "save_replay_buffer", "save_vecnormalize", "train", "valid_hyperparams",
 ]

@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import yaml
 from stable_baselines3 import PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 import robot_env
-from robot_env.io.errors import ConfigError, DataError, MissingPathError, unwritable
 
 ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "sac": SAC, "td3": TD3}
 try:
@@ -21,6 +21,7 @@ except ImportError:  # pragma: no cover - sb3-contrib is a dependency; keep the 
     TQC = None
 OFF_POLICY = ("sac", "td3", "tqc")
 EVAL_SEED = 500_000  #: the periodic evaluation's contexts (apart from training and held-out seeds)
+RESUME_SEEDS = (2**31, 2**31 + 2**30)  #: [low, high): where a resumed run's seed is drawn, above every evaluation seed
 CONFIG = "config.yml"
 CHECKPOINTS = "checkpoints"
 _CKPT_MODEL = re.compile(r"^rl_model_(\d+)_steps\.zip$")
@@ -32,14 +33,14 @@ def env_id_of(name: str) -> str:
         return name
     if f"armlab/{name}" in robot_env.ENV_IDS:
         return f"armlab/{name}"
-    raise ConfigError(f"unknown env id {name!r}; armlab ids: {', '.join(robot_env.ENV_IDS)}.")
+    raise ValueError(f"unknown env id {name!r}; armlab ids: {', '.join(robot_env.ENV_IDS)}.")
 
 
 def algo_of(name: str) -> str:
     """The lower-case algorithm name, checked against `ALGOS`."""
     algo = str(name).lower()
     if algo not in ALGOS:
-        raise ConfigError(f"unknown algo {name!r}; choose one of {', '.join(ALGOS)}.")
+        raise ValueError(f"unknown algo {name!r}; choose one of {', '.join(ALGOS)}.")
     return algo
 
 
@@ -62,13 +63,24 @@ def find_run(folder: str | Path, algo: str, env_id: str, exp_id: int | None = No
     runs = _runs(Path(folder), algo, env_id)
     where = Path(folder) / algo / f"{env_name_of(env_id)}_N"
     if not runs:
-        raise MissingPathError(f"no {algo} run of {env_id} in {folder} (looked for {where}).")
+        raise FileNotFoundError(f"no {algo} run of {env_id} in {folder} (looked for {where}).")
     if exp_id is None:
         return runs[max(runs)]
     if exp_id not in runs:
-        raise MissingPathError(f"no run {exp_id} of {algo} on {env_id} in {folder}; runs there: "
+        raise FileNotFoundError(f"no run {exp_id} of {algo} on {env_id} in {folder}; runs there: "
                                 f"{', '.join(str(n) for n in sorted(runs))}.")
     return runs[exp_id]
+
+
+def resume_seed(seed: int, steps: int) -> int:
+    """The seed of a run resumed after ``steps`` env steps (its envs get this + 0, 1, ..., n_envs - 1; the model
+    this). Drawn by numpy's ``SeedSequence`` from ``(seed, steps)`` into `RESUME_SEEDS`, [2**31, 2**31 + 2**30):
+    disjoint from the periodic evaluation's `EVAL_SEED` and the held-out contexts' ``HELD_OUT_SEED + i``
+    (`controllers.evaluation`, all below 2**31), unlike ``seed + steps``, and still a 32-bit seed with the env index
+    added. Each resume of a run (another ``steps``) gets its own stream. A fresh run uses ``seed`` itself."""
+    low, high = RESUME_SEEDS
+    draw = int(np.random.SeedSequence([int(seed) & (2**64 - 1), int(steps)]).generate_state(1, np.uint64)[0])
+    return low + draw % (high - low)
 
 
 def _new_run_dir(folder: Path, algo: str, env_id: str) -> Path:
@@ -80,21 +92,19 @@ def _new_run_dir(folder: Path, algo: str, env_id: str) -> Path:
             return path
         except FileExistsError:  # another process took it
             n += 1
-        except OSError as exc:  # a file in the way, no permission, a read-only file system
-            raise unwritable(path, exc) from None
 
 
 def read_config(run_dir: str | Path) -> dict:
     """The ``config.yml`` of a run folder."""
     path = Path(run_dir) / CONFIG
     if not path.is_file():
-        raise MissingPathError(f"{run_dir} is not a training run: it has no {CONFIG}.")
+        raise FileNotFoundError(f"{run_dir} is not a training run: it has no {CONFIG}.")
     try:
         config = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise DataError(f"{path} is not valid YAML ({type(exc).__name__}).") from exc
+        raise ValueError(f"{path} is not valid YAML ({type(exc).__name__}).") from exc
     if not isinstance(config, dict) or not {"algo", "env_id", "hyperparams"} <= set(config):
-        raise DataError(f"{path} lacks algo, env_id or hyperparams: not an armlab training config.")
+        raise ValueError(f"{path} lacks algo, env_id or hyperparams: not an armlab training config.")
     return config
 
 
