@@ -11,6 +11,7 @@ from stable_baselines3 import PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 import robot_env
+from robot_env.io.errors import ConfigError, DataError, MissingPathError, unwritable
 
 ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "sac": SAC, "td3": TD3}
 try:
@@ -33,14 +34,14 @@ def env_id_of(name: str) -> str:
         return name
     if f"armlab/{name}" in robot_env.ENV_IDS:
         return f"armlab/{name}"
-    raise ValueError(f"unknown env id {name!r}; armlab ids: {', '.join(robot_env.ENV_IDS)}.")
+    raise ConfigError(f"unknown env id {name!r}; armlab ids: {', '.join(robot_env.ENV_IDS)}.")
 
 
 def algo_of(name: str) -> str:
     """The lower-case algorithm name, checked against `ALGOS`."""
     algo = str(name).lower()
     if algo not in ALGOS:
-        raise ValueError(f"unknown algo {name!r}; choose one of {', '.join(ALGOS)}.")
+        raise ConfigError(f"unknown algo {name!r}; choose one of {', '.join(ALGOS)}.")
     return algo
 
 
@@ -63,11 +64,11 @@ def find_run(folder: str | Path, algo: str, env_id: str, exp_id: int | None = No
     runs = _runs(Path(folder), algo, env_id)
     where = Path(folder) / algo / f"{env_name_of(env_id)}_N"
     if not runs:
-        raise FileNotFoundError(f"no {algo} run of {env_id} in {folder} (looked for {where}).")
+        raise MissingPathError(f"no {algo} run of {env_id} in {folder} (looked for {where}).")
     if exp_id is None:
         return runs[max(runs)]
     if exp_id not in runs:
-        raise FileNotFoundError(f"no run {exp_id} of {algo} on {env_id} in {folder}; runs there: "
+        raise MissingPathError(f"no run {exp_id} of {algo} on {env_id} in {folder}; runs there: "
                                 f"{', '.join(str(n) for n in sorted(runs))}.")
     return runs[exp_id]
 
@@ -92,19 +93,21 @@ def _new_run_dir(folder: Path, algo: str, env_id: str) -> Path:
             return path
         except FileExistsError:  # another process took it
             n += 1
+        except OSError as exc:  # a file in the way, no permission, a read-only file system
+            raise unwritable(path, exc) from None
 
 
 def read_config(run_dir: str | Path) -> dict:
     """The ``config.yml`` of a run folder."""
     path = Path(run_dir) / CONFIG
     if not path.is_file():
-        raise FileNotFoundError(f"{run_dir} is not a training run: it has no {CONFIG}.")
+        raise MissingPathError(f"{run_dir} is not a training run: it has no {CONFIG}.")
     try:
         config = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise ValueError(f"{path} is not valid YAML ({type(exc).__name__}).") from exc
+        raise DataError(f"{path} is not valid YAML ({type(exc).__name__}).") from exc
     if not isinstance(config, dict) or not {"algo", "env_id", "hyperparams"} <= set(config):
-        raise ValueError(f"{path} lacks algo, env_id or hyperparams: not an armlab training config.")
+        raise DataError(f"{path} lacks algo, env_id or hyperparams: not an armlab training config.")
     return config
 
 

@@ -61,7 +61,7 @@ from controllers.rl.runs import (
 )
 from robot_env.io import threads
 from robot_env.io.atomic import atomic_write, atomic_write_text
-from robot_env.io.errors import ParamError
+from robot_env.io.errors import ConfigError, MissingPathError, ParamError, PathError
 
 #: train()'s evaluation and checkpoint schedule when not given (a resumed run keeps its own)
 _SCHEDULE_DEFAULTS = {"eval_freq": 10_000, "eval_episodes": 20, "save_freq": 10_000}
@@ -110,7 +110,7 @@ def _resume_config(run_dir: Path, algo: str, env_id: str, env_kwargs: dict | Non
                    n_envs: int | None, normalize: bool | None) -> dict:
     config = read_config(run_dir)
     if config["algo"] != algo or config["env_id"] != env_id:
-        raise ValueError(f"{run_dir} is a {config['algo']} run of {config['env_id']}, not {algo} on {env_id}.")
+        raise ConfigError(f"{run_dir} is a {config['algo']} run of {config['env_id']}, not {algo} on {env_id}.")
     saved_kwargs = config.get("env_kwargs") or {}
     wanted = {**default_env_kwargs(algo, env_id), **_unsqueeze_yaml(dict(env_kwargs or {}))}
     if env_kwargs and _plain(wanted) != saved_kwargs:
@@ -121,13 +121,13 @@ def _resume_config(run_dir: Path, algo: str, env_id: str, env_kwargs: dict | Non
         checked = load_hyperparams(algo, env_id, overrides)
         changed = sorted(k for k in overrides if k != "n_timesteps" and checked.get(k) != hp.get(k))
         if changed:
-            raise ValueError(f"resuming keeps the run's hyperparameters ({', '.join(changed)} differ); "
+            raise ConfigError(f"resuming keeps the run's hyperparameters ({', '.join(changed)} differ); "
                              f"drop them or start a new run.")
     if n_envs is not None and n_envs != config.get("n_envs", 1):
         raise ParamError("n_envs", f"resuming keeps the run's n_envs ({config.get('n_envs', 1)}); drop {{name}} or "
                                    f"start a new run.")
     if normalize is not None and bool(normalize) != bool(config.get("normalize")):
-        raise ValueError(f"resuming keeps the run's normalize setting ({bool(config.get('normalize'))}).")
+        raise ConfigError(f"resuming keeps the run's normalize setting ({bool(config.get('normalize'))}).")
     return config
 
 
@@ -137,7 +137,7 @@ def _prepare(folder: Path, algo: str, env_id: str, env_kwargs: dict | None, hype
     """(run folder or None for a new run, config, steps already done)."""
     if not resume:
         if exp_id is not None:
-            raise ValueError("exp_id picks a run to resume: use it with resume=True.")
+            raise ConfigError("exp_id picks a run to resume: use it with resume=True.")
         env_kwargs = {**default_env_kwargs(algo, env_id), **_unsqueeze_yaml(dict(env_kwargs or {}))}
         config = {"algo": algo, "env_id": env_id, "env_kwargs": _plain(env_kwargs),
                   "hyperparams": load_hyperparams(algo, env_id, hyperparams),
@@ -148,7 +148,7 @@ def _prepare(folder: Path, algo: str, env_id: str, env_kwargs: dict | None, hype
     config = _resume_config(run_dir, algo, env_id, env_kwargs, hyperparams, n_envs, normalize)
     steps = checkpoint_steps(run_dir)
     if not steps:
-        raise FileNotFoundError(f"{run_dir} has no checkpoint to resume from.")
+        raise MissingPathError(f"{run_dir} has no checkpoint to resume from.")
     for stray in run_dir.rglob(".*.tmp*"):  # leftovers of a kill in the middle of a write
         stray.unlink(missing_ok=True)
     return run_dir, config, steps[-1]
@@ -206,13 +206,13 @@ def train(
     """
     algo, env_id, folder = algo_of(algo), env_id_of(env_id), Path(folder)
     if vec_env not in ("dummy", "subproc"):
-        raise ValueError(f"unknown vec env {vec_env!r}; choose dummy or subproc.")
+        raise ConfigError(f"unknown vec env {vec_env!r}; choose dummy or subproc.")
     for name, value, lo in (("n_envs", n_envs, 1), ("eval_freq", eval_freq, 0), ("eval_episodes", eval_episodes, 1),
                             ("save_freq", save_freq, 0), ("n_timesteps", n_timesteps, 1)):
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < lo):
             raise ParamError(name, f"{{name}} must be an integer >= {lo}, got {value!r}.")
     if folder.exists() and not folder.is_dir():
-        raise ValueError(f"{folder} is not a folder.")
+        raise PathError(f"{folder} is not a folder.")
     run_dir, config, start_steps = _prepare(folder, algo, env_id, env_kwargs, hyperparams, seed, n_envs, normalize,
                                             resume, exp_id)
     schedule = {"eval_freq": eval_freq, "eval_episodes": eval_episodes, "save_freq": save_freq}
@@ -224,7 +224,7 @@ def train(
     target = int(n_timesteps or config.get("n_timesteps") or config["hyperparams"].get("n_timesteps", 100_000))
     info = probe_env(env_id, env_kwargs)
     if config["normalize"] and info.obs_kind == "image":
-        raise ValueError("normalize works on vector observations; image observations are scaled by the CnnPolicy.")
+        raise ConfigError("normalize works on vector observations; image observations are scaled by the CnnPolicy.")
     n_envs = int(config["n_envs"])
     run_seed = resume_seed(int(config["seed"]), start_steps) if resume else int(config["seed"])
     gamma = float(config["hyperparams"].get("gamma", 0.99))
@@ -243,7 +243,7 @@ def train(
             if resume:
                 vpath = _ckpt_paths(run_dir, start_steps)["vecnormalize"]
                 if not vpath.is_file():
-                    raise FileNotFoundError(f"checkpoint {start_steps} of {run_dir} lacks its VecNormalize file.")
+                    raise MissingPathError(f"checkpoint {start_steps} of {run_dir} lacks its VecNormalize file.")
                 stats = load_vecnormalize_stats(vpath)
             env = _wrap_normalize(env, gamma, True, stats)
         model = _build_model(config, env, info, run_seed, device, verbose=verbose)  # bad values fail here
