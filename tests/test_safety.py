@@ -62,6 +62,7 @@ def test_a_training_checkpoint_with_a_pickled_object_is_refused_and_not_executed
 # -- joint limits: a malformed manifest fails loudly; an old one without the key gives None -------------------------
 def test_manifest_joint_limits_fail_loudly_on_a_malformed_manifest():
     from generative.diffusion.data import manifest_joint_limits
+    from robot_env.io.errors import DataError
 
     good = [[-1.0, 1.0], [-0.5, 2.0]]
     assert manifest_joint_limits({"joint_limits": good}, 2) == good
@@ -74,7 +75,7 @@ def test_manifest_joint_limits_fail_loudly_on_a_malformed_manifest():
                         (good[:1], "has 1 pairs, but the labels have 2 joints"),
                         ([[-1, 1], [2, 1]], "for joint 1 is \\[2.0, 1.0\\], not finite with lower < upper"),
                         ([[-1, float("nan")], [0, 1]], "for joint 0 is")):
-        with pytest.raises(ValueError, match="the dataset manifest's joint_limits " + needle) as info:
+        with pytest.raises(DataError, match="the dataset manifest's joint_limits " + needle) as info:
             manifest_joint_limits({"joint_limits": bad}, 2)
         assert "\n" not in str(info.value) and str(info.value).endswith("fix its manifest.")
 

@@ -11,6 +11,7 @@ import torch
 
 from generative.data.labelled import labelled_tensors
 from robot_env.io.dataset_format import MANIFEST
+from robot_env.io.errors import DataError
 from robot_env.io.hashing import sha256_file
 
 __all__ = ["manifest_joint_limits"]
@@ -52,7 +53,7 @@ def manifest_joint_limits(manifest: dict[str, Any] | None, n_joints: int) -> lis
     """``[[lower, upper], ...]`` (radians) of the robot's controlled joints, in order, from the dataset manifest's
     ``joint_limits``. None only when the manifest has no such key (or it is null): datasets written before the key
     existed, whose limits are unknown as for a robot armlab does not know. A ``joint_limits`` that is there but
-    malformed (not ``n_joints`` pairs of finite numbers with lower < upper) raises ValueError naming what is wrong,
+    malformed (not ``n_joints`` pairs of finite numbers with lower < upper) raises DataError naming what is wrong,
     rather than silently turning the check off. The limits only check requested joints; nothing is trained or
     sampled from them."""
     raw = (manifest or {}).get("joint_limits")
@@ -62,13 +63,13 @@ def manifest_joint_limits(manifest: dict[str, Any] | None, n_joints: int) -> lis
     try:
         limits = [[float(a), float(b)] for a, b in raw]
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{where} must be a list of [lower, upper] number pairs, got {raw!r:.80}; "
+        raise DataError(f"{where} must be a list of [lower, upper] number pairs, got {raw!r:.80}; "
                          f"regenerate the dataset or fix its manifest.") from exc
     if len(limits) != n_joints:
-        raise ValueError(f"{where} has {len(limits)} pairs, but the labels have {n_joints} joints; "
+        raise DataError(f"{where} has {len(limits)} pairs, but the labels have {n_joints} joints; "
                          f"regenerate the dataset or fix its manifest.")
     bad = [i for i, (a, b) in enumerate(limits) if not (math.isfinite(a) and math.isfinite(b) and a < b)]
     if bad:
-        raise ValueError(f"{where} for joint {bad[0]} is {limits[bad[0]]}, not finite with lower < upper; "
+        raise DataError(f"{where} for joint {bad[0]} is {limits[bad[0]]}, not finite with lower < upper; "
                          f"regenerate the dataset or fix its manifest.")
     return limits
