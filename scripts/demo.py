@@ -302,20 +302,24 @@ def stage_video(demo: Demo) -> dict:
     return {"line": f"{video.name}, 3 episodes from the front and top cameras", "files": [video.name]}
 
 
+def demo_dataset(root: Path, cfg, workers: int, progress: bool) -> dict:
+    """Generate (resume, or re-finish) the dataset ``cfg`` in ``root``; a folder an earlier demo made with other
+    settings is deleted and made anew. Any other problem with the folder is raised, and the folder kept."""
+    from robot_env.dataset.generation import generate, made_with_other_settings
+
+    if made_with_other_settings(root, cfg):
+        shutil.rmtree(root)
+    return generate(root, cfg, workers=workers, progress=progress)
+
+
 def stage_dataset(demo: Demo) -> dict:
-    from robot_env.dataset import DatasetConfig, DatasetError, generate
+    from robot_env.dataset import DatasetConfig
 
     s = demo.settings["dataset"]
     counts = {}
     for style in ("sim", "real"):
-        root = demo.out / "data" / style
         cfg = DatasetConfig(n=s["n"], size=s["size"], seed=s["seed"], style=style)
-        try:  # resumes an interrupted generation, re-finishes a finished one
-            manifest = generate(root, cfg, workers=s["workers"], progress=demo.progress)
-        except DatasetError:  # made with other settings by an earlier demo: start over
-            shutil.rmtree(root)
-            manifest = generate(root, cfg, workers=s["workers"], progress=demo.progress)
-        counts[style] = manifest["counts"]
+        counts[style] = demo_dataset(demo.out / "data" / style, cfg, s["workers"], demo.progress)["counts"]
     _write_png(demo.out / "dataset_samples.png",
                _label_sheet(demo.out / "data" / "sim", demo.out / "data" / "real", list(range(6))))
     return {"line": f"{s['n']} frames each in sim and real styles at {s['size']} px, "

@@ -125,3 +125,37 @@ def test_a_resumed_run_seeds_its_envs_and_model_from_the_resume_stream_and_a_fre
     expect = rl.resume_seed(3, 10)
     assert seeds == [3, expect] and second.model.seed == expect != 3 + 10
     assert rl.read_config(first.run_dir)["resumes"][0]["seed"] == expect
+
+
+# -- the demo starts its dataset over only when an earlier demo made it with other settings --------------------------
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_the_demo_regenerates_its_dataset_only_on_other_settings(tmp_path):
+    from armlab_scripts.demo import demo_dataset
+    from robot_env.dataset import DatasetConfig
+    from robot_env.dataset.manifest import SETTINGS_FILE
+    from robot_env.io.dataset_format import DatasetError
+
+    root = tmp_path / "data" / "sim"
+    cfg = DatasetConfig(n=2, size=16, seed=0)
+    assert demo_dataset(root, cfg, 1, False)["counts"]["frames"] == 2
+    (root / "kept.txt").write_text("the same settings resume in place")
+    demo_dataset(root, cfg, 1, False)
+    assert (root / "kept.txt").is_file()
+    before = _tree(root)
+    # any other dataset problem surfaces, and the folder is left as it was
+    with pytest.raises(DatasetError, match="workers must be at least 1"):
+        demo_dataset(root, cfg, 0, False)
+    assert _tree(root) == before
+    good = (root / SETTINGS_FILE).read_bytes()
+    (root / SETTINGS_FILE).write_bytes(good[: len(good) // 2])
+    with pytest.raises(DatasetError, match=f"{root / SETTINGS_FILE} cannot be read .*delete the folder"):
+        demo_dataset(root, cfg, 1, False)
+    assert (root / "kept.txt").is_file()
+    (root / SETTINGS_FILE).write_bytes(good)
+    # other settings (an earlier demo's): deleted and made anew
+    other = DatasetConfig(n=3, size=16, seed=1)
+    assert demo_dataset(root, other, 1, False)["counts"]["frames"] == 3
+    assert not (root / "kept.txt").exists()

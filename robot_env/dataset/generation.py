@@ -43,6 +43,21 @@ def _settings_record(cfg: DatasetConfig, shard: tuple[int, int] | None) -> dict:
     return {"settings": cfg.settings(), "shard": list(shard) if shard else None}
 
 
+def made_with_other_settings(out: str | Path, cfg: DatasetConfig, shard: tuple[int, int] | None = None) -> bool:
+    """Whether ``out`` holds a dataset, finished or started, made with settings other than ``cfg``'s (and
+    ``shard``'s): the one reason `generate` refuses a folder for its settings. False for a new folder or one
+    without a settings file; an unreadable settings file is a `DatasetError` (not a mismatch)."""
+    sfile = Path(out) / SETTINGS_FILE
+    if not sfile.exists():
+        return False
+    try:
+        made = json.loads(sfile.read_text())
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{sfile} cannot be read ({type(exc).__name__}); delete the folder {out} to start "
+                           f"over.") from exc
+    return made != _settings_record(cfg.validate(), shard)
+
+
 def start_folder(out: str | Path, cfg: DatasetConfig, workers: int = 1,
                  shard: tuple[int, int] | None = None) -> list[int]:
     """The checks `generate` makes before it writes anything: ``workers`` at least 1, ``shard`` valid, ``out``
@@ -54,8 +69,7 @@ def start_folder(out: str | Path, cfg: DatasetConfig, workers: int = 1,
     indices = list(shard_range(cfg.n, shard))
     for sub in ("rgb", "depth", "seg", "labels"):
         make_dirs(out / sub)
-    sfile = out / SETTINGS_FILE
-    if sfile.exists() and json.loads(sfile.read_text()) != _settings_record(cfg, shard):
+    if made_with_other_settings(out, cfg, shard):
         raise DatasetParamError("out", f"{out} already holds a dataset made with other settings; choose a new "
                                        f"{{name}} or delete that folder.")
     return indices
