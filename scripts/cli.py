@@ -52,6 +52,14 @@ def _envs(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, like every other bad input: ``armlab: error: ...``."""
+
+    def error(self, message: str):
+        print(f"armlab: error: {' '.join(message.split())} (see: {self.prog} --help).", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def _add(sub, name: str, module, help_text: str) -> None:
     """One subcommand from a module with ``add_arguments(parser)`` and ``run(args)``."""
     p = sub.add_parser(name, help=help_text, description=module.__doc__,
@@ -77,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     from armlab_scripts.bench import feasibility, gpu_diffusion, gpu_generative
     from armlab_scripts.bench import gan as bench_gan
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="armlab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -157,7 +165,10 @@ def main(argv: list[str] | None = None) -> int:
 
             return int(importlib.import_module(_PASSTHROUGH[argv[1]]).main(argv[2:]) or 0)
         parser = build_parser()
-        args = parser.parse_args(argv)
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exc:  # --help (0) or an argparse error, already printed as one line (2)
+            return exc.code if isinstance(exc.code, int) else 2
         return int(args.func(args) or 0)
     except ParamError as exc:  # the library names its parameter; the user passed a flag
         flag = exc.param if parser is None else flag_for(parser, argv, exc.param)

@@ -481,12 +481,14 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} exists and is not a folder.")
-    out.mkdir(parents=True, exist_ok=True)
     import torch
 
+    from robot_env.io.atomic import make_dirs
     from robot_env.io.threads import resolve_threads, set_threads
 
-    set_threads(resolve_threads(args.threads, torch.get_num_threads()))
+    threads = resolve_threads(args.threads, torch.get_num_threads())  # checked before anything is written
+    make_dirs(out)
+    set_threads(threads)
     settings = settings_for(args)
     demo = Demo(out, settings, progress=not args.no_progress, fresh=args.fresh)
     t0 = time.perf_counter()

@@ -98,6 +98,8 @@ class GANConfig:
         if self.aux_class > 0 and not {"class", "target"} <= set(self.cond):
             raise ParamError("aux_class", "the local class loss ({name} > 0) needs the class and target conditions "
                                           "(cond class,target)")
+        if not (self.lr_g > 0 and self.lr_d > 0 and math.isfinite(self.lr_g) and math.isfinite(self.lr_d)):
+            raise ParamError("lr", f"{{name}} must be a positive number, got {self.lr_g!r} and {self.lr_d!r}")
         if not 0 < self.aux_crop <= 1:
             raise ConfigError(f"aux_crop must be in (0, 1], got {self.aux_crop!r}")
 

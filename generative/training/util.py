@@ -13,6 +13,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from robot_env.io.errors import DeviceError, ParamError
+
 __all__ = ["derive_seed", "flush_denormals", "is_main_process", "make_grid", "pick_device", "to_device",
            "to_model_range"]
 
@@ -97,4 +99,13 @@ def pick_device(device: str | torch.device) -> torch.device:
     """``device`` as a ``torch.device``; ``"auto"`` is CUDA when available, else the CPU."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ParamError("device", f"{{name}} must be auto, cpu, cuda or cuda:N, got {str(device)!r}") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise DeviceError(f"device {str(device)!r} asks for a CUDA GPU, and this machine (this torch build) has "
+                          "none; use --device cpu or auto")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise DeviceError(f"device {str(device)!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    return dev

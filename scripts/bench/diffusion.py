@@ -183,6 +183,10 @@ def run(args: argparse.Namespace) -> int:
         set_threads(args.threads)
     except ParamError as exc:
         raise UsageError(f"{exc.render('--threads')}.") from None
+    from generative.diffusion import MODEL_SIZES
+
+    if args.model not in MODEL_SIZES:  # checked before a probe or a dataset costs minutes
+        raise UsageError(f"unknown --model {args.model!r}; choose one of {', '.join(MODEL_SIZES)}.")
     out = Path(args.out or ("runs/bench/diffusion-quick" if args.quick else "runs/bench/diffusion"))
     if args.gan_run is not None and not (Path(args.gan_run) / "checkpoint.pt").is_file():
         raise UsageError(f"--gan-run {args.gan_run!r} is not a finished GAN run (no checkpoint.pt).")
