@@ -87,12 +87,24 @@ def test_state_observations_are_unchanged_by_the_image_options(make):
     assert not hasattr(a.unwrapped, "obs_camera")
 
 
-def test_ppo_cnn_policy_learns_on_rgb(make):
+def test_ppo_cnn_policy_updates_its_cnn_and_value_on_rgb(make):
+    """Two PPO updates from pixels: every conv layer's weights and the value of a fixed observation move (learning
+    to reach from pixels does not fit in a test's budget; a broken gradient step or frozen CNN fails here)."""
+    import torch
     from stable_baselines3 import PPO
 
     env = make(CLOSED_LOOP_IDS["fixed"], obs_type="rgb")
     model = PPO("CnnPolicy", env, n_steps=32, batch_size=32, n_epochs=1, seed=0, verbose=0, device="cpu")
+    cnn = model.policy.features_extractor.cnn
+    convs = [m for m in cnn.modules() if isinstance(m, torch.nn.Conv2d)]
+    before = [c.weight.detach().clone() for c in convs]
+    obs = env.reset(seed=0)[0]
+    value_before = model.policy.predict_values(model.policy.obs_to_tensor(obs)[0]).item()
     model.learn(64)
-    assert model.num_timesteps == 64
-    action, _ = model.predict(env.reset(seed=0)[0], deterministic=True)
+    assert model.num_timesteps == 64 and len(convs) == 3
+    for c, w in zip(convs, before):
+        assert (c.weight.detach() - w).abs().max() > 1e-6  # every conv layer got a gradient step
+    value_after = model.policy.predict_values(model.policy.obs_to_tensor(obs)[0]).item()
+    assert abs(value_after - value_before) > 1e-4
+    action, _ = model.predict(obs, deterministic=True)
     assert env.action_space.contains(action.astype(np.float32))
