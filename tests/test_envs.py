@@ -397,14 +397,35 @@ def test_subproc_workers_build_residual_envs_through_controllers_envs():
         local.close()
 
 
-def test_her_learns_on_dict_observations(make):
+def _mean_final_distance(model, env, seeds) -> float:
+    finals = []
+    for seed in seeds:
+        obs, _ = env.reset(seed=seed)
+        done = False
+        while not done:
+            obs, _, term, trunc, info = env.step(model.predict(obs, deterministic=True)[0])
+            done = term or trunc
+        finals.append(info["distance"])
+    return float(np.mean(finals))
+
+
+def test_her_learns_on_dict_observations(make, one_thread):
+    """SAC + HER on the goal-conditioned dict observation and a sparse reward (8 cm success: HER's relabelled goals
+    then reward often enough) more than halves the final distance of the untrained policy on ten fixed evaluation
+    seeds in 1200 steps (100 episodes). Measured on training seeds 0, 1, 2: 0.127 -> 0.006, 0.121 -> 0.016,
+    0.087 -> 0.022 m; a broken update stays near its start (ratio ~1)."""
     from stable_baselines3 import SAC, HerReplayBuffer
 
-    env = make(CLOSED_LOOP_IDS["fixed"], obs_type="dict", reward_type="sparse")
-    model = SAC("MultiInputPolicy", env, replay_buffer_class=HerReplayBuffer, learning_starts=24,
-                batch_size=32, seed=0, verbose=0)
-    model.learn(60)
-    assert model.replay_buffer.size() > 0
+    kw = dict(obs_type="dict", reward_type="sparse", success_threshold=0.08)
+    env, eval_env = make(CLOSED_LOOP_IDS["fixed"], **kw), make(CLOSED_LOOP_IDS["fixed"], **kw)
+    model = SAC("MultiInputPolicy", env, replay_buffer_class=HerReplayBuffer, learning_starts=100, batch_size=64,
+                learning_rate=1e-3, gamma=0.9, policy_kwargs={"net_arch": [64, 64]}, seed=0, verbose=0, device="cpu")
+    seeds = range(100, 110)
+    before = _mean_final_distance(model, eval_env, seeds)
+    model.learn(1200)
+    after = _mean_final_distance(model, eval_env, seeds)
+    assert model.replay_buffer.size() > 0 and before > 0.08
+    assert after < 0.5 * before and after < 0.05, (before, after)
 
 
 def test_residual_span_reaches_the_whole_torque_range_from_any_base_signal(make):
