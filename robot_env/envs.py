@@ -29,7 +29,7 @@ import pybullet as pb
 from gymnasium import spaces
 
 from robot_env.components import History, ObsPart, Privileged, check_flag, split_plugin_kwargs
-from robot_env.io.errors import ConfigError
+from robot_env.io.errors import ConfigError, ParamError
 from robot_env.pixels import DEPTH_MAX_PER_REACH, IMAGE_OBS_TYPES, ImageObservation, check_camera
 from robot_env.pixels import image_size as _image_size
 from robot_env.rewards import (
@@ -151,6 +151,10 @@ class _ReachBase(gym.Env):
         return a.clip(-1.0, 1.0)
 
     def _begin(self, seed, options) -> Context:
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+            raise ParamError("seed", f"{{name}} must be None or a whole number >= 0, got {seed!r}.")
+        if options is not None and not isinstance(options, dict):
+            raise ParamError("options", f"{{name}} must be None or a dict, got {type(options).__name__}.")
         super().reset(seed=seed)
         options = options or {}
         ctx = options.get("context")

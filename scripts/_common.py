@@ -29,7 +29,11 @@ def parse_kwargs(items: list[str] | None) -> dict:
         if ":" not in item:
             raise UsageError(f"expected key:value, got {item!r}.")
         key, value = item.split(":", 1)
-        out[key] = yaml.safe_load(value)
+        try:
+            out[key] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            reason = " ".join(str(getattr(exc, "problem", None) or type(exc).__name__).split())
+            raise UsageError(f"cannot read the value of {item!r} as YAML ({reason}).") from None
     return out
 
 

@@ -54,6 +54,16 @@ class DatasetConfig:
 
     def validate(self) -> DatasetConfig:
         """Check every field (`DatasetParamError` naming the field) and normalize types; returns ``self``."""
+        for name in ("n", "size", "seed", "max_distractors", "pose_episodes"):  # whole numbers, or say which is not
+            value = getattr(self, name)
+            try:
+                whole = not isinstance(value, bool) and int(value) == float(value)
+            except (TypeError, ValueError, OverflowError):
+                whole = False
+            if not whole:
+                raise DatasetParamError(name, f"{{name}} must be a whole number, got {value!r}.")
+        if not isinstance(self.randomize, (tuple, list)) or not all(isinstance(r, str) for r in self.randomize):
+            raise DatasetParamError("randomize", f"{{name}} must be randomization names, got {self.randomize!r}.")
         if int(self.n) < 1:
             raise DatasetParamError("n", f"{{name}} must be at least 1, got {self.n}.")
         if not 16 <= int(self.size) <= 1024:
