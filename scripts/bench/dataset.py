@@ -129,6 +129,7 @@ def measure(size: int = 128, frames: int = 600, repeats: int = 3, progress: bool
         "raw_fps": max(raw), "generator_fps": max(gen1), "generator_fps_2workers": max(gen2),
         "render_vs_raw": float(np.median(r_vs_raw)), "workers2_vs_1": float(np.median(w2_vs_1)),
         "parallel_ceiling": float(np.median(ceilings)), "dir": where or tempfile.gettempdir(),
+        "per_repeat": {"raw_fps": raw, "generator_fps": gen1, "generator_fps_2workers": gen2},  # the ratios' inputs
     }
 
 
