@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.armlab-installed
 
-.PHONY: install demo test test-all test-browser lint format bench bench-generative clean
+.PHONY: install demo test test-slow test-all test-browser lint format bench bench-generative clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,8 +20,10 @@ demo: $(STAMP)  ## the main job: envs, CMA-ES per stage, the y(x) landscape plot
 test: $(STAMP)  ## the test suite without `slow` tests, on both cores (pytest-xdist; about 5 minutes on 2 cores)
 	$(BIN)/python -m pytest -n 2 --durations=10
 
-test-all: $(STAMP)  ## every test, `slow` ones included
-	$(BIN)/python -m pytest -n 2 -m ""
+test-slow: $(STAMP)  ## only the `slow` tests: the SAC target, the bench and kill runs, the report in Chromium
+	$(BIN)/python -m pytest -n 2 -m slow --durations=10
+
+test-all: test test-slow  ## every test: `make test` (the README's command), then the `slow` ones (what CI runs)
 
 test-browser: $(STAMP)  ## the demo's report.html in headless Chromium (apt-get install chromium)
 	$(BIN)/python -m pytest -m slow tests/test_report_browser.py
