@@ -84,14 +84,48 @@ def test_bench_env_quick_json_keys():
     out = armlab("bench", "env", "--quick", "--json")
     assert out.returncode == 0, out.stderr
     figures = last_json(out.stdout)
+    import math
+    import statistics
+
     for key in ("closed_loop_vs_raw", "open_loop_vs_raw", "subproc2_vs_1", "raw_physics_steps_per_s"):
         assert figures[key] > 0
     try:
         import panda_gym  # noqa: F401
     except ImportError:
-        assert "vs_panda_gym" not in figures
+        assert "vs_panda_gym" not in figures and "vs_panda_gym" not in figures["per_pair"]
+        has_panda_gym = False
     else:
         assert figures["vs_panda_gym"] > 0
+        has_panda_gym = True
+    # every *_vs_* ratio is the median of the per-pair ratios (subject / reference) of the rates the JSON reports
+    pairs = figures["per_pair"]
+    ratio_keys = {k for k in figures if "_vs_" in k and k != "per_pair"}
+    assert set(pairs) == ratio_keys and len(ratio_keys) == 7 + has_panda_gym, sorted(ratio_keys)
+    assert figures["repeats"] == 1  # --quick; the subprocess figures take at least 2 pairs
+    for key, rates in pairs.items():
+        assert len(rates) == (2 if key.startswith("subproc2_vs_1") else 1), key
+        assert all(len(p) == 2 and all(math.isfinite(x) and x > 0 for x in p) for p in rates), key
+        assert figures[key] == pytest.approx(statistics.median(b / a for a, b in rates), rel=1e-9, abs=0), key
+    # the reported rates are the best of their pairs
+    best = {"raw_physics_steps_per_s": ("open_loop_vs_raw", 0),
+            "open_loop_physics_steps_per_s": ("open_loop_vs_raw", 1),
+            "panda_raw_env_steps_per_s": ("closed_loop_vs_raw", 0), "panda_env_steps_per_s": ("closed_loop_vs_raw", 1),
+            "subproc1_env_steps_per_s": ("subproc2_vs_1", 0), "subproc2_env_steps_per_s": ("subproc2_vs_1", 1)}
+    if has_panda_gym:
+        best["panda_gym_env_steps_per_s"] = ("vs_panda_gym", 0)
+    for rate, (key, i) in best.items():
+        assert figures[rate] == max(p[i] for p in pairs[key]), rate
+    ceilings = figures["per_repeat"]["parallel_ceiling_2_processes"]
+    assert len(ceilings) == 2
+    assert figures["parallel_ceiling_2_processes"] == pytest.approx(statistics.median(ceilings), rel=1e-9, abs=0)
+    # plausible ranges: an env runs no faster than the bare physics it steps (1.5: the noise of one quick pair), nor
+    # 100 times slower; 2 workers or processes at most about twice one, and not 20 times slower (spawn, pipes)
+    for key in ratio_keys - {"vs_panda_gym"}:
+        low, high = (0.05, 2.5) if key.startswith("subproc2_vs_1") else (0.01, 1.5)
+        assert low < figures[key] < high, (key, figures[key])
+    assert 0.05 < figures["parallel_ceiling_2_processes"] < 2.5
+    if has_panda_gym:
+        assert 0.05 < figures["vs_panda_gym"] < 20  # the same PyBullet physics: within a factor of 20 either way
 
 
 def test_demo_quick_writes_every_stage_and_reuses_them(tmp_path):

@@ -317,6 +317,28 @@ def test_bench_gan_runs_on_a_given_dataset(dataset, tmp_path, capsys):
     r = last_json(capsys.readouterr().out)
     for key in (*REPORT_KEYS, "train_images_per_s", "train_seconds", "eval_seconds", "targets_met"):
         assert key in r
+    # each ratio is fake / real of figures the same JSON reports (generation_report's floor of 1e-12 on the real)
+    for ratio, fake, real in (("class_acc_ratio", "class_acc_fake", "class_acc_real"),
+                              ("pos_err_ratio", "pos_err_fake_norm", "pos_err_real_norm"),
+                              ("diversity_ratio", "diversity_fake", "diversity_real")):
+        assert r[ratio] is not None and math.isfinite(r[ratio]), ratio
+        assert r[ratio] == pytest.approx(r[fake] / max(r[real], 1e-12), rel=1e-9, abs=0), ratio
+    # plausible ranges: accuracies are fractions; errors and diversities positive and finite; the pixel errors are
+    # the normalised ones times the image width
+    assert 0 <= r["class_acc_real"] <= 1 and 0 <= r["class_acc_fake"] <= 1
+    for key in ("pos_err_real_norm", "pos_err_fake_norm", "diversity_real", "diversity_fake"):
+        assert 0 < r[key] < math.inf, key
+    assert r["pos_err_real_norm"] < 1.5 and r["pos_err_fake_norm"] < 1.5  # within the image's diagonal
+    for kind in ("real", "fake"):
+        assert r[f"pos_err_{kind}_px"] == pytest.approx(r[f"pos_err_{kind}_norm"] * SIZE, rel=1e-5), kind
+    if r["class_acc_real"] > 0:
+        assert r["class_acc_ratio"] <= 1 / r["class_acc_real"]  # fake accuracy is at most 1
+    assert 0 < r["pos_err_ratio"] < 100 and 0 < r["diversity_ratio"] < 100  # 3 steps of training: far off, not absurd
+    assert r["fid_custom"] >= 0 and math.isfinite(r["fid_custom"])
+    targets = [r["class_acc_ratio"] >= 0.9, r["pos_err_ratio"] <= 2.0, r["diversity_ratio"] >= 0.8]
+    assert r["targets_met"] == all(targets)
+    assert r["train_images_per_s"] > 0 and r["train_seconds"] > 0 and r["eval_seconds"] > 0
+    assert r["total_seconds"] >= r["data_seconds"] + r["train_seconds"] + r["eval_seconds"]
 
 
 def test_bad_input_is_one_line_and_exit_2(dataset, tmp_path, capsys):

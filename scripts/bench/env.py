@@ -34,13 +34,16 @@ from robot_env._quiet import quiet_c_output
 from robot_env.sim import pb  # pybullet, imported without its banner by robot_env
 
 
-def _paired(ref, fn, repeats: int) -> tuple[float, float, float]:
+def _paired(ref, fn, repeats: int, log: list | None = None) -> tuple[float, float, float]:
     """Run ``ref`` and ``fn`` alternately; return their best rates and the median of the
-    per-pair ratios fn/ref (robust to the drifts of a shared machine)."""
+    per-pair ratios fn/ref (robust to the drifts of a shared machine). ``log``, when given,
+    receives each pair of rates as ``[ref, fn]`` (the ratio's inputs, reported as ``per_pair``)."""
     pairs = []
     for _ in range(repeats):
         a = ref()
         pairs.append((a, fn()))
+    if log is not None:
+        log.extend([a, b] for a, b in pairs)
     ratios = sorted(b / a for a, b in pairs)
     return max(a for a, _ in pairs), max(b for _, b in pairs), float(np.median(ratios))
 
@@ -166,18 +169,24 @@ def measure(robot: str = "arm2", episodes: int = 200, repeats: int = 5, panda_st
         episodes, repeats, panda_steps, subproc_steps = 40, 1, 300, 60
     rng = np.random.default_rng(0)
     out: dict = {"robot": robot, "repeats": repeats}
+    per_pair: dict[str, list] = {}  # ratio key -> its [reference, subject] rates, pair by pair
+
+    def log(key: str) -> list:
+        return per_pair.setdefault(key, [])
 
     # 1. the lecture's open-loop env, fixed stage, torque control, against raw physics
     ol = gym.make("armlab/ReachSignalFixed-v0", robot=robot)
     signals = rng.uniform(-1, 1, (episodes,) + ol.action_space.shape)
-    raw, envr, ratio = _paired(lambda: raw_open_loop(ol, signals), lambda: env_open_loop(ol, signals), repeats)
+    raw, envr, ratio = _paired(lambda: raw_open_loop(ol, signals), lambda: env_open_loop(ol, signals), repeats,
+                              log("open_loop_vs_raw"))
     out.update(raw_physics_steps_per_s=raw, open_loop_physics_steps_per_s=envr, open_loop_vs_raw=ratio)
     ol.close()
 
     # 2. the state stage: Coulomb friction occupies the motors, torques are re-sent every step
     st = gym.make("armlab/ReachSignalState-v0", robot=robot)
     half = signals[: episodes // 2]
-    _, _, ratio = _paired(lambda: raw_open_loop(st, half), lambda: env_open_loop(st, half), repeats)
+    _, _, ratio = _paired(lambda: raw_open_loop(st, half), lambda: env_open_loop(st, half), repeats,
+                        log("state_open_loop_vs_raw"))
     out.update(state_open_loop_vs_raw=ratio)
     st.close()
 
@@ -186,7 +195,8 @@ def measure(robot: str = "arm2", episodes: int = 200, repeats: int = 5, panda_st
     cl = gym.make("armlab/ReachFixed-v0", robot=robot)
     actions = rng.uniform(-1, 1, (episodes * 4,) + cl.action_space.shape)
     per = cl.unwrapped.substeps
-    _, _, ratio = _paired(lambda: raw_closed_loop(cl, actions), lambda: env_steps(cl, actions) * per, repeats)
+    _, _, ratio = _paired(lambda: raw_closed_loop(cl, actions), lambda: env_steps(cl, actions) * per, repeats,
+                        log(f"closed_loop_vs_raw_{robot}"))
     out[f"closed_loop_vs_raw_{robot}"] = ratio
     cl.close()
 
@@ -194,7 +204,8 @@ def measure(robot: str = "arm2", episodes: int = 200, repeats: int = 5, panda_st
     panda_kw = dict(robot="panda", control="position", timestep=1 / 500, substeps=20, horizon=50 * 20 / 500)
     ours = gym.make("armlab/ReachFixed-v0", **panda_kw)
     pa = rng.uniform(-1, 1, (panda_steps,) + ours.action_space.shape)
-    raw_p, ours_rate, ratio = _paired(lambda: raw_closed_loop(ours, pa) / 20, lambda: env_steps(ours, pa), repeats)
+    raw_p, ours_rate, ratio = _paired(lambda: raw_closed_loop(ours, pa) / 20, lambda: env_steps(ours, pa), repeats,
+                                    log("closed_loop_vs_raw"))
     out.update(panda_env_steps_per_s=ours_rate, panda_raw_env_steps_per_s=raw_p, closed_loop_vs_raw=ratio)
     ours.close()
     try:
@@ -206,7 +217,8 @@ def measure(robot: str = "arm2", episodes: int = 200, repeats: int = 5, panda_st
         out["panda_gym"] = "not installed"
     else:
         ours = gym.make("armlab/ReachFixed-v0", **panda_kw)
-        pg_rate, ours_rate, ratio = _paired(lambda: env_steps(theirs, pa), lambda: env_steps(ours, pa), repeats)
+        pg_rate, ours_rate, ratio = _paired(lambda: env_steps(theirs, pa), lambda: env_steps(ours, pa), repeats,
+                                        log("vs_panda_gym"))
         out.update(panda_gym_env_steps_per_s=pg_rate, vs_panda_gym=ratio)
         theirs.close()
         ours.close()
@@ -220,13 +232,16 @@ def measure(robot: str = "arm2", episodes: int = 200, repeats: int = 5, panda_st
              (f"_{robot}_closed_loop", "armlab/ReachVelocity-v0", robot, subproc_steps * 4))
     for key, env_id, r, n_steps in cases:
         one, two, ratio = _paired(partial(subproc_rate, env_id, 1, max(n_steps, 10), {"robot": r}),
-                                  partial(subproc_rate, env_id, 2, max(n_steps, 10), {"robot": r}), max(repeats, 2))
+                                  partial(subproc_rate, env_id, 2, max(n_steps, 10), {"robot": r}), max(repeats, 2),
+                                  log(f"subproc2_vs_1{key}"))
         out[f"subproc2_vs_1{key}"] = ratio
         if not key:
             out.update(subproc1_env_steps_per_s=one, subproc2_env_steps_per_s=two)
     ceilings = [parallel_ceiling("armlab/ReachSignalVelocity-v0", "panda", max(subproc_steps // 4, 10))
                 for _ in range(max(repeats, 2))]
     out["parallel_ceiling_2_processes"] = float(np.median(ceilings))
+    out["per_pair"] = per_pair  # each *_vs_* ratio is the median of b / a over its [a, b] pairs
+    out["per_repeat"] = {"parallel_ceiling_2_processes": ceilings}
     return out
 
 

@@ -126,6 +126,9 @@ def run(args: argparse.Namespace) -> int:
         "class_acc_fake": report["class_acc_fake"], "pos_err_real_px": report["pos_err_real"],
         "pos_err_fake_px": report["pos_err_fake"], "mode_coverage": report["mode_coverage"],
         "probe_from_cache": report["probe_from_cache"],
+        # the ratios' inputs: pos_err_ratio is of the errors in image widths, diversity_ratio of the diversities
+        "pos_err_real_norm": report["pos_err_real_norm"], "pos_err_fake_norm": report["pos_err_fake_norm"],
+        "diversity_real": report["diversity_real"], "diversity_fake": report["diversity_fake"],
         "data_seconds": data_s, "train_seconds": train_s, "eval_seconds": eval_s,
         "total_seconds": time.perf_counter() - t_all,
     }
