@@ -381,6 +381,28 @@ def test_gpu_check_cyclegan_stage_on_cpu(sim_dir, real_dir, tmp_path, capsys):
     assert train["steps"] > train["first_call_steps"] >= 1 and train["images_per_s"] > 0
     assert report["run_step"] == train["steps"] and report["paired"] and report["n_test"] == 10
     assert {"gap_closure", "e_sim", "e_trans", "e_real", "psnr_sim", "psnr_trans"} <= set(report)
+    # every derived figure, recomputed from the figures the same JSON reports
+    settings = result["settings"]
+    assert train["epochs"] == pytest.approx(train["steps"] * settings["batch_size"] / settings["train_frames"],
+                                            rel=1e-9, abs=0)
+    for e in ("e_sim", "e_trans", "e_real"):
+        seeds = report[f"{e}_seeds"]
+        assert len(seeds) == report["n_seeds"] == 1 and report[e] == pytest.approx(float(np.mean(seeds)), rel=1e-9)
+    assert report["gap"] == pytest.approx(report["e_sim"] - report["e_real"], rel=1e-9, abs=1e-12)
+    assert report["gap"] != 0 and report["gap_closure"] == pytest.approx(
+        (report["e_sim"] - report["e_trans"]) / report["gap"], rel=1e-9, abs=0)
+    assert report["psnr_gain"] == pytest.approx(report["psnr_trans"] - report["psnr_sim"], rel=1e-9, abs=1e-12)
+    # plausible ranges: regressor errors are positive pixel distances, at most a few image widths; the gap closure
+    # finite (a few steps of training: anything, not inf or NaN); PSNRs in dB of 8-bit images; SSIMs in [-1, 1];
+    # the continued call planned past the first and stopped at its time limit or plan
+    for e in ("e_sim", "e_trans", "e_real"):
+        assert 0 < report[e] < 10 * SIZE, (e, report[e])
+    assert math.isfinite(report["gap_closure"]) and abs(report["gap_closure"]) < 1e6
+    assert 0 < report["psnr_sim"] < 100 and 0 < report["psnr_trans"] < 100
+    assert -1 <= report["ssim_sim"] <= 1 and -1 <= report["ssim_trans"] <= 1
+    assert train["first_call_steps"] < train["planned_steps"] and train["steps"] <= train["planned_steps"]
+    assert 0 < train["epochs"] < math.inf and 0 < train["images_per_s_first_call"] < math.inf
+    assert train["train_s"] > 0 and result["stage_seconds"] >= train["train_s"]
     gens_dir = tmp_path / "gens"
     gens_dir.mkdir()
     (gens_dir / "checkpoint.pt").write_bytes((out / "cyclegan-b32x8-gens.pt").read_bytes())

@@ -3,6 +3,7 @@
 import argparse
 import dataclasses
 import json
+import math
 import socket
 
 import numpy as np
@@ -296,6 +297,22 @@ def test_gpu_check_script_runs_on_cpu(capsys):
                 "train_flops_per_image"):
         assert result[key] is not None
     assert result["device"] == "cpu" and result["sample_finite"]
+    # each rate is recomputed from the counts and timings the same JSON reports
+    assert result["train_images_per_s"] == pytest.approx(
+        result["train_measured_images"] / result["train_measured_seconds"], rel=1e-9, abs=0)
+    assert result["sample_images_per_s_ddim50"] == pytest.approx(result["sample_n"] / result["sample_seconds"],
+                                                                  rel=1e-9, abs=0)
+    assert result["train_flops_per_image"] == pytest.approx(3 * result["forward_flops_per_image"], rel=1e-9, abs=0)
+    assert result["achieved_tflops"] == pytest.approx(
+        result["train_images_per_s"] * result["train_flops_per_image"] / 1e12, rel=1e-9, abs=0)
+    # plausible ranges: whole batches after one warm-up step, timed within the run; a CPU far below 10 TFLOP/s
+    assert result["train_measured_images"] >= result["batch_size"] and \
+        result["train_measured_images"] % result["batch_size"] == 0
+    assert result["train_measured_images"] == (result["train_steps"] - 1) * result["batch_size"]
+    assert 0 < result["train_measured_seconds"] <= result["train_seconds"] and result["sample_seconds"] > 0
+    assert result["sample_n"] == 2 and result["forward_flops_per_image"] > 0
+    assert 0 < result["achieved_tflops"] < 10
+    assert math.isfinite(result["loss_first"]) and math.isfinite(result["loss_last"])
 
 
 @pytest.mark.slow
@@ -311,6 +328,59 @@ def test_bench_quick_runs(tmp_path, capsys):
                 "latent_ddim50_speedup", "autoencoder_psnr", "downstream_class_acc_ratio", "latent_fid_custom"):
         assert key in figures
     assert (tmp_path / "bench" / "results.json").is_file()
+    f = figures
+
+    def check(ratio: str, a: str, b: str, floor: float = 0.0) -> None:
+        """``ratio`` is a / b of figures the same JSON reports (None where b is 0 or a figure is missing)."""
+        if f[a] is None or f[b] is None or not (f[b] or floor):
+            assert f[ratio] is None, ratio
+        else:
+            assert f[ratio] == pytest.approx(f[a] / max(f[b], floor), rel=1e-9, abs=0), ratio
+
+    # every ratio of the JSON, recomputed (the probe metrics floor the real figure at 1e-12, as generation_report)
+    for m in ("latent", "pixel"):
+        check(f"{m}_class_acc_ratio", f"{m}_class_acc_fake", f"{m}_class_acc_real", 1e-12)
+        check(f"{m}_pos_err_ratio", f"{m}_pos_err_fake_norm", f"{m}_pos_err_real_norm", 1e-12)
+        check(f"{m}_diversity_ratio", f"{m}_diversity_fake", f"{m}_diversity_real", 1e-12)
+        check(f"{m}_ddim50_vs_ddpm1000_class_acc", f"{m}_ddim50_class_acc", f"{m}_ddpm1000_class_acc")
+        check(f"{m}_ddim50_speedup", f"{m}_ddim50_images_per_s", f"{m}_ddpm1000_images_per_s")
+    check("latent_no_guidance_class_acc_ratio", "latent_no_guidance_class_acc_fake",
+          "latent_no_guidance_class_acc_real", 1e-12)
+    check("latent_no_guidance_pos_err_ratio", "latent_no_guidance_pos_err_fake_norm",
+          "latent_no_guidance_pos_err_real_norm", 1e-12)
+    check("latent_vs_pixel_train_steps_per_s", "latent_train_steps_per_s", "pixel_train_steps_per_s")
+    for sm, k in (("ddpm", 1000), ("ddim", 50), ("dpm", 20)):
+        check(f"latent_vs_pixel_{sm}_images_per_s", f"latent_{sm}{k}_images_per_s", f"pixel_{sm}{k}_images_per_s")
+    check("autoencoder_class_acc_ratio", "autoencoder_class_acc_reconstructed", "autoencoder_class_acc_real")
+    check("downstream_class_acc_ratio", "downstream_class_acc_generated", "downstream_class_acc_real")
+    check("downstream_pos_err_ratio", "downstream_pos_err_px_generated", "downstream_pos_err_px_real")
+    ratios = [k for k in f if "ratio" in k or "_vs_" in k or k.endswith("speedup")]
+    checked = {f"{m}_{k}" for m in ("latent", "pixel") for k in ("class_acc_ratio", "pos_err_ratio", "diversity_ratio",
+                                                                  "ddim50_vs_ddpm1000_class_acc", "ddim50_speedup")}
+    checked |= {"latent_no_guidance_class_acc_ratio", "latent_no_guidance_pos_err_ratio",
+                "latent_vs_pixel_train_steps_per_s", "autoencoder_class_acc_ratio", "downstream_class_acc_ratio",
+                "downstream_pos_err_ratio"} | {f"latent_vs_pixel_{sm}_images_per_s" for sm in ("ddpm", "ddim", "dpm")}
+    assert set(ratios) == checked, set(ratios) ^ checked  # a ratio added later is recomputed here too
+    # plausible ranges: accuracies are fractions; speeds, errors and diversities positive and finite; DDIM-50 is
+    # faster than DDPM-1000 (the pixel DDPM is timed over 50 steps and scaled: about 20 times); a ratio of
+    # rates, errors or diversities within a factor of 1000; the autoencoder's PSNR in dB of 8-bit images
+    for k, v in f.items():
+        if k.endswith(("class_acc", "class_acc_fake", "class_acc_real", "class_acc_generated",
+                       "class_acc_reconstructed")) and "_vs_" not in k and v is not None:
+            assert 0 <= v <= 1, (k, v)
+        if k.endswith(("images_per_s", "_norm", "diversity_fake", "diversity_real", "pos_err_px_real",
+                       "pos_err_px_generated")):
+            assert v is not None and 0 < v < math.inf, (k, v)
+        if k.endswith("steps_per_s"):  # None where a run's summary times no steady interval
+            assert v is None or 0 < v < math.inf, (k, v)
+    for k in checked:
+        if f[k] is not None and "class_acc" not in k:
+            assert 1e-3 < f[k] < 1e3, (k, f[k])
+        elif f[k] is not None:
+            assert 0 <= f[k] < math.inf, (k, f[k])
+    assert f["latent_ddim50_speedup"] > 1 and 5 < f["pixel_ddim50_speedup"] < 80
+    assert f["pixel_ddpm1000_class_acc"] is None and f["pixel_ddim50_vs_ddpm1000_class_acc"] is None  # not sampled
+    assert 0 < f["autoencoder_psnr"] < 100 and f["latent_fid_custom"] >= 0 and f["pixel_fid_custom"] >= 0
 
 
 # ------------------------------------------------------------------------------------------------ joint conditions

@@ -367,7 +367,9 @@ def _figures(r: dict[str, Any]) -> dict[str, Any]:
     for m in models:
         e = r[m]["eval"]
         for k in ("class_acc_ratio", "pos_err_ratio", "diversity_ratio", "fid_custom", "kid_custom",
-                  "class_acc_fake", "class_acc_real", "pos_err_fake", "pos_err_real"):
+                  "class_acc_fake", "class_acc_real", "pos_err_fake", "pos_err_real",
+                  # the other ratios' inputs: pos_err_ratio is of the errors in image widths
+                  "pos_err_fake_norm", "pos_err_real_norm", "diversity_fake", "diversity_real"):
             f[f"{m}_{k}"] = e.get(k)
         f[f"{m}_train_seconds"] = r[m].get("train_seconds")
         f[f"{m}_steps"] = r[m].get("steps")
@@ -383,12 +385,15 @@ def _figures(r: dict[str, Any]) -> dict[str, Any]:
             f["gan_train_images_per_s"] = r[m].get("train_images_per_s")
     f["latent_no_guidance_class_acc_ratio"] = r["latent"]["eval_no_guidance"].get("class_acc_ratio")
     f["latent_no_guidance_pos_err_ratio"] = r["latent"]["eval_no_guidance"].get("pos_err_ratio")
+    for k in ("class_acc_fake", "class_acc_real", "pos_err_fake_norm", "pos_err_real_norm"):
+        f[f"latent_no_guidance_{k}"] = r["latent"]["eval_no_guidance"].get(k)
     f["latent_vs_pixel_train_steps_per_s"] = r["latent_vs_pixel"]["train_steps_per_s_ratio"]
     for sm, v in r["latent_vs_pixel"]["sample_images_per_s_ratio"].items():
         f[f"latent_vs_pixel_{sm}_images_per_s"] = v
     a = r["autoencoder"]
     f.update({"autoencoder_psnr": a["psnr"], "autoencoder_class_acc_ratio": a["class_acc_ratio"],
-              "autoencoder_train_seconds": a["train_seconds"]})
+              "autoencoder_train_seconds": a["train_seconds"], "autoencoder_class_acc_real": a["class_acc_real"],
+              "autoencoder_class_acc_reconstructed": a["class_acc_reconstructed"]})
     d = r["downstream"]
     f.update({"downstream_class_acc_generated": d["trained_on_generated"]["class_acc"],
               "downstream_class_acc_real": d["trained_on_real"]["class_acc"],

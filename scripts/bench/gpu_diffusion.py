@@ -198,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         "forward_flops_per_image": flops_fwd,
         "achieved_tflops": train_ips * flops_train / 1e12 if train_ips else None,
         "sample_images_per_s_ddim50": sample_n / sample_s, "sample_n": sample_n, "guidance": 2.0,
+        # the rates' inputs: images and seconds of the timed interval (after the warm-up steps), sampling seconds
+        "train_measured_images": n_images, "train_measured_seconds": train_s, "sample_seconds": sample_s,
         "loss_first": losses[0], "loss_last": losses[-1],
         "sample_finite": bool(torch.isfinite(x).all()),
         "threads": torch.get_num_threads(),
