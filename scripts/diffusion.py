@@ -324,10 +324,11 @@ def print_report(r: dict, title: str = "") -> None:
 
 
 def main(argv=None) -> int:
-    """``armlab diffusion ARGV`` (through `armlab_scripts.cli.main`, the one place that maps errors to exit codes)."""
-    from armlab_scripts.cli import main as cli_main
+    """``armlab diffusion ARGV``, run as a script: through `armlab_scripts.cli.main`, the one place that maps
+    errors to exit codes."""
+    from armlab_scripts.cli import run_command
 
-    return cli_main(["diffusion", *(sys.argv[1:] if argv is None else argv)])
+    return run_command(['diffusion'], argv)
 
 
 if __name__ == "__main__":

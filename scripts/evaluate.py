@@ -81,10 +81,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="armlab evaluate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(p)
-    return run(p.parse_args(argv))
+    """``armlab evaluate ARGV``, run as a script: through `armlab_scripts.cli.main`, the one place that maps
+    errors to exit codes."""
+    from armlab_scripts.cli import run_command
+
+    return run_command(['evaluate'], argv)
 
 
 if __name__ == "__main__":

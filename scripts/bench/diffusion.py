@@ -469,10 +469,11 @@ def _print(r: dict[str, Any]) -> None:
 
 
 def main(argv=None) -> int:
-    """``armlab bench diffusion ARGV`` (through `armlab_scripts.cli.main`, which maps errors to exit codes)."""
-    from armlab_scripts.cli import main as cli_main
+    """``armlab bench diffusion ARGV``, run as a script: through `armlab_scripts.cli.main`, the one place that maps
+    errors to exit codes."""
+    from armlab_scripts.cli import run_command
 
-    return cli_main(["bench", "diffusion", *(sys.argv[1:] if argv is None else argv)])
+    return run_command(['bench', 'diffusion'], argv)
 
 
 if __name__ == "__main__":
