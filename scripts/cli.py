@@ -151,12 +151,6 @@ def _sentence(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-def run_command(words: list[str], argv: list[str] | None = None) -> int:
-    """``armlab WORDS... ARGV`` (``argv`` defaults to this process's arguments): how a subcommand module runs as a
-    script (``python -m armlab_scripts.train ...``), through `main`'s one mapping of errors to exit codes."""
-    return main([*words, *(sys.argv[1:] if argv is None else argv)])
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run ``armlab argv``. The one place that maps errors to exit codes: an `ArmlabError` (the user's mistake:
     bad setting, bad data, missing or unwritable path, missing device) is one sentence on stderr and exit code 2;

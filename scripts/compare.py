@@ -157,16 +157,3 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         emit_json({"rows": rows, "wall_s": time.perf_counter() - t0})
     return 0
-
-
-def main(argv=None) -> int:
-    """``armlab compare ARGV``, run as a script: through `armlab_scripts.cli.main`, the one place that maps
-    errors to exit codes."""
-    from armlab_scripts.cli import run_command
-
-    return run_command(['compare'], argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
-

@@ -143,15 +143,3 @@ def _translate(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(s)
     return 0
-
-
-def main(argv=None) -> int:
-    """``armlab cyclegan ARGV``, run as a script: through `armlab_scripts.cli.main`, the one place that maps
-    errors to exit codes."""
-    from armlab_scripts.cli import run_command
-
-    return run_command(['cyclegan'], argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -321,15 +321,3 @@ def print_report(r: dict, title: str = "") -> None:
               f"{fmt(r.get('sample_images_per_s'), '.2f')} images/s, training "
               f"{fmt(r.get('train_images_per_s'), '.0f')} images/s")
     print_generation_report(r, TARGETS, title, footer)
-
-
-def main(argv=None) -> int:
-    """``armlab diffusion ARGV``, run as a script: through `armlab_scripts.cli.main`, the one place that maps
-    errors to exit codes."""
-    from armlab_scripts.cli import run_command
-
-    return run_command(['diffusion'], argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

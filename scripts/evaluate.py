@@ -78,15 +78,3 @@ def run(args: argparse.Namespace) -> int:
             figures["zero_median_y"] = results[1].median_y
         emit_json(figures)
     return 0
-
-
-def main(argv=None) -> int:
-    """``armlab evaluate ARGV``, run as a script: through `armlab_scripts.cli.main`, the one place that maps
-    errors to exit codes."""
-    from armlab_scripts.cli import run_command
-
-    return run_command(['evaluate'], argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -99,15 +99,3 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(r)
     return 0
-
-
-def main(argv=None) -> int:
-    """``armlab sim2real ARGV``, run as a script: through `armlab_scripts.cli.main`, the one place that maps
-    errors to exit codes."""
-    from armlab_scripts.cli import run_command
-
-    return run_command(['sim2real'], argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

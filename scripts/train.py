@@ -75,15 +75,3 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(r.figures())
     return 0
-
-
-def main(argv=None) -> int:
-    """``armlab train ARGV``, run as a script: through `armlab_scripts.cli.main`, the one place that maps
-    errors to exit codes."""
-    from armlab_scripts.cli import run_command
-
-    return run_command(['train'], argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

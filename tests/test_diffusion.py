@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from armlab_scripts import cli as armlab_cli
 from armlab_scripts import diffusion as cli
 from armlab_scripts._common import UsageError
 from generative import diffusion as D
@@ -317,12 +318,12 @@ def test_gpu_check_script_runs_on_cpu(capsys):
 
 @pytest.mark.slow
 def test_bench_quick_runs(tmp_path, capsys):
-    from armlab_scripts.bench import diffusion as bench_diffusion
+    from armlab_scripts.cli import main
 
-    argv = ["--quick", "--out", str(tmp_path / "bench"), "--frames", "64", "--test", "16", "--steps", "3",
-            "--pixel-steps", "2", "--vae-steps", "3", "--n", "6", "--n-ddpm", "2", "--downstream-n", "8",
-            "--probe-steps", "5", "--model", "tiny", "--json"]
-    assert bench_diffusion.main(argv) == 0
+    argv = ["bench", "diffusion", "--quick", "--out", str(tmp_path / "bench"), "--frames", "64", "--test", "16",
+            "--steps", "3", "--pixel-steps", "2", "--vae-steps", "3", "--n", "6", "--n-ddpm", "2",
+            "--downstream-n", "8", "--probe-steps", "5", "--model", "tiny", "--json"]
+    assert main(argv) == 0
     figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     for key in ("latent_class_acc_ratio", "pixel_class_acc_ratio", "latent_vs_pixel_train_steps_per_s",
                 "latent_ddim50_speedup", "autoencoder_psnr", "downstream_class_acc_ratio", "latent_fid_custom"):
@@ -398,7 +399,8 @@ def test_parse_cond_takes_joints(capsys):
         with pytest.raises(ValueError, match="class, target, joints") as info:
             D.parse_cond(bad)
         _one_sentence(info.value)
-    assert cli.main(["train", "--data", ".", "--out", "x", "--steps", "1", "--cond", "class,elbow"]) == 2
+    assert armlab_cli.main(["diffusion", "train", "--data", ".", "--out", "x", "--steps", "1",
+                            "--cond", "class,elbow"]) == 2
     err = capsys.readouterr().err.strip()
     assert "unknown condition 'elbow'" in err and "\n" not in err
     with pytest.raises(ValueError, match="n_joints"):
@@ -491,8 +493,8 @@ def test_joint_runs_train_resume_and_sample_the_requested_joints(dataset, tmp_pa
     assert all(tuple(r) in rows for r in q.tolist())
 
     out = tmp_path / "samples"
-    assert cli.main(["sample", "--run", str(run), "--n", "3", "--class", "sphere", "--joints", "0.1,-0.3,1.0",
-                     "--steps", "2", "--out", str(out)]) == 0
+    assert armlab_cli.main(["diffusion", "sample", "--run", str(run), "--n", "3", "--class", "sphere",
+                            "--joints", "0.1,-0.3,1.0", "--steps", "2", "--out", str(out)]) == 0
     capsys.readouterr()
     label = json.loads((out / "labels" / "000001.json").read_text())
     assert label["joint_positions"] == [0.1, -0.3, 1.0] and label["class_name"] == "sphere"
@@ -508,8 +510,8 @@ def test_joint_runs_train_resume_and_sample_the_requested_joints(dataset, tmp_pa
 
     errors = {}
     for bad in ("0.1,0.2", "0.1,nan,0.2", "0,2.0,0", "a,b,c", "0.1,0.2,0.3,0.4"):
-        assert cli.main(["sample", "--run", str(run), "--n", "2", "--joints", bad, "--steps", "2",
-                         "--out", str(tmp_path / "bad")]) == 2, bad
+        assert armlab_cli.main(["diffusion", "sample", "--run", str(run), "--n", "2", "--joints", bad,
+                                "--steps", "2", "--out", str(tmp_path / "bad")]) == 2, bad
         errors[bad] = err = capsys.readouterr().err.strip()
         assert err.startswith("armlab: error:") and "\n" not in err and "joint" in err, err
     assert "takes 3 joint positions" in errors["0.1,0.2"] and "finite" in errors["0.1,nan,0.2"]

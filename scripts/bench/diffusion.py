@@ -466,15 +466,3 @@ def _print(r: dict[str, Any]) -> None:
           f"{_fmt(d['pos_err_ratio'])})")
     print(f"\n  total {r['total_seconds'] / 60:.1f} min: " + ", ".join(
         f"{k} {v:.0f} s" for k, v in r["timings_s"].items()))
-
-
-def main(argv=None) -> int:
-    """``armlab bench diffusion ARGV``, run as a script: through `armlab_scripts.cli.main`, the one place that maps
-    errors to exit codes."""
-    from armlab_scripts.cli import run_command
-
-    return run_command(['bench', 'diffusion'], argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

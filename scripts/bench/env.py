@@ -288,15 +288,3 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(r)
     return 0
-
-
-def main(argv=None) -> int:
-    """``armlab bench env ARGV``, run as a script: through `armlab_scripts.cli.main`, the one place that maps
-    errors to exit codes."""
-    from armlab_scripts.cli import run_command
-
-    return run_command(['bench', 'env'], argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -96,15 +96,3 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         emit_json({"robot": args.robot, "budget": args.budget, "contexts": args.contexts, "stages": res, "bar_met": ok})
     return 0
-
-
-def main(argv=None) -> int:
-    """``armlab bench feasibility ARGV``, run as a script: through `armlab_scripts.cli.main`, the one place that maps
-    errors to exit codes."""
-    from armlab_scripts.cli import run_command
-
-    return run_command(['bench', 'feasibility'], argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
