@@ -32,6 +32,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from armlab_scripts._demo_figures import class_sheet, comparison_plot, fmt_m, label_sheet, landscape_plot, write_png
+
 
 def _check_envs(progress: bool) -> list[dict]:
     import gymnasium as gym
@@ -84,50 +86,6 @@ def _landscape(grid: int, progress: bool) -> tuple[np.ndarray, np.ndarray]:
     return xs, y
 
 
-def _fmt_m(y: float) -> str:
-    """A distance in the unit that shows it: um, mm or cm."""
-    if y < 1e-3:
-        return f"{y * 1e6:.1f} um"
-    if y < 1e-2:
-        return f"{y * 1e3:.2f} mm"
-    return f"{y * 1e2:.1f} cm"
-
-
-def _plot(path: Path, xs, y, fixed: dict) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import LogNorm
-
-    es, rs = fixed["cmaes"], fixed["random"]
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 5.2), gridspec_kw={"width_ratios": [1.1, 1]})
-    im = ax.pcolormesh(xs, xs, np.maximum(y, 1e-4), norm=LogNorm(vmin=1e-3, vmax=max(y.max(), 1e-2)),
-                       cmap="viridis_r", shading="auto")
-    fig.colorbar(im, ax=ax, label="distance y after t (m, log scale)")
-    ax.contour(xs, xs, y, levels=[0.01, 0.02], colors=["white", "0.8"], linewidths=0.8)
-    path_pts = np.array(es.path)
-    ax.plot(path_pts[:, 0], path_pts[:, 1], "-o", color="tab:red", ms=3, lw=1.2, label="CMA-ES mean per generation")
-    ax.plot(*es.x, "*", color="gold", ms=14, mec="k", label=f"best x (y = {_fmt_m(es.y)})")
-    ax.plot(0, 0, "s", color="w", mec="k", label=f"zero signal (y = {_fmt_m(fixed['zero_y'])})")
-    ax.set_xlim(-1, 1)
-    ax.set_ylim(-1, 1)
-    ax.set(xlabel="x1 (shoulder torque / max)", ylabel="x2 (elbow torque / max)",
-           title="arm2, stage 'fixed': y(x) over the whole signal space")
-    ax.legend(loc="lower left", fontsize=8, framealpha=0.85)
-    bx.semilogy(np.arange(1, len(es.curve) + 1), es.curve, label="CMA-ES")
-    bx.semilogy(np.arange(1, len(rs.curve) + 1), rs.curve, label="random search")
-    bx.axhline(0.01, color="k", ls="--", lw=0.8, label="1 cm")
-    bx.set(xlabel="evaluations (simulated episodes)", ylabel="best y so far (m)",
-           title="try hundreds of x: best distance vs evaluations")
-    bx.legend()
-    fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
-
-
 def _video(rl_dir: Path, path: Path, seed: int) -> None:
     import gymnasium as gym
 
@@ -142,72 +100,6 @@ def _video(rl_dir: Path, path: Path, seed: int) -> None:
             recorder.record(ctrl, episodes=3, seed=seed, writer=writer)
     finally:
         env.close()
-
-
-def _comparison_plot(rows: list[dict], path: Path, decisions: int = 200) -> None:
-    """Median final distance against total simulated episodes for ``decisions`` decisions."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for r in rows:
-        total = max(1.0, r["training_episodes"] + r["episodes_per_decision"] * decisions)
-        ax.loglog(total, max(r["median_y"], 1e-4), "o", ms=8, label=r["controller"])
-    ax.axhline(0.02, color="k", ls="--", lw=0.8, label="2 cm")
-    ax.set(xlabel=f"simulated episodes for {decisions} decisions (training + deployment)",
-           ylabel="median final distance y (m)", title="velocity stage: what each controller costs")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    _save_fig(fig, path)
-
-
-def _save_fig(fig, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
-
-
-def _write_png(path: Path, rgb: np.ndarray) -> None:
-    import cv2
-
-    tmp = path.with_suffix(".tmp.png")
-    if not cv2.imwrite(str(tmp), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"could not write {path}")
-    tmp.replace(path)
-
-
-def _label_sheet(sim: Path, real: Path, frames: list[int], scale: int = 3) -> np.ndarray:
-    """Sim (top row) and real-style (bottom row) frames with their labels drawn: COCO boxes
-    (target red, others white) and the target's labelled pixel (green ring)."""
-    import cv2
-
-    rows = []
-    for root in (sim, real):
-        tiles = []
-        for i in frames:
-            lab = json.loads((root / "labels" / f"{i:06d}.json").read_text())
-            img = cv2.cvtColor(cv2.imread(str(root / lab["rgb"])), cv2.COLOR_BGR2RGB)
-            img = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
-            for o in lab["objects"]:
-                if o["area"] == 0 or o["category"] == "robot":
-                    continue
-                x, y, w, h = (v * scale for v in o["bbox"])
-                color = (230, 40, 40) if o["is_target"] else (255, 255, 255)
-                cv2.rectangle(img, (x, y), (x + w - 1, y + h - 1), color, 1)
-            u, v = (c * scale + (scale - 1) / 2 for c in lab["target"]["pixel"])
-            if np.isfinite(u) and np.isfinite(v):
-                cv2.circle(img, (int(round(u)), int(round(v))), 2 * scale, (40, 230, 40), 1, cv2.LINE_AA)
-            cv2.putText(img, lab["class_name"], (3, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1,
-                        cv2.LINE_AA)
-            tiles.append(img)
-        rows.append(np.concatenate(tiles, axis=1))
-    return np.concatenate(rows, axis=0)
 
 
 # -- stages ---------------------------------------------------------------------------------------
@@ -266,15 +158,15 @@ def stage_cmaes(demo: Demo) -> dict:
              "|---|---|---|---|---|---|"]
     for r in searches:
         es, rs = r["cmaes"], r["random"]
-        table.append(f"| {r['stage']} | {_fmt_m(es.y)} | {_fmt_m(rs.y)} | {_fmt_m(r['zero_y'])} "
+        table.append(f"| {r['stage']} | {fmt_m(es.y)} | {fmt_m(rs.y)} | {fmt_m(r['zero_y'])} "
                      f"| {es.evaluations} | {es.wall_time:.2f} s |")
     xs, y = _landscape(s["grid"], demo.progress)
-    _plot(demo.out / "landscape.png", xs, y, searches[0])
+    landscape_plot(demo.out / "landscape.png", xs, y, searches[0])
     rows = [{"stage": r["stage"], "cmaes_y": r["cmaes"].y, "cmaes_x": r["cmaes"].x.tolist(),
              "evaluations": r["cmaes"].evaluations, "wall_s": r["cmaes"].wall_time, "random_y": r["random"].y,
              "zero_y": r["zero_y"]} for r in searches]
     worst = max(r["cmaes_y"] for r in rows)
-    return {"line": f"CMA-ES reaches every stage's target to within {_fmt_m(worst)}; landscape.png",
+    return {"line": f"CMA-ES reaches every stage's target to within {fmt_m(worst)}; landscape.png",
             "table": "\n".join(table), "searches": rows,
             "landscape": {"grid": s["grid"], "min_y": float(y.min()), "share_below_1cm": float(np.mean(y < 0.01))},
             "files": ["landscape.png"]}
@@ -289,9 +181,9 @@ def stage_comparison(demo: Demo) -> dict:
     # training, on the same held-out contexts
     results = mapping_comparison(demo.out / "rl", s["rl_steps"], s["contexts"], s["seed"], demo.progress)
     table, rows = to_markdown(results), [r.row() for r in results]
-    _comparison_plot(rows, demo.out / "comparison.png")
+    comparison_plot(rows, demo.out / "comparison.png")
     sac = rows[-1]
-    return {"line": f"SAC after {s['rl_steps']:,} steps: median y {_fmt_m(sac['median_y'])}, "
+    return {"line": f"SAC after {s['rl_steps']:,} steps: median y {fmt_m(sac['median_y'])}, "
                     f"{sac['success_2cm']:.0%} within 2 cm on {s['contexts']} held-out contexts",
             "table": table, "rows": rows, "files": ["comparison.png", "rl"]}
 
@@ -320,8 +212,8 @@ def stage_dataset(demo: Demo) -> dict:
     for style in ("sim", "real"):
         cfg = DatasetConfig(n=s["n"], size=s["size"], seed=s["seed"], style=style)
         counts[style] = demo_dataset(demo.out / "data" / style, cfg, s["workers"], demo.progress)["counts"]
-    _write_png(demo.out / "dataset_samples.png",
-               _label_sheet(demo.out / "data" / "sim", demo.out / "data" / "real", list(range(6))))
+    write_png(demo.out / "dataset_samples.png",
+               label_sheet(demo.out / "data" / "sim", demo.out / "data" / "real", list(range(6))))
     return {"line": f"{s['n']} frames each in sim and real styles at {s['size']} px, "
                     f"{counts['sim']['annotations']} COCO annotations per style; dataset_samples.png",
             "counts": counts, "files": ["data/sim/manifest.json", "data/real/manifest.json", "dataset_samples.png"]}
@@ -353,7 +245,7 @@ def stage_cyclegan(demo: Demo) -> dict:
     sim_imgs = np.stack([read(sim, i) for i in frames])
     real_imgs = np.stack([read(real, i) for i in frames])
     trans = translate_images(gens, sim_imgs)
-    _write_png(demo.out / "cyclegan_samples.png", _class_sheet([sim_imgs, trans, real_imgs], scale=3))
+    write_png(demo.out / "cyclegan_samples.png", class_sheet([sim_imgs, trans, real_imgs], scale=3))
     psnr_sim = float(np.mean([psnr(a, b) for a, b in zip(sim_imgs, real_imgs)]))
     psnr_trans = float(np.mean([psnr(a, b) for a, b in zip(trans, real_imgs)]))
     # a short rollout in the dataset's scene (the arm sweeping between two poses), translated frame by frame
@@ -376,14 +268,6 @@ def stage_cyclegan(demo: Demo) -> dict:
                     f"{psnr_sim:.1f} dB untranslated, {psnr_trans:.1f} dB translated; cyclegan_rollout.webm",
             "figures": figures, "psnr_sim": psnr_sim, "psnr_trans": psnr_trans,
             "files": ["cyclegan_samples.png", "cyclegan_rollout.webm", "cyclegan/checkpoint.pt"]}
-
-
-def _class_sheet(rows: list[np.ndarray], scale: int = 2) -> np.ndarray:
-    """One row of images per class (uint8 NHWC each), upscaled for viewing."""
-    import cv2
-
-    sheet = np.concatenate([np.concatenate(list(r), axis=1) for r in rows], axis=0)
-    return cv2.resize(sheet, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
 
 
 def _images_per_s(summary: dict) -> float:
@@ -413,7 +297,7 @@ def stage_generate(demo: Demo) -> dict:
                             checkpoint_every=max(50, s["gan_steps"] // 4))
     summary = train_gan(data, gan_train, cond="class,target", size=s["size"])
     rows = [gan_sample(demo.out / "gan", s["per_class"], cond={"class_id": c}, seed=s["seed"])[0] for c in range(3)]
-    _write_png(demo.out / "gan_samples.png", _class_sheet(rows))
+    write_png(demo.out / "gan_samples.png", class_sheet(rows))
     diffusion_train = TrainConfig(out=demo.out / "diffusion", steps=s["diffusion_steps"],
                                   **{**DIFFUSION_TRAINING, "batch_size": s["batch_size"]}, seed=s["seed"],
                                   device="cpu", progress=demo.progress, tensorboard=False, sample_every=10**9,
@@ -421,7 +305,7 @@ def stage_generate(demo: Demo) -> dict:
     dsum = train_diffusion(data, diffusion_train, size=s["size"], cond="class", model="tiny")
     rows = [diffusion_sample(demo.out / "diffusion", s["per_class"], cond={"class_id": c}, sampler="ddpm",
                              steps=s["sample_steps"], guidance=2.0, seed=s["seed"])[0] for c in range(3)]
-    _write_png(demo.out / "diffusion_samples.png", _class_sheet(rows))
+    write_png(demo.out / "diffusion_samples.png", class_sheet(rows))
     g_ips, d_ips = _images_per_s(summary), _images_per_s(dsum)
     figures = {"GAN training images/s": f"{g_ips:.0f}", "GAN steps": f"{s['gan_steps']:,}",
                "diffusion training images/s": f"{d_ips:.0f}",
