@@ -3,6 +3,7 @@
     armlab cyclegan train --sim data/sim --real data/real --out runs/cyclegan --steps 1500 --base 16 --d-base 32
     armlab cyclegan train --sim data/sim --real photos/ --out runs/cg_task --steps 1500 --task-weight 0.5
     armlab cyclegan train --sim data/sim --real data/real --out runs/cyclegan --steps 3000 --base 16 --d-base 32
+    armlab cyclegan train --sim data/sim --real data/real --out runs/look --steps 1500 --generator look --d-base 16
     armlab cyclegan translate --run runs/cyclegan --in data/sim --out data/sim2real          # labels kept
     armlab cyclegan translate --run runs/cyclegan --in photos/ --out photos_sim --direction real2sim
     armlab cyclegan translate --run runs/cyclegan --in rollout.webm --out rollout_real.webm --side-by-side
@@ -13,6 +14,10 @@ train: the real domain may be any folder of images (or an armlab dataset); image
 tb/ (TensorBoard). The same command after a kill resumes exactly; a larger --steps continues a finished run (the
 third example). At 64 px with batch 4 on one CPU thread a step takes about 0.5 s with --base 16 --d-base 32 and
 about 2 s with the defaults (--base 32 --d-base 64); --threads 1 is fastest on a busy machine.
+--generator look replaces both ResNet generators with the light camera-model translator (colour, tone curve,
+vignetting, blur and sensor noise plus a small residual net; about 21 k parameters, --base 16 by default), trained
+with the same adversarial and cycle terms (not the identity term, which would pin a camera look to the identity)
+and much faster on a CPU.
 --task-weight > 0 adds the task-consistency term: a probe trained on the (labelled) sim dataset must read the same
 target position from x and G(x).
 
@@ -34,6 +39,8 @@ from armlab_scripts._trainer import add_trainer_arguments, trainer_config, use_t
 from armlab_scripts.sim2real import add_eval_arguments, run_eval
 from generative.trainer_defaults import CYCLEGAN as TRAIN_DEFAULTS
 
+GENERATORS = ("resnet", "look")  # generative.cyclegan.GENERATORS, without importing torch to build the parser
+
 VIDEO_INPUTS = (".webm", ".mp4", ".gif", ".avi", ".mov", ".mkv", ".m4v")
 
 
@@ -50,8 +57,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--size", type=int, default=64, help="image size in pixels, a multiple of 4 (default 64)")
     t.add_argument("--task-weight", type=float, default=0.0,
                    help="weight of the task-consistency term per pixel of probe disagreement (default 0: off)")
-    t.add_argument("--base", type=int, default=32, help="generator width (default 32)")
-    t.add_argument("--n-blocks", type=int, default=6, help="generator residual blocks (default 6)")
+    t.add_argument("--generator", default="resnet", choices=GENERATORS,
+                   help="resnet (CycleGAN's, default) or look: the light camera-model translator (colour, tone, "
+                        "vignette, blur and noise + a small residual net), much faster on CPU")
+    t.add_argument("--base", type=int, default=None, help="generator width (default 32; 16 with --generator look)")
+    t.add_argument("--n-blocks", type=int, default=6, help="generator residual blocks (default 6; resnet only)")
     t.add_argument("--d-base", type=int, default=64, help="discriminator width (default 64)")
     t.add_argument("--lr-steps", type=int, default=None,
                    help="length of the LR schedule (default --steps): constant for its first half, then linear to 0")
@@ -104,7 +114,7 @@ def _train(args: argparse.Namespace) -> int:
     s = train_cyclegan(
         args.sim, args.real, train, size=args.size, task_weight=args.task_weight, base=args.base,
         n_blocks=args.n_blocks, d_base=args.d_base, lr_steps=args.lr_steps, sim_limit=args.sim_limit,
-        real_limit=args.real_limit, probe_steps=args.probe_steps,
+        real_limit=args.real_limit, probe_steps=args.probe_steps, generator=args.generator,
     )
     ips = f"{s['images_per_s']:.1f} images/s" if s["images_per_s"] else "no timing"
     print(f"cyclegan {args.out}: {s['steps']} steps ({s['steps_run']} in this call, {s['wall_time_s']:.1f} s, {ips}; "

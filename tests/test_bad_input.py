@@ -129,6 +129,7 @@ CASES = [
     ("cyclegan train", [*CG, "--size", "10"], "size"),
     ("cyclegan train", [*CG, "--batch-size", "0"], "batch"),
     ("cyclegan train", [*CG, "--ema-decay", "2"], "ema"),
+    ("cyclegan train", [*CG, "--generator", "bogus"], "bogus"),
     ("cyclegan translate", ["--run", M, "--in", "{ds}", "--out", "{w}/out/t"], "no/such/thing"),
     ("cyclegan translate", ["--run", "{w}/run_truncated", "--in", "{ds}", "--out", "{w}/out/t"], "checkpoint"),
     ("cyclegan translate", ["--run", "{w}/run_empty", "--in", "{ds}", "--out", "{w}/out/t"], "run_empty"),

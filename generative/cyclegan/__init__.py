@@ -26,17 +26,32 @@ Training runs through :class:`generative.training.Trainer`: per-step seeding, ch
 image pools are part of the checkpoint), EMA copies of the generators (used for every translation), TensorBoard,
 sample grids (rows of sim, G(sim), real, F(real)) and DDP.
 
+``generator="look"`` swaps both ResNet generators for :class:`LookGenerator` (``look``): a light, physically
+motivated camera model (optical blur, colour rendition and tone curve, vignetting, sensor noise) plus a small
+residual net for local effects, about 21 k parameters, trained with the same adversarial and cycle terms and much
+faster on a CPU. Its identity term is off by default: a camera look applies to real images too, and ``G(y) = y``
+would pin it to the identity.
+
 Use: :func:`train_cyclegan` (a :class:`~generative.training.TrainConfig` and the model's options; ``armlab
 cyclegan train`` starts from :data:`TRAIN_DEFAULTS`), then :func:`translate_images`, :func:`translate_dataset` (a
 whole armlab dataset with its labels, or a plain image folder) and :func:`translate_video`.
 
-Layout: ``model`` (the generator pair, the image pool, augmentation, the LR schedule), ``task`` (the training task),
-``train`` and ``translate``.
+Layout: ``look`` (the look generator), ``model`` (the generator pair, the image pool, augmentation, the LR
+schedule), ``task`` (the training task), ``train`` and ``translate``.
 """
 
 from __future__ import annotations
 
-from generative.cyclegan.model import DIRECTIONS, CyclePair, ImagePool, augment, default_n_down, linear_decay
+from generative.cyclegan.look import LookGenerator
+from generative.cyclegan.model import (
+    DIRECTIONS,
+    GENERATORS,
+    CyclePair,
+    ImagePool,
+    augment,
+    default_n_down,
+    linear_decay,
+)
 from generative.cyclegan.task import CycleGANTask
 from generative.cyclegan.train import TRAIN_DEFAULTS, train_cyclegan
 from generative.cyclegan.translate import (
@@ -52,11 +67,13 @@ CycleGANTask.__module__ = __name__  # runs name their task class in config.json:
 
 __all__ = [
     "DIRECTIONS",
+    "GENERATORS",
     "TRAIN_DEFAULTS",
     "CycleGANTask",
     "CyclePair",
     "Generators",
     "ImagePool",
+    "LookGenerator",
     "augment",
     "default_n_down",
     "flush_denormals",

@@ -8,7 +8,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from generative.cyclegan.model import CyclePair, ImagePool, _check_size, augment, default_n_down, linear_decay
+from generative.cyclegan.model import (
+    DEFAULT_BASE,
+    DEFAULT_IDENTITY,
+    CyclePair,
+    ImagePool,
+    _check_size,
+    augment,
+    check_generator,
+    default_n_down,
+    linear_decay,
+)
 from generative.networks import PatchDiscriminator, choose_n_layers
 from generative.training import TrainTask, derive_seed, to_device
 from robot_env.io.errors import ConfigError, ParamError
@@ -24,10 +34,14 @@ class CycleGANTask(TrainTask):
         size: image size (multiple of 4).
         steps: the run's planned length, for the LR schedule (``lr_steps`` overrides it: pass the final length when
             a run is trained in stages, so the schedule does not depend on where it was stopped).
-        base, n_blocks, n_down: generator width, residual blocks and stride-2 stages (default
-            :func:`default_n_down` of ``size``); ``d_base`` the discriminators' width and ``n_layers`` their depth
-            (default :func:`~generative.networks.choose_n_layers` of ``size``).
-        cycle_weight, identity_weight: loss weights (identity as a fraction of the cycle weight).
+        generator: the generators' kind, ``"resnet"`` (CycleGAN's) or ``"look"`` (the light camera model
+            :class:`~generative.cyclegan.look.LookGenerator`); both are trained with the same losses.
+        base, n_blocks, n_down: generator width (default 32 for resnet, 16 for look), residual blocks and stride-2
+            stages (default :func:`default_n_down` of ``size``; both unused by look); ``d_base`` the
+            discriminators' width and ``n_layers`` their depth (default
+            :func:`~generative.networks.choose_n_layers` of ``size``).
+        cycle_weight, identity_weight: loss weights (identity as a fraction of the cycle weight; default 0.5 for
+            resnet, 0 for look, see :data:`~generative.cyclegan.model.DEFAULT_IDENTITY`).
         task_weight, probe: the task-consistency term (weight per pixel of position disagreement) and its frozen
             :class:`~generative.metrics.Probe` (required when ``task_weight > 0``).
         pad, flip: augmentation (default ``pad = size // 16``).
@@ -40,7 +54,7 @@ class CycleGANTask(TrainTask):
         size: int = 64,
         steps: int = 1000,
         lr_steps: int | None = None,
-        base: int = 32,
+        base: int | None = None,
         n_blocks: int = 6,
         n_down: int | None = None,
         d_base: int = 64,
@@ -48,7 +62,7 @@ class CycleGANTask(TrainTask):
         lr: float = 2e-4,
         beta1: float = 0.5,
         cycle_weight: float = 10.0,
-        identity_weight: float = 0.5,
+        identity_weight: float | None = None,
         pool_size: int = 50,
         task_weight: float = 0.0,
         probe: nn.Module | None = None,
@@ -57,8 +71,10 @@ class CycleGANTask(TrainTask):
         init_seed: int = 0,
         sample_images: tuple[torch.Tensor, torch.Tensor] | None = None,
         info: dict[str, Any] | None = None,
+        generator: str = "resnet",
     ):
         _check_size(size)
+        self.generator = check_generator(generator)
         if real_images.dtype != torch.uint8 or real_images.ndim != 4 or tuple(real_images.shape[1:]) != (
                 3, size, size):
             raise ValueError(f"real_images must be uint8 (M, 3, {size}, {size}), got {real_images.dtype} "
@@ -69,12 +85,15 @@ class CycleGANTask(TrainTask):
             raise ValueError("task_weight > 0 needs a probe (generative.metrics.probe_for of the sim dataset)")
         self.size, self.steps = int(size), int(steps)
         self.lr_steps = int(lr_steps) if lr_steps else int(steps)
-        self.base, self.n_blocks, self.d_base = int(base), int(n_blocks), int(d_base)
+        self.base = DEFAULT_BASE[self.generator] if base is None else int(base)
+        self.n_blocks, self.d_base = int(n_blocks), int(d_base)
         self.n_down = default_n_down(self.size) if n_down is None else int(n_down)
-        if self.size % (2**self.n_down):
+        if self.generator == "resnet" and self.size % (2**self.n_down):
             raise ConfigError(f"size {self.size} is not a multiple of 2 ** n_down = {2**self.n_down}")
         self.n_layers = int(n_layers) if n_layers else choose_n_layers(self.size)
         self.lr, self.beta1 = float(lr), float(beta1)
+        if identity_weight is None:
+            identity_weight = DEFAULT_IDENTITY[self.generator]
         self.cycle_weight, self.identity_weight = float(cycle_weight), float(identity_weight)
         self.task_weight = float(task_weight)
         self.pad = self.size // 16 if pad is None else int(pad)
@@ -83,7 +102,7 @@ class CycleGANTask(TrainTask):
         self.info = dict(info or {})
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.init_seed)
-            self.gens = CyclePair(self.base, self.n_blocks, self.n_down)
+            self.gens = CyclePair(self.base, self.n_blocks, self.n_down, generator=self.generator)
             self.d_real = PatchDiscriminator(3, base=self.d_base, n_layers=self.n_layers)  # judges the real domain
             self.d_sim = PatchDiscriminator(3, base=self.d_base, n_layers=self.n_layers)
         self.opt_g = torch.optim.Adam(self.gens.parameters(), lr=self.lr, betas=(self.beta1, 0.999))
@@ -115,8 +134,9 @@ class CycleGANTask(TrainTask):
         return ["gens"]
 
     def config(self) -> dict[str, Any]:
-        return {"model": "cyclegan", "size": self.size, "steps": self.steps, "lr_steps": self.lr_steps,
-                "base": self.base, "n_blocks": self.n_blocks, "n_down": self.n_down, "d_base": self.d_base,
+        return {"model": "cyclegan", "generator": self.generator, "size": self.size, "steps": self.steps,
+                "lr_steps": self.lr_steps, "base": self.base, "n_blocks": self.n_blocks, "n_down": self.n_down,
+                "d_base": self.d_base,
                 "n_layers": self.n_layers, "lr": self.lr, "beta1": self.beta1, "cycle_weight": self.cycle_weight,
                 "identity_weight": self.identity_weight, "pool_size": self.pool_real.size,
                 "task_weight": self.task_weight, "pad": self.pad, "flip": self.flip, "init_seed": self.init_seed,

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from generative import trainer_defaults
-from generative.cyclegan.model import _check_size
+from generative.cyclegan.model import _check_size, check_generator
 from generative.cyclegan.task import CycleGANTask
 from generative.data import DataError, is_armlab_dataset, load_tensors, open_images
 from generative.training import TrainConfig, Trainer, flush_denormals
@@ -35,18 +35,19 @@ def train_cyclegan(
     train: TrainConfig,
     size: int = 64,
     task_weight: float = 0.0,
-    base: int = 32,
+    base: int | None = None,
     n_blocks: int = 6,
     n_down: int | None = None,
     d_base: int = 64,
     lr: float = 2e-4,
     lr_steps: int | None = None,
     cycle_weight: float = 10.0,
-    identity_weight: float = 0.5,
+    identity_weight: float | None = None,
     pool_size: int = 50,
     sim_limit: int | None = None,
     real_limit: int | None = None,
     probe_steps: int | None = None,
+    generator: str = "resnet",
 ) -> dict[str, Any]:
     """Train a CycleGAN between the images in ``sim_dir`` and ``real_dir`` into the run folder ``train.out``, for
     ``train.steps`` steps as ``train`` (:class:`~generative.training.TrainConfig`; ``armlab cyclegan train`` starts
@@ -58,12 +59,19 @@ def train_cyclegan(
     to keep held-out real frames unseen). With ``task_weight > 0`` the sim folder must be a labelled armlab dataset:
     its probe is trained once (``probe_steps``, default 1000) and cached in ``sim_dir/.probe``.
 
+    ``generator`` picks the generators: ``"resnet"`` (CycleGAN's, ``base`` 32 wide by default) or ``"look"``, the
+    light camera model :class:`~generative.cyclegan.look.LookGenerator` (colour, tone, vignetting, blur, noise and a
+    small residual net; ``base`` 16 by default, ``n_blocks`` and ``n_down`` unused), trained with the same adversarial
+    and cycle terms and much faster on a CPU. ``identity_weight`` defaults to 0.5 for resnet and 0 for look (a look
+    applies to real images too: the identity term would pin it to the identity).
+
     ``out`` holds ``checkpoint.pt``, ``config.json``, ``log.csv``, ``samples/`` and ``tb/``. A run started again
     resumes from its checkpoint: killed runs continue exactly, and a finished run called with a larger ``steps``
     trains on (the LR schedule then follows the new length unless ``lr_steps`` fixes it). Returns the trainer's
     summary (``steps``, ``images_per_s``, ``losses``, ...) plus ``out`` and ``task_weight``.
     """
     size = _check_size(size)
+    generator = check_generator(generator)
     steps, seed = int(train.steps), train.seed
     if steps < 1:
         raise ParamError("steps", f"{{name}} must be at least 1, got {steps}")
@@ -84,12 +92,13 @@ def train_cyclegan(
     task = CycleGANTask(real, size=size, steps=steps, lr_steps=lr_steps, base=base, n_blocks=n_blocks,
                         n_down=n_down, d_base=d_base, lr=lr, cycle_weight=cycle_weight,
                         identity_weight=identity_weight, pool_size=pool_size, task_weight=task_weight, probe=probe,
-                        init_seed=seed, sample_images=(sim[:k].clone(), real[:k].clone()), info=info)
+                        init_seed=seed, sample_images=(sim[:k].clone(), real[:k].clone()), info=info,
+                        generator=generator)
     trainer = Trainer(task, {"image": sim}, dataclasses.replace(train, n_samples=4 * k))
     if probe is not None:
         probe.to(trainer.device)
     with flush_denormals():
         summary = trainer.fit()
-    summary.update({"out": str(train.out), "task_weight": float(task_weight), "n_sim": len(sim), "n_real": len(real),
-                    "batch_size": train.batch_size, "size": size})
+    summary.update({"out": str(train.out), "generator": generator, "task_weight": float(task_weight),
+                    "n_sim": len(sim), "n_real": len(real), "batch_size": train.batch_size, "size": size})
     return summary

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from generative.cyclegan.model import DIRECTIONS, CyclePair
+from generative.cyclegan.model import DIRECTIONS, GENERATORS, CyclePair
 from generative.data import IMAGE_EXTENSIONS, DataError, ImageFolderDataset, is_armlab_dataset
 from generative.runs import pick_device
 from generative.training import CHECKPOINT, load_checkpoint
@@ -51,7 +52,8 @@ class Generators:
 
 
 def load_generators(run_dir: str | Path, device: str | torch.device = "cpu") -> Generators:
-    """The generators of the CycleGAN run in ``run_dir`` (its ``checkpoint.pt``), EMA weights when present."""
+    """The generators of the CycleGAN run in ``run_dir`` (its ``checkpoint.pt``), EMA weights when present, of the
+    kind its config records (``"resnet"`` for runs written before there was a choice, or ``"look"``)."""
     run = Path(run_dir)
     path = run / CHECKPOINT
     if not path.is_file():
@@ -60,7 +62,10 @@ def load_generators(run_dir: str | Path, device: str | torch.device = "cpu") -> 
     cfg = ckpt.get("task_config") or {}
     if cfg.get("model") != "cyclegan":
         raise DataError(f"{str(run)!r} holds a {cfg.get('model', 'non-CycleGAN')} checkpoint, not a CycleGAN run")
-    pair = CyclePair(int(cfg["base"]), int(cfg["n_blocks"]), int(cfg.get("n_down", 2)))
+    kind = cfg.get("generator", "resnet")
+    if kind not in GENERATORS:
+        raise DataError(f"{str(run)!r} holds a CycleGAN run with an unknown generator {kind!r}")
+    pair = CyclePair(int(cfg["base"]), int(cfg["n_blocks"]), int(cfg.get("n_down", 2)), generator=kind)
     state = ckpt["ema"].get("gens") or ckpt["modules"]["gens"]
     try:
         pair.load_state_dict(state)
@@ -83,6 +88,15 @@ def _resize_batch(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.stack([cv2.resize(img, (w, h), interpolation=interp) for img in x])
 
 
+@contextlib.contextmanager
+def _seeded(device: torch.device, seed: int) -> Iterator[None]:
+    """Torch's global RNG seeded with ``seed`` inside, and restored (CPU and ``device``) after."""
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
 @torch.no_grad()
 def translate_images(
     run_dir: str | Path | Generators,
@@ -90,12 +104,14 @@ def translate_images(
     direction: str = "sim2real",
     batch_size: int = 64,
     device: str | torch.device = "cpu",
+    seed: int = 0,
 ) -> Any:
     """Translate uint8 RGB images with a trained run (a run folder or :func:`load_generators`' result).
 
     ``images_uint8``: ``(N, H, W, 3)`` numpy array or ``(N, 3, H, W)`` tensor (or one image without ``N``). Images
     not of the model's size are resized to it and the translations resized back, so the output has the input's
-    type, layout and shape.
+    type, layout and shape. Deterministic: batch ``b`` is translated with torch's RNG seeded ``seed + b`` (the
+    look generator's sensor noise), and the global RNG is left as it was.
     """
     gens = _generators(run_dir, device)
     net = gens.get(direction)
@@ -113,10 +129,12 @@ def translate_images(
     n, h, w = nhwc.shape[:3]
     out = np.empty_like(nhwc)
     dev = gens.device
-    for i in range(0, n, max(1, batch_size)):
+    batch_size = max(1, batch_size)
+    for i in range(0, n, batch_size):
         chunk = _resize_batch(np.ascontiguousarray(nhwc[i : i + batch_size]), (gens.size, gens.size))
         t = torch.from_numpy(chunk).to(dev).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
-        y = net(t)
+        with _seeded(dev, int(seed) + i // batch_size):
+            y = net(t)
         y = ((y.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         out[i : i + len(y)] = _resize_batch(y, (w, h))
     if chw:
@@ -156,7 +174,7 @@ def _translate_files(gens: Generators, direction: str, pairs: Sequence[tuple[Pat
         chunk = pairs[i : i + batch_size]
         imgs = [_read_rgb(src) for src, _ in chunk]
         small = np.stack([_resize_batch(im[None], (gens.size, gens.size))[0] for im in imgs])
-        trans = translate_images(gens, small, direction, batch_size=batch_size)
+        trans = translate_images(gens, small, direction, batch_size=batch_size, seed=i // batch_size)
         for (_src, dst), im, t in zip(chunk, imgs, trans):
             t = _resize_batch(t[None], (im.shape[1], im.shape[0]))[0]
             data = _encode(t, dst.suffix)
@@ -245,7 +263,8 @@ def translate_dataset(
     new_manifest["files"] = {rel: new_files[rel] for rel in files}
     settings = dict(manifest.get("settings") or {})
     settings["translation"] = {
-        "model": "cyclegan", "run": str(gens.run), "step": gens.step, "direction": direction,
+        "model": "cyclegan", "generator": gens.config.get("generator", "resnet"), "run": str(gens.run),
+        "step": gens.step, "direction": direction,
         "model_size": gens.size, "task_weight": gens.config.get("task_weight"), "source": str(src),
         "source_style": manifest.get("style"), "source_manifest_sha256": sha256_file(manifest_path),
     }
@@ -298,7 +317,7 @@ def translate_video(
                 if not chunk:
                     break
                 small = np.stack([_resize_batch(f[None], (gens.size, gens.size))[0] for f in chunk])
-                trans = translate_images(gens, small, direction, batch_size=batch_size)
+                trans = translate_images(gens, small, direction, batch_size=batch_size, seed=frames // batch_size)
                 for orig, t in zip(chunk, trans):
                     t = _resize_batch(t[None], (orig.shape[1], orig.shape[0]))[0]
                     frame = np.concatenate([orig, t], axis=1) if side_by_side else t
