@@ -39,7 +39,7 @@ from armlab_scripts._common import UsageError, emit_json
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="dataset_command", metavar="ACTION")
     sub.required = True
-    from robot_env.dataset import DEFAULT_RANDOMIZE, RANDOMIZE
+    from robot_env.dataset import DEFAULT_RANDOMIZE, RANDOMIZE, STYLES
 
     g = sub.add_parser("generate", help="render a dataset (resumes when run again)",
                        description="Render a synthetic camera dataset into --out (see `armlab dataset --help`).")
@@ -50,8 +50,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     g.add_argument("--shard", default=None, metavar="i/N",
                    help="write only shard i of N (contiguous frames), for cluster jobs; join with `merge`")
-    g.add_argument("--style", default="sim", choices=("sim", "real"),
-                   help="sim: the renderer's flat look; real: the built-in physical-camera stand-in")
+    g.add_argument("--style", default="sim", choices=STYLES,
+                   help="sim: the renderer's flat look; real: the first physical-camera stand-in; photo: the "
+                        "sim-to-real benchmark's camera (warm lamp, materials, lens, sensor colour and noise, tone "
+                        "curve, JPEG; see robot_env/dataset/look.py). Same seed: same scenes and labels")
     g.add_argument("--randomize", default=",".join(DEFAULT_RANDOMIZE),
                    help=f"comma list from {','.join(RANDOMIZE)}, or all / none (default: %(default)s)")
     g.add_argument("--max-distractors", type=int, default=3, help="0..6 distractor objects per frame (default 3)")

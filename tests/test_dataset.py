@@ -205,9 +205,10 @@ def test_instance_masks_match_a_per_instance_reference():
     assert int(areas[ids.index(5)]) == 0
 
 
-def test_real_style_pairs_the_sim_frames(one_worker, tmp_path):
-    real = tmp_path / "real"
-    generate(real, _cfg(n=6, style="real"), progress=False)
+@pytest.mark.parametrize("style", ["real", "photo"])
+def test_camera_styles_pair_the_sim_frames(one_worker, tmp_path, style):
+    real = tmp_path / style
+    generate(real, _cfg(n=6, style=style), progress=False)
     assert verify(real) == []
     for i in range(6):
         a = json.loads((one_worker / "labels" / f"{i:06d}.json").read_text())
@@ -218,6 +219,35 @@ def test_real_style_pairs_the_sim_frames(one_worker, tmp_path):
         sim_rgb = cv2.imread(str(one_worker / a["rgb"])).astype(float)
         real_rgb = cv2.imread(str(real / b["rgb"])).astype(float)
         assert np.abs(sim_rgb - real_rgb).mean() > 5.0
+        assert b["style"] == style
+
+
+def test_photo_style_is_the_camera_it_documents(one_worker, tmp_path):
+    """The photo camera: a grey card comes out warm (the tungsten white balance), noisy and vignetted; the
+    dataset frames carry its noise and JPEG (high-frequency energy where the render is flat), and frame i's
+    look is a function of (seed, i)."""
+    from robot_env.dataset.look import photo_camera
+
+    grey = np.full((64, 64, 3), 128, np.uint8)
+    ident = np.meshgrid(np.arange(64, dtype=np.float32), np.arange(64, dtype=np.float32))
+    zeros = np.zeros((64, 64), np.uint16)
+    card = photo_camera(grey, zeros, zeros, np.random.default_rng(0), ident)[0].astype(float)  # RGB
+    assert card[..., 0].mean() > card[..., 2].mean() + 20  # red over blue
+    assert card[24:40, 24:40].mean() > card[:8, 56:].mean() + 10  # the corner away from the lamp is darker
+    assert np.abs(card - cv2.GaussianBlur(card, (0, 0), 1.0)).mean() > 1.0  # noise and blocks
+    again = photo_camera(grey, zeros, zeros, np.random.default_rng(0), ident)[0]
+    assert np.array_equal(card.astype(np.uint8), again)
+    out = tmp_path / "photo"
+    generate(out, _cfg(n=3, style="photo"), progress=False)
+    twice = tmp_path / "twice"
+    generate(twice, _cfg(n=3, style="photo"), progress=False)
+    for i in range(3):
+        name = f"rgb/{i:06d}.png"
+        photo = cv2.imread(str(out / name)).astype(float)
+        sim = cv2.imread(str(one_worker / name)).astype(float)
+        rough = lambda im: np.abs(im - cv2.GaussianBlur(im, (0, 0), 1.0)).mean()  # noqa: E731
+        assert rough(photo) > rough(sim)
+        assert (out / name).read_bytes() == (twice / name).read_bytes()
 
 
 def test_randomization_switches_off(tmp_path):

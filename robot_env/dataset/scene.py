@@ -5,9 +5,9 @@ recoloured per frame. Frame ``i`` draws everything from ``numpy.random.default_r
 (stream 0 the scene, 1 the ``real`` style's camera effects, `POSE_STREAM` the pick from a pose bank),
 so it depends only on ``(seed, i, settings)``.
 
-The ``real`` style is a stand-in for a physical camera, so sim-to-real can be shown and tested without
-photographs: textured table and floor, shadows, light falloff, vignetting, a colour cast, blur, sensor
-noise, JPEG compression and barrel lens distortion (OpenCV).
+The ``real`` and ``photo`` styles stand in for a physical camera, so sim-to-real can be shown and tested
+without photographs: textured table and floor, shadows, then the camera effects of `robot_env.dataset.look`
+(``photo`` also lights the scene with a warm lamp from the side).
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ from robot_env.dataset.config import (
     TARGET_RGB,
     DatasetConfig,
 )
+from robot_env.dataset.look import PHOTO_LIGHT, distortion_maps, photo_camera, real_camera
 from robot_env.dataset.writer import instance_masks
-from robot_env.io.dataset_format import CLASSES, SEG_BACKGROUND, SEG_ROBOT, SEG_TABLE, DatasetError
+from robot_env.io.dataset_format import CAMERA_STYLES, CLASSES, SEG_BACKGROUND, SEG_ROBOT, SEG_TABLE, DatasetError
 from robot_env.robots import Arm
 from robot_env.sim import World
 
@@ -120,7 +121,7 @@ class Scene:
         self.camera = Camera.from_fov(cfg.fov, cfg.size, cfg.size, near=0.05, far=5.0, name="dataset")
         self.look = np.array([TABLE_CENTER[0] + 0.05, 0.0, TABLE_TOP + 0.08])
         self._textures: list[int] = []
-        if "textures" in cfg.randomize or cfg.style == "real":
+        if "textures" in cfg.randomize or cfg.style in CAMERA_STYLES:
             self._textures = self._texture_bank()
         self._distortion_maps = None
         self._placed: list[int] = []
@@ -236,7 +237,7 @@ class Scene:
         floor_rgb = _uniform(rng, 0.2, 0.7, 3) if "background" in rand else np.array([0.45, 0.45, 0.5])
         table_tex = floor_tex = -1
         if self._textures:
-            if cfg.style == "real" or "textures" in rand:
+            if cfg.style in CAMERA_STYLES or "textures" in rand:
                 table_tex = self._textures[int(rng.integers(0, 4)) * 2]  # wood / noise kinds
                 floor_tex = self._textures[int(rng.integers(0, 4)) * 2 + 1]  # checker / stripes kinds
             else:
@@ -259,6 +260,8 @@ class Scene:
         else:
             rng.uniform(size=5)
             light_dir, light_rgb = [0.4, 0.3, 1.0], [1.0, 1.0, 1.0]
+            if cfg.style == "photo":  # the photo look's tungsten lamp
+                light_dir, light_rgb = PHOTO_LIGHT["lightDirection"], PHOTO_LIGHT["lightColor"]
         az = math.radians(_uniform(rng, -12, 12) if "camera" in rand else 0.0)
         el = math.radians(cfg.camera_elevation + (_uniform(rng, -6, 6) if "camera" in rand else 0.0))
         dist = cfg.camera_distance * (_uniform(rng, 0.93, 1.07) if "camera" in rand else 1.0)
@@ -266,14 +269,16 @@ class Scene:
         eye = look + dist * np.array([math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)])
         self.camera.look_at(eye, look)
         # render
-        real = cfg.style == "real"
+        real = cfg.style in CAMERA_STYLES
+        coeffs = {"lightAmbientCoeff": 0.55, "lightDiffuseCoeff": 0.5, "lightSpecularCoeff": 0.08}
+        if cfg.style == "photo":
+            coeffs = {k: PHOTO_LIGHT[k] for k in coeffs}
         W = H = cfg.size
         self.render_args = dict(
             width=W, height=H, viewMatrix=self.camera.view_matrix,
             projectionMatrix=self.camera._tiny_projection_list, renderer=pb.ER_TINY_RENDERER,
             flags=0, lightDirection=light_dir, lightColor=light_rgb,
-            shadow=1 if real else 0, lightAmbientCoeff=0.55, lightDiffuseCoeff=0.5, lightSpecularCoeff=0.08,
-            physicsClientId=self.cid,
+            shadow=1 if real else 0, **coeffs, physicsClientId=self.cid,
         )  # kept: `armlab bench dataset` times bare getCameraImage calls with exactly these
         _, _, rgba, zbuf, seg = pb.getCameraImage(**self.render_args)
         rgb = cv2.cvtColor(np.asarray(rgba, dtype=np.uint8).reshape(H, W, 4), cv2.COLOR_RGBA2RGB)
@@ -301,7 +306,7 @@ class Scene:
             rgb[body < 0] = bg
         dist_coeffs = np.zeros(5)
         if real:
-            rgb, depth_mm, inst = self._real_camera(rgb, depth_mm, inst, np.random.default_rng([cfg.seed, index, 1]))
+            rgb, depth_mm, inst = self._camera_look(rgb, depth_mm, inst, np.random.default_rng([cfg.seed, index, 1]))
             dist_coeffs = np.array(cfg.dist_coeffs, dtype=np.float64)
         rles, boxes, areas = instance_masks(inst, [SEG_ROBOT] + [o["id"] for o in objects])
         label = self._label(index, q, qd, ee_state, objects, boxes, areas, dist_coeffs)
@@ -324,46 +329,23 @@ class Scene:
             s = 0.5 - 0.5 * math.cos(math.pi * k / max(1, n_frames - 1))  # ease in and out
             self.arm.reset_joints(q0 + s * (q1 - q0))
             rgb = np.asarray(pb.getCameraImage(**args)[2], dtype=np.uint8).reshape(H, W, 4)[:, :, :3].copy()
-            if self.cfg.style == "real":
+            if self.cfg.style in CAMERA_STYLES:
                 inst = np.zeros((H, W), np.uint16)
-                rgb = self._real_camera(rgb, np.zeros((H, W), np.uint16), inst,
+                rgb = self._camera_look(rgb, np.zeros((H, W), np.uint16), inst,
                                         np.random.default_rng([self.cfg.seed, index, 1]))[0]
             frames.append(rgb)
         return frames
 
-    # -- the real style's camera
+    # -- the camera styles' looks
     def _maps(self):
         if self._distortion_maps is None:
-            W = H = self.cfg.size
-            K = self.camera.K
-            uu, vv = np.meshgrid(np.arange(W, dtype=np.float64), np.arange(H, dtype=np.float64))
-            pts = np.stack([uu.ravel(), vv.ravel()], 1).reshape(-1, 1, 2)
-            # for every pixel of the distorted output: where it comes from in the ideal render
-            und = cv2.undistortPoints(pts, K, np.array(self.cfg.dist_coeffs), P=K).reshape(H, W, 2)
-            self._distortion_maps = (und[..., 0].astype(np.float32), und[..., 1].astype(np.float32))
+            self._distortion_maps = distortion_maps(self.camera.K, self.cfg.dist_coeffs, self.cfg.size, self.cfg.size)
         return self._distortion_maps
 
-    def _real_camera(self, rgb, depth_mm, inst, rng):
-        H, W = inst.shape
-        mx, my = self._maps()
-        rgb = cv2.remap(rgb, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-        depth_mm = cv2.remap(depth_mm, mx, my, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        inst = cv2.remap(inst, mx, my, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        img = rgb.astype(np.float32) / 255.0
-        yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
-        r2 = ((xx - (W - 1) / 2) ** 2 + (yy - (H - 1) / 2) ** 2) / (0.5 * (W**2 + H**2) / 2)
-        vignette = 1.0 - rng.uniform(0.25, 0.4) * r2
-        cx, cy = rng.uniform(0.2, 0.8) * W, rng.uniform(0.0, 0.5) * H  # a lamp: light falloff
-        falloff = 1.0 - rng.uniform(0.1, 0.25) * np.sqrt((xx - cx) ** 2 + (yy - cy) ** 2) / max(W, H)
-        cast = np.array([1.16, 1.06, 0.92]) * rng.uniform(0.95, 1.05, 3)  # warm sensor, auto-exposure gain
-        img = img * (vignette * falloff)[..., None] * cast[None, None, :].astype(np.float32)
-        img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.5, 0.9) * W / 128)
-        img = img + rng.normal(0, rng.uniform(0.01, 0.025), img.shape).astype(np.float32)
-        out = (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
-        quality = int(rng.integers(self.cfg.jpeg_quality[0], self.cfg.jpeg_quality[1] + 1))
-        ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, quality])
-        out = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
-        return out, depth_mm, inst
+    def _camera_look(self, rgb, depth_mm, inst, rng):
+        if self.cfg.style == "photo":
+            return photo_camera(rgb, depth_mm, inst, rng, self._maps())
+        return real_camera(rgb, depth_mm, inst, rng, self._maps(), self.cfg.jpeg_quality)
 
     # -- labels
     def _label(self, index, q, qd, ee_state, objects, boxes, areas, dist_coeffs) -> dict:

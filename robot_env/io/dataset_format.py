@@ -28,8 +28,9 @@ from robot_env.io.atomic import atomic_write_bytes
 from robot_env.io.errors import DataError, ParamError
 from robot_env.io.hashing import sha256_file
 
-__all__ = ["CATEGORIES", "CLASSES", "COCO_FILE", "DatasetError", "DatasetParamError", "FORMAT", "FORMAT_VERSION",
-           "MANIFEST", "POSE_BANK_KEYS", "POSES_FILE", "SEG_BACKGROUND", "SEG_ROBOT", "SEG_TABLE", "STYLES",
+__all__ = ["CAMERA_STYLES", "CATEGORIES", "CLASSES", "COCO_FILE", "DatasetError", "DatasetParamError", "FORMAT",
+           "FORMAT_VERSION", "MANIFEST", "POSE_BANK_KEYS", "POSES_FILE", "SEG_BACKGROUND", "SEG_ROBOT", "SEG_TABLE",
+           "STYLES",
            "build_manifest", "coco_bytes", "coco_dict", "frame_done", "frame_files", "is_dataset", "label_bytes",
            "label_file", "load_manifest", "load_pose_bank", "manifest_bytes", "manifest_categories",
            "pose_bank_bytes", "read_label", "verify", "write_manifest"]
@@ -38,7 +39,8 @@ FORMAT = "armlab-dataset"  #: the manifest's ``format``
 FORMAT_VERSION = 1  #: the manifest's ``format_version``
 CLASSES = ("cube", "cylinder", "sphere")  #: the target object's shape: the dataset's discrete label
 CATEGORIES = ("robot",) + CLASSES  #: COCO categories (ids 1..4)
-STYLES = ("sim", "real")  #: the looks a dataset is rendered in
+STYLES = ("sim", "real", "photo")  #: the looks a dataset is rendered in (see `robot_env.dataset.look`)
+CAMERA_STYLES = ("real", "photo")  #: the styles that stand in for a physical camera
 SEG_BACKGROUND, SEG_TABLE, SEG_ROBOT = 0, 1, 2  #: fixed instance ids of the seg PNGs; objects follow from 3
 MANIFEST = "manifest.json"
 COCO_FILE = "instances.json"
