@@ -24,6 +24,7 @@
     armlab sim2real eval --sim D --real D --run R    gap closure of a CycleGAN run on a downstream regressor
     armlab bench cyclegan [--json]               CycleGAN speed, gap closure, PSNR gain
     armlab diffusion train|sample|eval ...       pixel / latent diffusion (diffusers), classifier-free guidance
+    armlab bench sim2real [--json]               sim-to-real table: translations, baselines, few labels
     armlab bench diffusion [--json]              diffusion vs GAN: conditioning, FID, speed per sampler
     armlab bench gpu-generative|gpu-diffusion ...    the prepared checks for a lent GPU (--device cpu: smoke test)
 
@@ -84,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     from armlab_scripts.bench import env as bench_env
     from armlab_scripts.bench import feasibility, gpu_diffusion, gpu_generative
     from armlab_scripts.bench import gan as bench_gan
+    from armlab_scripts.bench import sim2real as bench_sim2real
 
     parser = _Parser(
         prog="armlab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -100,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add(bsub, "dataset", bench_dataset, "dataset frames/s against bare rendering, and 2 workers against 1")
     _add(bsub, "gan", bench_gan, "conditional GAN: training images/s, conditioning error, FID, diversity")
     _add(bsub, "cyclegan", bench_cyclegan, "CycleGAN training speed, gap closure and PSNR gain, task term on/off")
+    _add(bsub, "sim2real", bench_sim2real, "sim-to-real: camera model on held-out real frames per training set")
     _add(bsub, "diffusion", bench_diffusion, "pixel vs latent diffusion: quality, training and sampling speed")
     _add_main(bsub, "gpu-generative", gpu_generative, "the prepared GPU run: generative speed and time-boxed quality")
     _add_main(bsub, "gpu-diffusion", gpu_diffusion, "self-contained GPU check of diffusion training (no data)")

@@ -2,14 +2,19 @@
 downstream model on held-out real frames.
 
 Layout: ``gap`` (the gap closure of one translator run: :func:`sim2real_eval`, the position regressor).
+``downstream`` (the camera model every figure is measured with: target position and class); ``benchmark`` (the
+table: one downstream model per training set and seed, summarized with intervals);
 ``baselines`` (training-free translations: :func:`histogram_match`, :func:`fda`); ``stats`` (bootstrap intervals).
 """
 
 from __future__ import annotations
 
 from generative.sim2real.baselines import fda, histogram_match
+from generative.sim2real.benchmark import Labelled, Row, closure, run_table, summarize
+from generative.sim2real.downstream import TargetNet, evaluate_downstream, train_downstream
 from generative.sim2real.gap import PositionRegressor, regressor_error, sim2real_eval, train_regressor
 from generative.sim2real.stats import bootstrap_mean_ci, gap_standard_error, hierarchical_bootstrap
 
-__all__ = ["PositionRegressor", "bootstrap_mean_ci", "fda", "gap_standard_error", "hierarchical_bootstrap",
-           "histogram_match", "regressor_error", "sim2real_eval", "train_regressor"]
+__all__ = ["Labelled", "PositionRegressor", "Row", "TargetNet", "bootstrap_mean_ci", "closure", "evaluate_downstream",
+           "fda", "gap_standard_error", "hierarchical_bootstrap", "histogram_match", "regressor_error", "run_table",
+           "sim2real_eval", "summarize", "train_downstream", "train_regressor"]

@@ -1,0 +1,396 @@
+"""Sim-to-real that helps, measured: does a translation make a camera model better on held-out real frames?
+
+    armlab bench sim2real --json          # the full table (about 35 minutes on 2 idle CPU cores)
+    armlab bench sim2real --quick         # a smoke test of the whole pipeline (a minute)
+
+1. Three datasets of the same layouts (seed --seed, --n frames, --size px; written once under --out/data): `sim`
+   (the renderer's plain look: only the camera pose and the distractors vary), `photo` (the same scenes through
+   the benchmark's real camera, `--style photo`, see robot_env/dataset/look.py) and `randomized` (sim with every
+   visual randomization: colours, textures, light, background). The photo frames are split by index: the last
+   --holdout are the held-out test frames, the rest the oracle's labelled frames; the first --n-few of them are
+   the "few real frames" a user has: unlabelled for the translators and the free translations, labelled for the
+   few-labels rows.
+2. The look translator (`armlab cyclegan train --generator look`: a camera model -- blur, colour and tone,
+   vignetting, noise -- plus a small residual net, with CycleGAN's adversarial and cycle terms) trained on the sim
+   frames and the few real frames; it resumes from --out/runs/look. Its speed against CycleGAN's ResNet
+   generators is measured side by side at the same size and batch (--speed-steps steps each).
+3. One downstream model (generative.sim2real.downstream.TargetNet: the target's pixel position and its class) per
+   row and seed (--seeds), trained for --steps steps, tested on the same held-out real frames:
+   sim | randomized | histogram (sim matched to the real frames' histograms) | fda (Fourier domain adaptation,
+   beta --fda-beta) | translated (G(sim)) | translated randomized (G(randomized)) | real2sim (the sim model on
+   F(real): translate the camera at deployment) | real (the oracle, every labelled real frame) | few labels:
+   real_few (the --n-few labelled frames), generated (G of sim renders: the translator is the conditional
+   generator, each frame labelled by the scene it rendered; the same frames as `translated`) and real_few +
+   generated.
+4. Every figure is the mean over seeds with a 95 % hierarchical bootstrap interval (seeds and paired test frames);
+   gap closure = (e_sim - e_row) / (e_sim - e_real), and the same for the class accuracy. PSNR of each
+   translation of the held-out sim frames against their paired real frames. A figure (--out/sim2real.png: the
+   table as bars with intervals, and example frames) is written beside the JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing as mp
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from armlab_scripts._common import UsageError, emit_json
+
+TARGETS = {"e_sim_over_e_real": 2.0, "gap_over_se": 5.0, "closure": 0.6, "closure_lo": 0.4, "psnr_gain": 2.0,
+           "combined_closure": 0.75, "generated_vs_real_few_acc": 0.8, "speed_ratio": 3.0,
+           "translator_minutes": 30.0}
+FULL = {"n": 2500, "size": 64, "holdout": 0.2, "n_few": 300, "seeds": 3, "steps": 1500, "batch_size": 32,
+        "translator_steps": 3000, "translator_batch": 8, "translator_lr": 1e-3, "fda_beta": 0.01, "speed_steps": 30,
+        "n_boot": 2000}
+QUICK = {"n": 60, "size": 32, "holdout": 0.25, "n_few": 16, "seeds": 2, "steps": 20, "batch_size": 8,
+         "translator_steps": 6, "translator_batch": 4, "translator_lr": 1e-3, "fda_beta": 0.01, "speed_steps": 3,
+         "n_boot": 200}
+LAYOUT = ("camera", "distractors")  #: what varies in the sim and photo datasets: the scenes, not their looks
+ROWS = (  # name, training set, test set, label
+    ("sim", "sim", "real", "sim"),
+    ("randomized", "randomized", "real", "sim, visual randomization"),
+    ("histogram", "histogram", "real", "sim, histogram matched"),
+    ("fda", "fda", "real", "sim, FDA"),
+    ("translated", "translated", "real", "sim -> real (look translator)"),
+    ("translated_randomized", "translated_randomized", "real", "randomized sim -> real"),
+    ("real2sim", "sim", "real2sim", "sim model on F(real)"),
+    ("real", "real", "real", "real (oracle, all labels)"),
+    ("real_few", "real_few", "real", "real, few labels"),
+    ("real_few_generated", "real_few_generated", "real", "few labels + generated"),
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quick", action="store_true", help="tiny datasets and budgets: checks the pipeline only")
+    p.add_argument("--out", default="runs/bench/sim2real", help="working folder (default runs/bench/sim2real)")
+    for key, text in (("n", "frames per dataset"), ("n_few", "the few real frames (translators, few-labels rows)"),
+                      ("seeds", "downstream seeds per row"), ("steps", "downstream training steps"),
+                      ("translator_steps", "look translator training steps"),
+                      ("speed_steps", "steps of each translator in the side-by-side speed measurement")):
+        p.add_argument("--" + key.replace("_", "-"), type=int, default=None,
+                       help=f"{text} (default {FULL[key]}; --quick {QUICK[key]})")
+    p.add_argument("--fda-beta", type=float, default=None, help=f"FDA's band (default {FULL['fda_beta']})")
+    p.add_argument("--seed", type=int, default=0, help="dataset and translator seed (default 0)")
+    p.add_argument("--workers", type=int, default=2, help="processes training downstream models (default 2)")
+    p.add_argument("--fresh", action="store_true", help="train the translator again (the datasets are kept)")
+    p.add_argument("--json", action="store_true", help="print the figures as one JSON object on the last line")
+
+
+def _settings(args: argparse.Namespace) -> dict:
+    s = dict(QUICK if args.quick else FULL)
+    for key in ("n", "n_few", "seeds", "steps", "translator_steps", "speed_steps", "fda_beta"):
+        if getattr(args, key) is not None:
+            s[key] = getattr(args, key)
+    for key in ("seeds", "steps", "translator_steps", "speed_steps"):
+        if s[key] < 1:
+            raise UsageError(f"--{key.replace('_', '-')} must be at least 1, got {s[key]}.")
+    if s["n"] < 20:
+        raise UsageError(f"--n must be at least 20 frames, got {s['n']}.")
+    if not 2 <= s["n_few"] <= int(s["n"] * (1 - s["holdout"])):
+        raise UsageError(f"--n-few must be between 2 and the {int(s['n'] * (1 - s['holdout']))} training frames, "
+                         f"got {s['n_few']}.")
+    if not 0 <= s["fda_beta"] < 0.5:
+        raise UsageError(f"--fda-beta must be in [0, 0.5), got {s['fda_beta']}.")
+    if args.workers < 0:
+        raise UsageError(f"--workers must be 0 or more, got {args.workers}.")
+    s["seed"] = int(args.seed)
+    return s
+
+
+def _dataset(out: Path, style: str, randomize: tuple[str, ...], n: int, size: int, seed: int) -> str:
+    """Generate (or reuse) one dataset; returns its folder."""
+    from robot_env.dataset import DatasetConfig, generate
+
+    cfg = DatasetConfig(n=n, size=size, seed=seed, style=style, randomize=randomize).validate()
+    manifest = out / "manifest.json"
+    if manifest.is_file() and json.loads(manifest.read_text()).get("settings") == cfg.settings():
+        return str(out)
+    generate(out, cfg, workers=1, progress=False)
+    return str(out)
+
+
+def _translator(sim: str, real: str, run: Path, s: dict, generator: str, steps: int, n_train: int) -> dict:
+    from generative.cyclegan import TRAIN_DEFAULTS, train_cyclegan
+    from generative.training import TrainConfig
+
+    look = generator == "look"
+    cfg = TrainConfig(out=str(run), steps=steps, **{**TRAIN_DEFAULTS, "batch_size": s["translator_batch"],
+                                                    "ema_decay": 0.99}, seed=s["seed"], device="cpu",
+                      progress=False, tensorboard=False, log_every=max(1, min(100, steps // 4)),
+                      sample_every=max(1, steps // 3), checkpoint_every=max(1, min(500, steps)))
+    t0 = time.perf_counter()
+    summary = train_cyclegan(sim, real, cfg, size=s["size"], generator=generator, base=None if look else 16,
+                             n_blocks=6, d_base=16 if look else 32, lr=s["translator_lr"] if look else 2e-4,
+                             sim_limit=n_train, real_limit=s["n_few"])
+    summary["wall_s"] = time.perf_counter() - t0
+    return summary
+
+
+def _speed(sim: str, real: str, out: Path, s: dict, n_train: int) -> dict:
+    """images/s of the look translator and of CycleGAN's ResNet pair, one after the other in this process, one
+    thread each, the same size, batch and data (fresh runs of --speed-steps steps; the first step is warm-up)."""
+    import shutil
+
+    from robot_env.io.threads import set_threads
+
+    set_threads(1)
+    rates = {}
+    for kind in ("resnet", "look"):
+        run = out / f"speed_{kind}"
+        shutil.rmtree(run, ignore_errors=True)
+        rates[kind] = _translator(sim, real, run, s, kind, s["speed_steps"] + 1, n_train)["images_per_s"]
+        shutil.rmtree(run, ignore_errors=True)
+    return rates
+
+
+def _usable(data: dict):
+    t = data["target"]
+    return (t == t).all(1) & (t >= 0).all(1) & (t <= 1).all(1)
+
+
+def _load(root: str, size: int, idx_range: range):
+    from generative.data import ArmlabDataset, load_tensors
+    from generative.sim2real import Labelled
+
+    data = load_tensors(ArmlabDataset(root, size=size))
+    frames = [i for i in idx_range if i < len(data["image"])]
+    import torch
+
+    idx = torch.tensor(frames, dtype=torch.long)
+    idx = idx[_usable(data)[idx]]
+    return Labelled(data["image"][idx], data["target"][idx], data["class_id"][idx]), idx
+
+
+def _psnr(a, b) -> float:
+    from generative.metrics import psnr
+
+    return float(sum(min(psnr(x, y), 100.0) for x, y in zip(a, b)) / len(a))
+
+
+def _nhwc(t):
+    return t.permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def measure(out: str | Path, s: dict, quick: bool = False, fresh: bool = False, workers: int = 2,
+            say=print) -> dict:
+    """Run the benchmark; returns the figures and the arrays of the figure (see the module docstring)."""
+    import shutil
+
+    from generative.cyclegan import load_generators, translate_images
+    from generative.sim2real import Row, fda, histogram_match, run_table, summarize
+
+    out = Path(out) / ("quick" if quick else "full")
+    t0 = time.perf_counter()
+    n, size, seed = s["n"], s["size"], s["seed"]
+    data = out / "data"
+    dirs = {"sim": data / f"sim_n{n}_{size}px_seed{seed}", "photo": data / f"photo_n{n}_{size}px_seed{seed}",
+            "randomized": data / f"randomized_n{n}_{size}px_seed{seed}"}
+    specs = {"sim": ("sim", LAYOUT), "photo": ("photo", LAYOUT), "randomized": ("sim", ("colors", "textures",
+             "light", "camera", "distractors", "background"))}
+    say(f"datasets: sim, photo and randomized, {n} frames at {size} px (seed {seed}) under {data}", flush=True)
+    ctx = mp.get_context("spawn")
+    with ProcessPoolExecutor(2, mp_context=ctx) as pool:
+        list(pool.map(_dataset, *zip(*[(dirs[k], *specs[k], n, size, seed) for k in dirs])))
+    t_data = time.perf_counter() - t0
+    cut = int(round(n * (1 - s["holdout"])))
+
+    sim, sim_idx = _load(str(dirs["sim"]), size, range(cut))
+    randomized, _ = _load(str(dirs["randomized"]), size, range(cut))
+    real, _ = _load(str(dirs["photo"]), size, range(cut))
+    test, test_idx = _load(str(dirs["photo"]), size, range(cut, n))
+    sim_test, _ = _load(str(dirs["sim"]), size, test_idx.tolist())  # the test frames' paired renders
+    few = real.subset(slice(0, s["n_few"]))
+    few_img = few.images
+    train = {"sim": sim, "randomized": randomized, "real": real, "real_few": few,
+             "histogram": sim.with_images(histogram_match(sim.images, few_img)),
+             "fda": sim.with_images(fda(sim.images, few_img, beta=s["fda_beta"], seed=seed))}
+    tests = {"real": test}
+    free_rows = [Row(*r[:3], label=r[3]) for r in ROWS if r[1] in train and r[2] in tests]
+
+    # the translator trains in this process while the rows that do not need it train in another
+    run = out / "runs" / "look"
+    if fresh and run.exists():
+        shutil.rmtree(run)
+    say(f"training the look translator ({s['translator_steps']} steps of {s['translator_batch']}) on {len(sim)} "
+        f"sim and {s['n_few']} real frames, and beside it the downstream rows {', '.join(r.name for r in free_rows)} "
+        f"({s['seeds']} seeds x {s['steps']} steps)", flush=True)
+    with ProcessPoolExecutor(1, mp_context=ctx) as pool:
+        free = pool.submit(run_table, train, tests, free_rows, tuple(range(s["seeds"])), s["steps"],
+                           s["batch_size"], 0)
+        from robot_env.io.threads import set_threads
+
+        set_threads(1)
+        summary = _translator(str(dirs["sim"]), str(dirs["photo"]), run, s, "look", s["translator_steps"], cut)
+        table = free.result()
+    say(f"  look translator: {summary['steps']} steps, {summary['wall_s'] / 60:.1f} min this call", flush=True)
+    gens = load_generators(run)
+    g = lambda x, d="sim2real": translate_images(gens, x, d)  # noqa: E731
+    train["translated"] = sim.with_images(g(sim.images))
+    train["translated_randomized"] = randomized.with_images(g(randomized.images))
+    train["real_few_generated"] = few + train["translated"]
+    tests["real2sim"] = test.with_images(g(test.images, "real2sim"))
+    rest = [Row(*r[:3], label=r[3]) for r in ROWS if r[0] not in table]
+    say(f"downstream rows {', '.join(r.name for r in rest)} ({workers} processes)", flush=True)
+    table.update(run_table(train, tests, rest, tuple(range(s["seeds"])), s["steps"], s["batch_size"], workers))
+    table = {r[0]: table[r[0]] for r in ROWS}
+
+    say("side-by-side speed: look translator vs CycleGAN's ResNet generators", flush=True)
+    rates = _speed(str(dirs["sim"]), str(dirs["photo"]), out / "runs", s, cut)
+
+    fig = summarize(table, n_boot=s["n_boot"], seed=seed)
+    st, rt = _nhwc(sim_test.images), _nhwc(test.images)
+    views = {"sim": st, "histogram": histogram_match(st, few_img), "fda": fda(st, few_img, beta=s["fda_beta"],
+             seed=seed), "translated": g(st)}
+    psnr = {k: _psnr(v, rt) for k, v in views.items()}
+    fig.update({
+        "psnr": psnr, "psnr_gain": psnr["translated"] - psnr["sim"], "images_per_s_look": rates["look"],
+        "images_per_s_cyclegan": rates["resnet"],
+        "speed_ratio": rates["look"] / rates["resnet"] if rates["look"] and rates["resnet"] else None,
+        "translator_steps": summary["steps"], "translator_minutes_this_call": summary["wall_s"] / 60,
+        "translator_minutes": _run_minutes(run, summary), "n_train": len(sim), "n_real_labelled": len(real),
+        "n_few": s["n_few"], "data_s": t_data, "wall_s": time.perf_counter() - t0, "quick": quick,
+        "settings": s, "labels": {r[0]: r[3] for r in ROWS},
+    })
+    fig["targets"] = _targets(fig)
+    fig["_views"] = {**views, "real": rt, "real2sim": _nhwc(tests["real2sim"].images)}
+    return fig
+
+
+def _run_minutes(run: Path, summary: dict) -> float:
+    """The translator's total training time: this call's plus what earlier calls recorded beside the run."""
+    from robot_env.io.atomic import atomic_write_json
+
+    record = run / "bench_time.json"
+    try:
+        before = json.loads(record.read_text())
+    except (OSError, ValueError):
+        before = {"seconds": 0.0, "steps": 0}
+    total = {"seconds": float(before.get("seconds", 0.0)), "steps": int(before.get("steps", 0))}
+    if summary.get("steps_run"):
+        total = {"seconds": total["seconds"] + summary["wall_s"], "steps": int(summary["steps"])}
+        atomic_write_json(record, total)
+    return total["seconds"] / 60
+
+
+def _targets(f: dict) -> dict:
+    rows, t = f["rows"], TARGETS
+    c = {k: rows[k]["closure_px"] for k in rows if "closure_px" in rows[k]}
+    best = max(("translated_randomized", "randomized", "translated"), key=lambda k: c[k]["mean"])
+    few, gen, both = rows["real_few"], rows["translated"], rows["real_few_generated"]
+    return {
+        "e_sim_over_e_real": f["e_sim_over_e_real"] >= t["e_sim_over_e_real"],
+        "gap_over_se": f["gap_over_se"] >= t["gap_over_se"],
+        "translation_closure": c["translated"]["mean"] >= t["closure"],
+        "translation_closure_lo": (c["translated"]["lo"] or -math.inf) >= t["closure_lo"],
+        "beats_free_translations": c["translated"]["mean"] > max(c["histogram"]["mean"], c["fda"]["mean"]),
+        "psnr_gain": f["psnr_gain"] >= t["psnr_gain"],
+        "combined_closure": c[best]["mean"] >= t["combined_closure"], "combined_best": best,
+        "few_labels_error": both["error_px"]["hi"] < few["error_px"]["lo"],
+        "few_labels_accuracy": both["accuracy"]["lo"] > few["accuracy"]["hi"],
+        "generated_vs_real_few_acc": gen["accuracy"]["mean"] >= t["generated_vs_real_few_acc"]
+        * few["accuracy"]["mean"],
+        "speed_ratio": (f["speed_ratio"] or 0) >= t["speed_ratio"],
+        "translator_minutes": f["translator_minutes"] <= t["translator_minutes"],
+    }
+
+
+def _ci(d: dict, digits: int = 2) -> str:
+    if d["mean"] is None or not math.isfinite(d["mean"]):
+        return "-"
+    lo = "?" if d["lo"] is None else f"{d['lo']:.{digits}f}"
+    hi = "?" if d["hi"] is None else f"{d['hi']:.{digits}f}"
+    return f"{d['mean']:.{digits}f} [{lo}, {hi}]"
+
+
+def print_table(f: dict) -> None:
+    rows = f["rows"]
+    print(f"\nheld-out real frames: {f['n_test']}; {rows['sim']['n_seeds']} seeds per row; 95 % bootstrap intervals")
+    print(f"  {'trained on':<30}{'position error (px)':>24}{'class accuracy':>24}{'gap closure (px)':>24}"
+          f"{'closure (class)':>24}")
+    for name, r in rows.items():
+        c = _ci(r["closure_px"]) if "closure_px" in r else ""
+        ca = _ci(r["closure_acc"]) if "closure_acc" in r else ""
+        print(f"  {f['labels'][name]:<30}{_ci(r['error_px']):>24}{_ci(r['accuracy'], 3):>24}{c:>24}{ca:>24}")
+    p = f["psnr"]
+    print(f"gap: e_sim - e_real = {f['gap_px']:.2f} px = {f['gap_over_se']:.0f} x its standard error; e_sim / e_real "
+          f"= {f['e_sim_over_e_real']:.1f}")
+    print(f"PSNR against the paired real frame: sim {p['sim']:.2f} dB, histogram {p['histogram']:.2f}, FDA "
+          f"{p['fda']:.2f}, translated {p['translated']:.2f} (gain {f['psnr_gain']:+.2f} dB)")
+    ratio = "-" if f["speed_ratio"] is None else f"{f['speed_ratio']:.2f}x"
+    print(f"training speed, side by side: look translator {f['images_per_s_look']:.1f} images/s, CycleGAN "
+          f"{f['images_per_s_cyclegan']:.1f} images/s ({ratio}); the translator trained "
+          f"{f['translator_minutes']:.1f} min for {f['translator_steps']} steps")
+    t = f["targets"]
+    print("targets: " + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in t.items() if isinstance(v, bool))
+          + (" (--quick: budgets far too small to meet them)" if f["quick"] else ""))
+
+
+def write_figure(f: dict, path: Path) -> None:
+    """Bars (position error, class accuracy, with intervals) per row, and a strip of example frames."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from armlab_scripts._demo_figures import save_fig
+
+    rows = f["rows"]
+    names = list(rows)
+    fig = plt.figure(figsize=(12, 7.5))
+    for k, (key, title) in enumerate((("error_px", "position error on held-out real frames (px)"),
+                                      ("accuracy", "class accuracy on held-out real frames"))):
+        ax = fig.add_subplot(2, 2, k + 1)
+        m = np.array([rows[n][key]["mean"] for n in names])
+        lo = np.array([rows[n][key]["lo"] if rows[n][key]["lo"] is not None else rows[n][key]["mean"] for n in names])
+        hi = np.array([rows[n][key]["hi"] if rows[n][key]["hi"] is not None else rows[n][key]["mean"] for n in names])
+        ax.barh(range(len(names)), m, xerr=[m - lo, hi - m], color="tab:blue", alpha=0.75, capsize=3)
+        ax.set_yticks(range(len(names)), [f["labels"][n] for n in names] if k == 0 else [""] * len(names),
+                      fontsize=8)
+        ax.invert_yaxis()
+        ax.set_title(title, fontsize=9)
+        if key == "error_px":
+            ax.set_xscale("log")
+    views = f["_views"]
+    order = ("sim", "histogram", "fda", "translated", "real", "real2sim")
+    k = min(6, len(views["real"]))
+    strip = np.concatenate([np.concatenate(list(views[v][:k]), 0) for v in order], 1)
+    ax = fig.add_subplot(2, 1, 2)
+    ax.imshow(strip, interpolation="nearest", aspect="equal")
+    w = views["real"].shape[2]
+    ax.set_xticks([(i + 0.5) * w for i in range(len(order))],
+                  ["sim", "histogram", "FDA", "G(sim)", "real", "F(real)"], fontsize=8)
+    ax.set_yticks([])
+    fig.suptitle("armlab bench sim2real: the same camera model trained on each set, tested on real frames",
+                 fontsize=10)
+    fig.tight_layout()
+    save_fig(fig, path)
+
+
+def run(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    f = measure(args.out, s, quick=args.quick, fresh=args.fresh, workers=args.workers)
+    path = Path(args.out) / ("quick" if args.quick else "full") / "sim2real.png"
+    write_figure(f, path)
+    print_table(f)
+    print(f"figure: {path}; wall time {f['wall_s'] / 60:.1f} min")
+    if args.json:
+        f = {k: v for k, v in f.items() if not k.startswith("_")}
+        f["figure"] = str(path)
+        emit_json(_finite(f))
+    return 0
+
+
+def _finite(obj):
+    """The figures with every non-finite number as null (strict JSON)."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
