@@ -18,6 +18,8 @@ about 2 s with the defaults (--base 32 --d-base 64); --threads 1 is fastest on a
 vignetting, blur and sensor noise plus a small residual net; about 21 k parameters, --base 16 by default), trained
 with the same adversarial and cycle terms (not the identity term, which would pin a camera look to the identity)
 and much faster on a CPU.
+--pairs N adds a paired term for the first N frames of both folders, when they show the same scenes (labelled real
+frames whose scenes are re-rendered in sim): |G(sim) - real|_1, weight --paired-weight (pix2pix's term).
 --task-weight > 0 adds the task-consistency term: a probe trained on the (labelled) sim dataset must read the same
 target position from x and G(x).
 
@@ -67,6 +69,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="length of the LR schedule (default --steps): constant for its first half, then linear to 0")
     t.add_argument("--sim-limit", type=int, default=None, help="use only the first N sim images")
     t.add_argument("--real-limit", type=int, default=None, help="use only the first N real images")
+    t.add_argument("--pairs", type=int, default=0,
+                   help="the first N frames of --sim and --real show the same scenes (labelled real frames "
+                        "re-rendered in sim; datasets of one seed): adds pix2pix's L1 term |G(sim) - real| for them "
+                        "(default 0: unpaired)")
+    t.add_argument("--paired-weight", type=float, default=10.0, help="weight of the paired L1 term (default 10)")
     t.add_argument("--probe-steps", type=int, default=None,
                    help="training steps of the task-consistency probe (default 1000; cached per dataset)")
     add_trainer_arguments(t, TRAIN_DEFAULTS, ema=True, help={
@@ -114,7 +121,8 @@ def _train(args: argparse.Namespace) -> int:
     s = train_cyclegan(
         args.sim, args.real, train, size=args.size, task_weight=args.task_weight, base=args.base,
         n_blocks=args.n_blocks, d_base=args.d_base, lr_steps=args.lr_steps, sim_limit=args.sim_limit,
-        real_limit=args.real_limit, probe_steps=args.probe_steps, generator=args.generator,
+        real_limit=args.real_limit, probe_steps=args.probe_steps, generator=args.generator, pairs=args.pairs,
+        paired_weight=args.paired_weight,
     )
     ips = f"{s['images_per_s']:.1f} images/s" if s["images_per_s"] else "no timing"
     print(f"cyclegan {args.out}: {s['steps']} steps ({s['steps_run']} in this call, {s['wall_time_s']:.1f} s, {ips}; "

@@ -20,7 +20,7 @@ def test_quick_bench_prints_a_table_whose_arithmetic_holds(tmp_path, capsys):
     assert "position error (px)" in text and "gap closure" in text
     assert Path(f["figure"]).is_file() and Path(f["figure"]).stat().st_size > 10_000
     rows = f["rows"]
-    assert set(rows) == set(f["labels"]) and len(rows) == 10
+    assert set(rows) == set(f["labels"]) and len(rows) == 11
     e = {k: float(np.mean(r["error_px_seeds"])) for k, r in rows.items()}
     a = {k: float(np.mean(r["accuracy_seeds"])) for k, r in rows.items()}
     for k, r in rows.items():

@@ -44,6 +44,11 @@ class CycleGANTask(TrainTask):
             resnet, 0 for look, see :data:`~generative.cyclegan.model.DEFAULT_IDENTITY`).
         task_weight, probe: the task-consistency term (weight per pixel of position disagreement) and its frozen
             :class:`~generative.metrics.Probe` (required when ``task_weight > 0``).
+        pairs, paired_weight: the first ``pairs`` sim images (the trainer's data) and real images show the same scenes
+            (a labelled real frame re-rendered in sim): each step also translates ``batch_size`` such sim images
+            (drawn with a generator seeded by the run's seed and the step; the pair shifted and flipped alike) and
+            adds ``paired_weight`` times the L1 distance of ``G(sim)`` to its real frame (pix2pix's term), on top of
+            the unpaired terms. 0: off (the default).
         pad, flip: augmentation (default ``pad = size // 16``).
         sample_images: optional ``(sim, real)`` uint8 batches for the sample grids (default: the first images).
     """
@@ -72,6 +77,8 @@ class CycleGANTask(TrainTask):
         sample_images: tuple[torch.Tensor, torch.Tensor] | None = None,
         info: dict[str, Any] | None = None,
         generator: str = "resnet",
+        pairs: int = 0,
+        paired_weight: float = 10.0,
     ):
         _check_size(size)
         self.generator = check_generator(generator)
@@ -96,6 +103,11 @@ class CycleGANTask(TrainTask):
             identity_weight = DEFAULT_IDENTITY[self.generator]
         self.cycle_weight, self.identity_weight = float(cycle_weight), float(identity_weight)
         self.task_weight = float(task_weight)
+        if int(pairs) < 0 or int(pairs) > len(real_images):
+            raise ParamError("pairs", f"{{name}} must be between 0 and the {len(real_images)} real images, got {pairs}")
+        if paired_weight < 0:
+            raise ParamError("paired_weight", f"{{name}} must be >= 0, got {paired_weight}")
+        self.pairs, self.paired_weight = int(pairs), float(paired_weight)
         self.pad = self.size // 16 if pad is None else int(pad)
         self.flip = bool(flip)
         self.init_seed = int(init_seed)
@@ -139,7 +151,8 @@ class CycleGANTask(TrainTask):
                 "d_base": self.d_base,
                 "n_layers": self.n_layers, "lr": self.lr, "beta1": self.beta1, "cycle_weight": self.cycle_weight,
                 "identity_weight": self.identity_weight, "pool_size": self.pool_real.size,
-                "task_weight": self.task_weight, "pad": self.pad, "flip": self.flip, "init_seed": self.init_seed,
+                "task_weight": self.task_weight, "pairs": self.pairs,
+                "paired_weight": self.paired_weight, "pad": self.pad, "flip": self.flip, "init_seed": self.init_seed,
                 "n_real": len(self.real), **self.info}
 
     def extra_state(self) -> dict[str, Any]:
@@ -179,6 +192,18 @@ class CycleGANTask(TrainTask):
             x = x.contiguous(memory_format=torch.channels_last)
         return x
 
+    def _pair_batch(self, step: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` (sim, real) pairs for ``step`` (a function of the run's seed and the step), both images of a pair
+        flipped and shifted alike, as floats in [-1, 1] on the device."""
+        seed = self.trainer.cfg.seed if self.trainer is not None else 0
+        g = torch.Generator().manual_seed(derive_seed(seed, "pairs", step))
+        idx = torch.randint(0, self.pairs, (n,), generator=g)
+        sim_data = self.trainer.data["image"] if self.trainer is not None else self._sample_sim
+        both = torch.cat([sim_data[idx].to(self.device), self.real[to_device(idx, self.real.device)].to(self.device)],
+                         1).float().div_(127.5).sub_(1.0)
+        both = augment(both, self.pad, self.flip)
+        return both[:, :3], both[:, 3:]
+
     # -- training
     def _probe_pos(self, x: torch.Tensor) -> torch.Tensor:
         return self.probe(x)[1] * torch.tensor([x.shape[-1], x.shape[-2]], device=x.device, dtype=torch.float32)
@@ -186,6 +211,11 @@ class CycleGANTask(TrainTask):
     def train_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
         sim = augment(batch["image"], self.pad, self.flip)
         real = augment(self._real_batch(step), self.pad, self.flip)
+        paired = self.pairs > 0 and self.paired_weight > 0
+        if paired:  # pairs ride along in the sim batch: G(their sim) is also judged and cycled
+            ns = len(sim)
+            pair_sim, pair_real = self._pair_batch(step, len(sim))
+            sim = torch.cat([sim, pair_sim])
         identity = self.identity_weight > 0
         lam_c, lam_i = self.cycle_weight, self.cycle_weight * self.identity_weight
 
@@ -205,6 +235,10 @@ class CycleGANTask(TrainTask):
                 idt = F.l1_loss(out["idt_real"], real) + F.l1_loss(out["idt_sim"], sim)
                 loss_g = loss_g + lam_i * idt
                 losses["idt"] = idt.detach()
+            if paired:
+                pair_l1 = F.l1_loss(out["fake_real"][ns:], pair_real)
+                loss_g = loss_g + self.paired_weight * pair_l1
+                losses["paired_l1"] = pair_l1.detach()
             if self.task_weight > 0:
                 with torch.no_grad():
                     pos_x = self._probe_pos(sim)

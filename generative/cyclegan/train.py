@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,31 @@ def _load_domain(root: str | Path, size: int, limit: int | None, what: str) -> t
     return load_tensors(ds, limit=limit)["image"]
 
 
+def _check_pairs(sim_dir, real_dir, pairs: int, n_sim: int, n_real: int) -> None:
+    """`DataError` unless the first ``pairs`` frames of both folders can be pairs (and, for armlab datasets, are:
+    the same frame index, arm pose, camera pose and objects)."""
+    if pairs < 0 or pairs > min(n_sim, n_real):
+        raise ParamError("pairs", f"{{name}} must be between 0 and {min(n_sim, n_real)} (the images of the smaller "
+                         f"folder), got {pairs}")
+    if not (is_armlab_dataset(sim_dir) and is_armlab_dataset(real_dir)):
+        return
+    a, b = open_images(sim_dir).records, open_images(real_dir).records
+
+    def scene(record: dict) -> tuple:
+        try:
+            label = json.loads(Path(record["label"]).read_text())
+        except (OSError, ValueError, KeyError):
+            raise DataError(f"cannot read the label of frame {record.get('frame')} ({record.get('label')})") from None
+        return (label.get("frame"), label.get("joint_positions"), label.get("T_cam_world"),
+                [(o.get("category"), o.get("position")) for o in label.get("objects", [])])
+
+    for ra, rb in zip(a[:pairs], b[:pairs]):
+        if scene(ra) != scene(rb):
+            raise DataError(f"frame {ra.get('frame')} of {str(sim_dir)!r} and frame {rb.get('frame')} of "
+                            f"{str(real_dir)!r} do not show the same scene, so they cannot be pairs; generate both "
+                            "with the same seed and settings (styles apart)")
+
+
 def train_cyclegan(
     sim_dir: str | Path,
     real_dir: str | Path,
@@ -48,6 +74,8 @@ def train_cyclegan(
     real_limit: int | None = None,
     probe_steps: int | None = None,
     generator: str = "resnet",
+    pairs: int = 0,
+    paired_weight: float = 10.0,
 ) -> dict[str, Any]:
     """Train a CycleGAN between the images in ``sim_dir`` and ``real_dir`` into the run folder ``train.out``, for
     ``train.steps`` steps as ``train`` (:class:`~generative.training.TrainConfig`; ``armlab cyclegan train`` starts
@@ -67,8 +95,14 @@ def train_cyclegan(
 
     ``out`` holds ``checkpoint.pt``, ``config.json``, ``log.csv``, ``samples/`` and ``tb/``. A run started again
     resumes from its checkpoint: killed runs continue exactly, and a finished run called with a larger ``steps``
-    trains on (the LR schedule then follows the new length unless ``lr_steps`` fixes it). Returns the trainer's
-    summary (``steps``, ``images_per_s``, ``losses``, ...) plus ``out`` and ``task_weight``.
+    trains on (the LR schedule then follows the new length unless ``lr_steps`` fixes it).
+
+    ``pairs``: the first ``pairs`` frames of both folders show the same scenes (for example labelled real frames and
+    their scenes re-rendered in sim: datasets generated with the same seed in ``sim`` and a camera style); the
+    pix2pix-style paired term ``paired_weight * |G(sim) - real|_1`` is added for them. Armlab datasets are checked
+    (the same frame index, arm pose, camera pose and objects in each pair; `DataError` otherwise).
+
+    Returns the trainer's summary (``steps``, ``images_per_s``, ``losses``, ...) plus ``out`` and ``task_weight``.
     """
     size = _check_size(size)
     generator = check_generator(generator)
@@ -77,6 +111,8 @@ def train_cyclegan(
         raise ParamError("steps", f"{{name}} must be at least 1, got {steps}")
     sim = _load_domain(sim_dir, size, sim_limit, "sim")
     real = _load_domain(real_dir, size, real_limit, "real")
+    if pairs:
+        _check_pairs(sim_dir, real_dir, int(pairs), len(sim), len(real))
     probe = None
     if task_weight > 0:
         from generative.metrics import probe_for
@@ -93,7 +129,7 @@ def train_cyclegan(
                         n_down=n_down, d_base=d_base, lr=lr, cycle_weight=cycle_weight,
                         identity_weight=identity_weight, pool_size=pool_size, task_weight=task_weight, probe=probe,
                         init_seed=seed, sample_images=(sim[:k].clone(), real[:k].clone()), info=info,
-                        generator=generator)
+                        generator=generator, pairs=pairs, paired_weight=paired_weight)
     trainer = Trainer(task, {"image": sim}, dataclasses.replace(train, n_samples=4 * k))
     if probe is not None:
         probe.to(trainer.device)

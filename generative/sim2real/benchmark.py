@@ -60,6 +60,10 @@ class Labelled:
         x = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(images))
         return Labelled(x, self.targets, self.classes)
 
+    def repeat(self, k: int) -> Labelled:
+        """These images ``k`` times over (to weigh a small set against a large one in a union)."""
+        return Labelled(self.images.repeat(k, 1, 1, 1), self.targets.repeat(k, 1), self.classes.repeat(k))
+
     def __add__(self, other: Labelled) -> Labelled:
         return Labelled(torch.cat([self.images, other.images]), torch.cat([self.targets, other.targets]),
                         torch.cat([self.classes, other.classes]))

@@ -36,7 +36,7 @@ from torch import nn
 from generative.data import ArmlabDataset, DataError, is_armlab_dataset, load_tensors
 from generative.regressor import CoordConvNet, fit, seeded
 from generative.training import flush_denormals
-from robot_env.io.dataset_format import MANIFEST
+from robot_env.io.dataset_format import CAMERA_STYLES, MANIFEST
 from robot_env.io.errors import ParamError
 from robot_env.io.hashing import sha256_file
 
@@ -132,12 +132,13 @@ def _usable(data: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 def _paired(sim_manifest: dict, real_manifest: dict) -> bool:
-    """Same seed and settings but the style: frame i shows the same scene in both."""
+    """Same seed and settings but the style (sim, and a camera style: real or photo): frame i shows the same scene
+    in both."""
     def strip(m: dict) -> dict:
         return {k: v for k, v in (m.get("settings") or {}).items() if k not in ("style", "n", "translation")}
 
     return (sim_manifest.get("seed") is not None and sim_manifest.get("seed") == real_manifest.get("seed")
-            and sim_manifest.get("style") == "sim" and real_manifest.get("style") == "real"
+            and sim_manifest.get("style") == "sim" and real_manifest.get("style") in CAMERA_STYLES
             and strip(sim_manifest) == strip(real_manifest))
 
 

@@ -7,21 +7,24 @@
    (the renderer's plain look: only the camera pose and the distractors vary), `photo` (the same scenes through
    the benchmark's real camera, `--style photo`, see robot_env/dataset/look.py) and `randomized` (sim with every
    visual randomization: colours, textures, light, background). The photo frames are split by index: the last
-   --holdout are the held-out test frames, the rest the oracle's labelled frames; the first --n-few of them are
-   the "few real frames" a user has: unlabelled for the translators and the free translations, labelled for the
-   few-labels rows.
+   --holdout are the held-out test frames, the rest the oracle's labelled frames; the first of them are
+   the --n-real frames a user has (unlabelled: the translators and the free translations see them), and of those
+   the first --n-few are labelled (the few-labels rows).
 2. The look translator (`armlab cyclegan train --generator look`: a camera model -- blur, colour and tone,
    vignetting, noise -- plus a small residual net, with CycleGAN's adversarial and cycle terms) trained on the sim
-   frames and the few real frames; it resumes from --out/runs/look. Its speed against CycleGAN's ResNet
-   generators is measured side by side at the same size and batch (--speed-steps steps each).
+   frames and the --n-real real frames, and beside it a second one that also has pix2pix's paired L1 term on the
+   --n-few labelled frames and their scenes re-rendered in sim (`--pairs`); they resume from --out/runs.
+   The look translator's speed against CycleGAN's ResNet generators is measured side by side at the same size
+   and batch (--speed-steps steps each; CycleGAN with the discriminators of `armlab bench cyclegan`, width 32,
+   the look translator with width 16).
 3. One downstream model (generative.sim2real.downstream.TargetNet: the target's pixel position and its class) per
    row and seed (--seeds), trained for --steps steps, tested on the same held-out real frames:
    sim | randomized | histogram (sim matched to the real frames' histograms) | fda (Fourier domain adaptation,
    beta --fda-beta) | translated (G(sim)) | translated randomized (G(randomized)) | real2sim (the sim model on
    F(real): translate the camera at deployment) | real (the oracle, every labelled real frame) | few labels:
-   real_few (the --n-few labelled frames), generated (G of sim renders: the translator is the conditional
-   generator, each frame labelled by the scene it rendered; the same frames as `translated`) and real_few +
-   generated.
+   real_few (the --n-few labelled frames), generated (a second look translator, trained with the paired term on
+   the labelled frames re-rendered in sim, is the conditional generator: G of sim renders, each frame labelled by
+   the scene it rendered) and real_few + generated (the few real frames repeated to half of the set).
 4. Every figure is the mean over seeds with a 95 % hierarchical bootstrap interval (seeds and paired test frames);
    gap closure = (e_sim - e_row) / (e_sim - e_real), and the same for the class accuracy. PSNR of each
    translation of the held-out sim frames against their paired real frames. A figure (--out/sim2real.png: the
@@ -43,12 +46,12 @@ from armlab_scripts._common import UsageError, emit_json
 TARGETS = {"e_sim_over_e_real": 2.0, "gap_over_se": 5.0, "closure": 0.6, "closure_lo": 0.4, "psnr_gain": 2.0,
            "combined_closure": 0.75, "generated_vs_real_few_acc": 0.8, "speed_ratio": 3.0,
            "translator_minutes": 30.0}
-FULL = {"n": 2500, "size": 64, "holdout": 0.2, "n_few": 300, "seeds": 3, "steps": 1500, "batch_size": 32,
+FULL = {"n": 2500, "size": 64, "holdout": 0.2, "n_real": 300, "n_few": 100, "seeds": 3, "steps": 1500, "batch_size": 32,
         "translator_steps": 3000, "translator_batch": 8, "translator_lr": 1e-3, "fda_beta": 0.01, "speed_steps": 30,
-        "n_boot": 2000}
-QUICK = {"n": 60, "size": 32, "holdout": 0.25, "n_few": 16, "seeds": 2, "steps": 20, "batch_size": 8,
+        "n_boot": 2000, "paired_weight": 10.0}
+QUICK = {"n": 60, "size": 32, "holdout": 0.25, "n_real": 24, "n_few": 12, "seeds": 2, "steps": 20, "batch_size": 8,
          "translator_steps": 6, "translator_batch": 4, "translator_lr": 1e-3, "fda_beta": 0.01, "speed_steps": 3,
-         "n_boot": 200}
+         "n_boot": 200, "paired_weight": 10.0}
 LAYOUT = ("camera", "distractors")  #: what varies in the sim and photo datasets: the scenes, not their looks
 ROWS = (  # name, training set, test set, label
     ("sim", "sim", "real", "sim"),
@@ -60,6 +63,7 @@ ROWS = (  # name, training set, test set, label
     ("real2sim", "sim", "real2sim", "sim model on F(real)"),
     ("real", "real", "real", "real (oracle, all labels)"),
     ("real_few", "real_few", "real", "real, few labels"),
+    ("generated", "generated", "real", "generated (look + pairs)"),
     ("real_few_generated", "real_few_generated", "real", "few labels + generated"),
 )
 
@@ -67,7 +71,8 @@ ROWS = (  # name, training set, test set, label
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="tiny datasets and budgets: checks the pipeline only")
     p.add_argument("--out", default="runs/bench/sim2real", help="working folder (default runs/bench/sim2real)")
-    for key, text in (("n", "frames per dataset"), ("n_few", "the few real frames (translators, few-labels rows)"),
+    for key, text in (("n", "frames per dataset"), ("n_real", "the real frames the translators see (unlabelled)"),
+                      ("n_few", "of those, the labelled ones (few-labels rows, the paired term)"),
                       ("seeds", "downstream seeds per row"), ("steps", "downstream training steps"),
                       ("translator_steps", "look translator training steps"),
                       ("speed_steps", "steps of each translator in the side-by-side speed measurement")):
@@ -82,7 +87,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _settings(args: argparse.Namespace) -> dict:
     s = dict(QUICK if args.quick else FULL)
-    for key in ("n", "n_few", "seeds", "steps", "translator_steps", "speed_steps", "fda_beta"):
+    for key in ("n", "n_real", "n_few", "seeds", "steps", "translator_steps", "speed_steps", "fda_beta"):
         if getattr(args, key) is not None:
             s[key] = getattr(args, key)
     for key in ("seeds", "steps", "translator_steps", "speed_steps"):
@@ -90,9 +95,11 @@ def _settings(args: argparse.Namespace) -> dict:
             raise UsageError(f"--{key.replace('_', '-')} must be at least 1, got {s[key]}.")
     if s["n"] < 20:
         raise UsageError(f"--n must be at least 20 frames, got {s['n']}.")
-    if not 2 <= s["n_few"] <= int(s["n"] * (1 - s["holdout"])):
-        raise UsageError(f"--n-few must be between 2 and the {int(s['n'] * (1 - s['holdout']))} training frames, "
-                         f"got {s['n_few']}.")
+    if not 2 <= s["n_real"] <= int(s["n"] * (1 - s["holdout"])):
+        raise UsageError(f"--n-real must be between 2 and the {int(s['n'] * (1 - s['holdout']))} training frames, "
+                         f"got {s['n_real']}.")
+    if not 2 <= s["n_few"] <= s["n_real"]:
+        raise UsageError(f"--n-few must be between 2 and --n-real ({s['n_real']}), got {s['n_few']}.")
     if not 0 <= s["fda_beta"] < 0.5:
         raise UsageError(f"--fda-beta must be in [0, 0.5), got {s['fda_beta']}.")
     if args.workers < 0:
@@ -113,10 +120,13 @@ def _dataset(out: Path, style: str, randomize: tuple[str, ...], n: int, size: in
     return str(out)
 
 
-def _translator(sim: str, real: str, run: Path, s: dict, generator: str, steps: int, n_train: int) -> dict:
+def _translator(sim: str, real: str, run: Path, s: dict, generator: str, steps: int, n_train: int,
+                pairs: int = 0) -> dict:
     from generative.cyclegan import TRAIN_DEFAULTS, train_cyclegan
     from generative.training import TrainConfig
+    from robot_env.io.threads import set_threads
 
+    set_threads(1)
     look = generator == "look"
     cfg = TrainConfig(out=str(run), steps=steps, **{**TRAIN_DEFAULTS, "batch_size": s["translator_batch"],
                                                     "ema_decay": 0.99}, seed=s["seed"], device="cpu",
@@ -125,7 +135,8 @@ def _translator(sim: str, real: str, run: Path, s: dict, generator: str, steps: 
     t0 = time.perf_counter()
     summary = train_cyclegan(sim, real, cfg, size=s["size"], generator=generator, base=None if look else 16,
                              n_blocks=6, d_base=16 if look else 32, lr=s["translator_lr"] if look else 2e-4,
-                             sim_limit=n_train, real_limit=s["n_few"])
+                             sim_limit=n_train, real_limit=s["n_real"], pairs=pairs,
+                             paired_weight=s["paired_weight"])
     summary["wall_s"] = time.perf_counter() - t0
     return summary
 
@@ -198,61 +209,65 @@ def measure(out: str | Path, s: dict, quick: bool = False, fresh: bool = False, 
     t_data = time.perf_counter() - t0
     cut = int(round(n * (1 - s["holdout"])))
 
-    sim, sim_idx = _load(str(dirs["sim"]), size, range(cut))
+    sim, _ = _load(str(dirs["sim"]), size, range(cut))
     randomized, _ = _load(str(dirs["randomized"]), size, range(cut))
-    real, _ = _load(str(dirs["photo"]), size, range(cut))
+    real, real_idx = _load(str(dirs["photo"]), size, range(cut))
     test, test_idx = _load(str(dirs["photo"]), size, range(cut, n))
     sim_test, _ = _load(str(dirs["sim"]), size, test_idx.tolist())  # the test frames' paired renders
-    few = real.subset(slice(0, s["n_few"]))
-    few_img = few.images
+    few = real.subset(real_idx < s["n_few"])  # the labelled few: frames 0 .. n_few - 1
+    seen = real.subset(real_idx < s["n_real"]).images  # the real frames a user has, unlabelled
     train = {"sim": sim, "randomized": randomized, "real": real, "real_few": few,
-             "histogram": sim.with_images(histogram_match(sim.images, few_img)),
-             "fda": sim.with_images(fda(sim.images, few_img, beta=s["fda_beta"], seed=seed))}
+             "histogram": sim.with_images(histogram_match(sim.images, seen)),
+             "fda": sim.with_images(fda(sim.images, seen, beta=s["fda_beta"], seed=seed))}
     tests = {"real": test}
-    free_rows = [Row(*r[:3], label=r[3]) for r in ROWS if r[1] in train and r[2] in tests]
 
-    # the translator trains in this process while the rows that do not need it train in another
-    run = out / "runs" / "look"
-    if fresh and run.exists():
-        shutil.rmtree(run)
-    say(f"training the look translator ({s['translator_steps']} steps of {s['translator_batch']}) on {len(sim)} "
-        f"sim and {s['n_few']} real frames, and beside it the downstream rows {', '.join(r.name for r in free_rows)} "
-        f"({s['seeds']} seeds x {s['steps']} steps)", flush=True)
-    with ProcessPoolExecutor(1, mp_context=ctx) as pool:
-        free = pool.submit(run_table, train, tests, free_rows, tuple(range(s["seeds"])), s["steps"],
-                           s["batch_size"], 0)
-        from robot_env.io.threads import set_threads
-
-        set_threads(1)
-        summary = _translator(str(dirs["sim"]), str(dirs["photo"]), run, s, "look", s["translator_steps"], cut)
-        table = free.result()
-    say(f"  look translator: {summary['steps']} steps, {summary['wall_s'] / 60:.1f} min this call", flush=True)
-    gens = load_generators(run)
-    g = lambda x, d="sim2real": translate_images(gens, x, d)  # noqa: E731
+    # the two translators train side by side, one process and one thread each
+    runs = {"look": out / "runs" / "look", "look_paired": out / "runs" / "look_paired"}
+    for run in runs.values():
+        if fresh and run.exists():
+            shutil.rmtree(run)
+    say(f"training two look translators ({s['translator_steps']} steps of {s['translator_batch']}) on {len(sim)} sim "
+        f"and {s['n_real']} real frames side by side: unpaired, and with the paired term on the {s['n_few']} "
+        f"labelled frames re-rendered in sim", flush=True)
+    with ProcessPoolExecutor(2, mp_context=ctx) as pool:
+        jobs = {k: pool.submit(_translator, str(dirs["sim"]), str(dirs["photo"]), run, s, "look",
+                               s["translator_steps"], cut, s["n_few"] if k == "look_paired" else 0)
+                for k, run in runs.items()}
+        summaries = {k: j.result() for k, j in jobs.items()}
+    summary = summaries["look"]
+    say(f"  look translators: {summary['steps']} steps, {summary['wall_s'] / 60:.1f} and "
+        f"{summaries['look_paired']['wall_s'] / 60:.1f} min this call", flush=True)
+    gens, paired = load_generators(runs["look"]), load_generators(runs["look_paired"])
+    g = lambda x, d="sim2real", gen=gens: translate_images(gen, x, d)  # noqa: E731
     train["translated"] = sim.with_images(g(sim.images))
     train["translated_randomized"] = randomized.with_images(g(randomized.images))
-    train["real_few_generated"] = few + train["translated"]
+    train["generated"] = sim.with_images(g(sim.images, gen=paired))
+    # the few real frames repeated to about as many as the generated ones: half of each batch is real
+    train["real_few_generated"] = few.repeat(max(1, round(len(sim) / len(few)))) + train["generated"]
     tests["real2sim"] = test.with_images(g(test.images, "real2sim"))
-    rest = [Row(*r[:3], label=r[3]) for r in ROWS if r[0] not in table]
-    say(f"downstream rows {', '.join(r.name for r in rest)} ({workers} processes)", flush=True)
-    table.update(run_table(train, tests, rest, tuple(range(s["seeds"])), s["steps"], s["batch_size"], workers))
-    table = {r[0]: table[r[0]] for r in ROWS}
+    rows = [Row(*r[:3], label=r[3]) for r in ROWS]
+    say(f"downstream models: {len(rows)} rows x {s['seeds']} seeds x {s['steps']} steps ({workers} processes)",
+        flush=True)
+    table = run_table(train, tests, rows, tuple(range(s["seeds"])), s["steps"], s["batch_size"], workers,
+                      progress=lambda m: say(m, flush=True))
 
     say("side-by-side speed: look translator vs CycleGAN's ResNet generators", flush=True)
     rates = _speed(str(dirs["sim"]), str(dirs["photo"]), out / "runs", s, cut)
 
     fig = summarize(table, n_boot=s["n_boot"], seed=seed)
     st, rt = _nhwc(sim_test.images), _nhwc(test.images)
-    views = {"sim": st, "histogram": histogram_match(st, few_img), "fda": fda(st, few_img, beta=s["fda_beta"],
-             seed=seed), "translated": g(st)}
+    views = {"sim": st, "histogram": histogram_match(st, seen), "fda": fda(st, seen, beta=s["fda_beta"], seed=seed),
+             "translated": g(st), "generated": g(st, gen=paired)}
     psnr = {k: _psnr(v, rt) for k, v in views.items()}
     fig.update({
         "psnr": psnr, "psnr_gain": psnr["translated"] - psnr["sim"], "images_per_s_look": rates["look"],
         "images_per_s_cyclegan": rates["resnet"],
         "speed_ratio": rates["look"] / rates["resnet"] if rates["look"] and rates["resnet"] else None,
         "translator_steps": summary["steps"], "translator_minutes_this_call": summary["wall_s"] / 60,
-        "translator_minutes": _run_minutes(run, summary), "n_train": len(sim), "n_real_labelled": len(real),
-        "n_few": s["n_few"], "data_s": t_data, "wall_s": time.perf_counter() - t0, "quick": quick,
+        "translator_minutes": _run_minutes(runs["look"], summary),
+        "translator_paired_minutes": _run_minutes(runs["look_paired"], summaries["look_paired"]),
+        "n_train": len(sim), "n_real_labelled": len(real), "n_real": s["n_real"], "n_few": len(few),
+        "data_s": t_data, "wall_s": time.perf_counter() - t0, "quick": quick,
         "settings": s, "labels": {r[0]: r[3] for r in ROWS},
     })
     fig["targets"] = _targets(fig)
@@ -280,7 +295,7 @@ def _targets(f: dict) -> dict:
     rows, t = f["rows"], TARGETS
     c = {k: rows[k]["closure_px"] for k in rows if "closure_px" in rows[k]}
     best = max(("translated_randomized", "randomized", "translated"), key=lambda k: c[k]["mean"])
-    few, gen, both = rows["real_few"], rows["translated"], rows["real_few_generated"]
+    few, gen, both = rows["real_few"], rows["generated"], rows["real_few_generated"]
     return {
         "e_sim_over_e_real": f["e_sim_over_e_real"] >= t["e_sim_over_e_real"],
         "gap_over_se": f["gap_over_se"] >= t["gap_over_se"],
@@ -319,7 +334,8 @@ def print_table(f: dict) -> None:
     print(f"gap: e_sim - e_real = {f['gap_px']:.2f} px = {f['gap_over_se']:.0f} x its standard error; e_sim / e_real "
           f"= {f['e_sim_over_e_real']:.1f}")
     print(f"PSNR against the paired real frame: sim {p['sim']:.2f} dB, histogram {p['histogram']:.2f}, FDA "
-          f"{p['fda']:.2f}, translated {p['translated']:.2f} (gain {f['psnr_gain']:+.2f} dB)")
+          f"{p['fda']:.2f}, translated {p['translated']:.2f} (gain {f['psnr_gain']:+.2f} dB), generated (with "
+          f"pairs) {p['generated']:.2f}")
     ratio = "-" if f["speed_ratio"] is None else f"{f['speed_ratio']:.2f}x"
     print(f"training speed, side by side: look translator {f['images_per_s_look']:.1f} images/s, CycleGAN "
           f"{f['images_per_s_cyclegan']:.1f} images/s ({ratio}); the translator trained "
@@ -356,14 +372,14 @@ def write_figure(f: dict, path: Path) -> None:
         if key == "error_px":
             ax.set_xscale("log")
     views = f["_views"]
-    order = ("sim", "histogram", "fda", "translated", "real", "real2sim")
+    order = ("sim", "histogram", "fda", "translated", "generated", "real", "real2sim")
     k = min(6, len(views["real"]))
     strip = np.concatenate([np.concatenate(list(views[v][:k]), 0) for v in order], 1)
     ax = fig.add_subplot(2, 1, 2)
     ax.imshow(strip, interpolation="nearest", aspect="equal")
     w = views["real"].shape[2]
     ax.set_xticks([(i + 0.5) * w for i in range(len(order))],
-                  ["sim", "histogram", "FDA", "G(sim)", "real", "F(real)"], fontsize=8)
+                  ["sim", "histogram", "FDA", "G(sim)", "G+pairs", "real", "F(real)"], fontsize=8)
     ax.set_yticks([])
     fig.suptitle("armlab bench sim2real: the same camera model trained on each set, tested on real frames",
                  fontsize=10)
