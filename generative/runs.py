@@ -22,8 +22,8 @@ from generative.training.util import pick_device
 from robot_env.io.atomic import atomic_write_bytes
 from robot_env.io.errors import ConfigError, DataError, MissingPathError, PathError
 
-__all__ = ["SUMMARY", "check_resume", "load_run", "pick_device", "read_summary", "saved_task_config",
-           "write_summary"]
+__all__ = ["SUMMARY", "WEIGHTS_NOTE", "check_resume", "export_weights", "load_run", "pick_device", "read_summary",
+           "saved_task_config", "write_summary"]
 
 SUMMARY = "summary.json"
 HISTORY_KEYS = ("start_step", "steps", "steps_run", "images_per_s", "wall_time_s")  #: per call, in ``history``
@@ -105,3 +105,47 @@ def check_resume(out: str | Path, mine: dict[str, Any], theirs: dict[str, Any], 
     if sha_old and sha_new and (sha_old != sha_new or old_data.get("limit") != data.get("limit")):
         raise ConfigError(f"run {out} was trained on other data ({old_data.get('path')}); use another output folder "
                          "or the same data")
+
+
+WEIGHTS_NOTE = "PROVENANCE.json"
+
+
+def export_weights(run_dir: str | Path, out_dir: str | Path, keep: tuple[str, ...], provenance: dict[str, Any],
+                   half: bool = True) -> dict[str, Any]:
+    """Write the inference weights of the run in ``run_dir`` to ``out_dir``: a slim ``checkpoint.pt`` with only the
+    modules ``keep`` (their EMA copies where the run kept them; float tensors in float16 with ``half``), the run's
+    ``task_config``, ``step`` and ``extra`` (the training labels a sampler draws conditions from), no optimizer,
+    scheduler or RNG state; the run's ``config.json``; and ``PROVENANCE.json`` (``provenance`` plus the source run,
+    its step and the checkpoint's SHA-256). The folder is read by the same loaders as the run (``weights_only``),
+    and is for sampling: it cannot be resumed. Returns the provenance written."""
+    import io
+
+    from robot_env.io.atomic import atomic_write_json
+    from robot_env.io.hashing import sha256_bytes
+
+    run, out = Path(run_dir), Path(out_dir)
+    ckpt = load_checkpoint(run / CHECKPOINT)
+    modules, ema = ckpt.get("modules") or {}, ckpt.get("ema") or {}
+    missing = [k for k in keep if k not in modules]
+    if missing:
+        raise DataError(f"run {str(run)!r} has no module {missing[0]!r} to export")
+
+    def cast(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {k: v.half() if half and v.is_floating_point() else v for k, v in state.items()}
+
+    slim = {key: ckpt[key] for key in ("format", "version", "step", "task_config", "extra") if key in ckpt}
+    slim["modules"] = {k: cast(ema.get(k) or modules[k]) for k in keep}
+    slim["ema"] = {}
+    slim["exported"] = True
+    buf = io.BytesIO()
+    torch.save(slim, buf)
+    data = buf.getvalue()
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / CHECKPOINT, data)
+    if (run / "config.json").is_file():
+        atomic_write_bytes(out / "config.json", (run / "config.json").read_bytes())
+    note = {**provenance, "source_run": str(run), "step": int(ckpt.get("step", 0)), "modules": list(keep),
+            "dtype": "float16" if half else "float32", "checkpoint_sha256": sha256_bytes(data),
+            "checkpoint_bytes": len(data)}
+    atomic_write_json(out / WEIGHTS_NOTE, note)
+    return note

@@ -65,6 +65,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--base", type=int, default=None, help="generator width (default 32; 16 with --generator look)")
     t.add_argument("--n-blocks", type=int, default=6, help="generator residual blocks (default 6; resnet only)")
     t.add_argument("--d-base", type=int, default=64, help="discriminator width (default 64)")
+    t.add_argument("--lr", type=float, default=None,
+                   help="learning rate of generators and discriminators (default 2e-4; 1e-3 with --generator look)")
     t.add_argument("--lr-steps", type=int, default=None,
                    help="length of the LR schedule (default --steps): constant for its first half, then linear to 0")
     t.add_argument("--sim-limit", type=int, default=None, help="use only the first N sim images")
@@ -120,7 +122,7 @@ def _train(args: argparse.Namespace) -> int:
     use_threads(args.threads)
     s = train_cyclegan(
         args.sim, args.real, train, size=args.size, task_weight=args.task_weight, base=args.base,
-        n_blocks=args.n_blocks, d_base=args.d_base, lr_steps=args.lr_steps, sim_limit=args.sim_limit,
+        n_blocks=args.n_blocks, d_base=args.d_base, lr=args.lr, lr_steps=args.lr_steps, sim_limit=args.sim_limit,
         real_limit=args.real_limit, probe_steps=args.probe_steps, generator=args.generator, pairs=args.pairs,
         paired_weight=args.paired_weight,
     )

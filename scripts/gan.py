@@ -6,6 +6,7 @@
     armlab gan sample --run runs/gan/cgan --n 64 --out runs/gan/samples              # conditions drawn from the data
     armlab gan sample --run runs/gan/cgan --n 16 --class cube --target 0.4,0.6 --out runs/gan/cubes
     armlab gan eval --run runs/gan/cgan --data data/sim64 --json
+    armlab gan export --run runs/gan/cgan --data data/sim64 --out weights/cgan --metrics eval.json   # sampling only
 
 --cond: class (the target object's shape: cube, cylinder, sphere), target (where the target is in the image,
 pixel_norm in [0, 1]) or class,target; leave it out for an unconditional DCGAN. The generator is a DCGAN
@@ -18,7 +19,10 @@ to right) and summary.json. `sample` writes DIR/rgb/, DIR/labels/ and DIR/manife
 (the requested conditions as labels, "style": "generated") and DIR/grid.png. `eval` trains (once per dataset,
 cached) a probe network on the dataset and reports how well generated images follow the conditions
 (class_acc_ratio, pos_err_ratio: fake against real), their diversity (diversity_ratio) and fid_custom, a Frechet
-distance in the probe's feature space (NOT comparable with published FID).
+distance in the probe's feature space (NOT comparable with published FID). `export` writes the generator's EMA
+weights (float16), the run's settings and PROVENANCE.json (the dataset manifest's SHA-256, the training settings,
+the metrics of an `eval --json` output, the commands that made it) into a small folder that `sample` and `eval`
+read like a run (it cannot be trained on).
 """
 
 from __future__ import annotations
@@ -90,6 +94,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     e.add_argument("--no-ema", action="store_true", help="evaluate the trained generator, not its EMA copy")
     e.add_argument("--json", action="store_true", help="print the metrics as one JSON object on the last line")
     e.set_defaults(gan_func=_eval)
+
+    x = sub.add_parser("export", help="the generator's weights, settings and provenance, for sampling only",
+                       description="Export a trained GAN's EMA generator into a small folder (see `armlab gan "
+                                   "--help`).")
+    x.add_argument("--run", required=True, help="run folder written by `armlab gan train`")
+    x.add_argument("--data", required=True, help="the armlab dataset it was trained on (its manifest is hashed)")
+    x.add_argument("--out", required=True, help="output folder (checkpoint.pt, config.json, PROVENANCE.json)")
+    x.add_argument("--metrics", default=None, help="the JSON last line of `armlab gan eval --json`, saved to a file")
+    x.add_argument("--command", dest="commands", action="append", default=[],
+                   help="a command that made the weights, recorded in PROVENANCE.json (repeat for each)")
+    x.add_argument("--json", action="store_true", help="print the provenance as one JSON object on the last line")
+    x.set_defaults(gan_func=_export)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -172,6 +188,36 @@ def _eval(args: argparse.Namespace) -> int:
     print_report(r, title=f"{args.run} (step {r['steps']}, cond {','.join(r['cond']) or 'none'}) against {args.data}")
     if args.json:
         emit_json(r)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    import json
+
+    from generative.gan import run_config
+    from generative.runs import export_weights
+    from robot_env.io.dataset_format import MANIFEST
+    from robot_env.io.hashing import sha256_file
+
+    cfg = run_config(args.run)  # a GAN run, or one sentence why not
+    manifest = Path(args.data) / MANIFEST
+    if not manifest.is_file():
+        raise UsageError(f"--data {args.data!r} is not an armlab dataset (no {MANIFEST}).")
+    metrics = None
+    if args.metrics is not None:
+        try:
+            metrics = json.loads(Path(args.metrics).read_text().strip().splitlines()[-1])
+        except (OSError, ValueError, IndexError):
+            raise UsageError(f"--metrics {args.metrics!r} is not a file whose last line is a JSON object.") from None
+    settings = json.loads(manifest.read_text()).get("settings")
+    note = export_weights(args.run, args.out, ("G",), {
+        "model": "conditional GAN" if cfg.cond else "DCGAN", "cond": list(cfg.cond), "commands": args.commands,
+        "dataset": {"path": str(args.data), "manifest_sha256": sha256_file(manifest), "settings": settings},
+        "metrics": metrics})
+    print(f"exported G of {args.run} (step {note['step']}) -> {args.out} ({note['checkpoint_bytes'] / 1e6:.1f} MB, "
+          f"{note['dtype']}); provenance in {Path(args.out) / 'PROVENANCE.json'}")
+    if args.json:
+        emit_json(note)
     return 0
 
 

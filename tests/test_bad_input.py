@@ -121,6 +121,8 @@ CASES = [
     ("gan eval", ["--run", M, "--data", "{ds}"], "no/such/thing"),
     ("gan eval", ["--run", "{w}/run_truncated", "--data", "{ds}"], "checkpoint"),
     ("gan eval", ["--run", "{w}/run_empty", "--data", M], "run_empty"),  # the run is checked first
+    ("gan export", ["--run", M, "--data", "{ds}", "--out", "{w}/out/gx"], "no/such/thing"),
+    ("gan export", ["--run", "{w}/run_truncated", "--data", "{ds}", "--out", "{w}/out/gx"], "checkpoint"),
     # --- cyclegan / sim2real
     ("cyclegan train", ["--sim", M, "--real", "{ds}", "--out", "{w}/out/cg", "--steps", "1"], "no/such/thing"),
     ("cyclegan train", ["--sim", "{ds}", "--real", F, "--out", "{w}/out/cg", "--steps", "1"], "file.txt"),
@@ -130,6 +132,8 @@ CASES = [
     ("cyclegan train", [*CG, "--batch-size", "0"], "batch"),
     ("cyclegan train", [*CG, "--ema-decay", "2"], "ema"),
     ("cyclegan train", [*CG, "--generator", "bogus"], "bogus"),
+    ("cyclegan train", [*CG, "--generator", "look", "--lr", "0"], "--lr"),
+    ("cyclegan train", [*CG, "--pairs", "100000"], "--pairs"),
     ("cyclegan translate", ["--run", M, "--in", "{ds}", "--out", "{w}/out/t"], "no/such/thing"),
     ("cyclegan translate", ["--run", "{w}/run_truncated", "--in", "{ds}", "--out", "{w}/out/t"], "checkpoint"),
     ("cyclegan translate", ["--run", "{w}/run_empty", "--in", "{ds}", "--out", "{w}/out/t"], "run_empty"),

@@ -26,6 +26,7 @@ from generative.gan import (
     train_gan,
 )
 from generative.training import TrainConfig
+from robot_env.io.errors import ConfigError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -301,6 +302,31 @@ def test_cli_train_sample_eval_round_trip(dataset, tmp_path, capsys):
     assert lines[0].startswith(f"{run} (step ") and lines[1].split()[:4] == ["metric", "real", "fake", "ratio"]
     row = next(line for line in lines if "class accuracy (probe)" in line)  # the table row carries the JSON's ratio
     assert fmt(r["class_acc_ratio"]) in row and "class_acc_ratio >= 0.9" in row
+
+
+def test_export_samples_like_the_run_and_records_its_provenance(dataset, tmp_path, capsys):
+    """`armlab gan export`: a small float16 copy of G that samples what the run samples (to float16 precision),
+    with PROVENANCE.json naming the dataset manifest's hash and the metrics; it refuses to be trained on."""
+    from generative.gan import sample
+    from robot_env.io.hashing import sha256_file
+
+    run, weights = tmp_path / "run", tmp_path / "weights"
+    fit(dataset, run, 4, ("class", "target"), size=SIZE, batch_size=8, **TINY)
+    metrics = tmp_path / "eval.json"
+    metrics.write_text('some report line\n{"class_acc_ratio": 0.5}\n')
+    assert armlab("gan", "export", "--run", str(run), "--data", str(dataset), "--out", str(weights), "--metrics",
+                  str(metrics), "--command", "armlab gan train ...", "--json") == 0
+    note = last_json(capsys.readouterr().out)
+    saved = json.loads((weights / "PROVENANCE.json").read_text())
+    assert saved == note and note["metrics"] == {"class_acc_ratio": 0.5} and note["step"] == 4
+    assert note["dataset"]["manifest_sha256"] == sha256_file(dataset / "manifest.json")
+    assert (weights / "checkpoint.pt").stat().st_size < 0.6 * (run / "checkpoint.pt").stat().st_size
+    a = sample(run, 6, {"class_id": 1}, seed=3)[0].astype(int)
+    b = sample(weights, 6, {"class_id": 1}, seed=3)[0].astype(int)
+    assert np.abs(a - b).max() <= 3 and np.abs(a - b).mean() < 0.5
+    with pytest.raises(ConfigError, match="exported inference weights"):
+        fit(dataset, weights, 6, ("class", "target"), size=SIZE, batch_size=8, **TINY)
+    assert armlab("gan", "export", "--run", str(run), "--data", str(tmp_path), "--out", str(tmp_path / "w2")) == 2
 
 
 def test_unconditional_eval_has_no_conditioning_figures(dataset, tmp_path):

@@ -189,3 +189,40 @@ def test_old_resnet_runs_without_the_key_still_load(sim_dir, tmp_path):
     assert isinstance(gens.sim2real, ResnetGenerator) and gens.step == 7
     x = real[:2].float() / 127.5 - 1
     torch.testing.assert_close(gens.sim2real(x), task.gens.g.eval()(x))
+
+
+@pytest.fixture(scope="module")
+def paired_real_dir(sim_images, tmp_path_factory):
+    """The first 24 sim frames themselves through the cast camera: frame i of both folders is one scene."""
+    out = tmp_path_factory.mktemp("look") / "paired"
+    out.mkdir()
+    for i, img in enumerate(sim_images[:N_SIM].permute(0, 2, 3, 1).numpy()):
+        cast = np.clip(img * CAST, 0, 255).round().astype(np.uint8)
+        cv2.imwrite(str(out / f"{i:03d}.png"), np.ascontiguousarray(cast[:, :, ::-1]))
+    return out
+
+
+def test_the_paired_term_pulls_translations_onto_their_real_frames(sim_dir, paired_real_dir, sim_images,
+                                                                  tmp_path):
+    """pix2pix's L1 on pairs: after the same steps, G(sim) is closer to its own real frame with pairs than
+    without; the loss is logged; pairs beyond the smaller folder are refused."""
+    target = np.clip(sim_images[:N_SIM].permute(0, 2, 3, 1).numpy() * CAST, 0, 255)
+    sim = np.ascontiguousarray(sim_images[:N_SIM].permute(0, 2, 3, 1).numpy())
+    dist = {}
+    with torch_threads(1):
+        for pairs in (0, N_SIM):
+            out = tmp_path / f"pairs{pairs}"
+            s = fit(sim_dir, paired_real_dir, out, steps=30, pairs=pairs, **{**LOOK, "lr": 2e-3})
+            assert ("paired_l1" in s["losses"]) == (pairs > 0)
+            dist[pairs] = np.abs(translate_images(load_generators(out), sim).astype(float) - target).mean()
+    assert dist[N_SIM] < 0.8 * dist[0]
+    with pytest.raises(ParamError):
+        fit(sim_dir, paired_real_dir, tmp_path / "too_many", steps=1, pairs=N_SIM + 1, **LOOK)
+
+
+def test_pairs_of_different_scenes_are_refused(sim_dir, tiny_dataset, tmp_path):
+    from generative.data import DataError
+
+    other = tiny_dataset(n=48, size=SIZE, seed=4, style="sim")
+    with pytest.raises(DataError, match="do not show the same scene"):
+        fit(sim_dir, other, tmp_path / "run", steps=1, pairs=4, **LOOK)

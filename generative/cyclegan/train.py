@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from generative import trainer_defaults
-from generative.cyclegan.model import _check_size, check_generator
+from generative.cyclegan.model import DEFAULT_LR, _check_size, check_generator
 from generative.cyclegan.task import CycleGANTask
 from generative.data import DataError, is_armlab_dataset, load_tensors, open_images
 from generative.training import TrainConfig, Trainer, flush_denormals
@@ -65,7 +65,7 @@ def train_cyclegan(
     n_blocks: int = 6,
     n_down: int | None = None,
     d_base: int = 64,
-    lr: float = 2e-4,
+    lr: float | None = None,
     lr_steps: int | None = None,
     cycle_weight: float = 10.0,
     identity_weight: float | None = None,
@@ -106,6 +106,9 @@ def train_cyclegan(
     """
     size = _check_size(size)
     generator = check_generator(generator)
+    lr = DEFAULT_LR[generator] if lr is None else float(lr)
+    if not lr > 0:
+        raise ParamError("lr", f"{{name}} must be positive, got {lr}")
     steps, seed = int(train.steps), train.seed
     if steps < 1:
         raise ParamError("steps", f"{{name}} must be at least 1, got {steps}")

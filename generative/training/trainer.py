@@ -208,6 +208,9 @@ class Trainer:
         the file if it is corrupt or does not fit this task and configuration."""
         path = Path(path or self.checkpoint_path)
         ckpt = load_checkpoint(path, map_location=self.device)
+        if ckpt.get("exported"):
+            raise ConfigError(f"{path} holds exported inference weights (no optimizer or discriminator state), which "
+                              "sample but cannot be trained on; train into another output folder")
         saved = ckpt.get("config", {})
         for key in ("seed", "batch_size"):
             if saved.get(key) != getattr(self.cfg, key):
