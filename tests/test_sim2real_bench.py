@@ -39,9 +39,11 @@ def test_quick_bench_prints_a_table_whose_arithmetic_holds(tmp_path, capsys):
     assert t["speed_ratio"] == (f["speed_ratio"] >= 3.0)
     assert t["translation_closure"] == (rows["translated"]["closure_px"]["mean"] >= 0.6)
     assert t["e_sim_over_e_real"] == (f["e_sim_over_e_real"] >= 2.0)
-    # a second call reuses the datasets and the finished translator run
+    # a second call reuses the datasets, the finished translator runs and the downstream models' figures
     assert cli.main(["bench", "sim2real", "--quick", "--out", str(out), "--workers", "0", "--json"]) == 0
-    g = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    second = capsys.readouterr().out
+    g = json.loads(second.strip().splitlines()[-1])
+    assert second.count(": cached") == 10 * f["settings"]["seeds"]  # every downstream model came from the cache
     assert g["translator_steps"] == f["translator_steps"]
     assert g["rows"]["sim"]["error_px_seeds"] == f["rows"]["sim"]["error_px_seeds"]  # same seeds, same figures
     assert g["translator_minutes"] == pytest.approx(f["translator_minutes"])

@@ -16,11 +16,14 @@ position error and of the class accuracy relative to the ``sim`` and ``real`` ro
 
 from __future__ import annotations
 
+import hashlib
+import json
 import multiprocessing as mp
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,6 +34,8 @@ from generative.sim2real.downstream import DEFAULT_STEPS, evaluate_downstream, t
 from generative.sim2real.stats import gap_standard_error, hierarchical_bootstrap
 
 __all__ = ["Labelled", "Row", "closure", "run_table", "summarize"]
+
+CACHE_VERSION = 1  #: bump when the downstream model or its training changes: cached figures are then not reused
 
 
 @dataclass
@@ -79,14 +84,59 @@ class Row:
     label: str = ""
 
 
+def _digest(*tensors: torch.Tensor) -> str:
+    h = hashlib.sha256()
+    for t in tensors:
+        t = t.detach().cpu().contiguous()
+        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
+
+
+def _cache_path(cache: Path | None, job: dict) -> Path | None:
+    """Where a job's figures are kept: a hash of everything that decides them (data, test sets, seed, budget)."""
+    if cache is None:
+        return None
+    d: Labelled = job["train"]
+    key = hashlib.sha256(json.dumps({
+        "train": _digest(d.images, d.targets, d.classes), "seed": job["seed"], "steps": job["steps"],
+        "batch_size": job["batch_size"], "version": CACHE_VERSION,
+        "tests": {k: _digest(t.images, t.targets, t.classes) for k, t in sorted(job["tests"].items())},
+    }, sort_keys=True).encode()).hexdigest()[:24]
+    return cache / f"{job['name']}-seed{job['seed']}-{key}.npz"
+
+
 def _job(job: dict) -> dict:
+    path = job.get("cache_path")
+    if path is not None and Path(path).is_file():
+        with np.load(path) as z:
+            results = {k.split("/", 1)[1]: {} for k in z.files if k.startswith("error_px/")}
+            for k in results:
+                results[k] = {"error_px": z[f"error_px/{k}"], "correct": z[f"correct/{k}"]}
+            return {"train": job["name"], "seed": job["seed"], "results": results, "seconds": float(z["seconds"]),
+                    "cached": True}
+    out = _train_and_test(job)
+    if path is not None:
+        import io
+
+        from robot_env.io.atomic import atomic_write_bytes
+
+        buf = io.BytesIO()
+        np.savez(buf, seconds=np.array(out["seconds"]),
+                 **{f"{m}/{k}": v[m] for k, v in out["results"].items() for m in ("error_px", "correct")})
+        atomic_write_bytes(path, buf.getvalue())
+    return out
+
+
+def _train_and_test(job: dict) -> dict:
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     d: Labelled = job["train"]
     net = train_downstream(d.images, d.targets, d.classes, steps=job["steps"], batch_size=job["batch_size"],
                            seed=job["seed"])
     out = {name: evaluate_downstream(net, t.images, t.targets, t.classes) for name, t in job["tests"].items()}
-    return {"train": job["name"], "seed": job["seed"], "results": out, "seconds": time.perf_counter() - t0}
+    return {"train": job["name"], "seed": job["seed"], "results": out, "seconds": time.perf_counter() - t0,
+            "cached": False}
 
 
 def run_table(
@@ -98,10 +148,13 @@ def run_table(
     batch_size: int = 32,
     workers: int = 2,
     progress: Callable[[str], None] | None = None,
+    cache: str | Path | None = None,
 ) -> dict[str, dict[str, np.ndarray]]:
     """Train and evaluate every row's model for every seed; returns per row ``{"error_px": (S, N), "correct": (S,
     N)}`` over the row's test set, plus ``"seconds"`` (training seconds per seed). Rows sharing a training set share
-    its models. ``workers`` processes (spawned, one torch thread each; 0 or 1: in this process)."""
+    its models. ``workers`` processes (spawned, one torch thread each; 0 or 1: in this process). ``cache``: a folder
+    where each model's figures are kept under a hash of its data, test sets, seed and budget, so that a run that was
+    killed, or extended by a row, trains only what it has not trained yet."""
     for r in rows:
         if r.train not in train_sets:
             raise DataError(f"row {r.name!r} trains on {r.train!r}, which is not among the training sets")
@@ -113,18 +166,22 @@ def run_table(
     jobs = [{"name": name, "seed": int(s), "train": train_sets[name], "steps": int(steps),
              "batch_size": int(batch_size), "tests": {t: test_sets[t] for t in sorted(tests)}}
             for name, tests in needs.items() for s in seeds]
+    if cache is not None:
+        Path(cache).mkdir(parents=True, exist_ok=True)
+    for j in jobs:
+        j["cache_path"] = _cache_path(Path(cache) if cache is not None else None, j)
     results: list[dict] = []
     if workers <= 1:
         for j in jobs:
             results.append(_job(j))
             if progress:
-                progress(f"  trained on {j['name']} (seed {j['seed']}): {results[-1]['seconds']:.0f} s")
+                progress(_done(results[-1]))
     else:
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-            for j, res in zip(jobs, pool.map(_job, jobs)):
+            for res in pool.map(_job, jobs):
                 results.append(res)
                 if progress:
-                    progress(f"  trained on {j['name']} (seed {j['seed']}): {res['seconds']:.0f} s")
+                    progress(_done(res))
     by = {(r["train"], r["seed"]): r for r in results}
     table: dict[str, dict[str, np.ndarray]] = {}
     for r in rows:
@@ -135,6 +192,11 @@ def run_table(
             "seconds": np.array([p["seconds"] for p in per_seed]),
         }
     return table
+
+
+def _done(res: dict) -> str:
+    how = "cached" if res.get("cached") else f"{res['seconds']:.0f} s"
+    return f"  trained on {res['train']} (seed {res['seed']}): {how}"
 
 
 def closure(worse: float, value: float, better: float) -> float:

@@ -81,7 +81,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fda-beta", type=float, default=None, help=f"FDA's band (default {FULL['fda_beta']})")
     p.add_argument("--seed", type=int, default=0, help="dataset and translator seed (default 0)")
     p.add_argument("--workers", type=int, default=2, help="processes training downstream models (default 2)")
-    p.add_argument("--fresh", action="store_true", help="train the translator again (the datasets are kept)")
+    p.add_argument("--cyclegan-run", default=None,
+                   help="a CycleGAN run (armlab cyclegan train) between this benchmark's sim and photo data: adds "
+                        "its row, and its gap closure per training minute beside the look translator's")
+    p.add_argument("--fresh", action="store_true",
+                   help="train the translators and the downstream models again (the datasets are kept)")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object on the last line")
 
 
@@ -187,7 +191,7 @@ def _nhwc(t):
 
 
 def measure(out: str | Path, s: dict, quick: bool = False, fresh: bool = False, workers: int = 2,
-            say=print) -> dict:
+            say=print, cyclegan_run: str | None = None) -> dict:
     """Run the benchmark; returns the figures and the arrays of the figure (see the module docstring)."""
     import shutil
 
@@ -223,7 +227,7 @@ def measure(out: str | Path, s: dict, quick: bool = False, fresh: bool = False, 
 
     # the two translators train side by side, one process and one thread each
     runs = {"look": out / "runs" / "look", "look_paired": out / "runs" / "look_paired"}
-    for run in runs.values():
+    for run in [*runs.values(), out / "cache"]:
         if fresh and run.exists():
             shutil.rmtree(run)
     say(f"training two look translators ({s['translator_steps']} steps of {s['translator_batch']}) on {len(sim)} sim "
@@ -246,10 +250,15 @@ def measure(out: str | Path, s: dict, quick: bool = False, fresh: bool = False, 
     train["real_few_generated"] = few.repeat(max(1, round(len(sim) / len(few)))) + train["generated"]
     tests["real2sim"] = test.with_images(g(test.images, "real2sim"))
     rows = [Row(*r[:3], label=r[3]) for r in ROWS]
+    cyclegan = None
+    if cyclegan_run is not None:
+        cyclegan = load_generators(cyclegan_run)
+        train["cyclegan"] = sim.with_images(g(sim.images, gen=cyclegan))
+        rows.insert(5, Row("cyclegan", "cyclegan", "real", "sim -> real (CycleGAN)"))
     say(f"downstream models: {len(rows)} rows x {s['seeds']} seeds x {s['steps']} steps ({workers} processes)",
         flush=True)
     table = run_table(train, tests, rows, tuple(range(s["seeds"])), s["steps"], s["batch_size"], workers,
-                      progress=lambda m: say(m, flush=True))
+                      progress=lambda m: say(m, flush=True), cache=out / "cache")
 
     say("side-by-side speed: look translator vs CycleGAN's ResNet generators", flush=True)
     rates = _speed(str(dirs["sim"]), str(dirs["photo"]), out / "runs", s, cut)
@@ -258,6 +267,8 @@ def measure(out: str | Path, s: dict, quick: bool = False, fresh: bool = False, 
     st, rt = _nhwc(sim_test.images), _nhwc(test.images)
     views = {"sim": st, "histogram": histogram_match(st, seen), "fda": fda(st, seen, beta=s["fda_beta"], seed=seed),
              "translated": g(st), "generated": g(st, gen=paired)}
+    if cyclegan is not None:
+        views["cyclegan"] = g(st, gen=cyclegan)
     psnr = {k: _psnr(v, rt) for k, v in views.items()}
     fig.update({
         "psnr": psnr, "psnr_gain": psnr["translated"] - psnr["sim"], "images_per_s_look": rates["look"],
@@ -268,8 +279,14 @@ def measure(out: str | Path, s: dict, quick: bool = False, fresh: bool = False, 
         "translator_paired_minutes": _run_minutes(runs["look_paired"], summaries["look_paired"]),
         "n_train": len(sim), "n_real_labelled": len(real), "n_real": s["n_real"], "n_few": len(few),
         "data_s": t_data, "wall_s": time.perf_counter() - t0, "quick": quick,
-        "settings": s, "labels": {r[0]: r[3] for r in ROWS},
+        "settings": s, "labels": {r.name: r.label for r in rows},
     })
+    if cyclegan is not None:
+        fig["cyclegan_run"] = str(cyclegan_run)
+        fig["cyclegan_minutes"] = _logged_minutes(Path(cyclegan_run))
+        for k, minutes in (("translated", fig["translator_minutes"]), ("cyclegan", fig["cyclegan_minutes"])):
+            c = fig["rows"][k]["closure_px"]["mean"]
+            fig[f"closure_per_minute_{k}"] = c / minutes if minutes else None
     fig["targets"] = _targets(fig)
     fig["_views"] = {**views, "real": rt, "real2sim": _nhwc(tests["real2sim"].images)}
     return fig
@@ -289,6 +306,23 @@ def _run_minutes(run: Path, summary: dict) -> float:
         total = {"seconds": total["seconds"] + summary["wall_s"], "steps": int(summary["steps"])}
         atomic_write_json(record, total)
     return total["seconds"] / 60
+
+
+def _logged_minutes(run: Path) -> float | None:
+    """A translator run's training minutes from its log (steps x batch / the logged images per second)."""
+    import csv
+
+    try:
+        with open(run / "log.csv", newline="") as fh:
+            rows = [r for r in csv.DictReader(fh) if r.get("images_per_s")]
+        cfg = json.loads((run / "config.json").read_text())
+        batch = int(cfg["train"]["batch_size"])
+    except (OSError, ValueError, KeyError):
+        return None
+    if not rows:
+        return None
+    rates = [float(r["images_per_s"]) for r in rows]
+    return int(rows[-1]["step"]) * batch / (sum(rates) / len(rates)) / 60
 
 
 def _targets(f: dict) -> dict:
@@ -340,6 +374,10 @@ def print_table(f: dict) -> None:
     print(f"training speed, side by side: look translator {f['images_per_s_look']:.1f} images/s, CycleGAN "
           f"{f['images_per_s_cyclegan']:.1f} images/s ({ratio}); the translator trained "
           f"{f['translator_minutes']:.1f} min for {f['translator_steps']} steps")
+    if f.get("cyclegan_minutes"):
+        print(f"gap closure per training minute: look translator {f['closure_per_minute_translated']:.3f} "
+              f"({f['translator_minutes']:.1f} min), CycleGAN {f['closure_per_minute_cyclegan']:.3f} "
+              f"({f['cyclegan_minutes']:.1f} min)")
     t = f["targets"]
     print("targets: " + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in t.items() if isinstance(v, bool))
           + (" (--quick: budgets far too small to meet them)" if f["quick"] else ""))
@@ -389,7 +427,9 @@ def write_figure(f: dict, path: Path) -> None:
 
 def run(args: argparse.Namespace) -> int:
     s = _settings(args)
-    f = measure(args.out, s, quick=args.quick, fresh=args.fresh, workers=args.workers)
+    if args.cyclegan_run is not None and not (Path(args.cyclegan_run) / "checkpoint.pt").is_file():
+        raise UsageError(f"--cyclegan-run {args.cyclegan_run!r} is not a CycleGAN run folder (no checkpoint.pt).")
+    f = measure(args.out, s, quick=args.quick, fresh=args.fresh, workers=args.workers, cyclegan_run=args.cyclegan_run)
     path = Path(args.out) / ("quick" if args.quick else "full") / "sim2real.png"
     write_figure(f, path)
     print_table(f)
