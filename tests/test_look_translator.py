@@ -226,3 +226,13 @@ def test_pairs_of_different_scenes_are_refused(sim_dir, tiny_dataset, tmp_path):
     other = tiny_dataset(n=48, size=SIZE, seed=4, style="sim")
     with pytest.raises(DataError, match="do not show the same scene"):
         fit(sim_dir, other, tmp_path / "run", steps=1, pairs=4, **LOOK)
+
+
+def test_sim2real_eval_takes_a_look_run(sim_dir, look_run, tiny_dataset):
+    """`armlab sim2real eval` accepts any translator run: a look run against a paired photo-style dataset."""
+    from generative.sim2real import sim2real_eval
+
+    photo = tiny_dataset(n=48, size=SIZE, seed=3, style="photo")
+    r = sim2real_eval(sim_dir, photo, look_run[0], quick=True, steps=5)
+    assert r["paired"] and r["psnr_trans"] is not None and r["n_pairs"] > 0
+    assert r["run_step"] == STEPS and r["e_trans"] > 0
