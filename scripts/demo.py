@@ -12,8 +12,12 @@ with the same settings — its outputs are recorded in ``OUT/stages/NAME.json``)
 4. video       the trained SAC policy from two cameras (sac_rollout.webm);
 5. dataset     a small synthetic camera dataset in sim and real styles (data/sim, data/real)
                and a sample sheet with the labels drawn (dataset_samples.png);
-6. cyclegan    a short CycleGAN sim-to-real run, a translation sheet and a side-by-side
-               sim/translated rollout video (cyclegan_rollout.webm);
+6. sim2real    the look translator (a camera model with a small residual net, trained with
+               CycleGAN's losses) between plain sim frames and the photo camera, its
+               translations (sim2real_samples.png), a side-by-side sim/translated rollout
+               (sim2real_rollout.webm) and a small downstream table: the camera model trained
+               on sim, histogram-matched sim, translated sim and real frames, tested on held-out
+               real frames (one seed; the full table is `armlab bench sim2real`);
 7. generate    a short conditional GAN and a short class-conditional diffusion run, and
                their samples per class (gan_samples.png, diffusion_samples.png);
 8. report      report.html: one self-contained page with all of the above.
@@ -33,6 +37,15 @@ import numpy as np
 from tqdm import tqdm
 
 from armlab_scripts._demo_figures import class_sheet, comparison_plot, fmt_m, label_sheet, landscape_plot, write_png
+from armlab_scripts._demo_sim2real import stage_sim2real
+
+
+def pretrained_gan() -> Path:
+    """The conditional GAN weights shipped with armlab (made by the commands in their PROVENANCE.json), which the
+    demo samples instead of training a GAN for a few minutes."""
+    import generative
+
+    return Path(generative.__file__).resolve().parent / "pretrained" / "cgan64"
 
 
 def _check_envs(progress: bool) -> list[dict]:
@@ -219,57 +232,6 @@ def stage_dataset(demo: Demo) -> dict:
             "counts": counts, "files": ["data/sim/manifest.json", "data/real/manifest.json", "dataset_samples.png"]}
 
 
-def stage_cyclegan(demo: Demo) -> dict:
-    import cv2
-
-    from generative.cyclegan import TRAIN_DEFAULTS as CYCLEGAN_TRAINING
-    from generative.cyclegan import load_generators, train_cyclegan, translate_images
-    from generative.metrics import psnr
-    from generative.training import TrainConfig
-    from robot_env.dataset import DatasetConfig, Scene
-    from robot_env.video import VideoWriter
-
-    s = demo.settings["cyclegan"]
-    sim, real = demo.out / "data" / "sim", demo.out / "data" / "real"
-    run = demo.out / "cyclegan"
-    train = TrainConfig(out=run, steps=s["steps"], **{**CYCLEGAN_TRAINING, "batch_size": s["batch_size"]},
-                        seed=s["seed"], device="cpu", progress=demo.progress, tensorboard=False, sample_every=10**9,
-                        checkpoint_every=max(50, s["steps"] // 4))
-    summary = train_cyclegan(sim, real, train, size=s["size"], base=s["base"], n_blocks=s["n_blocks"])
-    gens = load_generators(run)
-    frames = list(range(6))
-
-    def read(root: Path, i: int) -> np.ndarray:
-        return cv2.cvtColor(cv2.imread(str(root / "rgb" / f"{i:06d}.png")), cv2.COLOR_BGR2RGB)
-
-    sim_imgs = np.stack([read(sim, i) for i in frames])
-    real_imgs = np.stack([read(real, i) for i in frames])
-    trans = translate_images(gens, sim_imgs)
-    write_png(demo.out / "cyclegan_samples.png", class_sheet([sim_imgs, trans, real_imgs], scale=3))
-    psnr_sim = float(np.mean([psnr(a, b) for a, b in zip(sim_imgs, real_imgs)]))
-    psnr_trans = float(np.mean([psnr(a, b) for a, b in zip(trans, real_imgs)]))
-    # a short rollout in the dataset's scene (the arm sweeping between two poses), translated frame by frame
-    scene = Scene(DatasetConfig(n=1, size=s["size"], seed=s["seed"]))
-    try:
-        roll = np.stack(scene.sweep(0, s["video_frames"]))
-    finally:
-        scene.close()
-    out_frames = translate_images(gens, roll)
-    video = demo.out / "cyclegan_rollout.webm"
-    with VideoWriter(video, fps=24) as writer:
-        for a, b in zip(roll, out_frames):
-            pair = np.concatenate([a, b], axis=1)
-            writer.write(cv2.resize(pair, None, fx=4, fy=4, interpolation=cv2.INTER_NEAREST))
-    ips = _images_per_s(summary)
-    figures = {"PSNR sim vs paired real": f"{psnr_sim:.1f} dB",
-               "PSNR translated vs paired real": f"{psnr_trans:.1f} dB", "training images/s": f"{ips:.0f}",
-               "steps": f"{s['steps']:,}"}
-    return {"line": f"CycleGAN {s['steps']:,} steps ({ips:.0f} images/s): PSNR against the paired real frames "
-                    f"{psnr_sim:.1f} dB untranslated, {psnr_trans:.1f} dB translated; cyclegan_rollout.webm",
-            "figures": figures, "psnr_sim": psnr_sim, "psnr_trans": psnr_trans,
-            "files": ["cyclegan_samples.png", "cyclegan_rollout.webm", "cyclegan/checkpoint.pt"]}
-
-
 def _images_per_s(summary: dict) -> float:
     """Training images/s of a run, from its latest training session that ran steps."""
     if summary.get("images_per_s"):
@@ -291,12 +253,15 @@ def stage_generate(demo: Demo) -> dict:
 
     s = demo.settings["generate"]
     data = demo.out / "data" / "sim"
-    gan_train = TrainConfig(out=demo.out / "gan", steps=s["gan_steps"],
-                            **{**GAN_TRAINING, "batch_size": s["batch_size"]}, seed=s["seed"], device="cpu",
-                            progress=demo.progress, tensorboard=False, sample_every=10**9,
-                            checkpoint_every=max(50, s["gan_steps"] // 4))
-    summary = train_gan(data, gan_train, cond="class,target", size=s["size"])
-    rows = [gan_sample(demo.out / "gan", s["per_class"], cond={"class_id": c}, seed=s["seed"])[0] for c in range(3)]
+    pretrained = pretrained_gan() if (pretrained_gan() / "checkpoint.pt").is_file() else None
+    if pretrained is None:  # the shipped weights are gone: train the demo's short run instead
+        gan_train = TrainConfig(out=demo.out / "gan", steps=s["gan_steps"],
+                                **{**GAN_TRAINING, "batch_size": s["batch_size"]}, seed=s["seed"], device="cpu",
+                                progress=demo.progress, tensorboard=False, sample_every=10**9,
+                                checkpoint_every=max(50, s["gan_steps"] // 4))
+        summary = train_gan(data, gan_train, cond="class,target", size=s["size"])
+    gan_run = pretrained or demo.out / "gan"
+    rows = [gan_sample(gan_run, s["per_class"], cond={"class_id": c}, seed=s["seed"])[0] for c in range(3)]
     write_png(demo.out / "gan_samples.png", class_sheet(rows))
     diffusion_train = TrainConfig(out=demo.out / "diffusion", steps=s["diffusion_steps"],
                                   **{**DIFFUSION_TRAINING, "batch_size": s["batch_size"]}, seed=s["seed"],
@@ -306,20 +271,31 @@ def stage_generate(demo: Demo) -> dict:
     rows = [diffusion_sample(demo.out / "diffusion", s["per_class"], cond={"class_id": c}, sampler="ddpm",
                              steps=s["sample_steps"], guidance=2.0, seed=s["seed"])[0] for c in range(3)]
     write_png(demo.out / "diffusion_samples.png", class_sheet(rows))
-    g_ips, d_ips = _images_per_s(summary), _images_per_s(dsum)
-    figures = {"GAN training images/s": f"{g_ips:.0f}", "GAN steps": f"{s['gan_steps']:,}",
-               "diffusion training images/s": f"{d_ips:.0f}",
+    d_ips = _images_per_s(dsum)
+    if pretrained is not None:
+        note = json.loads((pretrained / "PROVENANCE.json").read_text())
+        metrics = note.get("metrics") or {}
+        gan = {"GAN": f"sampled from the shipped weights ({note['step']:,} CPU steps; not trained here)",
+               "GAN class accuracy / position error vs real": f"{metrics.get('class_acc_ratio', float('nan')):.2f}x / "
+                                                             f"{metrics.get('pos_err_ratio', float('nan')):.2f}x"}
+        gan_line = f"conditional GAN sampled from the shipped weights ({note['step']:,} steps)"
+    else:
+        g_ips = _images_per_s(summary)
+        gan = {"GAN": f"trained here, {s['gan_steps']:,} steps", "GAN training images/s": f"{g_ips:.0f}"}
+        gan_line = f"conditional GAN {s['gan_steps']:,} steps ({g_ips:.0f} images/s)"
+    figures = {**gan, "diffusion training images/s": f"{d_ips:.0f}",
                "diffusion steps": f"{s['diffusion_steps']:,}",
                "DDPM (ancestral) sampling steps": str(s["sample_steps"])}
-    return {"line": f"conditional GAN {s['gan_steps']:,} steps ({g_ips:.0f} images/s), "
-                    f"class-conditional diffusion {s['diffusion_steps']:,} steps ({d_ips:.0f} "
+    return {"line": f"{gan_line}, class-conditional diffusion {s['diffusion_steps']:,} steps ({d_ips:.0f} "
                     f"images/s, DDPM {s['sample_steps']} steps, guidance 2); gan_samples.png, diffusion_samples.png",
             "figures": figures,
-            "files": ["gan_samples.png", "diffusion_samples.png", "gan/checkpoint.pt", "diffusion/checkpoint.pt"]}
+            "gan_source": "pretrained" if pretrained is not None else "trained",
+            "files": ["gan_samples.png", "diffusion_samples.png", "diffusion/checkpoint.pt"]
+            + ([] if pretrained is not None else ["gan/checkpoint.pt"])}
 
 
 STAGES = [("envs", stage_envs), ("cmaes", stage_cmaes), ("comparison", stage_comparison), ("video", stage_video),
-          ("dataset", stage_dataset), ("cyclegan", stage_cyclegan), ("generate", stage_generate)]
+          ("dataset", stage_dataset), ("sim2real", stage_sim2real), ("generate", stage_generate)]
 
 
 def settings_for(args: argparse.Namespace) -> dict:
@@ -331,8 +307,9 @@ def settings_for(args: argparse.Namespace) -> dict:
         "comparison": {"rl_steps": args.rl_steps or (600 if q else 3000), "contexts": 20 if q else 50, "seed": seed},
         "video": {"seed": seed, "rl_steps": args.rl_steps or (600 if q else 3000)},
         "dataset": {"n": 96 if q else 600, "size": 64, "seed": seed, "workers": 2},
-        "cyclegan": {"steps": 20 if q else 250, "size": 64, "batch_size": 4, "base": 16, "n_blocks": 3,
-                     "video_frames": 24 if q else 72, "seed": seed, "dataset_n": 96 if q else 600},
+        "sim2real": {"n": 96 if q else 600, "size": 64, "seed": seed, "steps": 20 if q else 600, "batch_size": 8,
+                     "n_real": 40 if q else 300, "downstream_steps": 20 if q else 500,
+                     "video_frames": 24 if q else 72},
         "generate": {"gan_steps": 30 if q else 300, "diffusion_steps": 20 if q else 1000,
                      "sample_steps": 10 if q else 25, "size": 64, "batch_size": 16 if q else 32, "per_class": 8,
                      "seed": seed, "dataset_n": 96 if q else 600},
