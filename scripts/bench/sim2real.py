@@ -48,7 +48,7 @@ TARGETS = {"e_sim_over_e_real": 2.0, "gap_over_se": 5.0, "closure": 0.6, "closur
            "translator_minutes": 30.0}
 FULL = {"n": 2500, "size": 64, "holdout": 0.2, "n_real": 300, "n_few": 100, "seeds": 3, "steps": 1500, "batch_size": 32,
         "translator_steps": 3000, "translator_batch": 8, "translator_lr": 1e-3, "fda_beta": 0.01, "speed_steps": 30,
-        "n_boot": 2000, "paired_weight": 10.0}
+        "n_boot": 2000, "paired_weight": 100.0}
 QUICK = {"n": 60, "size": 32, "holdout": 0.25, "n_real": 24, "n_few": 12, "seeds": 2, "steps": 20, "batch_size": 8,
          "translator_steps": 6, "translator_batch": 4, "translator_lr": 1e-3, "fda_beta": 0.01, "speed_steps": 3,
          "n_boot": 200, "paired_weight": 10.0}
@@ -79,6 +79,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         p.add_argument("--" + key.replace("_", "-"), type=int, default=None,
                        help=f"{text} (default {FULL[key]}; --quick {QUICK[key]})")
     p.add_argument("--fda-beta", type=float, default=None, help=f"FDA's band (default {FULL['fda_beta']})")
+    p.add_argument("--paired-weight", type=float, default=None,
+                   help=f"weight of the paired term of the generator of the few-labels rows (default "
+                        f"{FULL['paired_weight']:g}, pix2pix's)")
     p.add_argument("--seed", type=int, default=0, help="dataset and translator seed (default 0)")
     p.add_argument("--workers", type=int, default=2, help="processes training downstream models (default 2)")
     p.add_argument("--cyclegan-run", default=None,
@@ -91,7 +94,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _settings(args: argparse.Namespace) -> dict:
     s = dict(QUICK if args.quick else FULL)
-    for key in ("n", "n_real", "n_few", "seeds", "steps", "translator_steps", "speed_steps", "fda_beta"):
+    for key in ("n", "n_real", "n_few", "seeds", "steps", "translator_steps", "speed_steps", "fda_beta",
+                "paired_weight"):
         if getattr(args, key) is not None:
             s[key] = getattr(args, key)
     for key in ("seeds", "steps", "translator_steps", "speed_steps"):
@@ -104,6 +108,8 @@ def _settings(args: argparse.Namespace) -> dict:
                          f"got {s['n_real']}.")
     if not 2 <= s["n_few"] <= s["n_real"]:
         raise UsageError(f"--n-few must be between 2 and --n-real ({s['n_real']}), got {s['n_few']}.")
+    if s["paired_weight"] < 0:
+        raise UsageError(f"--paired-weight must be >= 0, got {s['paired_weight']}.")
     if not 0 <= s["fda_beta"] < 0.5:
         raise UsageError(f"--fda-beta must be in [0, 0.5), got {s['fda_beta']}.")
     if args.workers < 0:
@@ -226,7 +232,7 @@ def measure(out: str | Path, s: dict, quick: bool = False, fresh: bool = False, 
     tests = {"real": test}
 
     # the two translators train side by side, one process and one thread each
-    runs = {"look": out / "runs" / "look", "look_paired": out / "runs" / "look_paired"}
+    runs = {"look": out / "runs" / "look", "look_paired": out / "runs" / f"look_paired_w{s['paired_weight']:g}"}
     for run in [*runs.values(), out / "cache"]:
         if fresh and run.exists():
             shutil.rmtree(run)
