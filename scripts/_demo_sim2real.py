@@ -1,7 +1,8 @@
 """The demo's sim-to-real stage: the look translator trained inside the demo's budget, its translations, a translated
 rollout video, and a small downstream table (the camera model trained on sim, histogram-matched sim, translated
 sim and real frames, tested on held-out real frames). One seed and small budgets: the full table with intervals is
-`armlab bench sim2real` (docs/benchmarks.md)."""
+`armlab bench sim2real` (docs/benchmarks.md). Also the demo's dataset helper, `demo_dataset`, which every stage that
+renders a dataset uses."""
 
 from __future__ import annotations
 
@@ -17,22 +18,22 @@ ROWS = (("sim", "sim"), ("histogram", "sim, histogram matched"), ("translated", 
         ("real", "real (oracle)"))
 
 
-def _dataset(root: Path, cfg, workers: int, progress: bool) -> None:
+def demo_dataset(root: Path, cfg, workers: int, progress: bool) -> dict:
+    """Generate (resume, or re-finish) the dataset ``cfg`` in ``root``; a folder an earlier demo made with other
+    settings is deleted and made anew. Any other problem with the folder is raised, and the folder kept."""
     from robot_env.dataset.generation import generate, made_with_other_settings
 
     if made_with_other_settings(root, cfg):
         shutil.rmtree(root)
-    generate(root, cfg, workers=workers, progress=progress)
+    return generate(root, cfg, workers=workers, progress=progress)
 
 
 def stage_sim2real(demo) -> dict:
     import cv2
-    import torch
 
     from generative.cyclegan import TRAIN_DEFAULTS, load_generators, train_cyclegan, translate_images
-    from generative.data import ArmlabDataset, load_tensors
     from generative.metrics import psnr
-    from generative.sim2real import Labelled, Row, histogram_match, run_table, summarize
+    from generative.sim2real import Row, histogram_match, load_labelled, run_table, summarize
     from generative.training import TrainConfig
     from robot_env.dataset import DatasetConfig, Scene
     from robot_env.video import VideoWriter
@@ -40,7 +41,7 @@ def stage_sim2real(demo) -> dict:
     s = demo.settings["sim2real"]
     sim_dir, photo_dir = demo.out / "data" / "sim_plain", demo.out / "data" / "photo"
     for root, style in ((sim_dir, "sim"), (photo_dir, "photo")):
-        _dataset(root, DatasetConfig(n=s["n"], size=s["size"], seed=s["seed"], style=style, randomize=LAYOUT), 2,
+        demo_dataset(root, DatasetConfig(n=s["n"], size=s["size"], seed=s["seed"], style=style, randomize=LAYOUT), 2,
                  demo.progress)
     cut = int(s["n"] * 0.8)
     run = demo.out / "look"
@@ -52,15 +53,8 @@ def stage_sim2real(demo) -> dict:
                              sim_limit=cut, real_limit=s["n_real"])
     gens = load_generators(run)
 
-    def labelled(root: Path) -> Labelled:
-        d = load_tensors(ArmlabDataset(root, size=s["size"]))
-        t = d["target"]
-        keep = torch.isfinite(t).all(1) & (t >= 0).all(1) & (t <= 1).all(1)
-        idx = torch.arange(len(keep))
-        return Labelled(d["image"], d["target"], d["class_id"]).subset(idx[keep]), idx[keep]
-
-    sim, sim_idx = labelled(sim_dir)
-    real, real_idx = labelled(photo_dir)
+    sim, sim_idx = load_labelled(sim_dir, s["size"])
+    real, real_idx = load_labelled(photo_dir, s["size"])
     seen = real.subset(real_idx < s["n_real"]).images
     train_sets = {"sim": sim.subset(sim_idx < cut), "real": real.subset(real_idx < cut)}
     train_sets["histogram"] = train_sets["sim"].with_images(histogram_match(train_sets["sim"].images, seen))

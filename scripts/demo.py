@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -37,7 +36,7 @@ import numpy as np
 from tqdm import tqdm
 
 from armlab_scripts._demo_figures import class_sheet, comparison_plot, fmt_m, label_sheet, landscape_plot, write_png
-from armlab_scripts._demo_sim2real import stage_sim2real
+from armlab_scripts._demo_sim2real import demo_dataset, stage_sim2real
 
 
 def pretrained_gan() -> Path:
@@ -205,16 +204,6 @@ def stage_video(demo: Demo) -> dict:
     video = demo.out / "sac_rollout.webm"
     _video(demo.out / "rl", video, demo.settings["video"]["seed"])
     return {"line": f"{video.name}, 3 episodes from the front and top cameras", "files": [video.name]}
-
-
-def demo_dataset(root: Path, cfg, workers: int, progress: bool) -> dict:
-    """Generate (resume, or re-finish) the dataset ``cfg`` in ``root``; a folder an earlier demo made with other
-    settings is deleted and made anew. Any other problem with the folder is raised, and the folder kept."""
-    from robot_env.dataset.generation import generate, made_with_other_settings
-
-    if made_with_other_settings(root, cfg):
-        shutil.rmtree(root)
-    return generate(root, cfg, workers=workers, progress=progress)
 
 
 def stage_dataset(demo: Demo) -> dict:

@@ -10,11 +10,11 @@ table: one downstream model per training set and seed, summarized with intervals
 from __future__ import annotations
 
 from generative.sim2real.baselines import fda, histogram_match
-from generative.sim2real.benchmark import Labelled, Row, closure, run_table, summarize
+from generative.sim2real.benchmark import Labelled, Row, closure, load_labelled, run_table, summarize, usable
 from generative.sim2real.downstream import TargetNet, evaluate_downstream, train_downstream
 from generative.sim2real.gap import PositionRegressor, regressor_error, sim2real_eval, train_regressor
 from generative.sim2real.stats import bootstrap_mean_ci, gap_standard_error, hierarchical_bootstrap
 
 __all__ = ["Labelled", "PositionRegressor", "Row", "TargetNet", "bootstrap_mean_ci", "closure", "evaluate_downstream",
-           "fda", "gap_standard_error", "hierarchical_bootstrap", "histogram_match", "regressor_error", "run_table",
-           "sim2real_eval", "summarize", "train_downstream", "train_regressor"]
+           "fda", "gap_standard_error", "hierarchical_bootstrap", "histogram_match", "load_labelled", "regressor_error",
+           "run_table", "sim2real_eval", "summarize", "train_downstream", "train_regressor", "usable"]

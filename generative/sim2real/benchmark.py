@@ -33,7 +33,7 @@ from generative.data import DataError
 from generative.sim2real.downstream import DEFAULT_STEPS, evaluate_downstream, train_downstream
 from generative.sim2real.stats import gap_standard_error, hierarchical_bootstrap
 
-__all__ = ["Labelled", "Row", "closure", "run_table", "summarize"]
+__all__ = ["Labelled", "Row", "closure", "load_labelled", "run_table", "summarize", "usable"]
 
 CACHE_VERSION = 1  #: bump when the downstream model or its training changes: cached figures are then not reused
 
@@ -72,6 +72,21 @@ class Labelled:
     def __add__(self, other: Labelled) -> Labelled:
         return Labelled(torch.cat([self.images, other.images]), torch.cat([self.targets, other.targets]),
                         torch.cat([self.classes, other.classes]))
+
+
+def usable(targets: torch.Tensor) -> torch.Tensor:
+    """Which frames have a target inside the image (finite ``pixel_norm`` in [0, 1]^2): the ones a position can
+    be learned from and scored on."""
+    return torch.isfinite(targets).all(1) & (targets >= 0).all(1) & (targets <= 1).all(1)
+
+
+def load_labelled(root: str | Path, size: int) -> tuple[Labelled, torch.Tensor]:
+    """The usable frames of the armlab dataset at ``root`` at ``size`` px, and their indices in the dataset."""
+    from generative.data import ArmlabDataset, load_tensors
+
+    data = load_tensors(ArmlabDataset(root, size=size))
+    keep = torch.nonzero(usable(data["target"])).flatten()
+    return Labelled(data["image"], data["target"], data["class_id"]).subset(keep), keep
 
 
 @dataclass(frozen=True)

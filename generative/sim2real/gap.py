@@ -35,6 +35,7 @@ from torch import nn
 
 from generative.data import ArmlabDataset, DataError, is_armlab_dataset, load_tensors
 from generative.regressor import CoordConvNet, fit, seeded
+from generative.sim2real.benchmark import usable
 from generative.training import flush_denormals
 from robot_env.io.dataset_format import CAMERA_STYLES, MANIFEST
 from robot_env.io.errors import ParamError
@@ -127,8 +128,7 @@ def _labelled(root: str | Path, what: str, size: int) -> tuple[dict[str, torch.T
 
 
 def _usable(data: dict[str, torch.Tensor]) -> torch.Tensor:
-    t = data["target"]
-    return torch.isfinite(t).all(1) & (t >= 0).all(1) & (t <= 1).all(1)
+    return usable(data["target"])
 
 
 def _paired(sim_manifest: dict, real_manifest: dict) -> bool:

@@ -168,24 +168,6 @@ def _speed(sim: str, real: str, out: Path, s: dict, n_train: int) -> dict:
     return rates
 
 
-def _usable(data: dict):
-    t = data["target"]
-    return (t == t).all(1) & (t >= 0).all(1) & (t <= 1).all(1)
-
-
-def _load(root: str, size: int, idx_range: range):
-    from generative.data import ArmlabDataset, load_tensors
-    from generative.sim2real import Labelled
-
-    data = load_tensors(ArmlabDataset(root, size=size))
-    frames = [i for i in idx_range if i < len(data["image"])]
-    import torch
-
-    idx = torch.tensor(frames, dtype=torch.long)
-    idx = idx[_usable(data)[idx]]
-    return Labelled(data["image"][idx], data["target"][idx], data["class_id"][idx]), idx
-
-
 def _psnr(a, b) -> float:
     from generative.metrics import psnr
 
@@ -201,8 +183,10 @@ def measure(out: str | Path, s: dict, quick: bool = False, fresh: bool = False, 
     """Run the benchmark; returns the figures and the arrays of the figure (see the module docstring)."""
     import shutil
 
+    import torch
+
     from generative.cyclegan import load_generators, translate_images
-    from generative.sim2real import Row, fda, histogram_match, run_table, summarize
+    from generative.sim2real import Row, fda, histogram_match, load_labelled, run_table, summarize
 
     out = Path(out) / ("quick" if quick else "full")
     t0 = time.perf_counter()
@@ -219,11 +203,14 @@ def measure(out: str | Path, s: dict, quick: bool = False, fresh: bool = False, 
     t_data = time.perf_counter() - t0
     cut = int(round(n * (1 - s["holdout"])))
 
-    sim, _ = _load(str(dirs["sim"]), size, range(cut))
-    randomized, _ = _load(str(dirs["randomized"]), size, range(cut))
-    real, real_idx = _load(str(dirs["photo"]), size, range(cut))
-    test, test_idx = _load(str(dirs["photo"]), size, range(cut, n))
-    sim_test, _ = _load(str(dirs["sim"]), size, test_idx.tolist())  # the test frames' paired renders
+    (sim_all, sim_idx), (randomized, rand_idx), (photo, photo_idx) = (
+        load_labelled(dirs[k], size) for k in ("sim", "randomized", "photo"))
+    sim, randomized = sim_all.subset(sim_idx < cut), randomized.subset(rand_idx < cut)
+    real, real_idx = photo.subset(photo_idx < cut), photo_idx[photo_idx < cut]
+    test, test_idx = photo.subset(photo_idx >= cut), photo_idx[photo_idx >= cut]
+    # the test frames' paired renders (for PSNR): the test frames whose target is inside the sim frame too
+    in_both = torch.isin(test_idx, sim_idx)
+    sim_test = sim_all.subset(torch.searchsorted(sim_idx, test_idx[in_both]))
     few = real.subset(real_idx < s["n_few"])  # the labelled few: frames 0 .. n_few - 1
     seen = real.subset(real_idx < s["n_real"]).images  # the real frames a user has, unlabelled
     train = {"sim": sim, "randomized": randomized, "real": real, "real_few": few,
@@ -270,7 +257,7 @@ def measure(out: str | Path, s: dict, quick: bool = False, fresh: bool = False, 
     rates = _speed(str(dirs["sim"]), str(dirs["photo"]), out / "runs", s, cut)
 
     fig = summarize(table, n_boot=s["n_boot"], seed=seed)
-    st, rt = _nhwc(sim_test.images), _nhwc(test.images)
+    st, rt = _nhwc(sim_test.images), _nhwc(test.subset(in_both).images)
     views = {"sim": st, "histogram": histogram_match(st, seen), "fda": fda(st, seen, beta=s["fda_beta"], seed=seed),
              "translated": g(st), "generated": g(st, gen=paired)}
     if cyclegan is not None:
@@ -294,7 +281,7 @@ def measure(out: str | Path, s: dict, quick: bool = False, fresh: bool = False, 
             c = fig["rows"][k]["closure_px"]["mean"]
             fig[f"closure_per_minute_{k}"] = c / minutes if minutes else None
     fig["targets"] = _targets(fig)
-    fig["_views"] = {**views, "real": rt, "real2sim": _nhwc(tests["real2sim"].images)}
+    fig["_views"] = {**views, "real": rt, "real2sim": _nhwc(tests["real2sim"].subset(in_both).images)}
     return fig
 
 
