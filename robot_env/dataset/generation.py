@@ -17,11 +17,12 @@ import numpy as np
 
 from robot_env._quiet import quiet_c_output
 from robot_env.dataset.config import DatasetConfig, shard_range
-from robot_env.dataset.manifest import SETTINGS_FILE, finalize_dataset
+from robot_env.dataset.manifest import SETTINGS_FILE, finalize_dataset, settings_record, write_settings_record
 from robot_env.dataset.scene import Scene
-from robot_env.dataset.writer import write_frame
-from robot_env.io.atomic import atomic_write_bytes, make_dirs
+from robot_env.dataset.writer import frame_blobs, frame_meta, write_frame
+from robot_env.io.atomic import make_dirs
 from robot_env.io.dataset_format import POSES_FILE, DatasetError, DatasetParamError, frame_done, load_pose_bank
+from robot_env.io.shards import FORMATS, SHARD_DIR, WDS, check_shard_size, sample_bytes
 
 _WORKER: dict = {}
 
@@ -39,39 +40,66 @@ def _worker_frames(indices: list[int]) -> dict[int, dict]:
     return {i: write_frame(out, scene.frame(i)) for i in indices}
 
 
-def _settings_record(cfg: DatasetConfig, shard: tuple[int, int] | None) -> dict:
-    return {"settings": cfg.settings(), "shard": list(shard) if shard else None}
+def _worker_samples(indices: list[int]) -> dict[int, tuple[bytes, dict]]:
+    """Frames ``indices`` as tar members in memory (`robot_env.io.shards.sample_bytes`) with what the manifest
+    and the COCO file need: the sharded layout's work per frame, nothing written."""
+    scene, out = _WORKER["scene"], {}
+    for i in indices:
+        frame = scene.frame(i)
+        out[i] = (sample_bytes(i, frame_blobs(frame)), frame_meta(frame.label, frame.seg, frame.rles))
+    return out
+
+
+def _made_record(out: Path) -> dict | None:
+    sfile = Path(out) / SETTINGS_FILE
+    if not sfile.exists():
+        return None
+    try:
+        return json.loads(sfile.read_text())
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{sfile} cannot be read ({type(exc).__name__}); delete the folder {out} to start "
+                           f"over.") from exc
 
 
 def made_with_other_settings(out: str | Path, cfg: DatasetConfig, shard: tuple[int, int] | None = None) -> bool:
     """Whether ``out`` holds a dataset, finished or started, made with settings other than ``cfg``'s (and
     ``shard``'s): the one reason `generate` refuses a folder for its settings. False for a new folder or one
     without a settings file; an unreadable settings file is a `DatasetError` (not a mismatch)."""
-    sfile = Path(out) / SETTINGS_FILE
-    if not sfile.exists():
+    made = _made_record(out)
+    if made is None:
         return False
-    try:
-        made = json.loads(sfile.read_text())
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"{sfile} cannot be read ({type(exc).__name__}); delete the folder {out} to start "
-                           f"over.") from exc
-    return made != _settings_record(cfg.validate(), shard)
+    made = {k: v for k, v in made.items() if k not in ("format", "shard_size")}  # the layout: `start_folder`
+    return made != settings_record(cfg.validate(), shard)
 
 
-def start_folder(out: str | Path, cfg: DatasetConfig, workers: int = 1,
-                 shard: tuple[int, int] | None = None) -> list[int]:
+def start_folder(out: str | Path, cfg: DatasetConfig, workers: int = 1, shard: tuple[int, int] | None = None,
+                 format: str = "files", shard_size: int | None = None) -> list[int]:
     """The checks `generate` makes before it writes anything: ``workers`` at least 1, ``shard`` valid, ``out``
-    not started with other settings (`DatasetParamError`s). Creates ``out``'s image folders and returns the
-    frame indices of the shard."""
+    not started with other settings or in another layout (`DatasetParamError`s). Creates ``out``'s folders and
+    returns the frame indices of the shard (for ``format="wds"``, of whole tar shards: `shard_frames`)."""
+    from robot_env.io.shards import shard_frames
+
     out = Path(out)
     if int(workers) < 1:
         raise DatasetParamError("workers", f"{{name}} must be at least 1, got {workers}.")
-    indices = list(shard_range(cfg.n, shard))
-    for sub in ("rgb", "depth", "seg", "labels"):
+    if format not in FORMATS:
+        raise DatasetParamError("format", f"unknown {{name}} {format!r}; choose one of {', '.join(FORMATS)}.")
+    if format == WDS:
+        indices = list(shard_frames(cfg.n, check_shard_size(shard_size), shard)[1])
+    else:
+        indices = list(shard_range(cfg.n, shard))
+    for sub in (SHARD_DIR,) if format == WDS else ("rgb", "depth", "seg", "labels"):
         make_dirs(out / sub)
     if made_with_other_settings(out, cfg, shard):
         raise DatasetParamError("out", f"{out} already holds a dataset made with other settings; choose a new "
                                        f"{{name}} or delete that folder.")
+    made = _made_record(out) or {}
+    if made and (made.get("format", "files"), made.get("shard_size")) != (format, shard_size if format == WDS
+                                                                          else None):
+        was = made.get("format", "files") + (f" with --shard-size {made['shard_size']}" if made.get("shard_size")
+                                              else "")
+        raise DatasetParamError("out", f"{out} holds a dataset started in the {was} format; choose a new {{name}} "
+                                       f"or generate it in that format.")
     return indices
 
 
@@ -91,8 +119,29 @@ def check_pose_bank(out: str | Path, cfg: DatasetConfig) -> dict[str, np.ndarray
     return bank
 
 
+def _render(func, chunks: list[list[int]], workers: int, cfg: DatasetConfig, out: Path, ordered: bool):
+    """``func``'s results on ``chunks`` of frames, computed in this process (one worker) or a pool of worker
+    processes; in chunk order when ``ordered`` (the sharded layout writes its tars in frame order)."""
+    if workers == 1:
+        _worker_init(asdict(cfg), str(out))
+        try:
+            for ch in chunks:
+                yield func(ch)
+        finally:
+            _WORKER.pop("scene").close()
+        return
+    import multiprocessing as mp
+
+    # fork is cheap and safe here (workers create their own PyBullet clients and use no
+    # threads of the parent); spawn where fork does not exist
+    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    with ctx.Pool(int(workers), initializer=_worker_init, initargs=(asdict(cfg), str(out))) as pool:
+        yield from (pool.imap if ordered else pool.imap_unordered)(func, chunks)
+
+
 def generate(out: str | Path, cfg: DatasetConfig, workers: int = 1, shard: tuple[int, int] | None = None,
-             progress: bool = True, chunk: int = 8, finalize: bool = True, only: list[int] | None = None) -> dict:
+             progress: bool = True, chunk: int = 8, finalize: bool = True, only: list[int] | None = None,
+             format: str = "files", shard_size: int | None = None, coco: bool = False, _map=None) -> dict:
     """Write frames ``shard_range(cfg.n, shard)`` of the dataset into ``out`` and (with
     ``finalize``) its COCO file and manifest. Returns the manifest.
 
@@ -100,90 +149,102 @@ def generate(out: str | Path, cfg: DatasetConfig, workers: int = 1, shard: tuple
     restarting with *different* settings into the same folder is refused (no mixing).
     With ``cfg.poses_from`` the frames take their arm poses from the pose bank ``poses.npz`` in
     ``out`` (`check_pose_bank`), which ``controllers.poses.prepare_pose_bank`` builds first.
+
+    ``format="wds"`` writes WebDataset tar shards of ``shard_size`` frames (default 1000) instead of four files a
+    frame (`robot_env.io.shards`), and the COCO file only with ``coco``; a job ``shard=(i, N)`` then writes whole
+    tar shards, and a restart rewrites only the shards that were not complete (each is written to a temporary
+    name and renamed when complete). ``_map(func, chunks)`` replaces the local worker processes (the Ray
+    backend): it yields ``func``'s results on the chunks in order.
     """
     cfg = cfg.validate()
     out = Path(out)
-    indices = start_folder(out, cfg, workers, shard)
+    if format == WDS:
+        shard_size = check_shard_size(1000 if shard_size is None else shard_size)
+    indices = start_folder(out, cfg, workers, shard, format, shard_size)
     if cfg.poses_from is not None:  # before the settings are recorded: a folder without its bank binds nothing
         check_pose_bank(out, cfg)
-    sfile = out / SETTINGS_FILE
-    if not sfile.exists():
-        atomic_write_bytes(sfile, json.dumps(_settings_record(cfg, shard), sort_keys=True).encode())
-    for sub in ("rgb", "depth", "seg", "labels"):  # partial writes of a killed run
+    if not (out / SETTINGS_FILE).exists():
+        write_settings_record(out, settings_record(cfg, shard, format, shard_size))
+    for sub in (SHARD_DIR,) if format == WDS else ("rgb", "depth", "seg", "labels"):  # partial writes of a kill
         for stale in (out / sub).glob(".*.tmp*"):
             stale.unlink(missing_ok=True)
-    todo = [i for i in indices if not frame_done(out, i)] if only is None else list(only)
     from tqdm.auto import tqdm
 
+    render = _map or (lambda func, chunks: _render(func, chunks, int(workers), cfg, out, ordered=format == WDS))
+    if format == WDS:
+        from robot_env.dataset.sharded import finalize_sharded, job_shards, write_shards
+
+        ks, todo_ks = job_shards(out, cfg.n, shard_size, shard)
+        todo = [i for k in todo_ks for i in range(k * shard_size, min(cfg.n, (k + 1) * shard_size))]
+        chunks = [c for k in todo_ks for c in _split(range(k * shard_size, min(cfg.n, (k + 1) * shard_size)), chunk)]
+    else:
+        todo = [i for i in indices if not frame_done(out, i)] if only is None else list(only)
+        chunks = _split(todo, chunk)
     bar = tqdm(total=len(indices), initial=len(indices) - len(todo), desc=f"dataset {cfg.style}", unit="frame",
                disable=not progress)
     t0 = time.perf_counter()
     records: dict[int, dict] = {}
-    if todo:
-        chunks = [todo[k:k + chunk] for k in range(0, len(todo), chunk)]
-        if workers == 1:
-            _worker_init(asdict(cfg), str(out))
-            try:
-                for ch in chunks:
-                    records.update(_worker_frames(ch))
-                    bar.update(len(ch))
-            finally:
-                _WORKER.pop("scene").close()
-        else:
-            import multiprocessing as mp
-
-            # fork is cheap and safe here (workers create their own PyBullet clients and use no
-            # threads of the parent); spawn where fork does not exist
-            ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-            with ctx.Pool(int(workers), initializer=_worker_init,
-                          initargs=(asdict(cfg), str(out))) as pool:
-                for done in pool.imap_unordered(_worker_frames, chunks):
-                    records.update(done)
-                    bar.update(len(done))
+    if format == WDS:
+        records, sums = write_shards(out, cfg.n, shard_size, todo_ks, render(_worker_samples, chunks), bar)
+    elif chunks:
+        for done in render(_worker_frames, chunks):
+            records.update(done)
+            bar.update(len(done))
     bar.close()
     render_s = time.perf_counter() - t0
-    manifest = finalize_dataset(out, cfg, indices, shard=shard, records=records) if finalize else {}
+    manifest = {}
+    if finalize and format == WDS:
+        manifest = finalize_sharded(out, cfg, ks, shard, shard_size, records, sums, coco=coco)
+    elif finalize:
+        manifest = finalize_dataset(out, cfg, indices, shard=shard, records=records)
     manifest_timing = {"frames_rendered": len(todo), "render_seconds": render_s}
     return {**manifest, "_timing": manifest_timing}
 
 
+def _split(indices, chunk: int) -> list[list[int]]:
+    indices = list(indices)
+    return [indices[k:k + chunk] for k in range(0, len(indices), chunk)]
+
+
 def generate_ray(out: str | Path, cfg: DatasetConfig, workers: int = 2, shard: tuple[int, int] | None = None,
-                 chunk: int = 32, address: str | None = None) -> dict:
-    """`generate` on a Ray cluster: one Ray actor per worker renders chunks of frames into
-    ``out`` (a folder every node can write: a shared filesystem). Frames depend only on
-    ``(seed, i)``, so the files are identical to a local run. ``address`` is passed to
-    ``ray.init`` (``None``: start or join a local cluster; ``"auto"``: the running cluster)."""
+                 chunk: int = 32, address: str | None = None, format: str = "files", shard_size: int | None = None,
+                 coco: bool = False) -> dict:
+    """`generate` on a Ray cluster: one Ray actor per worker renders chunks of frames. In the folder layout the
+    actors write the files into ``out`` (a folder every node can write: a shared filesystem); in the sharded
+    layout (``format="wds"``) they send each frame's bytes back and this process writes the shards, so only it
+    needs ``out``. Frames depend only on ``(seed, i)``, so the files are identical to a local run. ``address``
+    is passed to ``ray.init`` (``None``: start or join a local cluster; ``"auto"``: the running cluster, as
+    ``RAY_ADDRESS`` also says); Ray starts only once the checks have passed and there are frames to render."""
     try:
         import ray
     except ImportError:
         raise DatasetError("the Ray backend needs Ray: pip install 'armlab[distributed]'.") from None
     cfg = cfg.validate()
     out = Path(out)
-    # the folder, settings check, pose bank and resume bookkeeping are the local path's, with no frames to render
-    pending = [i for i in shard_range(cfg.n, shard) if not frame_done(out, i)]
-    generate(out, cfg, workers=1, shard=shard, progress=False, finalize=False, only=[])
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address=address, num_cpus=None if address else workers, include_dashboard=False,
-                 log_to_driver=False, configure_logging=False)
-    try:
+    started = []
+
+    def ray_map(func, chunks):
+        if not ray.is_initialized():
+            ray.init(address=address, num_cpus=None if address else workers, include_dashboard=False,
+                     log_to_driver=False, configure_logging=False)
+            started.append(True)
+
         @ray.remote(num_cpus=1)
         class Renderer:
             def __init__(self, cfg_dict, out_dir):
                 _worker_init(cfg_dict, out_dir)
 
-            def render(self, indices):
-                return _worker_frames(indices)
+            def render(self, name, indices):
+                return {"_worker_frames": _worker_frames, "_worker_samples": _worker_samples}[name](indices)
 
         actors = [Renderer.remote(asdict(cfg), str(out.resolve())) for _ in range(max(1, int(workers)))]
-        chunks = [pending[k:k + chunk] for k in range(0, len(pending), chunk)]
-        t0 = time.perf_counter()
-        records: dict[int, dict] = {}
-        for done in ray.get([actors[k % len(actors)].render.remote(ch) for k, ch in enumerate(chunks)]):
-            records.update(done)
-        render_s = time.perf_counter() - t0
+        refs = [actors[k % len(actors)].render.remote(func.__name__, ch) for k, ch in enumerate(chunks)]
+        for ref in refs:  # in order: the sharded layout writes its tars in frame order
+            yield ray.get(ref)
+
+    try:
+        return generate(out, cfg, workers=1, shard=shard, progress=False, chunk=chunk, format=format,
+                        shard_size=shard_size, coco=coco, _map=ray_map)
     finally:
         if started:
             ray.shutdown()
-    manifest = finalize_dataset(out, cfg, list(shard_range(cfg.n, shard)), shard=shard, records=records)
-    return {**manifest, "_timing": {"frames_rendered": len(pending), "render_seconds": render_s}}

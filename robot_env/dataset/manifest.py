@@ -25,6 +25,7 @@ from robot_env.io.dataset_format import (
     write_manifest,
 )
 from robot_env.io.hashing import sha256_bytes, sha256_file
+from robot_env.io.shards import WDS, dataset_layout
 
 GENERATOR = "armlab.robot_env.dataset"  #: the manifest's ``generator`` of simulator datasets
 SETTINGS_FILE = ".armlab-settings.json"  #: a started folder's settings (and shard), to refuse mixing
@@ -69,18 +70,47 @@ def finalize_dataset(out: Path, cfg: DatasetConfig, indices, shard=None, records
     if missing:
         raise DatasetError(f"{out} is missing {len(missing)} frames (first: {missing[0]}); rerun generate to finish.")
     records = records or {}
-    files, images, annotations, labels = {}, [], [], []
+    files = {}
     for i in indices:
-        rec = records[i] if i in records else frame_record(out, i)
-        files.update(rec["files"])
-        lab = rec["label"]
-        labels.append(lab)
-        images.append({"id": i, "file_name": lab["rgb"], "width": lab["width"], "height": lab["height"]})
-        annotations.extend(rec["annotations"])
+        if i not in records:
+            records[i] = frame_record(out, i)
+        files.update(records[i]["files"])
+    labels, images, annotations = coco_parts(indices, records)
     coco = coco_bytes(images, annotations)
     atomic_write_bytes(out / COCO_FILE, coco)
     files[COCO_FILE] = sha256_bytes(coco)
-    extra = {}
+    return write_dataset_manifest(out, cfg, indices, labels, files, shard=shard)
+
+
+def coco_parts(indices, records: dict) -> tuple[list[dict], list[dict], list[dict]]:
+    """``(labels, COCO images, COCO annotations)`` of the frames ``indices`` from their records (frame ->
+    ``{"label": ..., "annotations": ...}``)."""
+    labels, images, annotations = [], [], []
+    for i in indices:
+        lab = records[i]["label"]
+        labels.append(lab)
+        images.append({"id": i, "file_name": lab["rgb"], "width": lab["width"], "height": lab["height"]})
+        annotations.extend(records[i].get("annotations", ()))
+    return labels, images, annotations
+
+
+def settings_record(cfg: DatasetConfig, shard: tuple[int, int] | None, format: str = "files",
+                    shard_size: int | None = None) -> dict:
+    """What a started folder records in `SETTINGS_FILE`: the settings and the job (and the sharded layout)."""
+    record = {"settings": cfg.settings(), "shard": list(shard) if shard else None}
+    if format == WDS:  # the folder layout's record keeps its bytes
+        record.update(format=WDS, shard_size=shard_size)
+    return record
+
+
+def write_settings_record(out: Path, record: dict) -> None:
+    atomic_write_bytes(Path(out) / SETTINGS_FILE, json.dumps(record, sort_keys=True).encode())
+
+
+def write_dataset_manifest(out: Path, cfg: DatasetConfig, indices: list[int], labels: list[dict], files: dict,
+                           shard=None, counts: dict | None = None, **extra) -> dict:
+    """Write the manifest of the frames ``indices`` (their ``labels``; ``files``: every file's SHA-256 but the
+    pose bank's, added here) of either layout; ``counts`` and ``extra`` add the sharded layout's entries."""
     if cfg.poses_from is not None:  # absent from random-configuration datasets
         bank = load_pose_bank(out / POSES_FILE)
         files[POSES_FILE] = sha256_file(out / POSES_FILE)
@@ -91,7 +121,7 @@ def finalize_dataset(out: Path, cfg: DatasetConfig, indices, shard=None, records
         generator=GENERATOR, version=_version(), seed=cfg.seed, style=cfg.style, size=cfg.size, n=cfg.n,
         settings=cfg.settings(), classes=CLASSES, categories=manifest_categories(),
         counts={"frames": len(indices), "files": len(files),
-                "annotations": sum(1 for lab in labels for o in lab["objects"] if o["area"] > 0)},
+                "annotations": sum(1 for lab in labels for o in lab["objects"] if o["area"] > 0), **(counts or {})},
         files=files,
         frames=[int(indices[0]), int(indices[-1]) + 1] if len(indices) else [0, 0],
         shard=list(shard) if shard else None,
@@ -128,8 +158,13 @@ def merge(shards: list[str | Path], out: str | Path, progress: bool = True) -> d
         if m["files"].get(POSES_FILE) != first["files"].get(POSES_FILE):
             raise DatasetError(f"shard {s} has another pose bank ({POSES_FILE}) than {shards[0]}; generate the shards "
                                f"with one bank (copy it into each shard folder first).")
-    for sub in ("rgb", "depth", "seg", "labels"):
-        make_dirs(out / sub)
+    layouts = {(dataset_layout(m), m.get("shard_size")) for m in manifests}
+    if len(layouts) > 1:
+        raise DatasetError(f"the shards {', '.join(map(str, shards))} mix the files and wds formats (or shard sizes); "
+                           f"convert them to one first.")
+    layout, shard_size = layouts.pop()
+    for folder in {(out / rel).parent for m in manifests for rel in m["files"]} | {out}:
+        make_dirs(folder)
     from tqdm.auto import tqdm
 
     for s, m in zip(shards, manifests):
@@ -144,6 +179,11 @@ def merge(shards: list[str | Path], out: str | Path, progress: bool = True) -> d
                 except OSError:
                     shutil.copyfile(src, tmp)
     cfg = DatasetConfig.from_settings(first["settings"])
-    settings = {"settings": cfg.settings(), "shard": None}
-    atomic_write_bytes(out / SETTINGS_FILE, json.dumps(settings, sort_keys=True).encode())
+    write_settings_record(out, settings_record(cfg, None, layout, shard_size))
+    if layout == WDS:
+        from robot_env.dataset.sharded import finalize_sharded
+
+        sums = {rel: d for m in manifests for rel, d in m["files"].items()}
+        return finalize_sharded(out, cfg, range(-(-first["n"] // shard_size)), None, shard_size, {}, sums,
+                                coco=any(COCO_FILE in m["files"] for m in manifests))
     return finalize_dataset(out, cfg, range(first["n"]))

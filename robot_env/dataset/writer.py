@@ -94,25 +94,49 @@ def _annotations(label: dict, seg: np.ndarray, rles: list | None = None) -> list
     return anns
 
 
+def frame_blobs(frame: Frame) -> dict[str, bytes]:
+    """A frame's bytes by kind (``rgb``, ``depth``, ``seg`` PNGs, ``label`` JSON), encoded once: what the folder
+    layout writes as four files and the sharded layout as four tar members."""
+    return {"rgb": _png(frame.rgb), "depth": _png(frame.depth_mm), "seg": _png(frame.seg),
+            "label": label_bytes(frame.label)}
+
+
+def write_blobs(out: Path, i: int, blobs: dict[str, bytes]) -> dict[str, str]:
+    """Write frame ``i``'s files from their bytes (`frame_blobs`): the images plainly, then the label, the
+    commit marker, atomically. Returns each file's SHA-256."""
+    sums = {}
+    root = os.fspath(out)
+    # images plainly (a frame without its label is regenerated whole, so a torn image never counts), ...
+    for rel, kind in zip(frame_files(i)[:3], ("rgb", "depth", "seg")):
+        _write(os.path.join(root, rel), blobs[kind])
+        sums[rel] = sha256_bytes(blobs[kind])
+    rel = label_file(i)  # ... then the label atomically
+    atomic_write_bytes(os.path.join(root, rel), blobs["label"])
+    sums[rel] = sha256_bytes(blobs["label"])
+    return sums
+
+
+def frame_meta(label: dict, seg: np.ndarray, rles: list | None = None) -> dict:
+    """What the manifest and the COCO file need of a frame: its COCO annotations and its label."""
+    return {"annotations": _annotations(label, seg, rles), "label": label}
+
+
 def write_frame(out: Path, frame: Frame) -> dict:
     """Write one frame's three images, then its label: the commit marker, written atomically
     (`robot_env.io.atomic`, not durable). A frame counts only once its label exists.
 
     Returns what the manifest and the COCO file need (checksums and annotations), computed
     from the bytes in memory so that finishing a dataset does not read it back."""
-    i = frame.label["frame"]
-    blobs = [_png(frame.rgb), _png(frame.depth_mm), _png(frame.seg)]
-    sums = {}
-    root = os.fspath(out)
-    # images plainly (a frame without its label is regenerated whole, so a torn image never counts), ...
-    for rel, data in zip(frame_files(i)[:3], blobs):
-        _write(os.path.join(root, rel), data)
-        sums[rel] = sha256_bytes(data)
-    label = label_bytes(frame.label)  # ... then the label atomically
-    rel = label_file(i)
-    atomic_write_bytes(os.path.join(root, rel), label)
-    sums[rel] = sha256_bytes(label)
-    return {"files": sums, "annotations": _annotations(frame.label, frame.seg, frame.rles), "label": frame.label}
+    sums = write_blobs(out, frame.label["frame"], frame_blobs(frame))
+    return {"files": sums, **frame_meta(frame.label, frame.seg, frame.rles)}
+
+
+def decode_png(data: bytes, what: str) -> np.ndarray:
+    """The PNG ``data`` as OpenCV reads it (unchanged); `DatasetError` naming ``what`` when it is corrupt."""
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
+    if img is None:
+        raise DatasetError(f"cannot read image {what}: corrupt.")
+    return img
 
 
 def read_png(path: Path, flags: int = cv2.IMREAD_UNCHANGED) -> np.ndarray:
@@ -127,4 +151,4 @@ def frame_record(out: Path, i: int) -> dict:
     """`write_frame`'s record for a frame already on disk (a resumed run's earlier frames)."""
     label = read_label(out, i)
     sums = {rel: sha256_file(out / rel) for rel in frame_files(i)}
-    return {"files": sums, "annotations": _annotations(label, read_png(out / label["seg"])), "label": label}
+    return {"files": sums, **frame_meta(label, read_png(out / label["seg"]))}

@@ -27,6 +27,7 @@ import numpy as np
 from robot_env.io.atomic import atomic_write_bytes
 from robot_env.io.errors import DataError, ParamError
 from robot_env.io.hashing import sha256_file
+from robot_env.io.shards import LAYOUT_KEY, WDS
 
 __all__ = ["CAMERA_STYLES", "CATEGORIES", "CLASSES", "COCO_FILE", "DatasetError", "DatasetParamError", "FORMAT",
            "FORMAT_VERSION", "MANIFEST", "POSE_BANK_KEYS", "POSES_FILE", "SEG_BACKGROUND", "SEG_ROBOT", "SEG_TABLE",
@@ -207,11 +208,10 @@ def load_pose_bank(path: str | Path) -> dict[str, np.ndarray]:
 
 
 # -- verify --------------------------------------------------------------------------------------------
-def _frame_problems(root: Path, i: int, lab: dict, manifest: dict, bank_rows: set | None) -> list[str]:
-    """What is wrong with frame ``i`` (label ``lab``). Generated sets (no ``depth``/``seg`` in their labels)
-    get the checks that apply to an RGB image and its label."""
-    import cv2
-
+def _frame_problems(i: int, lab: dict, manifest: dict, bank_rows: set | None, images: dict) -> list[str]:
+    """What is wrong with frame ``i`` (label ``lab``, decoded ``images`` by kind: None where unreadable).
+    Generated sets (no ``depth``/``seg`` in their labels) get the checks that apply to an RGB image and its
+    label."""
     rel = label_file(i)
     size = manifest["size"]
     h, w = (size, size) if not isinstance(size, list) else size
@@ -225,8 +225,6 @@ def _frame_problems(root: Path, i: int, lab: dict, manifest: dict, bank_rows: se
             problems.append(f"{rel}: class_id and class_name disagree")
     if bank_rows is not None and tuple(lab.get("joint_positions") or ()) not in bank_rows:
         problems.append(f"{rel}: the joint positions are not a pose of {POSES_FILE}")
-    kinds = [k for k in ("rgb", "seg", "depth") if k in lab]
-    images = {k: cv2.imread(str(root / lab[k]), cv2.IMREAD_UNCHANGED) for k in kinds}
     if "rgb" not in lab or any(img is None for img in images.values()):
         return problems + [f"frame {i}: an image cannot be read"]
     rgb, seg, depth = images["rgb"], images.get("seg"), images.get("depth")
@@ -267,6 +265,10 @@ def verify(root: str | Path) -> list[str]:
             bank_rows = {tuple(row) for row in load_pose_bank(root / POSES_FILE)["joint_positions"].tolist()}
         except DatasetError as exc:
             problems.append(str(exc).rstrip("."))
+    if manifest.get(LAYOUT_KEY) == WDS:
+        return problems + _shard_problems(root, manifest, bank_rows, lo, hi) + coco_problems(root, hi - lo)
+    import cv2
+
     for i in range(lo, hi):
         rel = label_file(i)
         if rel not in manifest["files"]:
@@ -279,13 +281,53 @@ def verify(root: str | Path) -> list[str]:
         except json.JSONDecodeError:
             problems.append(f"{rel} is not valid JSON")
             continue
-        problems += _frame_problems(root, i, lab, manifest, bank_rows)
+        images = {k: cv2.imread(str(root / lab[k]), cv2.IMREAD_UNCHANGED) for k in ("rgb", "seg", "depth") if k in lab}
+        problems += _frame_problems(i, lab, manifest, bank_rows, images)
+    return problems + coco_problems(root, hi - lo)
+
+
+def _shard_problems(root: Path, manifest: dict, bank_rows: set | None, lo: int, hi: int) -> list[str]:
+    """What is wrong with the frames of a sharded dataset: each frame in its place, once, with every member."""
+    import cv2
+
+    from robot_env.io.shards import KINDS, iter_samples, manifest_shards
+
+    problems, seen = [], []
+    for rel in manifest_shards(manifest):
+        if not (root / rel).exists():
+            continue
+        try:
+            for i, blobs in iter_samples(root / rel):
+                seen.append(i)
+                if set(blobs) != set(KINDS):
+                    problems.append(f"frame {i} in {rel} lacks {', '.join(sorted(set(KINDS) - set(blobs)))}")
+                    continue
+                try:
+                    lab = json.loads(blobs["label"])
+                except (UnicodeDecodeError, json.JSONDecodeError):
+                    problems.append(f"the label of frame {i} in {rel} is not valid JSON")
+                    continue
+                images = {k: cv2.imdecode(np.frombuffer(blobs[k], np.uint8), cv2.IMREAD_UNCHANGED)
+                          for k in ("rgb", "seg", "depth")}
+                problems += _frame_problems(i, lab, manifest, bank_rows, images)
+        except DataError as exc:
+            problems.append(str(exc).rstrip("."))
+    if seen != list(range(lo, hi)):
+        missing = sorted(set(range(lo, hi)) - set(seen))
+        problems.append(f"the shards hold {len(seen)} frames for the range {lo}..{hi - 1}"
+                        + (f" (frame {missing[0]} missing)" if missing else " (out of order or repeated)"))
+    return problems
+
+
+def coco_problems(root: Path, frames: int) -> list[str]:
+    """What is wrong with the COCO file of a dataset of ``frames`` frames (nothing when there is none)."""
+    problems = []
     coco = root / COCO_FILE
     if coco.exists():
         try:
             data = json.loads(coco.read_text())
-            if len(data["images"]) != hi - lo:
-                problems.append(f"{COCO_FILE} lists {len(data['images'])} images, expected {hi - lo}")
+            if len(data["images"]) != frames:
+                problems.append(f"{COCO_FILE} lists {len(data['images'])} images, expected {frames}")
         except (json.JSONDecodeError, KeyError):
             problems.append(f"{COCO_FILE} is not a valid COCO file")
     return problems
