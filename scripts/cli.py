@@ -7,7 +7,7 @@
                                                  can CMA-ES solve every stage, does a zero signal fail?
     armlab train --algo A --env E [--n-timesteps N] [--env-kwargs k:v ...] [--hyperparams k:v ...]
                  [-f runs] [--resume [--exp-id N]] [--normalize] [--n-envs N] [--json]
-                                                 train PPO / SAC / TD3 / TQC (HER on dict obs) into runs/A/E_N/
+                                                 train PPO / SAC / TD3 / TQC / CrossQ (HER on dict obs) into runs/A/E_N/
     armlab evaluate --algo A --env E [-f runs] [--exp-id N] [--load-best | --load-checkpoint STEPS] [--json]
                                                  a trained run on the shared held-out contexts
     armlab compare [--robot arm3] [--quick] [--out runs/compare]
@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add(bsub, "diffusion", bench_diffusion, "pixel vs latent diffusion: quality, training and sampling speed")
     _add_main(bsub, "gpu-generative", gpu_generative, "the prepared GPU run: generative speed and time-boxed quality")
     _add_main(bsub, "gpu-diffusion", gpu_diffusion, "self-contained GPU check of diffusion training (no data)")
-    _add(sub, "train", train, "train an SB3 agent (PPO, SAC, TD3, TQC; HER) on an armlab env")
+    _add(sub, "train", train, "train an SB3 agent (PPO, SAC, TD3, TQC, CrossQ; HER) on an armlab env")
     _add(sub, "evaluate", evaluate, "evaluate a trained run on the held-out contexts")
     _add(sub, "compare", compare, "the lecture's comparison: CMA-ES vs regression vs RL per stage")
     _add(sub, "render", render, "record rollouts of a controller as WebM / MP4 / GIF")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--algo", required=True, help="ppo, sac, td3 or tqc")
+    p.add_argument("--algo", required=True, help="ppo, sac, td3, tqc or crossq")
     p.add_argument("--env", required=True, help="env id the run was trained on")
     p.add_argument("-f", "--folder", default="runs", help="runs folder (default: runs)")
     p.add_argument("--exp-id", type=int, default=None, help="run number N (default: the latest)")

@@ -1,4 +1,4 @@
-"""Train an SB3 agent on an armlab env, rl-zoo3 style: PPO, SAC, TD3, TQC; HER on dict observations.
+"""Train an SB3 agent on an armlab env, rl-zoo3 style: PPO, SAC, TD3, TQC, CrossQ; HER on dict observations.
 
     armlab train --algo sac --env armlab/ReachSignalVelocity-v0 --n-timesteps 200000 \\
         --env-kwargs robot:arm3 --hyperparams learning_rate:3e-4 -f runs/
@@ -23,7 +23,7 @@ import argparse
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--algo", required=True, help="ppo, sac, td3 or tqc")
+    p.add_argument("--algo", required=True, help="ppo, sac, td3, tqc or crossq")
     p.add_argument("--env", required=True, help="env id, e.g. armlab/ReachSignalVelocity-v0 (see `armlab envs`)")
     p.add_argument("--n-timesteps", type=int, default=None,
                    help="total env steps (default: hyperparams.yml's n_timesteps; with --resume, the run's)")

@@ -1,4 +1,4 @@
-"""SB3 agents on the armlab envs: PPO, SAC, TD3 (stable-baselines3), TQC (sb3-contrib), HER.
+"""SB3 agents on the armlab envs: PPO, SAC, TD3 (stable-baselines3), TQC and CrossQ (sb3-contrib), HER.
 
 `train` runs one of them on any registered id, rl-zoo3 style, into
 ``{folder}/{algo}/{env_name}_{N}/`` (``env_name`` is the id without ``armlab/``)::

@@ -15,12 +15,13 @@ from robot_env.io.errors import ConfigError, DataError, MissingPathError, unwrit
 
 ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "sac": SAC, "td3": TD3}
 try:
-    from sb3_contrib import TQC
+    from sb3_contrib import TQC, CrossQ
 
     ALGOS["tqc"] = TQC
+    ALGOS["crossq"] = CrossQ  # batch-normalised critics, no target network (Bhatt et al. 2024)
 except ImportError:  # pragma: no cover - sb3-contrib is a dependency; keep the other algos usable without it
     TQC = None
-OFF_POLICY = ("sac", "td3", "tqc")
+OFF_POLICY = ("sac", "td3", "tqc", "crossq")
 EVAL_SEED = 500_000  #: the periodic evaluation's contexts (apart from training and held-out seeds)
 RESUME_SEEDS = (2**31, 2**31 + 2**30)  #: [low, high): where a resumed run's seed is drawn, above every evaluation seed
 CONFIG = "config.yml"
