@@ -34,7 +34,8 @@ Poses from a trained policy
 
 Rooms: `config` (`DatasetConfig`, constants, shards), `scene` (`Scene`: PyBullet, the real style),
 `writer` (PNGs, a frame's files, COCO masks), `generation` (`generate`: workers, Ray, resume), `manifest`
-(COCO file, manifest, `merge`).
+(COCO file, manifest, `merge`), `sharded` (the ``wds`` layout's tar shards, `convert`; the layout itself is
+`robot_env.io.shards`).
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ from robot_env.dataset.config import (
 from robot_env.dataset.generation import check_pose_bank, generate, generate_ray, start_folder
 from robot_env.dataset.manifest import finalize_dataset, joint_limits, merge
 from robot_env.dataset.scene import Frame, Scene, make_texture
+from robot_env.dataset.sharded import convert
 from robot_env.dataset.writer import instance_masks, write_frame
 from robot_env.io.dataset_format import (
     CATEGORIES,
@@ -81,7 +83,7 @@ __all__ = [
     "CATEGORIES", "CLASSES", "DEFAULT_RANDOMIZE", "FORMAT_VERSION", "PALETTE", "POSES_FILE", "POSE_RATE",
     "POSE_SETTINGS", "POSE_STREAM", "RANDOMIZE", "SEG_BACKGROUND", "SEG_ROBOT", "SEG_TABLE", "STYLES",
     "TABLE_CENTER", "TABLE_HALF", "TABLE_TOP", "TARGET_RGB", "DatasetConfig", "DatasetError", "DatasetParamError",
-    "Frame", "Scene", "check_pose_bank", "finalize_dataset", "generate", "generate_ray", "instance_masks",
+    "Frame", "Scene", "check_pose_bank", "convert", "finalize_dataset", "generate", "generate_ray", "instance_masks",
     "joint_limits", "label_bytes", "load_manifest", "load_pose_bank", "make_texture", "merge", "parse_randomize",
     "parse_shard", "pose_bank_bytes", "shard_range", "start_folder", "verify", "write_frame",
 ]

@@ -96,10 +96,10 @@ def start_folder(out: str | Path, cfg: DatasetConfig, workers: int = 1, shard: t
     made = _made_record(out) or {}
     if made and (made.get("format", "files"), made.get("shard_size")) != (format, shard_size if format == WDS
                                                                           else None):
-        was = made.get("format", "files") + (f" with --shard-size {made['shard_size']}" if made.get("shard_size")
-                                              else "")
-        raise DatasetParamError("out", f"{out} holds a dataset started in the {was} format; choose a new {{name}} "
-                                       f"or generate it in that format.")
+        was = f"--format {made.get('format', 'files')}" + (f" --shard-size {made['shard_size']}"
+                                                            if made.get("shard_size") else "")
+        raise DatasetParamError("out", f"{out} holds a dataset started with {was}; choose a new {{name}} or "
+                                       f"generate it with those flags.")
     return indices
 
 

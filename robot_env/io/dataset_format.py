@@ -250,12 +250,15 @@ def verify(root: str | Path) -> list[str]:
     root = Path(root)
     manifest = load_manifest(root)
     problems: list[str] = []
+    bad = set()  # files missing or damaged
     for rel, digest in manifest["files"].items():
         path = root / rel
         if not path.exists():
             problems.append(f"{rel} is missing")
+            bad.add(rel)
         elif sha256_file(path) != digest:
             problems.append(f"{rel} does not match its checksum")
+            bad.add(rel)
     lo, hi = manifest.get("frames", [0, manifest["n"]])
     if manifest["counts"]["frames"] != hi - lo:
         problems.append(f"manifest counts {manifest['counts']['frames']} frames for the range {lo}..{hi - 1}")
@@ -266,7 +269,7 @@ def verify(root: str | Path) -> list[str]:
         except DatasetError as exc:
             problems.append(str(exc).rstrip("."))
     if manifest.get(LAYOUT_KEY) == WDS:
-        return problems + _shard_problems(root, manifest, bank_rows, lo, hi) + coco_problems(root, hi - lo)
+        return problems + _shard_problems(root, manifest, bank_rows, lo, hi, bad) + coco_problems(root, hi - lo)
     import cv2
 
     for i in range(lo, hi):
@@ -286,15 +289,16 @@ def verify(root: str | Path) -> list[str]:
     return problems + coco_problems(root, hi - lo)
 
 
-def _shard_problems(root: Path, manifest: dict, bank_rows: set | None, lo: int, hi: int) -> list[str]:
-    """What is wrong with the frames of a sharded dataset: each frame in its place, once, with every member."""
+def _shard_problems(root: Path, manifest: dict, bank_rows: set | None, lo: int, hi: int, bad: set) -> list[str]:
+    """What is wrong with the frames of a sharded dataset: each frame in its place, once, with every member (the
+    shards ``bad``, missing or damaged, are named already: their frames are not decoded)."""
     import cv2
 
     from robot_env.io.shards import KINDS, iter_samples, manifest_shards
 
     problems, seen = [], []
     for rel in manifest_shards(manifest):
-        if not (root / rel).exists():
+        if rel in bad:
             continue
         try:
             for i, blobs in iter_samples(root / rel):
@@ -312,7 +316,7 @@ def _shard_problems(root: Path, manifest: dict, bank_rows: set | None, lo: int, 
                 problems += _frame_problems(i, lab, manifest, bank_rows, images)
         except DataError as exc:
             problems.append(str(exc).rstrip("."))
-    if seen != list(range(lo, hi)):
+    if seen != list(range(lo, hi)) and not bad:
         missing = sorted(set(range(lo, hi)) - set(seen))
         problems.append(f"the shards hold {len(seen)} frames for the range {lo}..{hi - 1}"
                         + (f" (frame {missing[0]} missing)" if missing else " (out of order or repeated)"))
