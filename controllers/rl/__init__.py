@@ -62,6 +62,7 @@ from controllers.rl.runs import (
     env_id_of,
     env_name_of,
     find_run,
+    find_runs,
     read_config,
     resume_seed,
 )
@@ -70,7 +71,8 @@ from controllers.rl.training import TrainResult, train
 __all__ = [
     "ALGOS", "EVAL_SEED", "HYPERPARAMS_FILE", "OFF_POLICY", "EnvInfo", "LeadingFeatures", "LinearDecay", "LoadedRun",
     "ObsNormalizer", "RESUME_SEEDS", "TrainResult", "algo_of", "asymmetric_policy", "checkpoint_steps",
-    "default_env_kwargs", "env_id_of", "env_name_of", "find_run", "load_hyperparams", "load_run", "load_replay_buffer",
-    "load_vecnormalize_stats", "model_file", "parse_schedule", "policy_controller", "probe_env", "read_config",
-    "resume_seed", "save_checkpoint", "save_replay_buffer", "save_vecnormalize", "train", "valid_hyperparams",
+    "default_env_kwargs", "env_id_of", "env_name_of", "find_run", "find_runs", "load_hyperparams", "load_run",
+    "load_replay_buffer", "load_vecnormalize_stats", "model_file", "parse_schedule", "policy_controller", "probe_env",
+    "read_config", "resume_seed", "save_checkpoint", "save_replay_buffer", "save_vecnormalize", "train",
+    "valid_hyperparams",
 ]

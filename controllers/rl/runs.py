@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from stable_baselines3 import PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 import robot_env
-from robot_env.io.errors import ConfigError, DataError, MissingPathError, unwritable
+from robot_env.io.errors import ConfigError, DataError, MissingPathError, ParamError, unwritable
 
 ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "sac": SAC, "td3": TD3}
 try:
@@ -72,6 +73,30 @@ def find_run(folder: str | Path, algo: str, env_id: str, exp_id: int | None = No
         raise MissingPathError(f"no run {exp_id} of {algo} on {env_id} in {folder}; runs there: "
                                 f"{', '.join(str(n) for n in sorted(runs))}.")
     return runs[exp_id]
+
+
+def find_runs(folder: str | Path, algo: str, env_id: str, spec: str) -> list[Path]:
+    """The run folders that ``spec`` names: run numbers and shell globs over them, comma-separated (``1,2,3``,
+    ``*``, ``1?``), each folder once, in run order."""
+    algo, env_id = algo_of(algo), env_id_of(env_id)
+    tokens = [t.strip() for t in str(spec).split(",") if t.strip()]
+    if not tokens:
+        raise ParamError("exp_id", f"{{name}} needs run numbers or globs such as 1,2,3 or '*', got {spec!r}.")
+    runs = _runs(Path(folder), algo, env_id)
+    picked: dict[int, Path] = {}
+    for token in tokens:
+        if token.isdigit():
+            n = int(token)
+            picked[n] = find_run(folder, algo, env_id, n)
+            continue
+        if not set(token) & set("*?["):
+            raise ParamError("exp_id", f"{{name}} takes run numbers and globs such as 1,2,3 or '*', got {token!r}.")
+        hits = {n: p for n, p in runs.items() if fnmatch.fnmatchcase(str(n), token)}
+        if not hits:
+            raise MissingPathError(f"no run of {algo} on {env_id} in {folder} matches {token!r}; runs there: "
+                                   f"{', '.join(str(n) for n in sorted(runs)) or 'none'}.")
+        picked.update(hits)
+    return [picked[n] for n in sorted(picked)]
 
 
 def resume_seed(seed: int, steps: int) -> int:
