@@ -9,6 +9,10 @@ Two readers, both ``torch.utils.data.Dataset`` subclasses returning dicts of ten
   when the labels have them, ``joints`` (``joint_positions``, the arm's joint angles in radians).
 * `ImageFolderDataset` reads any folder of images (recursively) and gives images only.
 
+Both layouts of an armlab dataset read the same way: the folder format and the sharded one (``--format wds``,
+WebDataset tar shards). `ShardStream` is the ``torch`` IterableDataset that streams the shards instead, with a
+seeded shard order per epoch dealt out across ranks and DataLoader workers.
+
 `open_images` picks the right one (a folder with ``manifest.json`` is an armlab dataset).
 `load_tensors` stacks a dataset into in-memory tensors, the form the training loops consume.
 `write_generated` writes sampled images back in armlab's format (``"style": "generated"``),
@@ -28,6 +32,7 @@ from __future__ import annotations
 from generative.data.armlab import ArmlabDataset, is_armlab_dataset, load_tensors, open_images
 from generative.data.generated import write_generated, write_grid
 from generative.data.images import IMAGE_EXTENSIONS, DataError, ImageFolderDataset
+from generative.data.shards import ShardStream
 from robot_env.io.atomic import atomic_write_bytes
 from robot_env.io.dataset_format import CLASSES as DEFAULT_CLASSES
 from robot_env.io.hashing import sha256_bytes, sha256_file
@@ -38,6 +43,7 @@ __all__ = [
     "ArmlabDataset",
     "DataError",
     "ImageFolderDataset",
+    "ShardStream",
     "atomic_write_bytes",
     "is_armlab_dataset",
     "load_tensors",

@@ -22,6 +22,7 @@ from generative.data.images import (
     _square_resize,
 )
 from robot_env.io.dataset_format import CLASSES, FORMAT, MANIFEST
+from robot_env.io.shards import WDS, dataset_layout, index_shard, manifest_shards, read_members
 
 __all__ = ["ArmlabDataset", "is_armlab_dataset", "load_tensors", "open_images"]
 
@@ -59,6 +60,9 @@ class ArmlabDataset(Dataset):
 
     A frame exists when its label exists (labels are written last). Labels are parsed at
     construction, so a corrupt label fails early; images are read when an item is asked for.
+    A dataset in the sharded layout (``--format wds``: WebDataset tar shards) reads the same way: the
+    shards' headers and labels are read at construction, each image's bytes from its shard when asked
+    for (`ShardStream` streams the shards instead, for data sets larger than a pass over the headers).
     ``classes`` is the manifest's class list, ``manifest`` the whole manifest. ``n_joints`` is the
     length of the labels' ``joint_positions`` (0 when no label has them; labels of different
     lengths raise `DataError`).
@@ -93,30 +97,17 @@ class ArmlabDataset(Dataset):
             raise DataError(f"{str(manifest_path)!r} is not an armlab manifest: format {manifest.get('format')!r}")
         self.manifest: dict = manifest
         self.classes: list[str] = [str(c) for c in manifest.get("classes", CLASSES)]
-        labels_dir = self.root / "labels"
-        if not labels_dir.is_dir():
-            raise DataError(f"{str(self.root)!r} is not an armlab dataset: no labels/ folder")
-        label_paths = sorted(
-            (p for p in labels_dir.glob("*.json") if not p.name.startswith(".")), key=_frame_number
-        )
-        if not label_paths:
-            raise DataError(f"armlab dataset {str(self.root)!r} holds no frames: labels/ is empty")
-        for flag, folder in ((with_depth, "depth"), (with_seg, "seg")):
-            if flag and not (self.root / folder).is_dir():
-                style = manifest.get("style", "?")
-                raise DataError(f"armlab dataset {str(self.root)!r} (style {style!r}) has no {folder}/ folder")
-
         self.records: list[dict] = []
         self.n_joints = 0  # set below; items carry "joints" only when it is > 0
-        for p in label_paths:
+        for stem, read_label in (self._shard_labels() if dataset_layout(manifest) == WDS else self._file_labels()):
             try:
-                rec = self._record(p)
+                rec = self._record(*read_label())
                 if skip_bad:
                     self._load(rec)
             except DataError as e:
                 if not skip_bad:
                     raise
-                warnings.warn(f"skipping frame {p.stem}: {e}", stacklevel=2)
+                warnings.warn(f"skipping frame {stem}: {e}", stacklevel=2)
                 continue
             self.records.append(rec)
         if not self.records:
@@ -135,76 +126,148 @@ class ArmlabDataset(Dataset):
                 )
         self.n_joints = len(first["joint_positions"]) if first is not None else 0
 
-    def _record(self, path: Path) -> dict:
-        label = _read_json(path, "label")
-        if not isinstance(label, dict):
-            raise DataError(f"label {str(path)!r} is not a JSON object")
-        stem = path.stem
-        try:
-            frame = int(label.get("frame", int(stem) if stem.isdigit() else -1))
-            class_id = int(label["class_id"]) if label.get("class_id") is not None else -1
-            target = label.get("target") or {}
-            pn = target.get("pixel_norm")
-            pixel_norm = (float(pn[0]), float(pn[1])) if pn is not None else (float("nan"), float("nan"))
-            jp = label.get("joint_positions")
-            joint_positions = tuple(float(v) for v in jp) if jp is not None else None
-        except (TypeError, ValueError, KeyError, IndexError) as e:
-            raise DataError(f"label {str(path)!r} has a malformed field: {e}") from None
-        rec = {
-            "label": str(path),
-            "frame": frame,
-            "class_id": class_id,
-            "pixel_norm": pixel_norm,
-            "joint_positions": joint_positions,
-            "rgb": self.root / label.get("rgb", f"rgb/{stem}.png"),
-        }
-        if self.with_depth:
-            rec["depth"] = self.root / label.get("depth", f"depth/{stem}.png")
-        if self.with_seg:
-            rec["seg"] = self.root / label.get("seg", f"seg/{stem}.png")
+    def _file_labels(self):
+        labels_dir = self.root / "labels"
+        if not labels_dir.is_dir():
+            raise DataError(f"{str(self.root)!r} is not an armlab dataset: no labels/ folder")
+        label_paths = sorted(
+            (p for p in labels_dir.glob("*.json") if not p.name.startswith(".")), key=_frame_number
+        )
+        if not label_paths:
+            raise DataError(f"armlab dataset {str(self.root)!r} holds no frames: labels/ is empty")
+        for flag, folder in ((self.with_depth, "depth"), (self.with_seg, "seg")):
+            if flag and not (self.root / folder).is_dir():
+                style = self.manifest.get("style", "?")
+                raise DataError(f"armlab dataset {str(self.root)!r} (style {style!r}) has no {folder}/ folder")
+        for p in label_paths:
+            yield p.stem, lambda p=p: (_read_json(p, "label"), str(p), p.stem, None)
+
+    def _shard_labels(self):
+        for rel in manifest_shards(self.manifest):
+            path = self.root / rel
+            index = index_shard(path)
+            spans = [(i, m["label"]) for i, m in sorted(index.items()) if "label" in m]
+            if not spans:
+                continue
+            for (i, _), data in zip(spans, read_members(path, [span for _, span in spans])):
+                where = f"{path}:{i:06d}.json"
+                yield f"{i:06d}", lambda data=data, where=where, shard=(path, index[i]): (
+                    _parse_label(data, where), where, where.rsplit(":", 1)[1][:6], shard)
+
+    def _record(self, label: Any, where: str, stem: str, shard: tuple | None) -> dict:
+        rec = label_fields(label, where, stem)
+        kinds = ("rgb",) + ("depth",) * self.with_depth + ("seg",) * self.with_seg
+        if shard is None:
+            rec.update({k: self.root / label.get(k, f"{k}/{stem}.png") for k in kinds})
+        else:  # (shard, {kind: (offset, size)}): the bytes are read from the shard when the item is asked for
+            path, members = shard
+            missing = [k for k in kinds if k not in members]
+            if missing:
+                raise DataError(f"frame {stem} in {str(path)!r} has no {missing[0]} member")
+            rec["shard"] = (path, [members[k] for k in kinds])
         return rec
 
-    @staticmethod
-    def _read_u16(path: Path, what: str) -> np.ndarray:
-        img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED) if path.is_file() else None
-        if img is None:
-            raise DataError(f"cannot read {what} image {str(path)!r} (missing or corrupt)")
-        if img.dtype != np.uint16 or img.ndim != 2:
-            raise DataError(f"{what} image {str(path)!r} is not single-channel uint16 ({img.dtype}, {img.shape})")
-        return img
-
     def _load(self, rec: dict) -> dict[str, Any]:
-        rgb = _read_rgb(rec["rgb"]) if rec["rgb"].is_file() else None
-        if rgb is None:
-            raise DataError(f"cannot read image {str(rec['rgb'])!r} (missing or corrupt)")
-        h, w = rgb.shape[:2]
-        u, v = rec["pixel_norm"]
-        if self.size is not None:
-            y0, x0, side = _crop_box(h, w)
-            u, v = (u * w - x0) / side, (v * h - y0) / side
-        out: dict[str, Any] = {
-            "image": _chw(_square_resize(rgb, self.size)),
-            "class_id": torch.tensor(rec["class_id"], dtype=torch.long),
-            "target": torch.tensor([u, v], dtype=torch.float32),
-            "frame": rec["frame"],
-        }
-        if self.n_joints:
-            q = rec["joint_positions"]
-            out["joints"] = torch.tensor(q if q is not None else [float("nan")] * self.n_joints, dtype=torch.float32)
-        if self.with_depth:
-            d = self._read_u16(rec["depth"], "depth")
-            d = _square_resize(d, self.size, nearest=True).astype(np.float32) / 1000.0
-            out["depth"] = torch.from_numpy(d)[None]
-        if self.with_seg:
-            s = self._read_u16(rec["seg"], "segmentation")
-            out["seg"] = torch.from_numpy(_square_resize(s, self.size, nearest=True).astype(np.int64))
-        return out
+        if "shard" in rec:
+            path, spans = rec["shard"]
+            where = [f"{path}:{rec['frame']:06d}.{k}.png" for k in ("rgb", "depth", "seg")]
+            blobs = iter(read_members(path, spans))
+            rgb = decode_rgb(next(blobs), where[0])
+            depth = decode_u16(next(blobs), "depth", where[1]) if self.with_depth else None
+            seg = decode_u16(next(blobs), "segmentation", where[2]) if self.with_seg else None
+        else:
+            rgb = _read_rgb(rec["rgb"]) if rec["rgb"].is_file() else None
+            if rgb is None:
+                raise DataError(f"cannot read image {str(rec['rgb'])!r} (missing or corrupt)")
+            depth = _read_u16(rec["depth"], "depth") if self.with_depth else None
+            seg = _read_u16(rec["seg"], "segmentation") if self.with_seg else None
+        return make_item(rec, rgb, depth, seg, self.size, self.n_joints)
 
     def __len__(self) -> int:
         return len(self.records)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         return self._load(self.records[i])
+
+
+def label_fields(label: Any, where: str, stem: str = "") -> dict:
+    """What an item takes from a frame's label (``frame``, ``class_id``, ``pixel_norm``, ``joint_positions``),
+    with ``label``: ``where``. `DataError` naming ``where`` for a label that is not an object or has a malformed
+    field."""
+    if not isinstance(label, dict):
+        raise DataError(f"label {where!r} is not a JSON object")
+    try:
+        frame = int(label.get("frame", int(stem) if stem.isdigit() else -1))
+        class_id = int(label["class_id"]) if label.get("class_id") is not None else -1
+        target = label.get("target") or {}
+        pn = target.get("pixel_norm")
+        pixel_norm = (float(pn[0]), float(pn[1])) if pn is not None else (float("nan"), float("nan"))
+        jp = label.get("joint_positions")
+        joint_positions = tuple(float(v) for v in jp) if jp is not None else None
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError) as e:
+        raise DataError(f"label {where!r} has a malformed field: {e}") from None
+    return {"label": where, "frame": frame, "class_id": class_id, "pixel_norm": pixel_norm,
+            "joint_positions": joint_positions}
+
+
+def _parse_label(data: bytes, where: str) -> Any:
+    try:
+        return json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DataError(f"cannot read label {where!r}: {e}") from None
+
+
+def _read_u16(path: Path, what: str) -> np.ndarray:
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED) if path.is_file() else None
+    return _check_u16(img, what, str(path))
+
+
+def _check_u16(img: np.ndarray | None, what: str, where: str) -> np.ndarray:
+    if img is None:
+        raise DataError(f"cannot read {what} image {where!r} (missing or corrupt)")
+    if img.dtype != np.uint16 or img.ndim != 2:
+        raise DataError(f"{what} image {where!r} is not single-channel uint16 ({img.dtype}, {img.shape})")
+    return img
+
+
+def decode_rgb(data: bytes, where: str) -> np.ndarray:
+    """RGB uint8 ``(H, W, 3)`` of the image bytes ``data``; `DataError` naming ``where`` when they are corrupt."""
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if len(data) else None
+    if img is None or img.ndim != 3:
+        raise DataError(f"cannot read image {where!r} (corrupt)")
+    return np.ascontiguousarray(img[:, :, ::-1])
+
+
+def decode_u16(data: bytes, what: str, where: str) -> np.ndarray:
+    """The single-channel uint16 PNG ``data`` (depth or segmentation); `DataError` naming ``where`` otherwise."""
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if len(data) else None
+    return _check_u16(img, what, where)
+
+
+def make_item(rec: dict, rgb: np.ndarray, depth: np.ndarray | None, seg: np.ndarray | None, size: int | None,
+              n_joints: int) -> dict[str, Any]:
+    """An `ArmlabDataset` item from a frame's record (``frame``, ``class_id``, ``pixel_norm``,
+    ``joint_positions``) and its decoded images: the one place items are built, for both layouts and streams."""
+    h, w = rgb.shape[:2]
+    u, v = rec["pixel_norm"]
+    if size is not None:
+        y0, x0, side = _crop_box(h, w)
+        u, v = (u * w - x0) / side, (v * h - y0) / side
+    out: dict[str, Any] = {
+        "image": _chw(_square_resize(rgb, size)),
+        "class_id": torch.tensor(rec["class_id"], dtype=torch.long),
+        "target": torch.tensor([u, v], dtype=torch.float32),
+        "frame": rec["frame"],
+    }
+    if n_joints:
+        q = rec["joint_positions"]
+        out["joints"] = torch.tensor(q if q is not None else [float("nan")] * n_joints, dtype=torch.float32)
+    if depth is not None:
+        d = _square_resize(depth, size, nearest=True).astype(np.float32) / 1000.0
+        out["depth"] = torch.from_numpy(d)[None]
+    if seg is not None:
+        out["seg"] = torch.from_numpy(_square_resize(seg, size, nearest=True).astype(np.int64))
+    return out
 
 
 def open_images(

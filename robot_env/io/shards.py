@@ -5,7 +5,8 @@ the tar files ``shards/shard-000000.tar``, ``shards/shard-000001.tar``, ... Shar
 ``k * shard_size`` up to ``(k + 1) * shard_size`` (the last one fewer), each frame as the members
 ``KEY.depth.png``, ``KEY.json``, ``KEY.rgb.png``, ``KEY.seg.png`` with ``KEY`` the six-digit frame number
 (`sample_members`): the same bytes as the folder layout's files, label JSON included. A frame's members are
-adjacent, as WebDataset readers need, and in sorted order.
+adjacent, as WebDataset readers need, and in sorted order. Readers here parse the tar headers themselves
+(regular files; USTAR and GNU headers with short names, as armlab and Python's tarfile write them).
 
 Every tar is deterministic: members in sorted order, USTAR headers with a fixed mtime (0), owner (0/0, no
 names) and mode (0644), so a shard is a function of its frames' bytes alone. The manifest names the layout
@@ -16,7 +17,7 @@ names) and mode (0644), so a shard is a function of its frames' bytes alone. The
 from __future__ import annotations
 
 import os
-import tarfile
+import tarfile  # writing headers only
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,6 +34,7 @@ SHARD_DIR = "shards"
 #: a frame's members by kind: rgb, depth, seg (PNGs) and the label; the folder layout's `frame_files` in order
 KINDS = ("rgb", "depth", "seg", "label")
 _EXT = {"rgb": "rgb.png", "depth": "depth.png", "seg": "seg.png", "label": "json"}
+_KIND = {v: k for k, v in _EXT.items()}
 _BLOCK = 512
 
 
@@ -104,72 +106,121 @@ def tar_end() -> bytes:
     return b"\0" * (2 * _BLOCK)
 
 
-def _open(path: Path) -> tarfile.TarFile:
+def _corrupt(path, why: str) -> DataError:
+    return DataError(f"the shard {path} {why}; it is corrupt: delete it and rerun generate.")
+
+
+def _parse_header(header: bytes, path) -> tuple[str, int, bytes] | None:
+    """``(name, size, type)`` of a tar header block, None for an end-of-archive (zero) block."""
+    if header.count(0) == _BLOCK:
+        return None
     try:
-        return tarfile.open(path, "r:")
+        checksum = int(header[148:156].split(b"\0", 1)[0].strip() or b"0", 8)
+        size = int(header[124:136].split(b"\0", 1)[0].strip() or b"0", 8)
+        name = header[:100].split(b"\0", 1)[0].decode("utf-8")
+        if header[257:262] == b"ustar" and header[345] != 0:
+            name = header[345:500].split(b"\0", 1)[0].decode("utf-8") + "/" + name
+    except (ValueError, UnicodeDecodeError):
+        raise _corrupt(path, "has a damaged tar header") from None
+    if checksum != sum(header[:148]) + 8 * 32 + sum(header[156:]):
+        raise _corrupt(path, "has a tar header that fails its checksum")
+    return name, size, header[156:157]
+
+
+def _members(data: bytes, path) -> Iterator[tuple[str, int, int]]:
+    """``(name, offset, size)`` of every regular file in the tar ``data``, in order."""
+    pos, n = 0, len(data)
+    while pos + _BLOCK <= n:
+        parsed = _parse_header(data[pos:pos + _BLOCK], path)
+        if parsed is None:
+            return
+        name, size, kind = parsed
+        pos += _BLOCK
+        if pos + size > n:
+            break
+        if kind in (b"0", b"\0"):
+            yield name, pos, size
+        pos += size + (-size % _BLOCK)
+    raise _corrupt(path, "ends before its last member does (truncated)")
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
     except FileNotFoundError:
         raise DataError(f"the shard {path} is missing; rerun generate to finish the dataset.") from None
-    except (tarfile.TarError, OSError) as exc:
-        raise DataError(f"the shard {path} is not a readable tar file ({type(exc).__name__}); it is corrupt: "
-                        f"delete it and rerun generate.") from None
+    except IsADirectoryError:
+        raise DataError(f"the shard {path} is a folder, not a tar file.") from None
 
 
 def _split(name: str) -> tuple[str, str]:
     key, _, ext = name.partition(".")
-    kinds = {v: k for k, v in _EXT.items()}
-    return key, kinds.get(ext, ext)
+    return key, _KIND.get(ext, ext)
 
 
 def iter_samples(path: str | Path, kinds: tuple[str, ...] = KINDS) -> Iterator[tuple[int, dict[str, bytes]]]:
-    """``(frame, {kind: bytes})`` of every frame in the shard at ``path``, in order, reading it sequentially
-    (only the members of ``kinds`` are read; the others are skipped). `DataError` for a damaged shard."""
+    """``(frame, {kind: bytes})`` of every frame in the shard at ``path``, in order (only the members of
+    ``kinds``), from one sequential read of the file. `DataError` for a damaged or truncated shard."""
     path = Path(path)
+    data = _read(path)
     key, sample = None, {}
-    try:
-        with open(path, "rb") as f, tarfile.open(fileobj=f, mode="r|") as tar:
-            for info in tar:
-                k, kind = _split(info.name)
-                if k != key:
-                    if key is not None:
-                        yield int(key), sample
-                    key, sample = k, {}
-                if kind in kinds and info.isfile():
-                    sample[kind] = tar.extractfile(info).read()
-    except FileNotFoundError:
-        raise DataError(f"the shard {path} is missing; rerun generate to finish the dataset.") from None
-    except (tarfile.TarError, OSError, ValueError) as exc:
-        raise DataError(f"the shard {path} cannot be read to its end ({type(exc).__name__}); it is corrupt: "
-                        f"delete it and rerun generate.") from None
+    for name, offset, size in _members(data, path):
+        k, kind = _split(name)
+        if k != key:
+            if key is not None:
+                yield _frame(key, path), sample
+            key, sample = k, {}
+        if kind in kinds:
+            sample[kind] = data[offset:offset + size]
     if key is not None:
-        yield int(key), sample
+        yield _frame(key, path), sample
+
+
+def _frame(key: str, path) -> int:
+    if not key.isdigit():
+        raise _corrupt(path, f"holds a member {key!r} that is no frame of an armlab dataset")
+    return int(key)
 
 
 def index_shard(path: str | Path) -> dict[int, dict[str, tuple[int, int]]]:
-    """``{frame: {kind: (offset, size)}}`` of the shard at ``path``: where each member's bytes lie (for
-    random access with `read_members`); `DataError` for a damaged shard."""
+    """``{frame: {kind: (offset, size)}}`` of the shard at ``path``, from its headers alone (the members' bytes
+    are skipped): where each member lies, for random access with `read_members`. `DataError` when damaged."""
+    path = Path(path)
     out: dict[int, dict[str, tuple[int, int]]] = {}
-    with _open(Path(path)) as tar:
-        try:
-            for info in tar.getmembers():
-                key, kind = _split(info.name)
-                if info.isfile() and key.isdigit():
-                    out.setdefault(int(key), {})[kind] = (info.offset_data, info.size)
-        except (tarfile.TarError, OSError) as exc:
-            raise DataError(f"the shard {path} cannot be read ({type(exc).__name__}); it is corrupt: delete it and "
-                            f"rerun generate.") from None
-    return out
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    except FileNotFoundError:
+        raise DataError(f"the shard {path} is missing; rerun generate to finish the dataset.") from None
+    try:
+        end, pos = os.fstat(fd).st_size, 0
+        while True:
+            header = os.pread(fd, _BLOCK, pos)
+            parsed = _parse_header(header, path) if len(header) == _BLOCK else False
+            if parsed is None:
+                return out
+            if parsed is False or pos + _BLOCK + parsed[1] > end:
+                raise _corrupt(path, "ends before its last member does (truncated)")
+            name, size, kind = parsed
+            if kind in (b"0", b"\0"):
+                key, what = _split(name)
+                out.setdefault(_frame(key, path), {})[what] = (pos + _BLOCK, size)
+            pos += _BLOCK + size + (-size % _BLOCK)
+    finally:
+        os.close(fd)
 
 
 def read_members(path: str | Path, spans: list[tuple[int, int]]) -> list[bytes]:
     """The bytes at ``(offset, size)`` ``spans`` of the file at ``path`` (one open, positioned reads)."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    except FileNotFoundError:
+        raise DataError(f"the shard {path} is missing; rerun generate to finish the dataset.") from None
     try:
         out = [os.pread(fd, size, offset) for offset, size in spans]
     finally:
         os.close(fd)
     if any(len(b) != size for b, (_, size) in zip(out, spans)):
-        raise DataError(f"the shard {path} is shorter than its index says; it is corrupt: delete it and rerun "
-                        f"generate.")
+        raise _corrupt(path, "is shorter than its index says")
     return out
 
 

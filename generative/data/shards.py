@@ -1,0 +1,99 @@
+"""Streaming a sharded armlab dataset (``--format wds``): a ``torch`` IterableDataset over its tar shards.
+
+`ShardStream` reads each shard in one sequential pass and yields the items `ArmlabDataset` gives, built by
+the same code (`generative.data.armlab.make_item`). The shard order is shuffled with a seeded generator
+(``seed`` and the epoch set with `ShardStream.set_epoch`), then the shards are dealt out across distributed
+ranks and DataLoader workers: worker ``w`` of ``W`` on rank ``r`` of ``R`` reads shards ``r * W + w``,
+``r * W + w + R * W``, ... of that order, so an epoch reads every frame once across all of them (a rank or
+worker beyond the number of shards reads nothing). Frames keep their order inside a shard.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch.utils.data import IterableDataset, get_worker_info
+
+from generative.data.armlab import _parse_label, _read_json, decode_rgb, decode_u16, label_fields, make_item
+from generative.data.images import DataError, _check_size
+from robot_env.io.dataset_format import CLASSES, MANIFEST
+from robot_env.io.shards import WDS, dataset_layout, iter_samples, manifest_shards
+
+__all__ = ["ShardStream"]
+
+
+def _rank_and_world(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    if rank is not None and world_size is not None:
+        return int(rank), int(world_size)
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+class ShardStream(IterableDataset):
+    """The frames of the sharded armlab dataset at ``root``, streamed shard by shard (items as `ArmlabDataset`'s:
+    ``image``, ``class_id``, ``target``, ``frame``, ``joints``; ``depth`` and ``seg`` on request; ``size`` crops
+    and resizes).
+
+    ``shuffle`` (default True) deals the shards in a seeded order, new each epoch (`set_epoch`); ``rank`` and
+    ``world_size`` default to ``torch.distributed``'s when it is initialized (else one process). ``len()`` is
+    the number of frames of the whole dataset, one epoch over every rank and worker."""
+
+    def __init__(self, root: str | Path, size: int | None = None, with_depth: bool = False, with_seg: bool = False,
+                 shuffle: bool = True, seed: int = 0, rank: int | None = None, world_size: int | None = None):
+        self.root = Path(root)
+        self.size = _check_size(size)
+        if not (self.root / MANIFEST).is_file():
+            raise DataError(f"{str(self.root)!r} is not an armlab dataset: no manifest.json")
+        manifest = _read_json(self.root / MANIFEST, "manifest")
+        if not isinstance(manifest, dict) or dataset_layout(manifest) != WDS:
+            raise DataError(f"{str(self.root)!r} is not a sharded armlab dataset (generate it with --format wds or "
+                            f"`armlab dataset convert`); ArmlabDataset reads the folder format")
+        self.manifest = manifest
+        self.classes = [str(c) for c in manifest.get("classes", CLASSES)]
+        self.shards = [self.root / rel for rel in manifest_shards(manifest)]
+        if not self.shards:
+            raise DataError(f"armlab dataset {str(self.root)!r} lists no shards")
+        self.n_joints = len(manifest.get("joint_limits") or [])
+        self.kinds = ("label", "rgb") + ("depth",) * bool(with_depth) + ("seg",) * bool(with_seg)
+        self.shuffle, self.seed, self.epoch = bool(shuffle), int(seed), 0
+        self.rank, self.world_size = rank, world_size
+
+    def set_epoch(self, epoch: int) -> None:
+        """Deal the shards in the order of epoch ``epoch`` from now on (call it in every process and worker's
+        parent before iterating: DataLoader workers copy the dataset when an epoch starts)."""
+        self.epoch = int(epoch)
+
+    def shard_order(self) -> list[Path]:
+        """Every shard, in this epoch's order."""
+        if not self.shuffle:
+            return list(self.shards)
+        perm = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.shards))
+        return [self.shards[k] for k in perm]
+
+    def my_shards(self) -> list[Path]:
+        """The shards this rank and DataLoader worker read this epoch."""
+        rank, world = _rank_and_world(self.rank, self.world_size)
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        return self.shard_order()[rank * workers + worker::world * workers]
+
+    def __len__(self) -> int:
+        return int(self.manifest["counts"]["frames"])
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for path in self.my_shards():
+            for i, blobs in iter_samples(path, self.kinds):
+                where = f"{path}:{i:06d}"
+                missing = [k for k in self.kinds if k not in blobs]
+                if missing:
+                    raise DataError(f"frame {where!r} has no {missing[0]} member")
+                rec = label_fields(_parse_label(blobs["label"], where + ".json"), where + ".json", f"{i:06d}")
+                depth = decode_u16(blobs["depth"], "depth", where + ".depth.png") if "depth" in blobs else None
+                seg = decode_u16(blobs["seg"], "segmentation", where + ".seg.png") if "seg" in blobs else None
+                yield make_item(rec, decode_rgb(blobs["rgb"], where + ".rgb.png"), depth, seg, self.size, self.n_joints)
