@@ -104,6 +104,7 @@ class Comparison:
     rl_steps: list[int] = field(default_factory=lambda: [2000, 10000, 50000])
     closed_loop_steps: int = 30000  #: SAC+HER closed-loop steps on the state stage (0: none)
     seed: int = 0
+    seeds: int = 1  #: RL agents trained with seeds seed, seed + 1, ...: rows per seed and `aggregate_seeds` over them
     progress: bool = True
 
 
@@ -130,6 +131,7 @@ def run_comparison(cmp: Comparison, settings: dict, report: Callable[[str], None
             row["wall_s"] = time.perf_counter() - t0
             row["train_s"] = float(train_s)
             row["controller"] = name
+            row["ys"] = [float(y) for y in result.ys]  # the per-context distances: performance profiles
             if tag is not None:
                 row["tag"] = tag
             rows.add(row)
@@ -154,22 +156,27 @@ def run_comparison(cmp: Comparison, settings: dict, report: Callable[[str], None
                     train_s=n * per_example + time.perf_counter() - t1)
 
         tag = rl_defaults_tag()
-        for algo in cmp.rl_algos:
-            rl_rows(run, out / "rl" / tag / stage, algo, env_id, cmp.rl_steps, kw, cmp.seed, cmp.progress, tag)
-        if stage == "state" and cmp.closed_loop_steps:
-            # the settings that learn best in docs/benchmarks.md: log reward, history, HER "final"
-            closed_kw = dict(kw, obs_type="dict", reward_type="log", history=True)
-            rl_rows(run, out / "rl" / tag / "state-closed-loop", "sac", CLOSED_LOOP_ENV, [cmp.closed_loop_steps],
-                    closed_kw, cmp.seed, cmp.progress, tag, label="SAC+HER closed loop",
-                    eval_env=(CLOSED_LOOP_ENV, closed_kw))
+        for k in range(cmp.seeds):  # the first seed keeps the folders and row names of a one-seed comparison
+            seed, sub = cmp.seed + k, ("" if k == 0 else f"-seed{cmp.seed + k}")
+            for algo in cmp.rl_algos:
+                rl_rows(run, out / "rl" / tag / f"{stage}{sub}", algo, env_id, cmp.rl_steps, kw, seed, cmp.progress,
+                        tag, seed_note=k > 0)
+            if stage == "state" and cmp.closed_loop_steps:
+                # the settings that learn best in docs/benchmarks.md: log reward, history, HER "final"
+                closed_kw = dict(kw, obs_type="dict", reward_type="log", history=True)
+                rl_rows(run, out / "rl" / tag / f"state-closed-loop{sub}", "sac", CLOSED_LOOP_ENV,
+                        [cmp.closed_loop_steps], closed_kw, seed, cmp.progress, tag, label="SAC+HER closed loop",
+                        eval_env=(CLOSED_LOOP_ENV, closed_kw), seed_note=k > 0)
     return rows.rows
 
 
 def rl_rows(run, folder: Path, algo: str, env_id: str, budgets: list[int], env_kwargs: dict, seed: int,
-            progress: bool, tag: str, label: str | None = None, eval_env: tuple | None = None) -> None:
+            progress: bool, tag: str, label: str | None = None, eval_env: tuple | None = None,
+            seed_note: bool = False) -> None:
     """Train one agent up through ``budgets`` (resuming its run between budgets, and after a kill) and
     evaluate it at each budget with ``run(name, family, budget, make_controller, ...)``. The training time up
-    to each budget is kept in ``train_s.json`` beside the runs."""
+    to each budget is kept in ``train_s.json`` beside the runs. ``seed_note`` adds the seed to the row names
+    (the rows of further seeds: same family, one row each)."""
     from controllers import rl
 
     name = label or algo.upper()
@@ -193,7 +200,8 @@ def rl_rows(run, folder: Path, algo: str, env_id: str, budgets: list[int], env_k
             ctrl.name = f"{name} {steps:,} steps"
             return ctrl
 
-        run(f"{name} {budget:,} steps", name, budget, make, tag=tag, train_s=times.get(str(budget), 0.0),
+        run(f"{name} {budget:,} steps" + (f" seed {seed}" if seed_note else ""), name, budget, make, tag=tag,
+            train_s=times.get(str(budget), 0.0),
             **({"env": eval_env} if eval_env else {}))
 
 
@@ -249,7 +257,70 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def aggregate_seeds(rows: list[dict], reps: int = 2000, seed: int = 0) -> list[dict]:
+    """One row per (stage, family, budget) that several seeds trained: the IQM over seeds of each metric, with
+    ``intervals`` (`controllers.intervals.summarize_runs`: IQM, mean, median and 95 % bootstrap intervals over
+    seeds) and ``seeds``. Families of one seed (CMA-ES, regression, the zero signal) are left out."""
+    from controllers.intervals import interval_estimates, summarize_runs
+
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        if r["family"] not in ("zero", "CMA-ES", "regression"):
+            groups.setdefault((r["stage"], r["family"], r["budget"]), []).append(r)
+    out = []
+    for (_, family, budget), group in groups.items():
+        if len(group) < 2:
+            continue
+        intervals = summarize_runs(group, keys=("success_2cm", "success_1cm", "median_y", "p90_y"), reps=reps,
+                                   seed=seed)
+        row = {k: v for k, v in group[0].items() if k != "ys"}
+        row.update({k: est["iqm"]["value"] for k, est in intervals.items()}, intervals=intervals, seeds=len(group),
+                   controller=f"{family} {budget:,} steps ({len(group)} seeds, IQM)",
+                   train_s=interval_estimates([r.get("train_s", 0.0) for r in group], reps=reps,
+                                              seed=seed)["iqm"]["value"])
+        out.append(row)
+    return out
+
+
+def interval_markdown(rows: list[dict]) -> str:
+    """The `aggregate_seeds` rows as a Markdown table: IQM [95 % interval] of each metric over seeds."""
+    from controllers.intervals import interval_text
+
+    lines = ["| stage | controller | seeds | success@2cm IQM [95 % CI] | success@1cm IQM [95 % CI] "
+             "| median y IQM [95 % CI] | mean success@2cm [95 % CI] | training time |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        iv = r["intervals"]
+        lines.append(f"| {r['stage']} | {r['controller']} | {r['seeds']} "
+                     f"| {interval_text(iv['success_2cm']['iqm'], 100, '.1f', ' %')} "
+                     f"| {interval_text(iv['success_1cm']['iqm'], 100, '.1f', ' %')} "
+                     f"| {interval_text(iv['median_y']['iqm'], 1000, '.1f', ' mm')} "
+                     f"| {interval_text(iv['success_2cm']['mean'], 100, '.1f', ' %')} | {r['train_s']:.0f} s |")
+    return "\n".join(lines) + "\n"
+
+
+def seed_profiles(rows: list[dict], reps: int = 2000, seed: int = 0) -> dict[str, dict]:
+    """Per stage, the performance profile (`controllers.intervals.performance_profile`) of each RL family at its
+    largest budget trained with several seeds: ``{stage: {"SAC 10,000 steps": profile, ...}}``."""
+    from controllers.intervals import performance_profile
+
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        if r["family"] not in ("zero", "CMA-ES", "regression") and r.get("ys"):
+            groups.setdefault((r["stage"], r["family"], r["budget"]), []).append(r)
+    largest: dict[tuple, float] = {}
+    for (stage, family, budget), group in groups.items():
+        if len(group) >= 2:
+            largest[(stage, family)] = max(budget, largest.get((stage, family), budget))
+    out: dict[str, dict] = {}
+    for (stage, family), budget in largest.items():
+        group = groups[(stage, family, budget)]
+        out.setdefault(stage, {})[f"{family} {budget:,} steps"] = performance_profile(
+            [r["ys"] for r in group], reps=reps, seed=seed)
+    return out
+
+
 CSV_COLUMNS = ("stage", *COLUMNS, "family", "budget", "total_episodes", "train_s")  #: compare.csv's columns
 
-__all__ = ["CSV_COLUMNS", "Comparison", "ResultStore", "comparison_row", "mapping_comparison", "markdown",
-           "ordered", "rl_defaults_tag", "rl_rows", "run_comparison"]
+__all__ = ["CSV_COLUMNS", "Comparison", "ResultStore", "aggregate_seeds", "comparison_row", "interval_markdown",
+           "mapping_comparison", "markdown", "ordered", "rl_defaults_tag", "rl_rows", "run_comparison", "seed_profiles"]

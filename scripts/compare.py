@@ -17,11 +17,13 @@ killed run resumes with the same command.
 
     armlab compare --robot arm3 --out runs/compare
     armlab compare --quick          # small budgets, a few minutes
+    armlab compare --seeds 5 ...    # each RL agent with 5 seeds: IQM [95 % interval] over them, profiles
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import time
 from pathlib import Path
 
@@ -46,12 +48,14 @@ def run_comparison(args: argparse.Namespace) -> list[dict]:
     from controllers.comparison import Comparison
     from controllers.comparison import run_comparison as run_rows
 
-    settings = {k: v for k, v in vars(args).items() if k not in ("func", "json", "no_progress", "out")}
+    # --seeds is left out: more seeds add rows to a comparison, fewer use the first ones
+    settings = {k: v for k, v in vars(args).items() if k not in ("func", "json", "no_progress", "out", "seeds")}
     cmp = Comparison(out=Path(args.out), robot=args.robot, stages=args.stage_list, contexts=args.contexts,
                      decisions=args.decisions, cmaes_budgets=args.cmaes_budget_list,
                      regression_sizes=args.regression_size_list, regression_budget=args.regression_budget,
                      regression_epochs=args.regression_epochs, rl_algos=args.rl_algo_list, rl_steps=args.rl_step_list,
-                     closed_loop_steps=args.closed_loop_steps, seed=args.seed, progress=not args.no_progress)
+                     closed_loop_steps=args.closed_loop_steps, seed=args.seed, seeds=args.seeds,
+                     progress=not args.no_progress)
     return run_rows(cmp, settings, report=lambda line: print(line, flush=True))
 
 
@@ -106,6 +110,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--closed-loop-steps", type=int, default=None,
                    help="SAC+HER closed-loop training steps for the state stage (30000; 0: skip)")
     p.add_argument("--seed", type=int, default=0, help="seed of every search and fit")
+    p.add_argument("--seeds", type=int, default=1, help="train each RL agent with this many seeds (seed, seed + 1, "
+                   "...): IQM, mean and median over seeds with 95 %% bootstrap intervals, performance profiles")
     p.add_argument("--out", default="runs/compare", help="output folder (rows.json, compare.md/.csv/.png)")
     p.add_argument("--quick", action="store_true", help="20 contexts and small budgets (explicit options win)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -141,19 +147,48 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"unknown algo(s) {bad_algos}; choose from {', '.join(ALGOS)}.")
     if args.closed_loop_steps < 0:
         raise UsageError("--closed-loop-steps must be >= 0.")
+    if args.seeds < 1:
+        raise UsageError(f"--seeds must be a positive integer, got {args.seeds}.")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} exists and is not a folder.")
     make_dirs(out)
     t0 = time.perf_counter()
     rows = run_comparison(args)
-    rows = ordered([r for r in rows if r["stage"] in args.stage_list])
+    rows = ordered([r for r in rows if r["stage"] in args.stage_list and _seed_kept(r, args.seed, args.seeds)])
     atomic_write_text(out / "compare.csv", to_csv(rows, CSV_COLUMNS))
     table = markdown(rows)
+    figures: dict = {}
+    if args.seeds > 1:
+        figures = _error_bars(rows, out, args.seed)
+        table += "\nRL over seeds (IQM [95 % stratified-bootstrap interval], rliable):\n\n" + figures.pop("table")
     atomic_write_text(out / "compare.md", table)
-    plot(rows, out / "compare.png", args.decisions)
+    plot([r for r in rows if not _SEED_ROW.search(r["controller"])], out / "compare.png", args.decisions)
     print("\n" + table)
     print(f"wall time {time.perf_counter() - t0:.0f} s; table, CSV and plot in {out}/")
     if args.json:
-        emit_json({"rows": rows, "wall_s": time.perf_counter() - t0})
+        emit_json({"rows": [{k: v for k, v in r.items() if k != "ys"} for r in rows], **figures,
+                   "wall_s": time.perf_counter() - t0})
     return 0
+
+
+_SEED_ROW = re.compile(r" seed (\d+)$")  #: the rows of further seeds end so (controllers.comparison.rl_rows)
+
+
+def _seed_kept(row: dict, seed: int, seeds: int) -> bool:
+    """Whether ``row`` belongs to the first ``seeds`` seeds (rows.json may hold rows of more)."""
+    m = _SEED_ROW.search(row["controller"])
+    return m is None or seed <= int(m.group(1)) < seed + seeds
+
+
+def _error_bars(rows: list[dict], out: Path, seed: int) -> dict:
+    """The RL rows over seeds: interval rows, their table, and one performance-profile PNG per stage."""
+    from controllers.comparison import aggregate_seeds, interval_markdown, seed_profiles
+    from controllers.intervals import plot_profiles
+
+    intervals = aggregate_seeds(rows, seed=seed)
+    profiles = seed_profiles(rows, seed=seed)
+    pngs = {stage: str(plot_profiles(p, out / f"compare_profile_{stage}.png",
+                                     title=f"stage '{stage}': RL over seeds (95 % bootstrap band)"))
+            for stage, p in profiles.items()}
+    return {"intervals": intervals, "profiles": profiles, "profile_png": pngs, "table": interval_markdown(intervals)}

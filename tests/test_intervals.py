@@ -84,3 +84,46 @@ def test_the_bootstrap_leaves_numpys_global_rng_alone():
     np.random.seed(11)
     interval_estimates([0.1, 0.5, 0.9], reps=50, seed=2)
     assert np.random.random() == expected
+
+
+def _row(stage, controller, family, budget, s2, ys=None):
+    return {"stage": stage, "controller": controller, "family": family, "budget": budget, "median_y": 0.01 / s2,
+            "p90_y": 0.05, "success_2cm": s2, "success_1cm": s2 / 2, "training_episodes": budget,
+            "episodes_per_decision": 1.0, "wall_s": 0.1, "total_episodes": budget + 200.0, "train_s": 10.0 * s2,
+            "ys": ys or [0.01, 0.03]}
+
+
+def test_aggregate_seeds_makes_one_interval_row_per_family_and_budget():
+    from controllers.comparison import aggregate_seeds, interval_markdown, seed_profiles
+
+    rows = [_row("velocity", "CMA-ES 30", "CMA-ES", 30, 0.5),
+            *[_row("velocity", f"SAC 500 steps{'' if k == 0 else f' seed {k}'}", "SAC", 500, s)
+              for k, s in enumerate((0.6, 0.8, 0.7))],
+            *[_row("velocity", f"SAC 100 steps{'' if k == 0 else f' seed {k}'}", "SAC", 100, s)
+              for k, s in enumerate((0.1, 0.2))],
+            _row("velocity", "PPO 500 steps", "PPO", 500, 0.3)]  # one seed: no interval row
+    agg = aggregate_seeds(rows, reps=200)
+    assert [(r["family"], r["budget"], r["seeds"]) for r in agg] == [("SAC", 500, 3), ("SAC", 100, 2)]
+    assert agg[0]["success_2cm"] == pytest.approx(0.7) and agg[0]["intervals"]["success_2cm"]["runs"] == 3
+    assert "ys" not in agg[0] and agg[0]["controller"] == "SAC 500 steps (3 seeds, IQM)"
+    table = interval_markdown(agg)
+    assert "| velocity | SAC 500 steps (3 seeds, IQM) | 3 | 70.0 % [" in table
+    profiles = seed_profiles(rows, reps=100)
+    assert list(profiles) == ["velocity"] and list(profiles["velocity"]) == ["SAC 500 steps"]  # the largest budget
+
+
+def test_compare_with_seeds_reports_intervals_and_profiles(tmp_path, capsys):
+    args = ["compare", "--out", str(tmp_path), "--stages", "fixed", "--contexts", "3", "--cmaes-budgets", "10",
+            "--regression-sizes", "2", "--regression-budget", "10", "--regression-epochs", "5", "--rl-algos", "sac",
+            "--rl-steps", "40", "--closed-loop-steps", "0", "--no-progress", "--robot", "arm2"]
+    assert main([*args, "--seeds", "2", "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    names = [r["controller"] for r in figures["rows"]]
+    assert "SAC 40 steps" in names and "SAC 40 steps seed 1" in names and all("ys" not in r for r in figures["rows"])
+    (agg,) = figures["intervals"]
+    assert agg["seeds"] == 2 and agg["intervals"]["median_y"]["iqm"]["low"] <= agg["median_y"]
+    assert (tmp_path / "compare_profile_fixed.png").is_file()
+    assert "RL over seeds" in (tmp_path / "compare.md").read_text()
+    assert main([*args, "--json"]) == 0  # one seed again: the same rows.json, the first seed's rows only
+    one = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert "intervals" not in one and "SAC 40 steps seed 1" not in [r["controller"] for r in one["rows"]]
