@@ -299,7 +299,7 @@ class ResnetGenerator(nn.Module):
         super().__init__()
         if n_blocks < 0 or n_down < 0:
             raise ValueError(f"n_blocks and n_down must be >= 0, got {n_blocks} and {n_down}")
-        self.n_down = n_down
+        self.n_down, self.n_blocks = n_down, n_blocks
         layers: list[nn.Module] = [
             nn.ReflectionPad2d(3), nn.Conv2d(in_ch, base, 7), nn.InstanceNorm2d(base), nn.ReLU(inplace=True),
         ]

@@ -4,6 +4,7 @@
     armlab cyclegan train --sim data/sim --real photos/ --out runs/cg_task --steps 1500 --task-weight 0.5
     armlab cyclegan train --sim data/sim --real data/real --out runs/cyclegan --steps 3000 --base 16 --d-base 32
     armlab cyclegan train --sim data/sim --real data/real --out runs/look --steps 1500 --generator look --d-base 16
+    armlab cyclegan train --sim data/sim --real data/real --out runs/cut --steps 1500 --method cut --generator look
     armlab cyclegan translate --run runs/cyclegan --in data/sim --out data/sim2real          # labels kept
     armlab cyclegan translate --run runs/cyclegan --in photos/ --out photos_sim --direction real2sim
     armlab cyclegan translate --run runs/cyclegan --in rollout.webm --out rollout_real.webm --side-by-side
@@ -20,6 +21,10 @@ with the same adversarial and cycle terms (not the identity term, which would pi
 and much faster on a CPU.
 --pairs N adds a paired term for the first N frames of both folders, when they show the same scenes (labelled real
 frames whose scenes are re-rendered in sim): |G(sim) - real|_1, weight --paired-weight (pix2pix's term).
+--method cut (or fastcut) trains the one-sided CUT (Park et al. 2020) instead of CycleGAN: one generator and one
+discriminator, and in place of the cycle a patch-wise contrastive loss (PatchNCE: each patch of G(x) must match its
+own patch of x among the image's other patches, on the generator's encoder features); fastcut weights it 10 and skips
+the identity version on real images. A CUT run translates sim2real only. Sample rows: sim, G(sim), real, G(real).
 --task-weight > 0 adds the task-consistency term: a probe trained on the (labelled) sim dataset must read the same
 target position from x and G(x).
 
@@ -42,6 +47,7 @@ from armlab_scripts.sim2real import add_eval_arguments, run_eval
 from generative.trainer_defaults import CYCLEGAN as TRAIN_DEFAULTS
 
 GENERATORS = ("resnet", "look")  # generative.cyclegan.GENERATORS, without importing torch to build the parser
+METHODS = ("cycle", "cut", "fastcut")  # generative.cyclegan.METHODS
 
 VIDEO_INPUTS = (".webm", ".mp4", ".gif", ".avi", ".mov", ".mkv", ".m4v")
 
@@ -62,6 +68,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--generator", default="resnet", choices=GENERATORS,
                    help="resnet (CycleGAN's, default) or look: the light camera-model translator (colour, tone, "
                         "vignette, blur and noise + a small residual net), much faster on CPU")
+    t.add_argument("--method", default="cycle", choices=METHODS,
+                   help="cycle (CycleGAN, default), or the one-sided cut / fastcut: one generator, PatchNCE in place "
+                        "of the cycle (translates sim2real only)")
+    t.add_argument("--nce-weight", type=float, default=None,
+                   help="with --method cut/fastcut: weight of the PatchNCE term (default 1 for cut, 10 for fastcut)")
     t.add_argument("--base", type=int, default=None, help="generator width (default 32; 16 with --generator look)")
     t.add_argument("--n-blocks", type=int, default=6, help="generator residual blocks (default 6; resnet only)")
     t.add_argument("--d-base", type=int, default=64, help="discriminator width (default 64)")
@@ -89,11 +100,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     tr = sub.add_parser("translate", help="translate a dataset, an image folder or a video with a trained run",
                         description="Translate --in into --out with the generators of --run.")
-    tr.add_argument("--run", required=True, help="CycleGAN run folder")
+    tr.add_argument("--run", required=True, help="CycleGAN or CUT run folder")
     tr.add_argument("--in", dest="inp", required=True, help="armlab dataset, image folder or video file")
     tr.add_argument("--out", required=True, help="output folder (datasets, folders) or video file")
     tr.add_argument("--direction", default="sim2real", choices=("sim2real", "real2sim"),
-                    help="sim2real (G, default) or real2sim (F)")
+                    help="sim2real (G, default) or real2sim (F; CycleGAN runs only)")
     tr.add_argument("--side-by-side", action="store_true", help="videos: original | translation in each frame")
     tr.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
     tr.add_argument("--device", default="cpu", help="cpu (default), cuda, auto, ...")
@@ -116,6 +127,9 @@ def _train(args: argparse.Namespace) -> int:
     train = trainer_config(args, TRAIN_DEFAULTS, tty_progress=False)
     if args.task_weight < 0:
         raise UsageError(f"--task-weight must be >= 0, got {args.task_weight}.")
+    if args.nce_weight is not None and (args.method == "cycle" or not args.nce_weight >= 0):
+        raise UsageError(f"--nce-weight must be >= 0 and goes with --method cut or fastcut, got {args.nce_weight} "
+                         f"with --method {args.method}.")
     for name in ("sim", "real"):
         if not Path(getattr(args, name)).is_dir():
             raise UsageError(f"--{name} {getattr(args, name)!r} is not a folder.")
@@ -124,10 +138,11 @@ def _train(args: argparse.Namespace) -> int:
         args.sim, args.real, train, size=args.size, task_weight=args.task_weight, base=args.base,
         n_blocks=args.n_blocks, d_base=args.d_base, lr=args.lr, lr_steps=args.lr_steps, sim_limit=args.sim_limit,
         real_limit=args.real_limit, probe_steps=args.probe_steps, generator=args.generator, pairs=args.pairs,
-        paired_weight=args.paired_weight,
+        paired_weight=args.paired_weight, method=args.method, nce_weight=args.nce_weight,
     )
     ips = f"{s['images_per_s']:.1f} images/s" if s["images_per_s"] else "no timing"
-    print(f"cyclegan {args.out}: {s['steps']} steps ({s['steps_run']} in this call, {s['wall_time_s']:.1f} s, {ips}; "
+    name = "cyclegan" if args.method == "cycle" else args.method
+    print(f"{name} {args.out}: {s['steps']} steps ({s['steps_run']} in this call, {s['wall_time_s']:.1f} s, {ips}; "
           f"{s['n_sim']} sim and {s['n_real']} real images, task weight {s['task_weight']:g})")
     if s["losses"]:
         print("losses: " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(s["losses"].items())))

@@ -51,3 +51,21 @@ def tiny_dataset(tmp_path_factory):
         return cache[key]
 
     return _dataset
+
+
+@pytest.fixture(scope="session")
+def cast_folder():
+    """``cast_folder(images, out, gains)``: write uint8 ``(N, 3, H, W)`` images as PNGs ``000.png ...`` into the new
+    folder ``out`` as a camera with the RGB ``gains`` would see them (a colour cast: a toy "real" domain); returns
+    ``out``."""
+    import cv2
+    import numpy as np
+
+    def _write(images, out, gains):
+        out.mkdir(parents=True)
+        for i, img in enumerate(images.permute(0, 2, 3, 1).numpy()):
+            cast = np.clip(img * np.asarray(gains), 0, 255).round().astype(np.uint8)
+            cv2.imwrite(str(out / f"{i:03d}.png"), np.ascontiguousarray(cast[:, :, ::-1]))
+        return out
+
+    return _write

@@ -61,14 +61,9 @@ def sim_images(sim_dir):
 
 
 @pytest.fixture(scope="module")
-def real_dir(sim_images, tmp_path_factory):
+def real_dir(sim_images, tmp_path_factory, cast_folder):
     """A plain image folder: the last 24 sim frames seen by a camera with a strong red cast (unpaired)."""
-    out = tmp_path_factory.mktemp("look") / "real"
-    out.mkdir()
-    for i, img in enumerate(sim_images[N_SIM:].permute(0, 2, 3, 1).numpy()):
-        cast = np.clip(img * CAST, 0, 255).round().astype(np.uint8)
-        cv2.imwrite(str(out / f"{i:03d}.png"), np.ascontiguousarray(cast[:, :, ::-1]))
-    return out
+    return cast_folder(sim_images[N_SIM:], tmp_path_factory.mktemp("look") / "real", CAST)
 
 
 @pytest.fixture(scope="module")
@@ -135,13 +130,19 @@ def test_generator_kind_is_chosen_and_checked():
 def test_training_moves_the_colours_towards_the_real_camera(sim_images, real_dir, look_run):
     out, summary = look_run
     assert summary["steps"] == STEPS and summary["generator"] == "look"
+    before, after, _ = colour_distances(out, sim_images, real_dir)
+    assert after < before * 2 / 3, (before, after)
+
+
+def colour_distances(run, sim_images, real_dir) -> tuple[float, float, torch.Tensor]:
+    """The distance of the sim frames' channel means to the real folder's, before and after the run's
+    translation, and the translations."""
     sim = sim_images[:N_SIM]
     real = torch.from_numpy(np.stack([cv2.imread(str(p))[:, :, ::-1] for p in sorted(real_dir.glob("*.png"))]))
     real_means = channel_means(real.permute(0, 3, 1, 2))
-    fake = translate_images(out, sim, "sim2real")
+    fake = translate_images(run, sim, "sim2real")
     before = np.linalg.norm(channel_means(sim) - real_means)
-    after = np.linalg.norm(channel_means(fake) - real_means)
-    assert after < before * 2 / 3, (before, after, channel_means(sim), channel_means(fake), real_means)
+    return before, np.linalg.norm(channel_means(fake) - real_means), fake
 
 
 def test_look_run_loads_and_translates_deterministically(sim_images, look_run, tmp_path):
@@ -192,14 +193,9 @@ def test_old_resnet_runs_without_the_key_still_load(sim_dir, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def paired_real_dir(sim_images, tmp_path_factory):
+def paired_real_dir(sim_images, tmp_path_factory, cast_folder):
     """The first 24 sim frames themselves through the cast camera: frame i of both folders is one scene."""
-    out = tmp_path_factory.mktemp("look") / "paired"
-    out.mkdir()
-    for i, img in enumerate(sim_images[:N_SIM].permute(0, 2, 3, 1).numpy()):
-        cast = np.clip(img * CAST, 0, 255).round().astype(np.uint8)
-        cv2.imwrite(str(out / f"{i:03d}.png"), np.ascontiguousarray(cast[:, :, ::-1]))
-    return out
+    return cast_folder(sim_images[:N_SIM], tmp_path_factory.mktemp("look") / "paired", CAST)
 
 
 def test_the_paired_term_pulls_translations_onto_their_real_frames(sim_dir, paired_real_dir, sim_images,

@@ -36,12 +36,17 @@ Use: :func:`train_cyclegan` (a :class:`~generative.training.TrainConfig` and the
 cyclegan train`` starts from :data:`TRAIN_DEFAULTS`), then :func:`translate_images`, :func:`translate_dataset` (a
 whole armlab dataset with its labels, or a plain image folder) and :func:`translate_video`.
 
-Layout: ``look`` (the look generator), ``model`` (the generator pair, the image pool, augmentation, the LR
-schedule), ``task`` (the training task), ``train`` and ``translate``.
+``method="cut"`` (or ``"fastcut"``) trains the one-sided CUT instead (Park et al. 2020,
+:mod:`~generative.cyclegan.cut`): one generator of either kind and one discriminator, a patch-wise contrastive loss
+(PatchNCE) on the generator's own encoder features in place of the cycle; it translates sim -> real only.
+
+Layout: ``look`` (the look generator), ``cut`` (CUT's task and PatchNCE), ``model`` (the generator pair, the image
+pool, augmentation, the LR schedule), ``task`` (the training task), ``train`` and ``translate``.
 """
 
 from __future__ import annotations
 
+from generative.cyclegan.cut import METHODS, CUTTask, PatchNCE
 from generative.cyclegan.look import LookGenerator
 from generative.cyclegan.model import (
     DIRECTIONS,
@@ -64,16 +69,20 @@ from generative.cyclegan.translate import (
 from generative.training import flush_denormals
 
 CycleGANTask.__module__ = __name__  # runs name their task class in config.json: generative.cyclegan.CycleGANTask
+CUTTask.__module__ = __name__
 
 __all__ = [
     "DIRECTIONS",
     "GENERATORS",
+    "METHODS",
     "TRAIN_DEFAULTS",
+    "CUTTask",
     "CycleGANTask",
     "CyclePair",
     "Generators",
     "ImagePool",
     "LookGenerator",
+    "PatchNCE",
     "augment",
     "default_n_down",
     "flush_denormals",

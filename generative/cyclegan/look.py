@@ -94,6 +94,17 @@ class LookGenerator(nn.Module):
         """The sensor noise's standard deviation per channel (in ``[0, 1]`` units)."""
         return F.softplus(self.noise_param)
 
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The encoder features of ``x`` for a patch-wise contrastive loss (CUT's PatchNCE): the pixels ``u`` with
+        their 3 x 3 neighbourhoods (27 channels), the full-resolution features and the half-resolution ones of the
+        local-effects net. The coordinate channels are fed zeros here: features that carried the position would make
+        every patch trivially identifiable, and the loss would constrain nothing."""
+        n, _, h, w = x.shape
+        u = (x + 1.0) * 0.5
+        zeros = u.new_zeros(n, 2, h, w)
+        feat = self.local_in(torch.cat([u, zeros], 1))
+        return [F.unfold(F.pad(u, (1, 1, 1, 1), mode="replicate"), 3).view(n, 27, h, w), feat, self.local_low(feat)]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, _, h, w = x.shape
         u = (x + 1.0) * 0.5

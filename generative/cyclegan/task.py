@@ -114,12 +114,10 @@ class CycleGANTask(TrainTask):
         self.info = dict(info or {})
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.init_seed)
-            self.gens = CyclePair(self.base, self.n_blocks, self.n_down, generator=self.generator)
-            self.d_real = PatchDiscriminator(3, base=self.d_base, n_layers=self.n_layers)  # judges the real domain
-            self.d_sim = PatchDiscriminator(3, base=self.d_base, n_layers=self.n_layers)
-        self.opt_g = torch.optim.Adam(self.gens.parameters(), lr=self.lr, betas=(self.beta1, 0.999))
-        self.opt_d = torch.optim.Adam([*self.d_real.parameters(), *self.d_sim.parameters()], lr=self.lr,
-                                      betas=(self.beta1, 0.999))
+            self._build_networks()
+        g_params, d_params = self._trainable()
+        self.opt_g = torch.optim.Adam(g_params, lr=self.lr, betas=(self.beta1, 0.999))
+        self.opt_d = torch.optim.Adam(d_params, lr=self.lr, betas=(self.beta1, 0.999))
         self._factor = linear_decay(self.lr_steps)
         self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, self._factor)
         self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, self._factor)
@@ -131,6 +129,16 @@ class CycleGANTask(TrainTask):
         if sample_images is None:
             sample_images = (None, real_images[:8])
         self._sample_sim, self._sample_real = sample_images
+
+    def _build_networks(self) -> None:
+        """The generator pair and the two discriminators (called under the init seed)."""
+        self.gens = CyclePair(self.base, self.n_blocks, self.n_down, generator=self.generator)
+        self.d_real = PatchDiscriminator(3, base=self.d_base, n_layers=self.n_layers)  # judges the real domain
+        self.d_sim = PatchDiscriminator(3, base=self.d_base, n_layers=self.n_layers)
+
+    def _trainable(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+        """The parameters of the generator side and of the discriminator side."""
+        return list(self.gens.parameters()), [*self.d_real.parameters(), *self.d_sim.parameters()]
 
     # -- trainer interface
     def modules(self) -> dict[str, nn.Module]:
@@ -204,6 +212,31 @@ class CycleGANTask(TrainTask):
         both = augment(both, self.pad, self.flip)
         return both[:, :3], both[:, 3:]
 
+    def _with_pairs(self, sim: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The sim batch with this step's paired sim images appended (they ride along: G of them is also judged),
+        and their real frames; ``(sim, None)`` without the paired term."""
+        if not (self.pairs > 0 and self.paired_weight > 0):
+            return sim, None
+        pair_sim, pair_real = self._pair_batch(step, len(sim))
+        return torch.cat([sim, pair_sim]), pair_real
+
+    def _side_terms(self, sim: torch.Tensor, fake_real: torch.Tensor, pair_real: torch.Tensor | None,
+                    losses: dict[str, torch.Tensor]) -> torch.Tensor | float:
+        """The optional generator terms on G(sim): the paired L1 (pix2pix; the paired images are the last
+        ``len(pair_real)`` of the batch) and the task-consistency term. Their values are logged into ``losses``."""
+        extra: torch.Tensor | float = 0.0
+        if pair_real is not None:
+            pair_l1 = F.l1_loss(fake_real[len(fake_real) - len(pair_real):], pair_real)
+            extra = extra + self.paired_weight * pair_l1
+            losses["paired_l1"] = pair_l1.detach()
+        if self.task_weight > 0:
+            with torch.no_grad():
+                pos_x = self._probe_pos(sim)
+            task = F.l1_loss(self._probe_pos(fake_real), pos_x)
+            extra = extra + self.task_weight * task
+            losses["task_px"] = task.detach()
+        return extra
+
     # -- training
     def _probe_pos(self, x: torch.Tensor) -> torch.Tensor:
         return self.probe(x)[1] * torch.tensor([x.shape[-1], x.shape[-2]], device=x.device, dtype=torch.float32)
@@ -211,11 +244,7 @@ class CycleGANTask(TrainTask):
     def train_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
         sim = augment(batch["image"], self.pad, self.flip)
         real = augment(self._real_batch(step), self.pad, self.flip)
-        paired = self.pairs > 0 and self.paired_weight > 0
-        if paired:  # pairs ride along in the sim batch: G(their sim) is also judged and cycled
-            ns = len(sim)
-            pair_sim, pair_real = self._pair_batch(step, len(sim))
-            sim = torch.cat([sim, pair_sim])
+        sim, pair_real = self._with_pairs(sim, step)
         identity = self.identity_weight > 0
         lam_c, lam_i = self.cycle_weight, self.cycle_weight * self.identity_weight
 
@@ -235,16 +264,7 @@ class CycleGANTask(TrainTask):
                 idt = F.l1_loss(out["idt_real"], real) + F.l1_loss(out["idt_sim"], sim)
                 loss_g = loss_g + lam_i * idt
                 losses["idt"] = idt.detach()
-            if paired:
-                pair_l1 = F.l1_loss(out["fake_real"][ns:], pair_real)
-                loss_g = loss_g + self.paired_weight * pair_l1
-                losses["paired_l1"] = pair_l1.detach()
-            if self.task_weight > 0:
-                with torch.no_grad():
-                    pos_x = self._probe_pos(sim)
-                task = F.l1_loss(self._probe_pos(out["fake_real"]), pos_x)
-                loss_g = loss_g + self.task_weight * task
-                losses["task_px"] = task.detach()
+            loss_g = loss_g + self._side_terms(sim, out["fake_real"], pair_real, losses)
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_g.step()

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from generative import trainer_defaults
+from generative.cyclegan.cut import CUTTask, check_method
 from generative.cyclegan.model import DEFAULT_LR, _check_size, check_generator
 from generative.cyclegan.task import CycleGANTask
 from generative.data import DataError, is_armlab_dataset, load_tensors, open_images
@@ -76,6 +77,8 @@ def train_cyclegan(
     generator: str = "resnet",
     pairs: int = 0,
     paired_weight: float = 10.0,
+    method: str = "cycle",
+    nce_weight: float | None = None,
 ) -> dict[str, Any]:
     """Train a CycleGAN between the images in ``sim_dir`` and ``real_dir`` into the run folder ``train.out``, for
     ``train.steps`` steps as ``train`` (:class:`~generative.training.TrainConfig`; ``armlab cyclegan train`` starts
@@ -102,10 +105,15 @@ def train_cyclegan(
     pix2pix-style paired term ``paired_weight * |G(sim) - real|_1`` is added for them. Armlab datasets are checked
     (the same frame index, arm pose, camera pose and objects in each pair; `DataError` otherwise).
 
+    ``method``: ``"cycle"`` (CycleGAN: two generators, the cycle term), or the one-sided ``"cut"`` / ``"fastcut"``
+    (:class:`~generative.cyclegan.cut.CUTTask`: one generator, PatchNCE instead of the cycle; ``nce_weight``
+    overrides the method's weight of it). A one-sided run translates sim -> real only.
+
     Returns the trainer's summary (``steps``, ``images_per_s``, ``losses``, ...) plus ``out`` and ``task_weight``.
     """
     size = _check_size(size)
     generator = check_generator(generator)
+    method = check_method(method)
     lr = DEFAULT_LR[generator] if lr is None else float(lr)
     if not lr > 0:
         raise ParamError("lr", f"{{name}} must be positive, got {lr}")
@@ -128,16 +136,19 @@ def train_cyclegan(
     info = {"sim_dir": str(sim_dir), "real_dir": str(real_dir), "sim_limit": sim_limit, "real_limit": real_limit,
             "n_sim": len(sim), "probe_steps": probe_steps if task_weight > 0 else None}
     k = max(1, train.n_samples // 4)
-    task = CycleGANTask(real, size=size, steps=steps, lr_steps=lr_steps, base=base, n_blocks=n_blocks,
-                        n_down=n_down, d_base=d_base, lr=lr, cycle_weight=cycle_weight,
-                        identity_weight=identity_weight, pool_size=pool_size, task_weight=task_weight, probe=probe,
-                        init_seed=seed, sample_images=(sim[:k].clone(), real[:k].clone()), info=info,
-                        generator=generator, pairs=pairs, paired_weight=paired_weight)
+    common = dict(size=size, steps=steps, lr_steps=lr_steps, base=base, n_blocks=n_blocks, n_down=n_down,
+                  d_base=d_base, lr=lr, pool_size=pool_size, task_weight=task_weight, probe=probe, init_seed=seed,
+                  sample_images=(sim[:k].clone(), real[:k].clone()), info=info, generator=generator, pairs=pairs,
+                  paired_weight=paired_weight)
+    if method == "cycle":
+        task = CycleGANTask(real, cycle_weight=cycle_weight, identity_weight=identity_weight, **common)
+    else:
+        task = CUTTask(real, method=method, nce_weight=nce_weight, **common)
     trainer = Trainer(task, {"image": sim}, dataclasses.replace(train, n_samples=4 * k))
     if probe is not None:
         probe.to(trainer.device)
     with flush_denormals():
         summary = trainer.fit()
-    summary.update({"out": str(train.out), "generator": generator, "task_weight": float(task_weight),
+    summary.update({"out": str(train.out), "generator": generator, "method": method, "task_weight": float(task_weight),
                     "n_sim": len(sim), "n_real": len(real), "batch_size": train.batch_size, "size": size})
     return summary

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from generative.cyclegan.cut import OneSided
 from generative.cyclegan.model import DIRECTIONS, GENERATORS, CyclePair
 from generative.data import IMAGE_EXTENSIONS, DataError, ImageFolderDataset, is_armlab_dataset
 from generative.runs import pick_device
@@ -35,7 +36,7 @@ class Generators:
     """A trained run's generators (EMA weights where the run kept them), in eval mode, ready to translate."""
 
     sim2real: nn.Module
-    real2sim: nn.Module
+    real2sim: nn.Module | None
     size: int
     step: int
     run: str
@@ -44,6 +45,9 @@ class Generators:
     def get(self, direction: str) -> nn.Module:
         if direction not in DIRECTIONS:
             raise ParamError("direction", f"{{name}} must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
+        if direction == "real2sim" and self.real2sim is None:
+            raise ParamError("direction", f"the run {self.run!r} is one-sided ({self.config.get('method', 'cut')}): "
+                                          "it translates sim2real only; train a CycleGAN for real2sim")
         return self.sim2real if direction == "sim2real" else self.real2sim
 
     @property
@@ -52,27 +56,30 @@ class Generators:
 
 
 def load_generators(run_dir: str | Path, device: str | torch.device = "cpu") -> Generators:
-    """The generators of the CycleGAN run in ``run_dir`` (its ``checkpoint.pt``), EMA weights when present, of the
-    kind its config records (``"resnet"`` for runs written before there was a choice, or ``"look"``)."""
+    """The generators of the CycleGAN or CUT run in ``run_dir`` (its ``checkpoint.pt``), EMA weights when present, of
+    the kind its config records (``"resnet"`` for runs written before there was a choice, or ``"look"``). A one-sided
+    (CUT) run has no ``real2sim`` generator: asking for that direction is a :class:`ParamError`."""
     run = Path(run_dir)
     path = run / CHECKPOINT
     if not path.is_file():
         raise DataError(f"{str(run)!r} is not a CycleGAN run: no {CHECKPOINT} in it")
     ckpt = load_checkpoint(path, map_location="cpu")
     cfg = ckpt.get("task_config") or {}
-    if cfg.get("model") != "cyclegan":
-        raise DataError(f"{str(run)!r} holds a {cfg.get('model', 'non-CycleGAN')} checkpoint, not a CycleGAN run")
+    model = cfg.get("model")
+    if model not in ("cyclegan", "cut"):
+        raise DataError(f"{str(run)!r} holds a {model or 'non-CycleGAN'} checkpoint, not a CycleGAN or CUT run")
     kind = cfg.get("generator", "resnet")
     if kind not in GENERATORS:
         raise DataError(f"{str(run)!r} holds a CycleGAN run with an unknown generator {kind!r}")
-    pair = CyclePair(int(cfg["base"]), int(cfg["n_blocks"]), int(cfg.get("n_down", 2)), generator=kind)
+    args = (int(cfg["base"]), int(cfg["n_blocks"]), int(cfg.get("n_down", 2)))
+    pair = CyclePair(*args, generator=kind) if model == "cyclegan" else OneSided(*args, generator=kind)
     state = ckpt["ema"].get("gens") or ckpt["modules"]["gens"]
     try:
         pair.load_state_dict(state)
     except RuntimeError as exc:
         raise DataError(f"checkpoint {path} does not fit its own config ({str(exc).splitlines()[0]})") from None
     pair.to(pick_device(device)).eval().requires_grad_(False)
-    return Generators(pair.g, pair.f, int(cfg["size"]), int(ckpt["step"]), str(run), cfg)
+    return Generators(pair.g, getattr(pair, "f", None), int(cfg["size"]), int(ckpt["step"]), str(run), cfg)
 
 
 def _generators(run: str | Path | Generators, device: str | torch.device = "cpu") -> Generators:
@@ -114,6 +121,7 @@ def translate_images(
     look generator's sensor noise), and the global RNG is left as it was.
     """
     gens = _generators(run_dir, device)
+    gens.get(direction)  # a one-sided run refuses real2sim before anything is written
     net = gens.get(direction)
     is_tensor = isinstance(images_uint8, torch.Tensor)
     x = images_uint8.detach().cpu().numpy() if is_tensor else np.asarray(images_uint8)
@@ -224,6 +232,7 @@ def translate_dataset(
             raise DataError(f"{str(dst)!r} holds an armlab dataset of style {old_style!r}; refusing to overwrite it "
                             "with translated images")
     gens = _generators(run_dir, device)
+    gens.get(direction)  # a one-sided run refuses real2sim before anything is written
     t0 = time.perf_counter()
     if not is_armlab_dataset(src):
         folder = ImageFolderDataset(src)
@@ -298,6 +307,7 @@ def translate_video(
     if not in_video.is_file():
         raise DataError(f"the input video {str(in_video)!r} does not exist")
     gens = _generators(run_dir, device)
+    gens.get(direction)  # a one-sided run refuses real2sim before anything is written
     cap = cv2.VideoCapture(str(in_video))
     if not cap.isOpened():
         raise DataError(f"OpenCV cannot open the video {str(in_video)!r}")
