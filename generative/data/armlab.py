@@ -210,6 +210,9 @@ def label_fields(label: Any, where: str, stem: str = "") -> dict:
             "joint_positions": joint_positions}
 
 
+_COLOR_RGB = getattr(cv2, "IMREAD_COLOR_RGB", cv2.IMREAD_COLOR)  #: OpenCV >= 4.10 decodes straight to RGB
+
+
 def _parse_label(data: bytes, where: str) -> Any:
     try:
         return json.loads(data)
@@ -232,10 +235,10 @@ def _check_u16(img: np.ndarray | None, what: str, where: str) -> np.ndarray:
 
 def decode_rgb(data: bytes, where: str) -> np.ndarray:
     """RGB uint8 ``(H, W, 3)`` of the image bytes ``data``; `DataError` naming ``where`` when they are corrupt."""
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if len(data) else None
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), _COLOR_RGB) if len(data) else None
     if img is None or img.ndim != 3:
         raise DataError(f"cannot read image {where!r} (corrupt)")
-    return np.ascontiguousarray(img[:, :, ::-1])
+    return img if _COLOR_RGB != cv2.IMREAD_COLOR else np.ascontiguousarray(img[:, :, ::-1])
 
 
 def decode_u16(data: bytes, what: str, where: str) -> np.ndarray:
@@ -244,15 +247,21 @@ def decode_u16(data: bytes, what: str, where: str) -> np.ndarray:
     return _check_u16(img, what, where)
 
 
-def make_item(rec: dict, rgb: np.ndarray, depth: np.ndarray | None, seg: np.ndarray | None, size: int | None,
-              n_joints: int) -> dict[str, Any]:
-    """An `ArmlabDataset` item from a frame's record (``frame``, ``class_id``, ``pixel_norm``,
-    ``joint_positions``) and its decoded images: the one place items are built, for both layouts and streams."""
-    h, w = rgb.shape[:2]
+def target_in(rec: dict, h: int, w: int, size: int | None) -> tuple[float, float]:
+    """The frame's ``pixel_norm`` target in the image as returned: moved with the centred crop when ``size`` is
+    set (an ``h x w`` image)."""
     u, v = rec["pixel_norm"]
     if size is not None:
         y0, x0, side = _crop_box(h, w)
         u, v = (u * w - x0) / side, (v * h - y0) / side
+    return u, v
+
+
+def make_item(rec: dict, rgb: np.ndarray, depth: np.ndarray | None, seg: np.ndarray | None, size: int | None,
+              n_joints: int) -> dict[str, Any]:
+    """An `ArmlabDataset` item from a frame's record (``frame``, ``class_id``, ``pixel_norm``,
+    ``joint_positions``) and its decoded images: the one place items are built, for both layouts and streams."""
+    u, v = target_in(rec, rgb.shape[0], rgb.shape[1], size)
     out: dict[str, Any] = {
         "image": _chw(_square_resize(rgb, size)),
         "class_id": torch.tensor(rec["class_id"], dtype=torch.long),

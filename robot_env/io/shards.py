@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import tarfile  # writing headers only
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -122,7 +123,9 @@ def _parse_header(header: bytes, path) -> tuple[str, int, bytes] | None:
             name = header[345:500].split(b"\0", 1)[0].decode("utf-8") + "/" + name
     except (ValueError, UnicodeDecodeError):
         raise _corrupt(path, "has a damaged tar header") from None
-    if checksum != sum(header[:148]) + 8 * 32 + sum(header[156:]):
+    # the checksum is the plain sum of the header's bytes (its own field as spaces); Adler-32's low half is that
+    # sum plus one modulo 65521, computed in C: a fifth of the cost of summing in Python, which streaming notices
+    if (checksum + 1) % 65521 != zlib.adler32(header[:148] + b"        " + header[156:]) & 0xFFFF:
         raise _corrupt(path, "has a tar header that fails its checksum")
     return name, size, header[156:157]
 
