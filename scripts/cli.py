@@ -8,8 +8,11 @@
     armlab train --algo A --env E [--n-timesteps N] [--env-kwargs k:v ...] [--hyperparams k:v ...]
                  [-f runs] [--resume [--exp-id N]] [--normalize] [--n-envs N] [--json]
                                                  train PPO / SAC / TD3 / TQC / CrossQ (HER on dict obs) into runs/A/E_N/
-    armlab evaluate --algo A --env E [-f runs] [--exp-id N] [--load-best | --load-checkpoint STEPS] [--json]
-                                                 a trained run on the shared held-out contexts
+    armlab evaluate --algo A --env E [-f runs] [--exp-id N | 1,2,3 | '*'] [--load-best | --load-checkpoint STEPS]
+                                                 trained runs on the shared held-out contexts (error bars over runs)
+    armlab tune --algo A --env E --n-trials N [--n-jobs J] [--storage URL] [--study-name S] [--json]
+                                                 Optuna sweeps (SQLite, journal file, PostgreSQL); best -> YAML
+    armlab bench tune [--json]                   trials/hour of 2 workers vs 1 on one PostgreSQL study
     armlab compare [--robot arm3] [--quick] [--out runs/compare]
                                                  CMA-ES vs regression vs RL per stage: table and plot
     armlab render --random | --controller cmaes | --run RUN [--camera front,wrist] --out x.webm
@@ -79,6 +82,7 @@ def _add_main(sub, name: str, module, help_text: str) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from armlab_scripts import compare, cyclegan, dataset, demo, diffusion, evaluate, gan, render, sim2real, train
+    from armlab_scripts import tune as tune_cmd
     from armlab_scripts.bench import cyclegan as bench_cyclegan
     from armlab_scripts.bench import dataset as bench_dataset
     from armlab_scripts.bench import diffusion as bench_diffusion
@@ -107,7 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_main(bsub, "gpu-generative", gpu_generative, "the prepared GPU run: generative speed and time-boxed quality")
     _add_main(bsub, "gpu-diffusion", gpu_diffusion, "self-contained GPU check of diffusion training (no data)")
     _add(sub, "train", train, "train an SB3 agent (PPO, SAC, TD3, TQC, CrossQ; HER) on an armlab env")
-    _add(sub, "evaluate", evaluate, "evaluate a trained run on the held-out contexts")
+    _add(sub, "evaluate", evaluate, "evaluate a trained run (or several: error bars) on the held-out contexts")
+    _add(sub, "tune", tune_cmd, "Optuna hyperparameter sweeps: pruning, several workers, SQLite / journal / PostgreSQL")
     _add(sub, "compare", compare, "the lecture's comparison: CMA-ES vs regression vs RL per stage")
     _add(sub, "render", render, "record rollouts of a controller as WebM / MP4 / GIF")
     _add(sub, "dataset", dataset, "synthetic camera datasets: generate, merge shards, verify")

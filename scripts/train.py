@@ -15,6 +15,8 @@ policy_kwargs:{net_arch:[64,64]} or policy_kwargs:"dict(net_arch=[64,64])", no e
 learning_rate and clip_range take schedules: lin_3e-4 decays linearly to 0 over the run,
 lin_3e-4@0.65 holds 3e-4 for the first 65 % of --n-timesteps and then decays to 0.
 --env-kwargs go to the env's constructor (robot:arm3, obs_type:dict for HER, ...).
+--hyperparams-file reads the best_hyperparams.yml of `armlab tune` (its hyperparameters, and
+its env kwargs when the env is the one it was tuned on) under --hyperparams and --env-kwargs.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="total env steps (default: hyperparams.yml's n_timesteps; with --resume, the run's)")
     p.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY:VALUE", help="env constructor arguments")
     p.add_argument("--hyperparams", nargs="*", default=[], metavar="KEY:VALUE", help="hyperparameter overrides")
+    p.add_argument("--hyperparams-file", default=None, metavar="YAML", help="hyperparameters from a file (armlab "
+                   "tune's best_hyperparams.yml, or a plain mapping); --hyperparams and --env-kwargs win over it")
     p.add_argument("-f", "--folder", default="runs", help="runs folder (default: runs)")
     p.add_argument("--seed", type=int, default=None, help="seed of the envs and the model (default 0)")
     p.add_argument("--n-envs", type=int, default=None, help="parallel envs (default 1)")
@@ -59,9 +63,16 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--exp-id picks the run to continue: use it with --resume.")
     if args.threads < 1:
         raise UsageError(f"--threads must be a positive integer, got {args.threads}.")
+    hyperparams, env_kwargs = {}, {}
+    if args.hyperparams_file:
+        from controllers.tune import read_hyperparams_file
+
+        hyperparams, env_kwargs = read_hyperparams_file(args.hyperparams_file, algo, env_id)
+    env_kwargs.update(parse_kwargs(args.env_kwargs))
+    hyperparams.update(parse_kwargs(args.hyperparams))
     result = rl.train(
-        algo, env_id, args.n_timesteps, folder=args.folder, env_kwargs=parse_kwargs(args.env_kwargs),
-        hyperparams=parse_kwargs(args.hyperparams), seed=args.seed, n_envs=args.n_envs, vec_env=args.vec_env,
+        algo, env_id, args.n_timesteps, folder=args.folder, env_kwargs=env_kwargs, hyperparams=hyperparams,
+        seed=args.seed, n_envs=args.n_envs, vec_env=args.vec_env,
         normalize=args.normalize, eval_freq=args.eval_freq, eval_episodes=args.eval_episodes,
         save_freq=args.save_freq, resume=args.resume, exp_id=args.exp_id, device=args.device,
         progress_bar=not args.no_progress, verbose=args.verbose, torch_threads=args.threads,

@@ -190,6 +190,7 @@ def train(
     progress_bar: bool = False,
     verbose: int = 0,
     torch_threads: int | None = 1,
+    callbacks: list[BaseCallback] | None = None,
 ) -> TrainResult:
     """Train ``algo`` on ``env_id`` for ``n_timesteps`` env steps in total, into a new run folder.
 
@@ -202,7 +203,8 @@ def train(
     apart from the evaluation and held-out seeds.
     ``torch_threads`` sets torch's CPU threads during training (1: these small networks
     gain nothing from more, and parallel runs do not oversubscribe the cores; None leaves
-    it), restored afterwards.
+    it), restored afterwards. ``callbacks`` (SB3 callbacks) run after the checkpoint and evaluation ones; one that
+    returns False stops training early (the run is still saved).
     """
     algo, env_id, folder = algo_of(algo), env_id_of(env_id), Path(folder)
     if vec_env not in ("dummy", "subproc"):
@@ -269,7 +271,8 @@ def train(
             model.tensorboard_log = str(run_dir / "tb")
         atomic_write_text(run_dir / CONFIG, yaml.safe_dump(_plain(config), sort_keys=False), durable=True)
 
-        callbacks, eval_cb = _callbacks(run_dir, config, n_envs, eval_freq, eval_episodes, save_freq, verbose)
+        own, eval_cb = _callbacks(run_dir, config, n_envs, eval_freq, eval_episodes, save_freq, verbose)
+        callbacks = own + list(callbacks or [])
         if eval_cb is not None:
             closing.callback(eval_cb.eval_env.close)
         remaining = max(target - model.num_timesteps, 0)
