@@ -98,6 +98,21 @@ CASES = [
     ("dataset verify", [F], "file.txt"),
     ("dataset verify", ["{w}/imgs"], "imgs"),
     ("dataset verify", ["{w}/ds_bad_manifest"], "manifest"),
+    ("dataset generate", ["--out", "{w}/out/g", "--n", "2", "--format", "tar"], "--format"),
+    ("dataset generate", ["--out", "{w}/out/g", "--n", "2", "--format", "wds", "--shard-size", "0"], "--shard-size"),
+    ("dataset generate", ["--out", "{w}/out/g", "--n", "2", "--shard-size", "5"], "--shard-size"),  # files format
+    ("dataset generate", ["--out", "{w}/out/g", "--n", "4", "--format", "wds", "--shard-size", "2", "--shard", "0/3"],
+     "shard"),  # more jobs than tar shards
+    ("dataset generate", ["--out", "{ds}", "--n", "24", "--size", "16", "--format", "wds"], "--format"),  # layout
+    ("dataset convert", ["--src", M, "--out", "{w}/out/c", "--format", "wds"], "no/such/thing"),
+    ("dataset convert", ["--src", F, "--out", "{w}/out/c", "--format", "wds"], "file.txt"),
+    ("dataset convert", ["--src", "{w}/ds_bad_manifest", "--out", "{w}/out/c", "--format", "wds"], "manifest"),
+    ("dataset convert", ["--src", "{ds}", "--out", "{w}/out/c", "--format", "zip"], "--format"),
+    ("dataset convert", ["--src", "{ds}", "--out", "{w}/out/c", "--format", "files"], "already"),
+    ("dataset convert", ["--src", "{ds}", "--out", "{w}/out/c", "--format", "wds", "--shard-size", "-4"],
+     "--shard-size"),
+    ("dataset convert", ["--src", "{ds}", "--out", U, "--format", "wds"], "file.txt"),
+    ("dataset convert", ["--src", "{ds}", "--out", "{ds}", "--format", "wds"], "--out"),
     # --- gan
     ("gan train", ["--data", M, "--out", "{w}/out/gan", "--steps", "1"], "no/such/thing"),
     ("gan train", ["--data", F, "--out", "{w}/out/gan", "--steps", "1"], "file.txt"),
@@ -223,6 +238,8 @@ CASES = [
     ("bench feasibility", ["--contexts", "0"], "contexts"),
     ("bench dataset", ["--dir", F], "file.txt"),
     ("bench dataset", ["--frames", "0"], "frames"),
+    ("bench dataset", ["--format", "tar"], "--format"),
+    ("bench dataset", ["--format", "both", "--read-frames", "5"], "--read-frames"),
     ("bench gan", ["--data", M, "--out", "{w}/out/bg"], "no/such/thing"),
     ("bench gan", ["--data", "{ds}", "--out", U], "file.txt"),
     ("bench cyclegan", ["--out", F], "file.txt"),

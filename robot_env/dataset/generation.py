@@ -88,8 +88,6 @@ def start_folder(out: str | Path, cfg: DatasetConfig, workers: int = 1, shard: t
         indices = list(shard_frames(cfg.n, check_shard_size(shard_size), shard)[1])
     else:
         indices = list(shard_range(cfg.n, shard))
-    for sub in (SHARD_DIR,) if format == WDS else ("rgb", "depth", "seg", "labels"):
-        make_dirs(out / sub)
     if made_with_other_settings(out, cfg, shard):
         raise DatasetParamError("out", f"{out} already holds a dataset made with other settings; choose a new "
                                        f"{{name}} or delete that folder.")
@@ -100,6 +98,8 @@ def start_folder(out: str | Path, cfg: DatasetConfig, workers: int = 1, shard: t
                                                             if made.get("shard_size") else "")
         raise DatasetParamError("out", f"{out} holds a dataset started with {was}; choose a new {{name}} or "
                                        f"generate it with those flags.")
+    for sub in (SHARD_DIR,) if format == WDS else ("rgb", "depth", "seg", "labels"):
+        make_dirs(out / sub)
     return indices
 
 
