@@ -20,7 +20,7 @@ def test_quick_bench_prints_a_table_whose_arithmetic_holds(tmp_path, capsys):
     assert "position error (px)" in text and "gap closure" in text
     assert Path(f["figure"]).is_file() and Path(f["figure"]).stat().st_size > 10_000
     rows = f["rows"]
-    assert set(rows) == set(f["labels"]) and len(rows) == 11
+    assert set(rows) == set(f["labels"]) and len(rows) == 12
     e = {k: float(np.mean(r["error_px_seeds"])) for k, r in rows.items()}
     a = {k: float(np.mean(r["accuracy_seeds"])) for k, r in rows.items()}
     for k, r in rows.items():
@@ -35,6 +35,9 @@ def test_quick_bench_prints_a_table_whose_arithmetic_holds(tmp_path, capsys):
     assert f["e_sim_over_e_real"] == pytest.approx(e["sim"] / e["real"])
     assert f["psnr_gain"] == pytest.approx(f["psnr"]["translated"] - f["psnr"]["sim"])
     assert f["speed_ratio"] == pytest.approx(f["images_per_s_look"] / f["images_per_s_cyclegan"])
+    assert f["speed_ratio_cut"] == pytest.approx(f["images_per_s_cut"] / f["images_per_s_cyclegan"])
+    assert f["closure_per_minute_translated_cut"] == pytest.approx(
+        rows["translated_cut"]["closure_px"]["mean"] / f["translator_cut_minutes"])
     t = f["targets"]
     assert t["speed_ratio"] == (f["speed_ratio"] >= 3.0)
     assert t["translation_closure"] == (rows["translated"]["closure_px"]["mean"] >= 0.6)
@@ -43,7 +46,7 @@ def test_quick_bench_prints_a_table_whose_arithmetic_holds(tmp_path, capsys):
     assert cli.main(["bench", "sim2real", "--quick", "--out", str(out), "--workers", "0", "--json"]) == 0
     second = capsys.readouterr().out
     g = json.loads(second.strip().splitlines()[-1])
-    assert second.count(": cached") == 10 * f["settings"]["seeds"]  # every downstream model came from the cache
+    assert second.count(": cached") == 11 * f["settings"]["seeds"]  # every downstream model came from the cache
     assert g["translator_steps"] == f["translator_steps"]
     assert g["rows"]["sim"]["error_px_seeds"] == f["rows"]["sim"]["error_px_seeds"]  # same seeds, same figures
     assert g["translator_minutes"] == pytest.approx(f["translator_minutes"])

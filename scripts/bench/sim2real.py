@@ -12,19 +12,20 @@
    the first --n-few are labelled (the few-labels rows).
 2. The look translator (`armlab cyclegan train --generator look`: a camera model -- blur, colour and tone,
    vignetting, noise -- plus a small residual net, with CycleGAN's adversarial and cycle terms) trained on the sim
-   frames and the --n-real real frames, and beside it a second one that also has pix2pix's paired L1 term on the
-   --n-few labelled frames and their scenes re-rendered in sim (`--pairs`); they resume from --out/runs.
-   The look translator's speed against CycleGAN's ResNet generators is measured side by side at the same size
+   frames and the --n-real real frames; beside it a second one that also has pix2pix's paired L1 term on the
+   --n-few labelled frames and their scenes re-rendered in sim (`--pairs`), and a one-sided CUT with the same look
+   generator (`--method cut`: PatchNCE in place of the cycle); they resume from --out/runs.
+   The translators' speed against CycleGAN's ResNet generators is measured side by side at the same size
    and batch (--speed-steps steps each; CycleGAN with the discriminators of `armlab bench cyclegan`, width 32,
-   the look translator with width 16).
+   the look translators with width 16), and each one's gap closure per training minute is printed.
 3. One downstream model (generative.sim2real.downstream.TargetNet: the target's pixel position and its class) per
    row and seed (--seeds), trained for --steps steps, tested on the same held-out real frames:
-   sim | randomized | histogram (sim matched to the real frames' histograms) | fda (Fourier domain adaptation,
-   beta --fda-beta) | translated (G(sim)) | translated randomized (G(randomized)) | real2sim (the sim model on
-   F(real): translate the camera at deployment) | real (the oracle, every labelled real frame) | few labels:
-   real_few (the --n-few labelled frames), generated (a second look translator, trained with the paired term on
-   the labelled frames re-rendered in sim, is the conditional generator: G of sim renders, each frame labelled by
-   the scene it rendered) and real_few + generated (the few real frames repeated to half of the set).
+   sim | randomized | histogram (sim matched to the real frames' histograms) | fda (Fourier domain adaptation, beta
+   --fda-beta) | translated (G(sim)) | translated_cut (CUT's G(sim)) | translated randomized (G(randomized)) |
+   real2sim (the sim model on F(real): translate the camera at deployment) | real (the oracle, every labelled real
+   frame) | few labels: real_few (the --n-few labelled frames), generated (a second look translator, trained with the
+   paired term on the labelled frames re-rendered in sim, is the conditional generator: G of sim renders, each frame
+   labelled by the scene it rendered) and real_few + generated (the few real frames repeated to half of the set).
 4. Every figure is the mean over seeds with a 95 % hierarchical bootstrap interval (seeds and paired test frames);
    gap closure = (e_sim - e_row) / (e_sim - e_real), and the same for the class accuracy. PSNR of each
    translation of the held-out sim frames against their paired real frames. A figure (--out/sim2real.png: the
@@ -59,6 +60,7 @@ ROWS = (  # name, training set, test set, label
     ("histogram", "histogram", "real", "sim, histogram matched"),
     ("fda", "fda", "real", "sim, FDA"),
     ("translated", "translated", "real", "sim -> real (look translator)"),
+    ("translated_cut", "translated_cut", "real", "sim -> real (CUT, look)"),
     ("translated_randomized", "translated_randomized", "real", "randomized sim -> real"),
     ("real2sim", "sim", "real2sim", "sim model on F(real)"),
     ("real", "real", "real", "real (oracle, all labels)"),
@@ -131,7 +133,7 @@ def _dataset(out: Path, style: str, randomize: tuple[str, ...], n: int, size: in
 
 
 def _translator(sim: str, real: str, run: Path, s: dict, generator: str, steps: int, n_train: int,
-                pairs: int = 0) -> dict:
+                pairs: int = 0, method: str = "cycle") -> dict:
     from generative.cyclegan import TRAIN_DEFAULTS, train_cyclegan
     from generative.training import TrainConfig
     from robot_env.io.threads import set_threads
@@ -146,7 +148,7 @@ def _translator(sim: str, real: str, run: Path, s: dict, generator: str, steps: 
     summary = train_cyclegan(sim, real, cfg, size=s["size"], generator=generator, base=None if look else 16,
                              n_blocks=6, d_base=16 if look else 32, lr=s["translator_lr"] if look else 2e-4,
                              sim_limit=n_train, real_limit=s["n_real"], pairs=pairs,
-                             paired_weight=s["paired_weight"])
+                             paired_weight=s["paired_weight"], method=method)
     summary["wall_s"] = time.perf_counter() - t0
     return summary
 
@@ -160,10 +162,11 @@ def _speed(sim: str, real: str, out: Path, s: dict, n_train: int) -> dict:
 
     set_threads(1)
     rates = {}
-    for kind in ("resnet", "look"):
-        run = out / f"speed_{kind}"
+    for name, kind, method in (("resnet", "resnet", "cycle"), ("look", "look", "cycle"), ("cut", "look", "cut")):
+        run = out / f"speed_{name}"
         shutil.rmtree(run, ignore_errors=True)
-        rates[kind] = _translator(sim, real, run, s, kind, s["speed_steps"] + 1, n_train)["images_per_s"]
+        rates[name] = _translator(sim, real, run, s, kind, s["speed_steps"] + 1, n_train,
+                                  method=method)["images_per_s"]
         shutil.rmtree(run, ignore_errors=True)
     return rates
 
@@ -219,25 +222,29 @@ def measure(out: str | Path, s: dict, quick: bool = False, fresh: bool = False, 
     tests = {"real": test}
 
     # the two translators train side by side, one process and one thread each
-    runs = {"look": out / "runs" / "look", "look_paired": out / "runs" / f"look_paired_w{s['paired_weight']:g}"}
+    runs = {"look": out / "runs" / "look", "look_paired": out / "runs" / f"look_paired_w{s['paired_weight']:g}",
+            "look_cut": out / "runs" / "look_cut"}
     for run in [*runs.values(), out / "cache"]:
         if fresh and run.exists():
             shutil.rmtree(run)
-    say(f"training two look translators ({s['translator_steps']} steps of {s['translator_batch']}) on {len(sim)} sim "
-        f"and {s['n_real']} real frames side by side: unpaired, and with the paired term on the {s['n_few']} "
-        f"labelled frames re-rendered in sim", flush=True)
+    say(f"training three look translators ({s['translator_steps']} steps of {s['translator_batch']}) on {len(sim)} "
+        f"sim and {s['n_real']} real frames, two at a time: unpaired, with the paired term on the {s['n_few']} "
+        f"labelled frames re-rendered in sim, and one-sided (CUT)", flush=True)
     with ProcessPoolExecutor(2, mp_context=ctx) as pool:
         jobs = {k: pool.submit(_translator, str(dirs["sim"]), str(dirs["photo"]), run, s, "look",
-                               s["translator_steps"], cut, s["n_few"] if k == "look_paired" else 0)
+                               s["translator_steps"], cut, s["n_few"] if k == "look_paired" else 0,
+                               "cut" if k == "look_cut" else "cycle")
                 for k, run in runs.items()}
         summaries = {k: j.result() for k, j in jobs.items()}
     summary = summaries["look"]
-    say(f"  look translators: {summary['steps']} steps, {summary['wall_s'] / 60:.1f} and "
-        f"{summaries['look_paired']['wall_s'] / 60:.1f} min this call", flush=True)
+    say(f"  look translators: {summary['steps']} steps, " + ", ".join(
+        f"{k} {v['wall_s'] / 60:.1f}" for k, v in summaries.items()) + " min this call", flush=True)
     gens, paired = load_generators(runs["look"]), load_generators(runs["look_paired"])
+    one_sided = load_generators(runs["look_cut"])
     g = lambda x, d="sim2real", gen=gens: translate_images(gen, x, d)  # noqa: E731
     train["translated"] = sim.with_images(g(sim.images))
     train["translated_randomized"] = randomized.with_images(g(randomized.images))
+    train["translated_cut"] = sim.with_images(g(sim.images, gen=one_sided))
     train["generated"] = sim.with_images(g(sim.images, gen=paired))
     # the few real frames repeated to about as many as the generated ones: half of each batch is real
     train["real_few_generated"] = few.repeat(max(1, round(len(sim) / len(few)))) + train["generated"]
@@ -259,27 +266,31 @@ def measure(out: str | Path, s: dict, quick: bool = False, fresh: bool = False, 
     fig = summarize(table, n_boot=s["n_boot"], seed=seed)
     st, rt = _nhwc(sim_test.images), _nhwc(test.subset(in_both).images)
     views = {"sim": st, "histogram": histogram_match(st, seen), "fda": fda(st, seen, beta=s["fda_beta"], seed=seed),
-             "translated": g(st), "generated": g(st, gen=paired)}
+             "translated": g(st), "translated_cut": g(st, gen=one_sided), "generated": g(st, gen=paired)}
     if cyclegan is not None:
         views["cyclegan"] = g(st, gen=cyclegan)
     psnr = {k: _psnr(v, rt) for k, v in views.items()}
     fig.update({
         "psnr": psnr, "psnr_gain": psnr["translated"] - psnr["sim"], "images_per_s_look": rates["look"],
-        "images_per_s_cyclegan": rates["resnet"],
+        "images_per_s_cyclegan": rates["resnet"], "images_per_s_cut": rates["cut"],
         "speed_ratio": rates["look"] / rates["resnet"] if rates["look"] and rates["resnet"] else None,
+        "speed_ratio_cut": rates["cut"] / rates["resnet"] if rates["cut"] and rates["resnet"] else None,
         "translator_steps": summary["steps"], "translator_minutes_this_call": summary["wall_s"] / 60,
         "translator_minutes": _run_minutes(runs["look"], summary),
         "translator_paired_minutes": _run_minutes(runs["look_paired"], summaries["look_paired"]),
+        "translator_cut_minutes": _run_minutes(runs["look_cut"], summaries["look_cut"]),
         "n_train": len(sim), "n_real_labelled": len(real), "n_real": s["n_real"], "n_few": len(few),
         "data_s": t_data, "wall_s": time.perf_counter() - t0, "quick": quick,
         "settings": s, "labels": {r.name: r.label for r in rows},
     })
+    per_minute = [("translated", fig["translator_minutes"]), ("translated_cut", fig["translator_cut_minutes"])]
     if cyclegan is not None:
         fig["cyclegan_run"] = str(cyclegan_run)
         fig["cyclegan_minutes"] = _logged_minutes(Path(cyclegan_run))
-        for k, minutes in (("translated", fig["translator_minutes"]), ("cyclegan", fig["cyclegan_minutes"])):
-            c = fig["rows"][k]["closure_px"]["mean"]
-            fig[f"closure_per_minute_{k}"] = c / minutes if minutes else None
+        per_minute.append(("cyclegan", fig["cyclegan_minutes"]))
+    for k, minutes in per_minute:
+        c = fig["rows"][k]["closure_px"]["mean"]
+        fig[f"closure_per_minute_{k}"] = c / minutes if minutes else None
     fig["targets"] = _targets(fig)
     fig["_views"] = {**views, "real": rt, "real2sim": _nhwc(tests["real2sim"].subset(in_both).images)}
     return fig
@@ -361,16 +372,20 @@ def print_table(f: dict) -> None:
     print(f"gap: e_sim - e_real = {f['gap_px']:.2f} px = {f['gap_over_se']:.0f} x its standard error; e_sim / e_real "
           f"= {f['e_sim_over_e_real']:.1f}")
     print(f"PSNR against the paired real frame: sim {p['sim']:.2f} dB, histogram {p['histogram']:.2f}, FDA "
-          f"{p['fda']:.2f}, translated {p['translated']:.2f} (gain {f['psnr_gain']:+.2f} dB), generated (with "
-          f"pairs) {p['generated']:.2f}")
+          f"{p['fda']:.2f}, translated {p['translated']:.2f} (gain {f['psnr_gain']:+.2f} dB), CUT "
+          f"{p['translated_cut']:.2f}, generated (with pairs) {p['generated']:.2f}")
     ratio = "-" if f["speed_ratio"] is None else f"{f['speed_ratio']:.2f}x"
-    print(f"training speed, side by side: look translator {f['images_per_s_look']:.1f} images/s, CycleGAN "
-          f"{f['images_per_s_cyclegan']:.1f} images/s ({ratio}); the translator trained "
-          f"{f['translator_minutes']:.1f} min for {f['translator_steps']} steps")
+    cut = "-" if f["speed_ratio_cut"] is None else f"{f['speed_ratio_cut']:.2f}x"
+    print(f"training speed, side by side: look translator {f['images_per_s_look']:.1f} images/s ({ratio} "
+          f"CycleGAN's), CUT with the look generator {f['images_per_s_cut']:.1f} ({cut}), CycleGAN "
+          f"{f['images_per_s_cyclegan']:.1f} images/s; the translators trained {f['translator_minutes']:.1f} (look) "
+          f"and {f['translator_cut_minutes']:.1f} (CUT) min for {f['translator_steps']} steps")
+    line = (f"gap closure per training minute: look translator {f['closure_per_minute_translated']:.3f} "
+            f"({f['translator_minutes']:.1f} min), CUT {f['closure_per_minute_translated_cut']:.3f} "
+            f"({f['translator_cut_minutes']:.1f} min)")
     if f.get("cyclegan_minutes"):
-        print(f"gap closure per training minute: look translator {f['closure_per_minute_translated']:.3f} "
-              f"({f['translator_minutes']:.1f} min), CycleGAN {f['closure_per_minute_cyclegan']:.3f} "
-              f"({f['cyclegan_minutes']:.1f} min)")
+        line += f", CycleGAN {f['closure_per_minute_cyclegan']:.3f} ({f['cyclegan_minutes']:.1f} min)"
+    print(line)
     t = f["targets"]
     print("targets: " + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in t.items() if isinstance(v, bool))
           + (" (--quick: budgets far too small to meet them)" if f["quick"] else ""))
