@@ -10,6 +10,7 @@
         --out samples/cubes
     armlab diffusion sample --run runs/diffusion/arm --n 16 --class sphere --joints 0.1,-0.3,1.0 --out samples/pose
     armlab diffusion eval --run runs/diffusion/ldm --data data/sim64 --sampler ddim --steps 50 --guidance 2 --json
+    armlab diffusion export --run runs/diffusion/ldm --data data/sim64 --out weights/ldm --metrics eval.json
 
 --cond: class (the target object's shape: cube, cylinder, sphere), target (where the target is in the image,
 pixel_norm in [0, 1]), joints (the arm's joint positions, joint_positions in the labels, radians; as many as the
@@ -49,6 +50,7 @@ import sys
 from pathlib import Path
 
 from armlab_scripts._common import UsageError, emit_json, fmt, print_generation_report
+from armlab_scripts._export import add_export_arguments
 from armlab_scripts._trainer import add_trainer_arguments, trainer_config, use_threads
 from generative.trainer_defaults import DIFFUSION as TRAIN_DEFAULTS
 from robot_env.io.errors import ParamError
@@ -131,6 +133,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     e.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     e.add_argument("--json", action="store_true", help="print the metrics as one JSON object on the last line")
     e.set_defaults(diffusion_func=_eval)
+
+    x = sub.add_parser("export", help="the UNet's (and autoencoder's) weights, settings and provenance, for sampling",
+                       description="Export a trained diffusion run's EMA UNet (and, for latent diffusion, its "
+                                   "autoencoder) in float16 into a small folder that `sample` and `eval` read as a "
+                                   "run (see `armlab diffusion --help`).")
+    add_export_arguments(x, "armlab diffusion train", "armlab diffusion eval")
+    x.set_defaults(diffusion_func=_export)
 
 
 def _sampling_arguments(p: argparse.ArgumentParser) -> None:
@@ -310,6 +319,16 @@ def _eval(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(r)
     return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from armlab_scripts._export import export_run  # noqa: I001
+    from generative.diffusion import run_config
+
+    _check_run(args.run)
+    cfg = run_config(args.run)
+    about = {"model": f"{'latent' if cfg.latent else 'pixel'} diffusion", "cond": list(cfg.cond)}
+    return export_run(args, ("unet", "vae") if cfg.latent else ("unet",), about)
 
 
 TARGETS = {"class_acc_ratio": (">=", 0.95), "pos_err_ratio": ("<=", 1.5), "diversity_ratio": (">=", 0.8)}

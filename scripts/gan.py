@@ -31,6 +31,7 @@ import argparse
 from pathlib import Path
 
 from armlab_scripts._common import UsageError, emit_json, fmt, print_generation_report
+from armlab_scripts._export import add_export_arguments
 from armlab_scripts._trainer import add_trainer_arguments, trainer_config, use_threads
 from generative.trainer_defaults import GAN as TRAIN_DEFAULTS
 from robot_env.io.errors import ParamError
@@ -98,13 +99,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     x = sub.add_parser("export", help="the generator's weights, settings and provenance, for sampling only",
                        description="Export a trained GAN's EMA generator into a small folder (see `armlab gan "
                                    "--help`).")
-    x.add_argument("--run", required=True, help="run folder written by `armlab gan train`")
-    x.add_argument("--data", required=True, help="the armlab dataset it was trained on (its manifest is hashed)")
-    x.add_argument("--out", required=True, help="output folder (checkpoint.pt, config.json, PROVENANCE.json)")
-    x.add_argument("--metrics", default=None, help="the JSON last line of `armlab gan eval --json`, saved to a file")
-    x.add_argument("--command", dest="commands", action="append", default=[],
-                   help="a command that made the weights, recorded in PROVENANCE.json (repeat for each)")
-    x.add_argument("--json", action="store_true", help="print the provenance as one JSON object on the last line")
+    add_export_arguments(x, "armlab gan train", "armlab gan eval")
     x.set_defaults(gan_func=_export)
 
 
@@ -192,33 +187,11 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    import json
-
+    from armlab_scripts._export import export_run  # noqa: I001
     from generative.gan import run_config
-    from generative.runs import export_weights
-    from robot_env.io.dataset_format import MANIFEST
-    from robot_env.io.hashing import sha256_file
 
     cfg = run_config(args.run)  # a GAN run, or one sentence why not
-    manifest = Path(args.data) / MANIFEST
-    if not manifest.is_file():
-        raise UsageError(f"--data {args.data!r} is not an armlab dataset (no {MANIFEST}).")
-    metrics = None
-    if args.metrics is not None:
-        try:
-            metrics = json.loads(Path(args.metrics).read_text().strip().splitlines()[-1])
-        except (OSError, ValueError, IndexError):
-            raise UsageError(f"--metrics {args.metrics!r} is not a file whose last line is a JSON object.") from None
-    settings = json.loads(manifest.read_text()).get("settings")
-    note = export_weights(args.run, args.out, ("G",), {
-        "model": "conditional GAN" if cfg.cond else "DCGAN", "cond": list(cfg.cond), "commands": args.commands,
-        "dataset": {"path": str(args.data), "manifest_sha256": sha256_file(manifest), "settings": settings},
-        "metrics": metrics})
-    print(f"exported G of {args.run} (step {note['step']}) -> {args.out} ({note['checkpoint_bytes'] / 1e6:.1f} MB, "
-          f"{note['dtype']}); provenance in {Path(args.out) / 'PROVENANCE.json'}")
-    if args.json:
-        emit_json(note)
-    return 0
+    return export_run(args, ("G",), {"model": "conditional GAN" if cfg.cond else "DCGAN", "cond": list(cfg.cond)})
 
 
 TARGETS = {"class_acc_ratio": (">=", 0.9), "pos_err_ratio": ("<=", 2.0), "diversity_ratio": (">=", 0.8)}

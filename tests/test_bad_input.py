@@ -138,6 +138,8 @@ CASES = [
     ("gan eval", ["--run", "{w}/run_empty", "--data", M], "run_empty"),  # the run is checked first
     ("gan export", ["--run", M, "--data", "{ds}", "--out", "{w}/out/gx"], "no/such/thing"),
     ("gan export", ["--run", "{w}/run_truncated", "--data", "{ds}", "--out", "{w}/out/gx"], "checkpoint"),
+    ("diffusion export", ["--run", M, "--data", "{ds}", "--out", "{w}/out/dx"], "no/such/thing"),
+    ("diffusion export", ["--run", "{w}/run_truncated", "--data", "{ds}", "--out", "{w}/out/dx"], "checkpoint"),
     # --- cyclegan / sim2real
     ("cyclegan train", ["--sim", M, "--real", "{ds}", "--out", "{w}/out/cg", "--steps", "1"], "no/such/thing"),
     ("cyclegan train", ["--sim", "{ds}", "--real", F, "--out", "{w}/out/cg", "--steps", "1"], "file.txt"),

@@ -527,3 +527,30 @@ def test_joint_runs_train_resume_and_sample_the_requested_joints(dataset, tmp_pa
     y, c, q = _fill_labels(cfg, frames, torch.Generator())
     mid = (torch.tensor(tc["joint_low"]) + torch.tensor(tc["joint_high"])) / 2
     assert c is None and torch.allclose(q, torch.stack([frames["joints"][0], mid]))
+
+
+def test_export_of_a_latent_run_samples_like_the_run(dataset, tmp_path, capsys):
+    """`armlab diffusion export`: the EMA UNet and the autoencoder in float16, read by `sample` as a run (the same
+    images to float16 precision), with the dataset's manifest hash in PROVENANCE.json; not trainable."""
+    import json
+
+    from robot_env.io.errors import ConfigError
+    from robot_env.io.hashing import sha256_file
+
+    run, weights = tmp_path / "run", tmp_path / "weights"
+    kw = dict(TINY, cond="class,target", latent=True, vae_steps=3)
+    fit(dataset, run, 3, **kw)
+    assert cli_run(["export", "--run", str(run), "--data", str(dataset), "--out", str(weights), "--json"]) == 0
+    note = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert note["modules"] == ["unet", "vae"] and note["model"] == "latent diffusion" and note["step"] == 3
+    assert note["dataset"]["manifest_sha256"] == sha256_file(dataset / "manifest.json")
+    assert json.loads((weights / "PROVENANCE.json").read_text()) == note
+    a = D.sample(run, 4, {"class_id": 1}, sampler="ddim", steps=4, seed=2)[0].astype(int)
+    b = D.sample(weights, 4, {"class_id": 1}, sampler="ddim", steps=4, seed=2)[0].astype(int)
+    assert np.abs(a - b).max() <= 4 and np.abs(a - b).mean() < 0.5
+    with pytest.raises(ConfigError, match="exported inference weights"):
+        fit(dataset, weights, 5, **kw)
+    from armlab_scripts.cli import main
+
+    assert main(["diffusion", "export", "--run", str(tmp_path / "none"), "--data", str(dataset), "--out",
+                 str(tmp_path / "x")]) == 2 and not (tmp_path / "x").exists()
