@@ -87,10 +87,28 @@ def member_name(i: int, kind: str) -> str:
     return f"{i:06d}.{_EXT[kind]}"
 
 
+def _template() -> bytes:
+    """The USTAR header every member shares (mode 0644, owner 0/0 without names, mtime 0, a regular file), with
+    an empty name, size 0 and the checksum field as spaces: `tarfile`'s own bytes for those values."""
+    info = tarfile.TarInfo("")
+    info.size, info.mtime, info.mode, info.uid, info.gid, info.uname, info.gname = 0, 0, 0o644, 0, 0, "", ""
+    buf = info.tobuf(format=tarfile.USTAR_FORMAT, encoding="utf-8", errors="strict")
+    return buf[:148] + b"        " + buf[156:]
+
+
+_TEMPLATE = _template()
+_TEMPLATE_SUM = sum(_TEMPLATE) - sum(_TEMPLATE[124:136])  # without the size field
+
+
 def _header(name: str, size: int) -> bytes:
-    info = tarfile.TarInfo(name)
-    info.size, info.mtime, info.mode, info.uid, info.gid, info.uname, info.gname = size, 0, 0o644, 0, 0, "", ""
-    return info.tobuf(format=tarfile.USTAR_FORMAT, encoding="utf-8", errors="strict")
+    """The member header of ``name`` (at most 100 bytes) holding ``size`` bytes: what `tarfile` writes for the
+    shared fields of `_template`, built here in a few microseconds instead of `tarfile`'s twenty."""
+    raw, field = name.encode("utf-8"), b"%011o\0" % size
+    if len(raw) > 100 or len(field) != 12:
+        raise ValueError(f"a tar member name of at most 100 bytes and a size under 8 GiB, got {name!r} ({size})")
+    checksum = _TEMPLATE_SUM + sum(raw) + sum(field)
+    return b"".join((raw, _TEMPLATE[len(raw):124], field, _TEMPLATE[136:148], b"%06o\0 " % checksum,
+                     _TEMPLATE[156:]))
 
 
 def sample_bytes(i: int, blobs: dict[str, bytes]) -> bytes:
