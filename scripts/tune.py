@@ -70,8 +70,12 @@ def run(args: argparse.Namespace) -> int:
                           eval_contexts=args.eval_contexts, seed=args.seed, folder=folder)
     tune.check(cfg)
     out = Path(args.hyperparams_out) if args.hyperparams_out else folder / study_name / "best_hyperparams.yml"
+    blocking = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
+    if out.is_dir() or blocking not in (None, out):
+        raise UsageError(f"--hyperparams-out {out}: {out if out.is_dir() else blocking} is in the way (a "
+                         f"{'folder' if out.is_dir() else 'file'}); choose another path.")
+    figures = tune.run_study(cfg, report=lambda line: print(line, flush=True))  # bad storage: fails before writing
     make_dirs(out.parent)
-    figures = tune.run_study(cfg, report=lambda line: print(line, flush=True))
     written = tune.write_best(tune.open_study(cfg, create=False), cfg, out)
     print(f"study {study_name}: {figures['finished']} finished trials ({figures['trials']}), "
           f"{figures['wall_s']:.0f} s here")

@@ -46,8 +46,10 @@ def storage_url(spec: str | None, folder: str | Path, study_name: str) -> str:
         return f"journal:{spec}"
     if scheme == "sqlite" and spec.startswith("sqlite:///") and len(spec) > len("sqlite:///"):
         return spec
-    if scheme in ("postgresql", "postgres", "postgresql+psycopg2"):
-        return "postgresql" + spec[len(scheme):]
+    if scheme in ("postgresql", "postgres"):  # psycopg2 (a dependency); SQLAlchemy 2.1 would pick psycopg 3
+        return "postgresql+psycopg2" + spec[len(scheme):]
+    if scheme.startswith("postgresql+"):
+        return spec
     raise ParamError("storage", f"{{name}} must be {_KINDS}, got {spec!r}.")
 
 
@@ -70,7 +72,9 @@ def open_storage(url: str):
 
         path = Path(url[len("journal:"):])
         make_dirs(path.parent)
-        return optuna.storages.JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
+        # a worker killed while appending leaves the lock file behind: the others take it over after 10 s
+        lock = JournalFileOpenLock(str(path), grace_period=10)
+        return optuna.storages.JournalStorage(JournalFileBackend(str(path), lock_obj=lock))
     if url.startswith("sqlite:///"):
         make_dirs(Path(url[len("sqlite:///"):]).parent)
         engine = {"connect_args": {"timeout": 120}}  # several local workers wait for the file's lock
