@@ -240,3 +240,23 @@ def test_member_headers_are_tarfiles_own_bytes():
         assert _header(name, size) == info.tobuf(format=tarfile.USTAR_FORMAT, encoding="utf-8", errors="strict")
     with pytest.raises(ValueError):
         _header("y" * 101, 1)
+
+
+def test_poses_from_a_run_in_shards_rerun_and_verify(tmp_path):
+    """--poses-from with --format wds: the pose bank is stored beside the shards, listed in the manifest, and a
+    rerun of the same command (which prepares the bank again) finds the finished dataset."""
+    from controllers import rl
+
+    net = {"policy_kwargs": {"net_arch": [16, 16]}, "n_steps": 32, "batch_size": 32, "n_epochs": 1}
+    run = rl.train("ppo", "armlab/ReachSignalState-v0", 32, env_kwargs={"robot": "arm3"}, hyperparams=net,
+                   folder=tmp_path / "runs", seed=1, eval_freq=0, save_freq=0).run_dir
+    argv = ["dataset", "generate", "--out", str(tmp_path / "d"), "--n", "4", "--size", "16", "--seed", "5",
+            "--poses-from", str(run), "--pose-episodes", "4", "--format", "wds", "--shard-size", "2"]
+    assert cli(argv) == 0
+    before = (tmp_path / "d" / "shards" / "shard-000001.tar").read_bytes()
+    assert cli(argv) == 0 and verify(tmp_path / "d") == []
+    import json
+
+    manifest = json.loads((tmp_path / "d" / "manifest.json").read_text())
+    assert "poses.npz" in manifest["files"] and manifest["counts"]["shards"] == 2
+    assert (tmp_path / "d" / "shards" / "shard-000001.tar").read_bytes() == before

@@ -73,16 +73,18 @@ def made_with_other_settings(out: str | Path, cfg: DatasetConfig, shard: tuple[i
 
 
 def start_folder(out: str | Path, cfg: DatasetConfig, workers: int = 1, shard: tuple[int, int] | None = None,
-                 format: str = "files", shard_size: int | None = None) -> list[int]:
+                 format: str | None = None, shard_size: int | None = None) -> list[int]:
     """The checks `generate` makes before it writes anything: ``workers`` at least 1, ``shard`` valid, ``out``
-    not started with other settings or in another layout (`DatasetParamError`s). Creates ``out``'s folders and
-    returns the frame indices of the shard (for ``format="wds"``, of whole tar shards: `shard_frames`)."""
+    not started with other settings or (``format`` given) in another layout (`DatasetParamError`s). Creates
+    ``out`` and that layout's folders and returns the frame indices of the shard (for ``format="wds"``, of whole
+    tar shards: `shard_frames`). Without ``format`` (the pose bank's preparation, before the layout matters)
+    the layout is neither checked nor laid out."""
     from robot_env.io.shards import shard_frames
 
     out = Path(out)
     if int(workers) < 1:
         raise DatasetParamError("workers", f"{{name}} must be at least 1, got {workers}.")
-    if format not in FORMATS:
+    if format is not None and format not in FORMATS:
         raise DatasetParamError("format", f"unknown {{name}} {format!r}; choose one of {', '.join(FORMATS)}.")
     if format == WDS:
         indices = list(shard_frames(cfg.n, check_shard_size(shard_size), shard)[1])
@@ -92,13 +94,13 @@ def start_folder(out: str | Path, cfg: DatasetConfig, workers: int = 1, shard: t
         raise DatasetParamError("out", f"{out} already holds a dataset made with other settings; choose a new "
                                        f"{{name}} or delete that folder.")
     made = _made_record(out) or {}
-    if made and (made.get("format", "files"), made.get("shard_size")) != (format, shard_size if format == WDS
-                                                                          else None):
+    layout = (format, shard_size if format == WDS else None)
+    if made and format is not None and (made.get("format", "files"), made.get("shard_size")) != layout:
         was = f"--format {made.get('format', 'files')}" + (f" --shard-size {made['shard_size']}"
                                                             if made.get("shard_size") else "")
         raise DatasetParamError("out", f"{out} holds a dataset started with {was}; choose a new {{name}} or "
                                        f"generate it with those flags.")
-    for sub in (SHARD_DIR,) if format == WDS else ("rgb", "depth", "seg", "labels"):
+    for sub in {None: (".",), WDS: (SHARD_DIR,)}.get(format, ("rgb", "depth", "seg", "labels")):
         make_dirs(out / sub)
     return indices
 
