@@ -90,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     from armlab_scripts.bench import feasibility, gpu_diffusion, gpu_generative
     from armlab_scripts.bench import gan as bench_gan
     from armlab_scripts.bench import sim2real as bench_sim2real
+    from armlab_scripts.bench import tune as bench_tune
 
     parser = _Parser(
         prog="armlab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -107,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add(bsub, "gan", bench_gan, "conditional GAN: training images/s, conditioning error, FID, diversity")
     _add(bsub, "cyclegan", bench_cyclegan, "CycleGAN training speed, gap closure and PSNR gain, task term on/off")
     _add(bsub, "sim2real", bench_sim2real, "sim-to-real: camera model on held-out real frames per training set")
+    _add(bsub, "tune", bench_tune, "armlab tune: trials/hour of 2 workers vs 1 on one PostgreSQL study")
     _add(bsub, "diffusion", bench_diffusion, "pixel vs latent diffusion: quality, training and sampling speed")
     _add_main(bsub, "gpu-generative", gpu_generative, "the prepared GPU run: generative speed and time-boxed quality")
     _add_main(bsub, "gpu-diffusion", gpu_diffusion, "self-contained GPU check of diffusion training (no data)")

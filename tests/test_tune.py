@@ -191,3 +191,12 @@ def test_two_workers_on_postgres_lose_and_duplicate_nothing_and_survive_a_kill(t
     assert {t.user_attrs.get("pid") for t in ts} == {a.pid, b.pid}  # both worked on the one study
     assert main(tune_argv(tmp_path, postgres, "pg", 5, "--pruner", "none")) == 0  # the study is still usable
     assert_budget_kept(trials(postgres, "pg"), 5, killed=killed)
+
+
+@pytest.mark.slow  # about 20 s: three tuning processes and the ceiling measurement
+def test_bench_tune_measures_both_arms_and_the_ceiling(postgres, capsys):
+    assert main(["bench", "tune", "--trials", "1", "--n-timesteps", "40", "--ceiling-s", "0.3", "--storage", postgres,
+                 "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert [a["workers"] for a in figures["arms"]] == [1, 2] and all(a["trials"] == 1 for a in figures["arms"])
+    assert figures["speedup"] > 0 and 0 < figures["ceiling"]["ceiling"] < 3
