@@ -75,6 +75,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="local processes (default) or Ray actors (pip install 'armlab[distributed]'; the cluster at "
                         "RAY_ADDRESS when it is set)")
     _format_arguments(g)
+    g.add_argument("--outputs", default="rgb,depth,seg,label", metavar="LIST",
+                   help="what each frame stores, in either format: a comma list from rgb, depth, seg, label (rgb and "
+                        "label always; default all four). Without seg the COCO file has boxes but no masks")
     g.add_argument("--json", action="store_true", help="print the summary as one JSON object on the last line")
     g.set_defaults(dataset_func=_generate)
 
@@ -132,7 +135,7 @@ def _generate(args: argparse.Namespace) -> int:
         raise UsageError(f"--object-size must be between 0.02 and 0.2 m, got {cfg.object_size}.")
     _check_format(args)
     shard = parse_shard(args.shard)
-    fmt = {"format": args.format, "shard_size": args.shard_size, "coco": args.coco}
+    fmt = {"format": args.format, "shard_size": args.shard_size, "coco": args.coco, "outputs": args.outputs}
     if cfg.poses_from is not None:  # the policy's pose bank, stored in --out before any frame
         from controllers.poses import prepare_pose_bank
 

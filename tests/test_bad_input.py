@@ -104,6 +104,8 @@ CASES = [
     ("dataset generate", ["--out", "{w}/out/g", "--n", "4", "--format", "wds", "--shard-size", "2", "--shard", "0/3"],
      "shard"),  # more jobs than tar shards
     ("dataset generate", ["--out", "{ds}", "--n", "24", "--size", "16", "--format", "wds"], "--format"),  # layout
+    ("dataset generate", ["--out", "{w}/out/g", "--n", "2", "--outputs", "rgb,normals,label"], "normals"),
+    ("dataset generate", ["--out", "{w}/out/g", "--n", "2", "--format", "wds", "--outputs", "depth,seg"], "--outputs"),
     ("dataset convert", ["--src", M, "--out", "{w}/out/c", "--format", "wds"], "no/such/thing"),
     ("dataset convert", ["--src", F, "--out", "{w}/out/c", "--format", "wds"], "file.txt"),
     ("dataset convert", ["--src", "{w}/ds_bad_manifest", "--out", "{w}/out/c", "--format", "wds"], "manifest"),

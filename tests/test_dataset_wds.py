@@ -260,3 +260,37 @@ def test_poses_from_a_run_in_shards_rerun_and_verify(tmp_path):
     manifest = json.loads((tmp_path / "d" / "manifest.json").read_text())
     assert "poses.npz" in manifest["files"] and manifest["counts"]["shards"] == 2
     assert (tmp_path / "d" / "shards" / "shard-000001.tar").read_bytes() == before
+
+
+def test_outputs_choose_what_each_frame_stores_in_both_formats(sharded, folder, tmp_path):
+    """--outputs rgb,label: the same RGB bytes and labels without the image paths it does not write, in both
+    formats; verify, convert and the readers follow; the COCO file keeps its boxes without masks."""
+    import json
+    import tarfile
+
+    from generative.data import ArmlabDataset, DataError, ShardStream
+
+    assert cli(["dataset", "generate", "--out", str(tmp_path / "f"), "--n", str(N), "--size", str(SIZE), "--seed",
+                "3", "--outputs", "rgb,label"]) == 0
+    _wds(tmp_path / "w", outputs=("rgb", "label"))
+    f, w = tmp_path / "f", tmp_path / "w"
+    assert sorted(p.name for p in f.iterdir() if p.is_dir()) == ["labels", "rgb"]
+    assert verify(f) == [] and verify(w) == []
+    full = json.loads((folder / "labels" / "000003.json").read_bytes())
+    assert json.loads((f / "labels" / "000003.json").read_bytes()) == {k: v for k, v in full.items()
+                                                                        if k not in ("depth", "seg")}
+    assert (f / "rgb" / "000003.png").read_bytes() == (folder / "rgb" / "000003.png").read_bytes()
+    with tarfile.open(w / "shards" / "shard-000000.tar") as tar:
+        assert tar.getnames()[:2] == ["000000.json", "000000.rgb.png"] and len(tar.getnames()) == 2 * SHARD
+        assert tar.extractfile("000003.json").read() == (f / "labels" / "000003.json").read_bytes()
+    coco = json.loads((w / "instances.json").read_text())
+    assert coco == json.loads((f / "instances.json").read_text()) and "segmentation" not in coco["annotations"][0]
+    convert(f, tmp_path / "fw", "wds", shard_size=SHARD, coco=True)
+    assert _diff(w, tmp_path / "fw") == []
+    convert(w, tmp_path / "wf", "files")
+    assert _diff(f, tmp_path / "wf") == []
+    assert len(ArmlabDataset(w)) == len(list(ShardStream(w))) == N
+    for root in (f, w):
+        with pytest.raises(DataError, match="depth"):
+            ArmlabDataset(root, with_depth=True)
+    assert cli(["dataset", "generate", "--out", str(f), "--n", str(N), "--size", str(SIZE), "--seed", "3"]) == 2

@@ -17,18 +17,25 @@ import numpy as np
 
 from robot_env._quiet import quiet_c_output
 from robot_env.dataset.config import DatasetConfig, shard_range
-from robot_env.dataset.manifest import SETTINGS_FILE, finalize_dataset, settings_record, write_settings_record
+from robot_env.dataset.manifest import (
+    LAYOUT_RECORD,
+    SETTINGS_FILE,
+    finalize_dataset,
+    settings_record,
+    write_settings_record,
+)
 from robot_env.dataset.scene import Scene
-from robot_env.dataset.writer import frame_blobs, frame_meta, write_frame
+from robot_env.dataset.writer import frame_blobs, frame_meta, output_label, write_frame
 from robot_env.io.atomic import make_dirs
 from robot_env.io.dataset_format import POSES_FILE, DatasetError, DatasetParamError, frame_done, load_pose_bank
-from robot_env.io.shards import FORMATS, SHARD_DIR, WDS, check_shard_size, sample_bytes
+from robot_env.io.shards import FORMATS, KINDS, SHARD_DIR, WDS, check_outputs, check_shard_size, sample_bytes
 
 _WORKER: dict = {}
 
 
-def _worker_init(cfg_dict: dict, out: str) -> None:
+def _worker_init(cfg_dict: dict, out: str, outputs: tuple[str, ...] = KINDS) -> None:
     cfg = DatasetConfig(**cfg_dict)
+    _WORKER["outputs"] = tuple(outputs)
     poses = load_pose_bank(Path(out) / POSES_FILE) if cfg.poses_from is not None else None  # the stored bank
     with quiet_c_output():
         _WORKER["scene"] = Scene(cfg, poses)
@@ -37,16 +44,17 @@ def _worker_init(cfg_dict: dict, out: str) -> None:
 
 def _worker_frames(indices: list[int]) -> dict[int, dict]:
     scene, out = _WORKER["scene"], _WORKER["out"]
-    return {i: write_frame(out, scene.frame(i)) for i in indices}
+    return {i: write_frame(out, scene.frame(i), _WORKER["outputs"]) for i in indices}
 
 
 def _worker_samples(indices: list[int]) -> dict[int, tuple[bytes, dict]]:
     """Frames ``indices`` as tar members in memory (`robot_env.io.shards.sample_bytes`) with what the manifest
     and the COCO file need: the sharded layout's work per frame, nothing written."""
-    scene, out = _WORKER["scene"], {}
+    scene, outputs, out = _WORKER["scene"], _WORKER["outputs"], {}
     for i in indices:
         frame = scene.frame(i)
-        out[i] = (sample_bytes(i, frame_blobs(frame)), frame_meta(frame.label, frame.seg, frame.rles))
+        out[i] = (sample_bytes(i, frame_blobs(frame, outputs)),
+                  frame_meta(output_label(frame.label, outputs), frame.seg, frame.rles, masks="seg" in outputs))
     return out
 
 
@@ -68,12 +76,13 @@ def made_with_other_settings(out: str | Path, cfg: DatasetConfig, shard: tuple[i
     made = _made_record(out)
     if made is None:
         return False
-    made = {k: v for k, v in made.items() if k not in ("format", "shard_size")}  # the layout: `start_folder`
+    made = {k: v for k, v in made.items() if k not in LAYOUT_RECORD}  # the layout: `start_folder`
     return made != settings_record(cfg.validate(), shard)
 
 
 def start_folder(out: str | Path, cfg: DatasetConfig, workers: int = 1, shard: tuple[int, int] | None = None,
-                 format: str | None = None, shard_size: int | None = None) -> list[int]:
+                 format: str | None = None, shard_size: int | None = None,
+                 outputs: tuple[str, ...] = KINDS) -> list[int]:
     """The checks `generate` makes before it writes anything: ``workers`` at least 1, ``shard`` valid, ``out``
     not started with other settings or (``format`` given) in another layout (`DatasetParamError`s). Creates
     ``out`` and that layout's folders and returns the frame indices of the shard (for ``format="wds"``, of whole
@@ -94,13 +103,16 @@ def start_folder(out: str | Path, cfg: DatasetConfig, workers: int = 1, shard: t
         raise DatasetParamError("out", f"{out} already holds a dataset made with other settings; choose a new "
                                        f"{{name}} or delete that folder.")
     made = _made_record(out) or {}
-    layout = (format, shard_size if format == WDS else None)
-    if made and format is not None and (made.get("format", "files"), made.get("shard_size")) != layout:
+    layout = (format, shard_size if format == WDS else None, list(outputs))
+    if made and format is not None and (made.get("format", "files"), made.get("shard_size"),
+                                        made.get("outputs", list(KINDS))) != layout:
         was = f"--format {made.get('format', 'files')}" + (f" --shard-size {made['shard_size']}"
                                                             if made.get("shard_size") else "")
+        was += f" --outputs {','.join(made['outputs'])}" if made.get("outputs") else ""
         raise DatasetParamError("out", f"{out} holds a dataset started with {was}; choose a new {{name}} or "
                                        f"generate it with those flags.")
-    for sub in {None: (".",), WDS: (SHARD_DIR,)}.get(format, ("rgb", "depth", "seg", "labels")):
+    folders = [d for d, kind in zip(("rgb", "depth", "seg", "labels"), KINDS) if kind in outputs]
+    for sub in {None: (".",), WDS: (SHARD_DIR,)}.get(format, folders):
         make_dirs(out / sub)
     return indices
 
@@ -121,11 +133,12 @@ def check_pose_bank(out: str | Path, cfg: DatasetConfig) -> dict[str, np.ndarray
     return bank
 
 
-def _render(func, chunks: list[list[int]], workers: int, cfg: DatasetConfig, out: Path, ordered: bool):
+def _render(func, chunks: list[list[int]], workers: int, cfg: DatasetConfig, out: Path, ordered: bool,
+            outputs: tuple[str, ...] = KINDS):
     """``func``'s results on ``chunks`` of frames, computed in this process (one worker) or a pool of worker
     processes; in chunk order when ``ordered`` (the sharded layout writes its tars in frame order)."""
     if workers == 1:
-        _worker_init(asdict(cfg), str(out))
+        _worker_init(asdict(cfg), str(out), outputs)
         try:
             for ch in chunks:
                 yield func(ch)
@@ -137,13 +150,14 @@ def _render(func, chunks: list[list[int]], workers: int, cfg: DatasetConfig, out
     # fork is cheap and safe here (workers create their own PyBullet clients and use no
     # threads of the parent); spawn where fork does not exist
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-    with ctx.Pool(int(workers), initializer=_worker_init, initargs=(asdict(cfg), str(out))) as pool:
+    with ctx.Pool(int(workers), initializer=_worker_init, initargs=(asdict(cfg), str(out), outputs)) as pool:
         yield from (pool.imap if ordered else pool.imap_unordered)(func, chunks)
 
 
 def generate(out: str | Path, cfg: DatasetConfig, workers: int = 1, shard: tuple[int, int] | None = None,
              progress: bool = True, chunk: int = 8, finalize: bool = True, only: list[int] | None = None,
-             format: str = "files", shard_size: int | None = None, coco: bool = False, _map=None) -> dict:
+             format: str = "files", shard_size: int | None = None, coco: bool = False, outputs=None,
+             _map=None) -> dict:
     """Write frames ``shard_range(cfg.n, shard)`` of the dataset into ``out`` and (with
     ``finalize``) its COCO file and manifest. Returns the manifest.
 
@@ -155,24 +169,28 @@ def generate(out: str | Path, cfg: DatasetConfig, workers: int = 1, shard: tuple
     ``format="wds"`` writes WebDataset tar shards of ``shard_size`` frames (default 1000) instead of four files a
     frame (`robot_env.io.shards`), and the COCO file only with ``coco``; a job ``shard=(i, N)`` then writes whole
     tar shards, and a restart rewrites only the shards that were not complete (each is written to a temporary
-    name and renamed when complete). ``_map(func, chunks)`` replaces the local worker processes (the Ray
+    name and renamed when complete). ``outputs`` (default all of ``rgb``, ``depth``, ``seg``, ``label``;
+    `robot_env.io.shards.check_outputs`) chooses what each frame stores, in either layout: without ``depth`` or
+    ``seg`` those images are neither encoded nor written, the labels lose their paths, and the COCO file has boxes
+    without masks when ``seg`` is left out. ``_map(func, chunks)`` replaces the local worker processes (the Ray
     backend): it yields ``func``'s results on the chunks in order.
     """
     cfg = cfg.validate()
     out = Path(out)
+    outputs = check_outputs(outputs)
     if format == WDS:
         shard_size = check_shard_size(1000 if shard_size is None else shard_size)
-    indices = start_folder(out, cfg, workers, shard, format, shard_size)
+    indices = start_folder(out, cfg, workers, shard, format, shard_size, outputs)
     if cfg.poses_from is not None:  # before the settings are recorded: a folder without its bank binds nothing
         check_pose_bank(out, cfg)
     if not (out / SETTINGS_FILE).exists():
-        write_settings_record(out, settings_record(cfg, shard, format, shard_size))
+        write_settings_record(out, settings_record(cfg, shard, format, shard_size, outputs))
     for sub in (SHARD_DIR,) if format == WDS else ("rgb", "depth", "seg", "labels"):  # partial writes of a kill
         for stale in (out / sub).glob(".*.tmp*"):
             stale.unlink(missing_ok=True)
     from tqdm.auto import tqdm
 
-    render = _map or (lambda func, chunks: _render(func, chunks, int(workers), cfg, out, ordered=format == WDS))
+    render = _map or (lambda func, chunks: _render(func, chunks, int(workers), cfg, out, format == WDS, outputs))
     if format == WDS:
         from robot_env.dataset.sharded import finalize_sharded, job_shards, write_shards
 
@@ -196,9 +214,9 @@ def generate(out: str | Path, cfg: DatasetConfig, workers: int = 1, shard: tuple
     render_s = time.perf_counter() - t0
     manifest = {}
     if finalize and format == WDS:
-        manifest = finalize_sharded(out, cfg, ks, shard, shard_size, records, sums, coco=coco)
+        manifest = finalize_sharded(out, cfg, ks, shard, shard_size, records, sums, coco=coco, outputs=outputs)
     elif finalize:
-        manifest = finalize_dataset(out, cfg, indices, shard=shard, records=records)
+        manifest = finalize_dataset(out, cfg, indices, shard=shard, records=records, outputs=outputs)
     manifest_timing = {"frames_rendered": len(todo), "render_seconds": render_s}
     return {**manifest, "_timing": manifest_timing}
 
@@ -210,7 +228,7 @@ def _split(indices, chunk: int) -> list[list[int]]:
 
 def generate_ray(out: str | Path, cfg: DatasetConfig, workers: int = 2, shard: tuple[int, int] | None = None,
                  chunk: int = 32, address: str | None = None, format: str = "files", shard_size: int | None = None,
-                 coco: bool = False) -> dict:
+                 coco: bool = False, outputs=None) -> dict:
     """`generate` on a Ray cluster: one Ray actor per worker renders chunks of frames. In the folder layout the
     actors write the files into ``out`` (a folder every node can write: a shared filesystem); in the sharded
     layout (``format="wds"``) they send each frame's bytes back and this process writes the shards, so only it
@@ -223,6 +241,7 @@ def generate_ray(out: str | Path, cfg: DatasetConfig, workers: int = 2, shard: t
         raise DatasetError("the Ray backend needs Ray: pip install 'armlab[distributed]'.") from None
     cfg = cfg.validate()
     out = Path(out)
+    outputs = check_outputs(outputs)
     started = []
 
     def ray_map(func, chunks):
@@ -233,20 +252,20 @@ def generate_ray(out: str | Path, cfg: DatasetConfig, workers: int = 2, shard: t
 
         @ray.remote(num_cpus=1)
         class Renderer:
-            def __init__(self, cfg_dict, out_dir):
-                _worker_init(cfg_dict, out_dir)
+            def __init__(self, cfg_dict, out_dir, kinds):
+                _worker_init(cfg_dict, out_dir, kinds)
 
             def render(self, name, indices):
                 return {"_worker_frames": _worker_frames, "_worker_samples": _worker_samples}[name](indices)
 
-        actors = [Renderer.remote(asdict(cfg), str(out.resolve())) for _ in range(max(1, int(workers)))]
+        actors = [Renderer.remote(asdict(cfg), str(out.resolve()), outputs) for _ in range(max(1, int(workers)))]
         refs = [actors[k % len(actors)].render.remote(func.__name__, ch) for k, ch in enumerate(chunks)]
         for ref in refs:  # in order: the sharded layout writes its tars in frame order
             yield ray.get(ref)
 
     try:
         return generate(out, cfg, workers=1, shard=shard, progress=False, chunk=chunk, format=format,
-                        shard_size=shard_size, coco=coco, _map=ray_map)
+                        shard_size=shard_size, coco=coco, outputs=outputs, _map=ray_map)
     finally:
         if started:
             ray.shutdown()

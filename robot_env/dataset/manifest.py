@@ -25,10 +25,11 @@ from robot_env.io.dataset_format import (
     write_manifest,
 )
 from robot_env.io.hashing import sha256_bytes, sha256_file
-from robot_env.io.shards import WDS, dataset_layout
+from robot_env.io.shards import KINDS, WDS, dataset_layout
 
 GENERATOR = "armlab.robot_env.dataset"  #: the manifest's ``generator`` of simulator datasets
 SETTINGS_FILE = ".armlab-settings.json"  #: a started folder's settings (and shard), to refuse mixing
+LAYOUT_RECORD = ("format", "shard_size", "outputs")  #: the settings record's entries of the layout, not the frames
 
 
 def _version() -> str:
@@ -57,7 +58,8 @@ def joint_limits(robot: str) -> list[list[float]]:
     return [list(pair) for pair in _joint_limits(robot)]
 
 
-def finalize_dataset(out: Path, cfg: DatasetConfig, indices, shard=None, records: dict | None = None) -> dict:
+def finalize_dataset(out: Path, cfg: DatasetConfig, indices, shard=None, records: dict | None = None,
+                     outputs=KINDS) -> dict:
     """Write ``instances.json`` and ``manifest.json`` for the frames ``indices`` in ``out``.
 
     ``records`` (frame -> `write_frame`'s return) saves reading back frames written in this
@@ -73,13 +75,13 @@ def finalize_dataset(out: Path, cfg: DatasetConfig, indices, shard=None, records
     files = {}
     for i in indices:
         if i not in records:
-            records[i] = frame_record(out, i)
+            records[i] = frame_record(out, i, outputs)
         files.update(records[i]["files"])
     labels, images, annotations = coco_parts(indices, records)
     coco = coco_bytes(images, annotations)
     atomic_write_bytes(out / COCO_FILE, coco)
     files[COCO_FILE] = sha256_bytes(coco)
-    return write_dataset_manifest(out, cfg, indices, labels, files, shard=shard)
+    return write_dataset_manifest(out, cfg, indices, labels, files, shard=shard, **outputs_entry(outputs))
 
 
 def coco_parts(indices, records: dict) -> tuple[list[dict], list[dict], list[dict]]:
@@ -94,10 +96,17 @@ def coco_parts(indices, records: dict) -> tuple[list[dict], list[dict], list[dic
     return labels, images, annotations
 
 
+def outputs_entry(outputs) -> dict:
+    """The manifest's and the settings record's ``outputs`` entry: none when a frame stores all four kinds (the
+    record and the manifest keep their bytes)."""
+    return {} if tuple(outputs) == KINDS else {"outputs": list(outputs)}
+
+
 def settings_record(cfg: DatasetConfig, shard: tuple[int, int] | None, format: str = "files",
-                    shard_size: int | None = None) -> dict:
-    """What a started folder records in `SETTINGS_FILE`: the settings and the job (and the sharded layout)."""
-    record = {"settings": cfg.settings(), "shard": list(shard) if shard else None}
+                    shard_size: int | None = None, outputs=KINDS) -> dict:
+    """What a started folder records in `SETTINGS_FILE`: the settings and the job (and the layout: the sharded
+    one's format and shard size, the outputs when not all)."""
+    record = {"settings": cfg.settings(), "shard": list(shard) if shard else None, **outputs_entry(outputs)}
     if format == WDS:  # the folder layout's record keeps its bytes
         record.update(format=WDS, shard_size=shard_size)
     return record
@@ -158,11 +167,11 @@ def merge(shards: list[str | Path], out: str | Path, progress: bool = True) -> d
         if m["files"].get(POSES_FILE) != first["files"].get(POSES_FILE):
             raise DatasetError(f"shard {s} has another pose bank ({POSES_FILE}) than {shards[0]}; generate the shards "
                                f"with one bank (copy it into each shard folder first).")
-    layouts = {(dataset_layout(m), m.get("shard_size")) for m in manifests}
+    layouts = {(dataset_layout(m), m.get("shard_size"), tuple(m.get("outputs", KINDS))) for m in manifests}
     if len(layouts) > 1:
-        raise DatasetError(f"the shards {', '.join(map(str, shards))} mix the files and wds formats (or shard sizes); "
-                           f"convert them to one first.")
-    layout, shard_size = layouts.pop()
+        raise DatasetError(f"the shards {', '.join(map(str, shards))} mix the files and wds formats (or shard sizes "
+                           f"or outputs); convert them to one first.")
+    layout, shard_size, outputs = layouts.pop()
     for folder in {(out / rel).parent for m in manifests for rel in m["files"]} | {out}:
         make_dirs(folder)
     from tqdm.auto import tqdm
@@ -179,11 +188,11 @@ def merge(shards: list[str | Path], out: str | Path, progress: bool = True) -> d
                 except OSError:
                     shutil.copyfile(src, tmp)
     cfg = DatasetConfig.from_settings(first["settings"])
-    write_settings_record(out, settings_record(cfg, None, layout, shard_size))
+    write_settings_record(out, settings_record(cfg, None, layout, shard_size, outputs))
     if layout == WDS:
         from robot_env.dataset.sharded import finalize_sharded
 
         sums = {rel: d for m in manifests for rel, d in m["files"].items()}
         return finalize_sharded(out, cfg, range(-(-first["n"] // shard_size)), None, shard_size, {}, sums,
-                                coco=any(COCO_FILE in m["files"] for m in manifests))
-    return finalize_dataset(out, cfg, range(first["n"]))
+                                coco=any(COCO_FILE in m["files"] for m in manifests), outputs=outputs)
+    return finalize_dataset(out, cfg, range(first["n"]), outputs=outputs)

@@ -20,6 +20,7 @@ from robot_env.dataset.manifest import (
     GENERATOR,
     coco_parts,
     finalize_dataset,
+    outputs_entry,
     settings_record,
     write_dataset_manifest,
     write_settings_record,
@@ -41,6 +42,7 @@ from robot_env.io.shards import (
     FORMATS,
     KINDS,
     WDS,
+    check_outputs,
     check_shard_size,
     dataset_layout,
     iter_samples,
@@ -92,11 +94,12 @@ def write_shards(out: Path, n: int, shard_size: int, ks: list[int], results: Ite
 
 
 def finalize_sharded(out: Path, cfg: DatasetConfig, ks, shard, shard_size: int, records: dict[int, dict],
-                     sums: dict[str, str], coco: bool = False) -> dict:
+                     sums: dict[str, str], coco: bool = False, outputs=KINDS) -> dict:
     """Write the manifest (and with ``coco`` the COCO file) of the tar shards ``ks`` in ``out``. ``records`` and
     ``sums`` (from `write_shards`) save reading back what this process wrote; the rest is read from the shards."""
     out = Path(out)
     ks = list(ks)
+    masks = coco and "seg" in outputs
     files = {}
     for k in ks:
         rel = shard_file(k)
@@ -105,9 +108,10 @@ def finalize_sharded(out: Path, cfg: DatasetConfig, ks, shard, shard_size: int, 
         files[rel] = sums.get(rel) or sha256_file(out / rel)
         span = shard_span(cfg.n, shard_size, k)
         if any(i not in records or (coco and "annotations" not in records[i]) for i in span):
-            for i, blobs in iter_samples(out / rel, ("label", "seg") if coco else ("label",)):
+            for i, blobs in iter_samples(out / rel, ("label", "seg") if masks else ("label",)):
                 label = json.loads(blobs["label"])
-                records[i] = frame_meta(label, decode_png(blobs["seg"], f"{rel}:{i:06d}")) if coco else {"label": label}
+                seg = decode_png(blobs["seg"], f"{rel}:{i:06d}") if masks else None
+                records[i] = frame_meta(label, seg, masks=masks) if coco else {"label": label}
         lost = [i for i in span if i not in records]
         if lost:
             raise DatasetError(f"the shard {out / rel} lacks frame {lost[0]}; delete it and rerun generate.")
@@ -120,7 +124,7 @@ def finalize_sharded(out: Path, cfg: DatasetConfig, ks, shard, shard_size: int, 
     else:
         (out / COCO_FILE).unlink(missing_ok=True)  # a COCO file of an earlier run would be listed nowhere
     return write_dataset_manifest(out, cfg, indices, labels, files, shard=shard, counts={"shards": len(ks)},
-                                  layout=WDS, shard_size=shard_size)
+                                  layout=WDS, shard_size=shard_size, **outputs_entry(outputs))
 
 
 def _checked(path: Path, rel: str, manifest: dict) -> bytes:
@@ -131,14 +135,16 @@ def _checked(path: Path, rel: str, manifest: dict) -> bytes:
     return data
 
 
-def _samples_from_files(src: Path, manifest: dict, ks: list[int], n: int, shard_size: int, coco: bool
-                        ) -> Iterator[dict]:
+def _samples_from_files(src: Path, manifest: dict, ks: list[int], n: int, shard_size: int, coco: bool,
+                        outputs: tuple[str, ...]) -> Iterator[dict]:
+    masks = coco and "seg" in outputs
     for k in ks:
         for i in shard_span(n, shard_size, k):
-            blobs = {kind: _checked(src / rel, rel, manifest) for kind, rel in zip(KINDS, frame_files(i))}
+            blobs = {kind: _checked(src / rel, rel, manifest)
+                     for kind, rel in zip(KINDS, frame_files(i)) if kind in outputs}
             label = json.loads(blobs["label"])
-            record = frame_meta(label, decode_png(blobs["seg"], f"{frame_files(i)[2]}")) if coco else {"label": label}
-            yield {i: (sample_bytes(i, blobs), record)}
+            seg = decode_png(blobs["seg"], frame_files(i)[2]) if masks else None
+            yield {i: (sample_bytes(i, blobs), frame_meta(label, seg, masks=masks) if coco else {"label": label})}
 
 
 def convert(src: str | Path, out: str | Path, format: str, shard_size: int | None = None, coco: bool = False,
@@ -167,31 +173,35 @@ def convert(src: str | Path, out: str | Path, format: str, shard_size: int | Non
     if out.resolve() == src.resolve():
         raise DatasetParamError("out", "{name} must be another folder than --src.")
     cfg = DatasetConfig.from_settings(manifest["settings"]).validate()
+    outputs = check_outputs(manifest.get("outputs"))
     if format == WDS:
         shard_size = check_shard_size(1000 if shard_size is None else shard_size)
-    indices = start_folder(out, cfg, 1, None, format, shard_size)
+    indices = start_folder(out, cfg, 1, None, format, shard_size, outputs)
     if cfg.poses_from is not None:
         shutil.copyfile(src / POSES_FILE, out / POSES_FILE)
     if not (out / ".armlab-settings.json").exists():
-        write_settings_record(out, settings_record(cfg, None, format, shard_size))
+        write_settings_record(out, settings_record(cfg, None, format, shard_size, outputs))
     bar = tqdm(total=cfg.n, desc=f"convert to {format}", unit="frame", disable=not progress)
     if format == WDS:
         ks, todo = job_shards(out, cfg.n, shard_size, None)
         bar.update(cfg.n - sum(len(shard_span(cfg.n, shard_size, k)) for k in todo))
         records, sums = write_shards(out, cfg.n, shard_size, todo,
-                                     _samples_from_files(src, manifest, todo, cfg.n, shard_size, coco), bar)
+                                     _samples_from_files(src, manifest, todo, cfg.n, shard_size, coco, outputs), bar)
         bar.close()
-        return finalize_sharded(out, cfg, ks, None, shard_size, records, sums, coco=coco)
+        return finalize_sharded(out, cfg, ks, None, shard_size, records, sums, coco=coco, outputs=outputs)
     records = {}
     for rel in manifest_shards(manifest):
         if sha256_file(src / rel) != manifest["files"][rel]:
             raise DatasetError(f"{src / rel} does not match its checksum in the manifest; run `armlab dataset "
                                f"verify` on the source.")
         for i, blobs in iter_samples(src / rel):
+            if set(blobs) != set(outputs):
+                raise DatasetError(f"frame {i} in {src / rel} holds {', '.join(sorted(blobs))}, not the outputs "
+                                   f"{', '.join(outputs)} of its manifest; run `armlab dataset verify` on the source.")
             if not frame_done(out, i):
-                label = json.loads(blobs["label"])
+                seg = decode_png(blobs["seg"], f"{rel}:{i:06d}") if "seg" in outputs else None
                 records[i] = {"files": write_blobs(out, i, blobs),
-                              **frame_meta(label, decode_png(blobs["seg"], f"{rel}:{i:06d}"))}
+                              **frame_meta(json.loads(blobs["label"]), seg, masks="seg" in outputs)}
             bar.update(1)
     bar.close()
-    return finalize_dataset(out, cfg, indices, records=records)
+    return finalize_dataset(out, cfg, indices, records=records, outputs=outputs)

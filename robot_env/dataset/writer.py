@@ -15,6 +15,7 @@ from isal import isal_zlib
 from robot_env.io.atomic import atomic_write_bytes, write_fd
 from robot_env.io.dataset_format import DatasetError, frame_files, label_bytes, label_file, read_label
 from robot_env.io.hashing import sha256_bytes, sha256_file
+from robot_env.io.shards import KINDS
 
 if TYPE_CHECKING:
     from robot_env.dataset.scene import Frame
@@ -78,27 +79,39 @@ def instance_masks(inst: np.ndarray, ids) -> tuple[list[dict], np.ndarray, np.nd
     return rles, mask_utils.toBbox(rles), mask_utils.area(rles)
 
 
-def _annotations(label: dict, seg: np.ndarray, rles: list | None = None) -> list[dict]:
+def _annotations(label: dict, seg: np.ndarray | None, rles: list | None = None, masks: bool = True) -> list[dict]:
     """COCO annotations (without ids) of one frame: box, area and RLE mask of every visible
-    instance. ``rles`` are the masks of ``label["objects"]`` when already computed."""
-    if rles is None:
+    instance. ``rles`` are the masks of ``label["objects"]`` when already computed. Without
+    ``masks`` (a dataset written without its segmentation images) boxes and areas only."""
+    if masks and rles is None:
         rles = instance_masks(seg, [o["id"] for o in label["objects"]])[0]
     anns = []
-    for o, r in zip(label["objects"], rles):
+    for o, r in zip(label["objects"], rles if masks else [None] * len(label["objects"])):
         if o["area"] == 0:
             continue
-        rle = {"size": list(r["size"]), "counts": r["counts"].decode("ascii")}
-        anns.append({"image_id": label["frame"], "category_id": o["category_id"], "bbox": o["bbox"],
-                     "area": int(o["area"]), "iscrowd": 0, "segmentation": rle,
-                     "attributes": {"name": o["name"], "is_target": o["is_target"]}})
+        ann = {"image_id": label["frame"], "category_id": o["category_id"], "bbox": o["bbox"],
+               "area": int(o["area"]), "iscrowd": 0}
+        if masks:
+            ann["segmentation"] = {"size": list(r["size"]), "counts": r["counts"].decode("ascii")}
+        ann["attributes"] = {"name": o["name"], "is_target": o["is_target"]}
+        anns.append(ann)
     return anns
 
 
-def frame_blobs(frame: Frame) -> dict[str, bytes]:
-    """A frame's bytes by kind (``rgb``, ``depth``, ``seg`` PNGs, ``label`` JSON), encoded once: what the folder
-    layout writes as four files and the sharded layout as four tar members."""
-    return {"rgb": _png(frame.rgb), "depth": _png(frame.depth_mm), "seg": _png(frame.seg),
-            "label": label_bytes(frame.label)}
+def output_label(label: dict, outputs=KINDS) -> dict:
+    """``label`` as a dataset of ``outputs`` stores it: without the paths of images it does not write."""
+    if len(outputs) == len(KINDS):
+        return label
+    return {k: v for k, v in label.items() if k not in ("depth", "seg") or k in outputs}
+
+
+def frame_blobs(frame: Frame, outputs=KINDS) -> dict[str, bytes]:
+    """A frame's bytes by kind (``rgb``, ``depth``, ``seg`` PNGs, ``label`` JSON) for the kinds of ``outputs``,
+    encoded once: what the folder layout writes as files and the sharded layout as tar members."""
+    images = {"rgb": frame.rgb, "depth": frame.depth_mm, "seg": frame.seg}
+    blobs = {kind: _png(images[kind]) for kind in ("rgb", "depth", "seg") if kind in outputs}
+    blobs["label"] = label_bytes(output_label(frame.label, outputs))
+    return blobs
 
 
 def write_blobs(out: Path, i: int, blobs: dict[str, bytes]) -> dict[str, str]:
@@ -108,6 +121,8 @@ def write_blobs(out: Path, i: int, blobs: dict[str, bytes]) -> dict[str, str]:
     root = os.fspath(out)
     # images plainly (a frame without its label is regenerated whole, so a torn image never counts), ...
     for rel, kind in zip(frame_files(i)[:3], ("rgb", "depth", "seg")):
+        if kind not in blobs:
+            continue
         _write(os.path.join(root, rel), blobs[kind])
         sums[rel] = sha256_bytes(blobs[kind])
     rel = label_file(i)  # ... then the label atomically
@@ -116,19 +131,21 @@ def write_blobs(out: Path, i: int, blobs: dict[str, bytes]) -> dict[str, str]:
     return sums
 
 
-def frame_meta(label: dict, seg: np.ndarray, rles: list | None = None) -> dict:
-    """What the manifest and the COCO file need of a frame: its COCO annotations and its label."""
-    return {"annotations": _annotations(label, seg, rles), "label": label}
+def frame_meta(label: dict, seg: np.ndarray | None, rles: list | None = None, masks: bool = True) -> dict:
+    """What the manifest and the COCO file need of a frame: its COCO annotations (``masks``: with their RLE
+    masks) and its label."""
+    return {"annotations": _annotations(label, seg, rles, masks), "label": label}
 
 
-def write_frame(out: Path, frame: Frame) -> dict:
-    """Write one frame's three images, then its label: the commit marker, written atomically
+def write_frame(out: Path, frame: Frame, outputs=KINDS) -> dict:
+    """Write one frame's images (those of ``outputs``), then its label: the commit marker, written atomically
     (`robot_env.io.atomic`, not durable). A frame counts only once its label exists.
 
     Returns what the manifest and the COCO file need (checksums and annotations), computed
     from the bytes in memory so that finishing a dataset does not read it back."""
-    sums = write_blobs(out, frame.label["frame"], frame_blobs(frame))
-    return {"files": sums, **frame_meta(frame.label, frame.seg, frame.rles)}
+    sums = write_blobs(out, frame.label["frame"], frame_blobs(frame, outputs))
+    return {"files": sums, **frame_meta(output_label(frame.label, outputs), frame.seg, frame.rles,
+                                        masks="seg" in outputs)}
 
 
 def decode_png(data: bytes, what: str) -> np.ndarray:
@@ -147,8 +164,9 @@ def read_png(path: Path, flags: int = cv2.IMREAD_UNCHANGED) -> np.ndarray:
     return img
 
 
-def frame_record(out: Path, i: int) -> dict:
+def frame_record(out: Path, i: int, outputs=KINDS) -> dict:
     """`write_frame`'s record for a frame already on disk (a resumed run's earlier frames)."""
     label = read_label(out, i)
-    sums = {rel: sha256_file(out / rel) for rel in frame_files(i)}
-    return {"files": sums, **frame_meta(label, read_png(out / label["seg"]))}
+    sums = {rel: sha256_file(out / rel) for rel, kind in zip(frame_files(i), KINDS) if kind in outputs}
+    masks = "seg" in outputs
+    return {"files": sums, **frame_meta(label, read_png(out / label["seg"]) if masks else None, masks=masks)}

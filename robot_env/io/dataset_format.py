@@ -296,6 +296,7 @@ def _shard_problems(root: Path, manifest: dict, bank_rows: set | None, lo: int, 
 
     from robot_env.io.shards import KINDS, iter_samples, manifest_shards
 
+    kinds = set(manifest.get("outputs", KINDS))
     problems, seen = [], []
     for rel in manifest_shards(manifest):
         if rel in bad:
@@ -303,8 +304,9 @@ def _shard_problems(root: Path, manifest: dict, bank_rows: set | None, lo: int, 
         try:
             for i, blobs in iter_samples(root / rel):
                 seen.append(i)
-                if set(blobs) != set(KINDS):
-                    problems.append(f"frame {i} in {rel} lacks {', '.join(sorted(set(KINDS) - set(blobs)))}")
+                if set(blobs) != kinds:
+                    problems.append(f"frame {i} in {rel} holds {', '.join(sorted(blobs))}, not "
+                                    f"{', '.join(sorted(kinds))}")
                     continue
                 try:
                     lab = json.loads(blobs["label"])
@@ -312,7 +314,7 @@ def _shard_problems(root: Path, manifest: dict, bank_rows: set | None, lo: int, 
                     problems.append(f"the label of frame {i} in {rel} is not valid JSON")
                     continue
                 images = {k: cv2.imdecode(np.frombuffer(blobs[k], np.uint8), cv2.IMREAD_UNCHANGED)
-                          for k in ("rgb", "seg", "depth")}
+                          for k in ("rgb", "seg", "depth") if k in blobs}
                 problems += _frame_problems(i, lab, manifest, bank_rows, images)
         except DataError as exc:
             problems.append(str(exc).rstrip("."))

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from robot_env.io.errors import DataError, ParamError
 
-__all__ = ["FORMATS", "KINDS", "LAYOUT_KEY", "SHARD_DIR", "WDS", "check_shard_size", "dataset_layout",
+__all__ = ["FORMATS", "KINDS", "LAYOUT_KEY", "SHARD_DIR", "WDS", "check_outputs", "check_shard_size", "dataset_layout",
            "index_shard", "iter_samples", "manifest_shards", "member_name", "read_members", "sample_bytes",
            "shard_file", "shard_frames", "shard_of", "shard_span", "tar_end"]
 
@@ -49,6 +49,22 @@ def check_shard_size(shard_size) -> int:
         raise ParamError("shard_size", f"{{name}} must be a whole number of frames from 1 to 1000000, "
                                        f"got {shard_size!r}.")
     return int(shard_size)
+
+
+def check_outputs(outputs=None) -> tuple[str, ...]:
+    """``outputs`` (``"rgb,depth,seg,label"``, a sequence of those names, or None: all) as a tuple in the order of
+    `KINDS`; `ParamError` for an unknown name, or a choice without ``rgb`` and ``label`` (every reader, the COCO
+    file and `verify` start from them)."""
+    if outputs is None:
+        return KINDS
+    names = [n.strip() for n in (outputs.split(",") if isinstance(outputs, str) else outputs) if str(n).strip()]
+    bad = [n for n in names if n not in KINDS]
+    if bad:
+        raise ParamError("outputs", f"{{name}} has an unknown output {bad[0]!r}; choose from {', '.join(KINDS)}.")
+    if "rgb" not in names or "label" not in names:
+        raise ParamError("outputs", f"{{name}} must include rgb and label (the readers, the COCO file and verify "
+                                    f"start from them), got {','.join(names) or 'nothing'}.")
+    return tuple(k for k in KINDS if k in names)
 
 
 def shard_file(k: int) -> str:
