@@ -177,6 +177,7 @@ def test_shard_stream_deals_every_frame_once_across_ranks_and_workers(sharded):
                               batch_size=None, num_workers=2))  # built in the workers: the collated items
     collated = list(DataLoader(ArmlabDataset(sharded, size=16, with_depth=True), batch_size=4))
     assert sorted(len(b["image"]) for b in batches) == [2, 4, 4]
+    assert len(ShardStream(sharded)) == ShardStream(sharded, batch_size=4).frames_total == N
     by_first = {int(b["frame"][0]): b for b in batches}
     for ref in collated:
         got = by_first[int(ref["frame"][0])]

@@ -65,8 +65,8 @@ class ShardStream(IterableDataset):
     and resizes).
 
     ``shuffle`` (default True) deals the shards in a seeded order, new each epoch (`set_epoch`); ``rank`` and
-    ``world_size`` default to ``torch.distributed``'s when it is initialized (else one process). ``len()`` is
-    the number of frames of the whole dataset, one epoch over every rank and worker.
+    ``world_size`` default to ``torch.distributed``'s when it is initialized (else one process). ``len()`` (and
+    `frames_total`) is the number of frames of the whole dataset, one epoch over every rank and worker.
 
     ``batch_size`` makes the stream yield batches (dicts of stacked tensors, as the default collate gives; the
     last batch of each worker's share may be smaller) built in the worker from the decoded frames, without an
@@ -115,8 +115,15 @@ class ShardStream(IterableDataset):
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         return self.shard_order()[rank * workers + worker::world * workers]
 
-    def __len__(self) -> int:
+    @property
+    def frames_total(self) -> int:
+        """The frames of the whole dataset: one epoch over every rank and worker."""
         return int(self.manifest["counts"]["frames"])
+
+    def __len__(self) -> int:
+        if self.batch_size is not None:  # each worker's last batch may be short: no fixed count of batches
+            raise TypeError("a ShardStream with batch_size has no fixed length; frames_total counts its frames")
+        return self.frames_total
 
     def frames(self) -> Iterator[tuple[dict, np.ndarray, np.ndarray | None, np.ndarray | None]]:
         """``(record, rgb, depth, seg)`` of every frame this rank and worker reads this epoch, decoded."""
