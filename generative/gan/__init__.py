@@ -45,6 +45,15 @@ to D is shifted with it; flips and cutout are not offered (a flip would need the
 hide the target). It helps D not to memorise small datasets (a few hundred images); on thousands of images and
 short runs it only slows learning.
 
+Architectures (``arch``)
+------------------------
+``dcgan`` is everything above (and what runs saved before ``arch`` existed load as). ``stylegan2``
+(:mod:`generative.gan.stylegan`: mapping network, modulated / demodulated convolutions, noise inputs, skip G,
+residual D with minibatch stddev and the same projection and where-and-what maps) and ``progan``
+(:mod:`generative.gan.progan`: growing 8 -> ... -> size px with fade-in, equalized learning rate, pixel norm)
+train with the non-saturating logistic loss and lazy R1 (:mod:`generative.gan.steps`), optionally with ADA
+(:mod:`generative.gan.ada`). :mod:`generative.gan.latent` explores a trained generator's latent space.
+
 API
 ---
 * :class:`GANConfig`, :class:`GANTask` - the model as a :class:`~generative.training.TrainTask`.
@@ -60,17 +69,26 @@ A run folder holds ``config.json`` (the training and model settings), ``checkpoi
 """
 
 from generative.gan.config import (
+    ARCHS,
     AUGMENTATIONS,
     CONDITIONS,
     DEFAULT_AUX_CLASS,
     LOSSES,
     GANConfig,
+    arch_defaults,
     check_size,
     parse_augment,
     parse_cond,
 )
 from generative.gan.evaluate import evaluate_gan
-from generative.gan.model import Discriminator, LocalClassifier, TargetEncoding, build_generator, diff_augment
+from generative.gan.model import (
+    Discriminator,
+    LocalClassifier,
+    TargetEncoding,
+    build_discriminator,
+    build_generator,
+    diff_augment,
+)
 from generative.gan.sample import load_generator, run_config, sample
 from generative.gan.task import GANTask
 from generative.gan.train import TRAIN_DEFAULTS, train_gan
@@ -79,6 +97,7 @@ from generative.runs import SUMMARY
 GANTask.__module__ = __name__  # runs name their task class in config.json: generative.gan.GANTask, as always
 
 __all__ = [
+    "ARCHS",
     "AUGMENTATIONS",
     "CONDITIONS",
     "DEFAULT_AUX_CLASS",
@@ -90,6 +109,8 @@ __all__ = [
     "GANTask",
     "LocalClassifier",
     "TargetEncoding",
+    "arch_defaults",
+    "build_discriminator",
     "build_generator",
     "check_size",
     "diff_augment",

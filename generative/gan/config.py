@@ -12,13 +12,31 @@ from generative import conditions
 from robot_env.io.dataset_format import CLASSES
 from robot_env.io.errors import ConfigError, ParamError
 
-__all__ = ["AUGMENTATIONS", "CONDITIONS", "DEFAULT_AUX_CLASS", "LOSSES", "GANConfig", "check_size", "parse_augment",
-           "parse_cond"]
+__all__ = ["ARCHS", "AUGMENTATIONS", "CONDITIONS", "DEFAULT_AUX_CLASS", "LOSSES", "GANConfig", "arch_defaults",
+           "check_size", "parse_augment", "parse_cond"]
 
+ARCHS = ("dcgan", "stylegan2", "progan")
 CONDITIONS = ("class", "target")
 LOSSES = ("hinge", "ns")
 AUGMENTATIONS = ("color", "translation")
 DEFAULT_AUX_CLASS = 1.0  #: the local class loss's weight for new runs conditioned on class and target
+
+
+#: The settings of the StyleGAN2 / ProGAN architectures and ADA (absent from a dcgan run's config: its config.json
+#: stays as it was). ``w_dim`` / ``map_depth``: the mapping network; ``r1_gamma`` / ``r1_every``: lazy R1;
+#: ``ada``: adaptive augmentation with target ``ada_target`` for r_t and a speed of ``ada_kimg`` thousand images
+#: for p to go from 0 to 1; ``phase_steps``: ProGAN's steps per resolution phase.
+ARCH_FIELDS = ("arch", "w_dim", "map_depth", "r1_gamma", "r1_every", "ada", "ada_target", "ada_kimg", "phase_steps")
+
+#: Adam's learning rate and betas per architecture (``armlab gan train`` without ``--lr``).
+_ARCH_OPT = {"dcgan": (2e-4, 0.5, 0.999), "stylegan2": (2e-3, 0.0, 0.99), "progan": (1e-3, 0.0, 0.99)}
+
+
+def arch_defaults(arch: str) -> tuple[float, float, float]:
+    """``(lr, beta1, beta2)`` of ``arch``; a `ParamError` (``arch``) for an unknown architecture."""
+    if arch not in ARCHS:
+        raise ParamError("arch", f"unknown architecture {arch!r}: {{name}} takes {', '.join(ARCHS)}")
+    return _ARCH_OPT[arch]
 
 
 # ------------------------------------------------------------------------------------------------------ settings
@@ -81,9 +99,20 @@ class GANConfig:
     aux_class: float = 0.0
     aux_crop: float = 0.25
     data: dict[str, Any] = field(default_factory=dict)  # where the training data came from (informative)
+    arch: str = "dcgan"
+    w_dim: int = 128
+    map_depth: int = 2
+    r1_gamma: float = 0.05
+    r1_every: int = 16
+    ada: bool = False
+    ada_target: float = 0.6
+    ada_kimg: float = 500.0
+    phase_steps: int = 1000
 
     def __post_init__(self) -> None:
         check_size(self.size)
+        arch_defaults(self.arch)
+        self._check_arch()
         self.cond = parse_cond(self.cond)
         self.augment = parse_augment(self.augment)
         self.classes = tuple(str(c) for c in self.classes)
@@ -102,6 +131,26 @@ class GANConfig:
             raise ParamError("lr", f"{{name}} must be a positive number, got {self.lr_g!r} and {self.lr_d!r}")
         if not 0 < self.aux_crop <= 1:
             raise ConfigError(f"aux_crop must be in (0, 1], got {self.aux_crop!r}")
+
+    def _check_arch(self) -> None:
+        if self.ada and self.arch == "dcgan":
+            raise ParamError("ada", "{name} (adaptive augmentation) is for --arch stylegan2 or progan; the dcgan arch "
+                                    "has DiffAugment (augment)")
+        if self.augment and self.arch != "dcgan":
+            raise ParamError("augment", f"{{name}} (DiffAugment) is for the dcgan arch; {self.arch} takes ada")
+        if min(self.w_dim, self.map_depth) < 1:
+            raise ConfigError(f"w_dim and map_depth must be >= 1, got {self.w_dim} and {self.map_depth}")
+        if not (math.isfinite(self.r1_gamma) and self.r1_gamma >= 0) or int(self.r1_every) < 1:
+            raise ParamError("r1_gamma", f"{{name}} must be a finite number >= 0 (and r1_every >= 1), got "
+                                         f"{self.r1_gamma!r}")
+        if not 0 < self.ada_target < 1:
+            raise ParamError("ada_target", f"{{name}} must be in (0, 1), got {self.ada_target!r}")
+        if not (math.isfinite(self.ada_kimg) and self.ada_kimg > 0):
+            raise ParamError("ada_kimg", f"{{name}} must be a positive number, got {self.ada_kimg!r}")
+        if not isinstance(self.phase_steps, int) or self.phase_steps < 1:
+            raise ParamError("phase_steps", f"{{name}} must be a whole number >= 1, got {self.phase_steps!r}")
+        if self.arch == "progan" and self.size < 8:
+            raise ParamError("size", "{name} must be at least 8 for progan")
 
     @property
     def n_classes(self) -> int:
@@ -123,6 +172,9 @@ class GANConfig:
         d = dataclasses.asdict(self)
         for k in ("cond", "classes", "augment"):
             d[k] = list(d[k])
+        if self.arch == "dcgan":  # a dcgan run's settings are written as before the other architectures existed
+            for k in ARCH_FIELDS:
+                d.pop(k)
         return d
 
     @classmethod

@@ -12,7 +12,8 @@ from torch import nn
 from generative.gan.config import GANConfig
 from generative.networks import DCGANDiscriminator, DCGANGenerator, condition_maps
 
-__all__ = ["Discriminator", "LocalClassifier", "TargetEncoding", "build_generator", "diff_augment"]
+__all__ = ["Discriminator", "LocalClassifier", "TargetEncoding", "build_discriminator", "build_generator",
+           "diff_augment"]
 
 
 class TargetEncoding(nn.Module):
@@ -88,10 +89,33 @@ class LocalClassifier(nn.Module):
         return self.net(crops)
 
 
-def build_generator(cfg: GANConfig) -> DCGANGenerator:
+def build_generator(cfg: GANConfig) -> nn.Module:
+    """G of ``cfg.arch``: the DCGAN generator, :class:`~generative.gan.stylegan.StyleGenerator` or
+    :class:`~generative.gan.progan.ProGenerator`; every one is called ``G(z, y, c)`` and has ``z_dim``."""
+    if cfg.arch == "stylegan2":
+        from generative.gan.stylegan import StyleGenerator
+
+        return StyleGenerator(cfg)
+    if cfg.arch == "progan":
+        from generative.gan.progan import ProGenerator
+
+        return ProGenerator(cfg)
     return DCGANGenerator(z_dim=cfg.z_dim, size=cfg.size, base=cfg.g_base, n_classes=cfg.n_classes,
                           cond_dim=cfg.cond_dim, embed_dim=cfg.embed_dim, map_channels=cfg.map_channels,
                           map_sigma=cfg.map_sigma)
+
+
+def build_discriminator(cfg: GANConfig) -> nn.Module:
+    """D of ``cfg.arch`` (:class:`Discriminator`, the residual or the growing one); ``D(x, y, c)`` -> logits."""
+    if cfg.arch == "stylegan2":
+        from generative.gan.stylegan import ResidualDiscriminator
+
+        return ResidualDiscriminator(cfg)
+    if cfg.arch == "progan":
+        from generative.gan.progan import ProDiscriminator
+
+        return ProDiscriminator(cfg)
+    return Discriminator(cfg)
 
 
 # -------------------------------------------------------------------------------------------------- augmentation

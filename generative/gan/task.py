@@ -9,11 +9,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from generative.conditions import grid_conditions, label_state
+from generative.gan.ada import AdaController
 from generative.gan.config import GANConfig
-from generative.gan.model import Discriminator, LocalClassifier, build_generator, diff_augment
+from generative.gan.model import LocalClassifier, build_discriminator, build_generator, diff_augment
 from generative.training import TrainTask
 
-__all__ = ["GANTask"]
+__all__ = ["GANTask", "d_accuracy"]
+
+
+def d_accuracy(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
+    """How often D's logit has the right sign, over real and fake (a 0-d tensor, no gradient)."""
+    with torch.no_grad():
+        return 0.5 * ((d_real > 0).float().mean() + (d_fake < 0).float().mean())
 
 
 class GANTask(TrainTask):
@@ -32,13 +39,21 @@ class GANTask(TrainTask):
         self.cfg = cfg
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(init_seed)
-            self.G = build_generator(cfg)
-            self.D = Discriminator(cfg)
+            self.G = build_generator(cfg)  # dcgan / stylegan2 / progan
+            self.D = build_discriminator(cfg)
             self.A = LocalClassifier(cfg.n_classes, cfg.aux_crop) if cfg.aux_class > 0 else None
-        self.G.channel_multiple = self.D.net.channel_multiple = int(channel_multiple)
         betas = (cfg.beta1, cfg.beta2)
+        lr_d, betas_d = cfg.lr_d, betas
+        if cfg.arch == "dcgan":
+            self.G.channel_multiple = self.D.net.channel_multiple = int(channel_multiple)
+        elif cfg.r1_gamma > 0:  # lazy R1: D's Adam adjusted for a regularisation step every r1_every steps
+            k = cfg.r1_every / (cfg.r1_every + 1)
+            lr_d, betas_d = lr_d * k, (cfg.beta1**k, cfg.beta2**k)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr_g, betas=betas)
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=betas)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=lr_d, betas=betas_d)
+        self.ada = AdaController(cfg.ada_target, cfg.ada_kimg) if cfg.ada else None
+        self.phase_stats: dict[str, list[float]] = {}  # progan: per phase, [sum of D accuracy, steps, last alpha]
+        self.last_r1 = 0.0
         self.opt_a = torch.optim.Adam(self.A.parameters(), lr=1e-3) if self.A is not None else None
         self.class_ids = None if class_ids is None else torch.as_tensor(class_ids).long().reshape(-1).cpu()
         self.targets = None if targets is None else torch.as_tensor(targets).float().reshape(-1, 2).cpu()
@@ -57,10 +72,20 @@ class GANTask(TrainTask):
         return self.cfg.to_dict()
 
     def extra_state(self) -> dict[str, Any]:
-        return label_state(class_ids=self.class_ids, targets=self.targets)
+        state = label_state(class_ids=self.class_ids, targets=self.targets)
+        if self.cfg.arch != "dcgan":
+            state["arch_state"] = {"phase_stats": {k: list(v) for k, v in self.phase_stats.items()},
+                                   "last_r1": self.last_r1, **({"ada": self.ada.state()} if self.ada else {})}
+        return state
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
-        pass  # the labels come with the data the task was built from
+        # the labels come with the data the task was built from; the architectures' counters are restored
+        arch_state = state.get("arch_state")
+        if arch_state is not None:
+            self.phase_stats = {str(k): [float(x) for x in v] for k, v in arch_state["phase_stats"].items()}
+            self.last_r1 = float(arch_state["last_r1"])
+            if self.ada is not None:
+                self.ada.load(arch_state["ada"])
 
     def _conditions(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         y = batch["class_id"] if self.cfg.n_classes else None
@@ -70,7 +95,46 @@ class GANTask(TrainTask):
     def _d_input(self, x: torch.Tensor, c: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         return diff_augment(x, c, self.cfg.augment) if self.cfg.augment else (x, c)
 
+    def aux_step(self, real: torch.Tensor, y: torch.Tensor | None, c: torch.Tensor | None
+                 ) -> dict[str, float | torch.Tensor]:
+        """The local classifier's step (when there is one): it learns the real shapes at the real targets."""
+        out: dict[str, float | torch.Tensor] = {}
+        if self.A is not None:
+            a_logits = self.net("A")(self.A.crops(real, c)).float()
+            a_loss = F.cross_entropy(a_logits, y)
+            self.opt_a.zero_grad(set_to_none=True)
+            a_loss.backward()
+            self.opt_a.step()
+            out["a_loss"] = a_loss.detach()
+            out["a_acc_real"] = (a_logits.argmax(1) == y).float().mean().detach()
+        return out
+
+    def aux_g_loss(self, g_loss: torch.Tensor, fake: torch.Tensor, y: torch.Tensor | None, c: torch.Tensor | None,
+                   out: dict[str, float | torch.Tensor]) -> torch.Tensor:
+        """G's loss plus the local class loss on its crop at the requested target (when there is a classifier)."""
+        if self.A is None:
+            return g_loss
+        self.A.requires_grad_(False)
+        fake_logits = self.A(self.A.crops(fake, c)).float()
+        g_class = F.cross_entropy(fake_logits, y)
+        out["g_class"] = g_class.detach()
+        out["a_acc_fake"] = (fake_logits.argmax(1) == y).float().mean().detach()
+        return g_loss + self.cfg.aux_class * g_class
+
+    def g_update(self, g_loss: torch.Tensor) -> None:
+        """G's optimizer step on ``g_loss``; D (and the local classifier) trainable again afterwards."""
+        self.opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.opt_g.step()
+        self.D.requires_grad_(True)
+        if self.A is not None:
+            self.A.requires_grad_(True)
+
     def train_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, float | torch.Tensor]:
+        if self.cfg.arch != "dcgan":
+            from generative.gan.steps import style_step
+
+            return style_step(self, batch, step)
         real = batch["image"]
         y, c = self._conditions(batch)
         n = real.shape[0]
@@ -94,35 +158,15 @@ class GANTask(TrainTask):
         self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         self.opt_d.step()
-        out: dict[str, float | torch.Tensor] = {}
-        if self.A is not None:  # the local classifier learns the real shapes at the real targets
-            a_logits = self.net("A")(self.A.crops(real, c)).float()
-            a_loss = F.cross_entropy(a_logits, y)
-            self.opt_a.zero_grad(set_to_none=True)
-            a_loss.backward()
-            self.opt_a.step()
-            out["a_loss"] = a_loss.detach()
-            out["a_acc_real"] = (a_logits.argmax(1) == y).float().mean().detach()
+        out = self.aux_step(real, y, c)
         # -- G step through the updated D (unwrapped: no gradient is wanted for D here)
         self.D.requires_grad_(False)
         with self.autocast():
             g_logits = self.D(fake_d, y, c_fake).float()
         g_loss = -g_logits.mean() if self.cfg.loss == "hinge" else F.softplus(-g_logits).mean()
-        if self.A is not None:
-            self.A.requires_grad_(False)
-            fake_logits = self.A(self.A.crops(fake, c)).float()
-            g_class = F.cross_entropy(fake_logits, y)
-            g_loss = g_loss + self.cfg.aux_class * g_class
-            out["g_class"] = g_class.detach()
-            out["a_acc_fake"] = (fake_logits.argmax(1) == y).float().mean().detach()
-        self.opt_g.zero_grad(set_to_none=True)
-        g_loss.backward()
-        self.opt_g.step()
-        self.D.requires_grad_(True)
-        if self.A is not None:
-            self.A.requires_grad_(True)
-        with torch.no_grad():
-            d_acc = 0.5 * ((d_real > 0).float().mean() + (d_fake < 0).float().mean())
+        g_loss = self.aux_g_loss(g_loss, fake, y, c, out)
+        self.g_update(g_loss)
+        d_acc = d_accuracy(d_real, d_fake)
         return {"d_loss": d_loss.detach(), "g_loss": g_loss.detach(), "d_real": d_real.detach().mean(),
                 "d_fake": d_fake.detach().mean(), "d_acc": d_acc, **out}
 

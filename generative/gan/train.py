@@ -10,8 +10,8 @@ import torch
 
 from generative import trainer_defaults
 from generative.data.labelled import labelled_tensors
-from generative.gan.config import DEFAULT_AUX_CLASS, GANConfig, check_size, parse_cond
-from generative.gan.model import Discriminator, build_generator
+from generative.gan.config import ARCH_FIELDS, DEFAULT_AUX_CLASS, GANConfig, arch_defaults, check_size, parse_cond
+from generative.gan.model import build_discriminator, build_generator
 from generative.gan.task import GANTask
 from generative.networks import count_params, flops_per_image
 from generative.runs import check_resume, pick_device, saved_task_config, write_summary
@@ -48,6 +48,9 @@ def _check_resume(out: Path, cfg: GANConfig, saved: dict[str, Any] | None) -> No
         old = GANConfig.from_dict(saved)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{out} holds a checkpoint that is not a GAN run; use another output folder") from exc
+    if old.arch != cfg.arch:
+        raise ConfigError(f"run {out} was trained with --arch {old.arch}, not {cfg.arch}; use another output folder "
+                          "to train another architecture")
     check_resume(out, cfg.model_dict(), old.model_dict(), cfg.data, old.data)
 
 
@@ -62,13 +65,15 @@ def train_gan(
     z_dim: int = 128,
     target_bins: int = 16,
     loss: str = "hinge",
-    lr: float = 2e-4,
-    beta1: float = 0.5,
+    lr: float | None = None,
+    beta1: float | None = None,
     augment: str | Sequence[str] | None = (),
     spatial_cond: bool | None = None,
     aux_class: float | None = None,
     limit: int | None = None,
     pad_channels: bool | None = None,
+    arch: str | None = None,
+    **arch_options: Any,
 ) -> dict[str, Any]:
     """Train a (conditional) GAN on the dataset at ``data_dir`` into the run folder ``train.out``, for ``train.steps``
     steps as ``train`` (:class:`~generative.training.TrainConfig`; ``armlab gan train`` starts from
@@ -86,6 +91,13 @@ def train_gan(
     ``channel_multiple``; None = on CUDA only: cuDNN's bf16 kernels want them, and the condition maps make counts
     like 515); ``train.compile`` a ``torch.compile`` mode for G, D and the local classifier (default off);
     ``train.checkpoints=False`` writes no checkpoint (throughput measurements only).
+
+    ``arch``: ``dcgan`` (the conditional GAN above; the default, and what a resumed run without it keeps),
+    ``stylegan2`` or ``progan``; ``arch_options`` are their :class:`GANConfig` settings (``w_dim``, ``map_depth``,
+    ``r1_gamma``, ``r1_every``, ``ada``, ``ada_target``, ``ada_kimg``, ``phase_steps``). ``lr`` / ``beta1`` default
+    to the architecture's (:func:`~generative.gan.config.arch_defaults`). Their summaries add ``arch``, for ADA
+    ``ada_p`` and ``ada_rt`` (the last), and for progan ``phases`` (per phase: resolution, steps, mean D accuracy,
+    the last alpha).
     """
     if int(train.steps) < 1:
         raise ParamError("steps", f"{{name}} must be at least 1, got {train.steps}")
@@ -99,9 +111,17 @@ def train_gan(
     if aux_class is None:  # a new run: 1 with both conditions, else 0; a resumed one: as it was trained
         both = {"class", "target"} <= set(cond_t)  # (without them, a resume fails on the conditions, named first)
         aux_class = float(saved.get("aux_class", 0.0)) if saved is not None and both else DEFAULT_AUX_CLASS * both
+    if arch is None:
+        arch = str(saved.get("arch", "dcgan")) if saved is not None else "dcgan"
+    unknown = sorted(set(arch_options) - set(ARCH_FIELDS))
+    if unknown:
+        raise TypeError(f"train_gan() got unexpected keyword arguments {unknown}")
+    lr0, beta1_0, beta2 = arch_defaults(arch)
+    lr = lr0 if lr is None else lr
     cfg = GANConfig(size=size, cond=cond_t, classes=tuple(classes), z_dim=z_dim, g_base=g_base, d_base=d_base,
-                    target_bins=target_bins, loss=loss, lr_g=lr, lr_d=lr, beta1=beta1, augment=augment,
-                    spatial_cond=spatial_cond, aux_class=aux_class, data=info)
+                    target_bins=target_bins, loss=loss if arch == "dcgan" else "ns", lr_g=lr, lr_d=lr,
+                    beta1=beta1_0 if beta1 is None else beta1, beta2=beta2, augment=augment,
+                    spatial_cond=spatial_cond, aux_class=aux_class, data=info, arch=arch, **arch_options)
     _check_resume(out, cfg, saved)
     if pad_channels is None:
         pad_channels = pick_device(train.device).type == "cuda"
@@ -120,6 +140,14 @@ def train_gan(
         "gflops_per_s": ips * flops / 1e9 if ips else None, "device": str(trainer.device),
         "threads": torch.get_num_threads(),
     })
+    if cfg.arch != "dcgan":
+        summary["arch"] = cfg.arch
+    if task.ada is not None:
+        summary.update({"ada_p": task.ada.p, "ada_rt": task.ada.rt})
+    if cfg.arch == "progan":
+        summary["phases"] = [{"phase": int(k.split(":")[0]), "res": int(k.split(":")[1]), "steps": int(v[1]),
+                              "d_acc": v[0] / max(v[1], 1), "alpha_end": v[2]}
+                             for k, v in sorted(task.phase_stats.items(), key=lambda kv: int(kv[0].split(":")[0]))]
     return write_summary(out, summary)
 
 
@@ -128,7 +156,10 @@ def _train_flops(cfg: GANConfig) -> int:
     D forward + input backward in the G step (about 2 x 3x + 2x)."""
     def count(device: str) -> int:
         with torch.random.fork_rng(devices=[]), torch.device(device):
-            G, D = build_generator(cfg), Discriminator(cfg)
+            G, D = build_generator(cfg), build_discriminator(cfg)
+            for net in (G, D):
+                if hasattr(net, "set_progress"):  # progan: counted at its final resolution
+                    net.set_progress(len(net.to_rgb if net is G else net.from_rgb) - 1, 1.0)
             kw: dict[str, torch.Tensor] = {}
             if cfg.n_classes:
                 kw["y"] = torch.zeros(1, dtype=torch.long)

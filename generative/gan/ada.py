@@ -1,0 +1,128 @@
+"""Adaptive discriminator augmentation (ADA, Karras et al. 2020): a differentiable augmentation of every image D
+sees, each transform applied with probability ``p``, and the controller that steers ``p`` by D's overfitting.
+
+Transforms (each drawn per image with probability ``p``, in this order): integer translation by up to 1/8 of the
+image (reflect padding; the target-position condition moves with the image), isotropic scaling by ``2^N(0, 0.2)``
+about the image centre (the target moves with it), brightness (``+ N(0, 0.2)``), contrast (``x lognormal(0,
+0.5 ln 2)``), saturation (``lognormal(0, ln 2)`` about each pixel's grey) and cutout of a quarter-image square that
+never covers the target (a square drawn onto it is moved half an image away). No rotations or flips: they would
+break the position label. Random numbers come from torch's global RNG (the trainer seeds it per step), so a run
+is repeatable and a resumed run draws what a straight one would.
+
+The controller: ``r_t = E[sign(D(real))]`` over the last 4 steps; ``p += sign(r_t - target) * (images in those
+steps) / (ada_kimg * 1000)``, clipped to ``[0, 1]``, so that p can go from 0 to 1 in ``ada_kimg`` thousand images.
+Its state (``p``, the running sums) is checkpointed with the task.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["AdaController", "ada_augment"]
+
+ADJUST_EVERY = 4  #: steps between adjustments of p
+
+
+def _gate(p: float, n: int, device: torch.device) -> torch.Tensor:
+    """``(N,)`` bools: which images get a transform (always draws, so the RNG stream does not depend on p)."""
+    return torch.rand(n, device=device) < p
+
+
+def _translate(x: torch.Tensor, c: torch.Tensor | None, on: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    n, _, h, w = x.shape
+    sy, sx = max(1, h // 8), max(1, w // 8)
+    dy = torch.randint(-sy, sy + 1, (n,), device=x.device) * on
+    dx = torch.randint(-sx, sx + 1, (n,), device=x.device) * on
+    pad = F.pad(x, (sx, sx, sy, sy), mode="reflect")
+    rows = torch.arange(h, device=x.device).view(1, h) - dy.view(n, 1) + sy
+    cols = torch.arange(w, device=x.device).view(1, w) - dx.view(n, 1) + sx
+    idx_n = torch.arange(n, device=x.device).view(n, 1, 1)
+    x = pad.permute(0, 2, 3, 1)[idx_n, rows.view(n, h, 1), cols.view(n, 1, w)].permute(0, 3, 1, 2)
+    if c is not None:
+        c = c + torch.stack([dx.to(c.dtype) / w, dy.to(c.dtype) / h], 1)
+    return x, c
+
+
+def _scale(x: torch.Tensor, c: torch.Tensor | None, on: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    n = x.shape[0]
+    s = torch.where(on, torch.exp2(torch.randn(n, device=x.device) * 0.2), torch.ones(n, device=x.device))
+    theta = torch.zeros(n, 2, 3, device=x.device, dtype=torch.float32)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1.0 / s  # the output pixel at u samples the input at u / s (about the centre)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="reflection", align_corners=False).to(x.dtype)
+    if c is not None:
+        c = 0.5 + (c - 0.5) * s[:, None].to(c.dtype)
+    return x, c
+
+
+def _colour(x: torch.Tensor, p: float) -> torch.Tensor:
+    n, dev = x.shape[0], x.device
+    shape = (n, 1, 1, 1)
+    b = torch.randn(shape, device=dev) * 0.2 * _gate(p, n, dev).view(shape)
+    x = x + b.to(x.dtype)
+    k = torch.exp(torch.randn(shape, device=dev) * (0.5 * math.log(2)) * _gate(p, n, dev).view(shape))
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    x = (x - mean) * k.to(x.dtype) + mean
+    sat = torch.exp(torch.randn(shape, device=dev) * math.log(2) * _gate(p, n, dev).view(shape))
+    grey = x.mean(dim=1, keepdim=True)
+    return (x - grey) * sat.to(x.dtype) + grey
+
+
+def _cutout(x: torch.Tensor, c: torch.Tensor | None, on: torch.Tensor, size: float = 0.25) -> torch.Tensor:
+    n, _, h, w = x.shape
+    centre = torch.rand(n, 2, device=x.device)
+    if c is not None:  # a square that would cover the target goes half an image away from it
+        t = c.detach().float().clamp(0, 1)
+        near = ((centre - t).abs() < size / 2 + 1.5 / min(h, w)).all(1, keepdim=True)
+        centre = torch.where(near, torch.remainder(t + 0.5, 1.0), centre)
+    u = (torch.arange(w, device=x.device).float() + 0.5) / w
+    v = (torch.arange(h, device=x.device).float() + 0.5) / h
+    inside_u = ((u[None, :] - centre[:, :1]).abs() < size / 2)  # (N, W)
+    inside_v = ((v[None, :] - centre[:, 1:]).abs() < size / 2)  # (N, H)
+    cut = (inside_v[:, :, None] & inside_u[:, None, :] & on[:, None, None])[:, None]
+    return x * (~cut).to(x.dtype)
+
+
+def ada_augment(x: torch.Tensor, c: torch.Tensor | None, p: float) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Images ``x`` in ``[-1, 1]`` (N, C, H, W) and their target positions ``c`` (``(N, 2)`` pixel_norm, or None)
+    augmented as the module docstring says, each transform with probability ``p`` per image; differentiable in
+    ``x``. With ``p == 0`` the input comes back unchanged (and no random numbers are drawn)."""
+    if p <= 0:
+        return x, c
+    n, dev = x.shape[0], x.device
+    x, c = _translate(x, c, _gate(p, n, dev))
+    x, c = _scale(x, c, _gate(p, n, dev))
+    x = _colour(x, p)
+    x = _cutout(x, c, _gate(p, n, dev))
+    return x.contiguous(), c
+
+
+class AdaController:
+    """Steers ``p`` by the overfitting heuristic ``r_t = E[sign(D(real))]`` (see the module docstring)."""
+
+    def __init__(self, target: float = 0.6, kimg: float = 500.0, p: float = 0.0):
+        self.target, self.kimg = float(target), float(kimg)
+        self.p, self.rt = float(p), 0.0
+        self._sum, self._n, self._steps = 0.0, 0, 0
+
+    def observe(self, d_real: torch.Tensor) -> None:
+        """Count the signs of one step's D outputs on the real images; every ``ADJUST_EVERY`` steps adjust p."""
+        self._sum += float(torch.sign(d_real.detach().float()).sum())
+        self._n += int(d_real.numel())
+        self._steps += 1
+        if self._steps >= ADJUST_EVERY:
+            self.rt = self._sum / max(self._n, 1)
+            step = math.copysign(1.0, self.rt - self.target) * self._n / (self.kimg * 1000.0)
+            self.p = min(max(self.p + step, 0.0), 1.0)
+            self._sum, self._n, self._steps = 0.0, 0, 0
+
+    def state(self) -> dict[str, Any]:
+        return {"p": self.p, "rt": self.rt, "sum": self._sum, "n": self._n, "steps": self._steps}
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.p, self.rt = float(state["p"]), float(state["rt"])
+        self._sum, self._n, self._steps = float(state["sum"]), int(state["n"]), int(state["steps"])

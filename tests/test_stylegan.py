@@ -1,0 +1,185 @@
+"""The GAN family beyond the dcgan arch: StyleGAN2 (modulation, mapping, noise, lazy R1), ADA (p steered by D's
+overfitting, the target moved with the image) and the Progressive GAN (growth, fade-in), each trained a few steps
+through `train_gan`, resumed, sampled and exported."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+
+import pytest
+import torch
+
+from generative.gan import TRAIN_DEFAULTS, GANConfig, load_generator, run_config, sample, train_gan
+from generative.gan.ada import AdaController, ada_augment
+from generative.gan.model import build_generator
+from generative.gan.progan import progress
+from generative.training import TrainConfig, load_checkpoint
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+SIZE = 16
+TINY = dict(g_base=8, d_base=8, z_dim=16, log_every=1, sample_every=1000, checkpoint_every=1000, progress=False,
+            tensorboard=False, n_samples=4, w_dim=16, batch_size=8)
+TRAINER = {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+def fit(data_dir, out, steps, cond="class,target", **kw):
+    kw = {**TINY, **kw}
+    train = TrainConfig(out=out, steps=steps, **{**TRAIN_DEFAULTS, **{k: v for k, v in kw.items() if k in TRAINER}})
+    return train_gan(data_dir, train, cond, size=SIZE, **{k: v for k, v in kw.items() if k not in TRAINER})
+
+
+@pytest.fixture(scope="module")
+def dataset(tiny_dataset):
+    return tiny_dataset(n=24, size=SIZE, seed=0, style="sim")
+
+
+def _log(run) -> list[dict]:
+    with open(run / "log.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _cfg(**kw) -> GANConfig:
+    return GANConfig(**{"size": 16, "cond": ("class", "target"), "g_base": 8, "d_base": 8, "z_dim": 16,
+                        "w_dim": 16, "arch": "stylegan2", "spatial_cond": True, **kw})
+
+
+# ------------------------------------------------------------------------------------------------- stylegan2 units
+def test_modulation_changes_the_output_per_style_and_demodulation_keeps_the_scale():
+    torch.manual_seed(0)
+    G = build_generator(_cfg()).eval()
+    y, c = torch.tensor([0, 0]), torch.tensor([[0.5, 0.5], [0.5, 0.5]])
+    w = torch.randn(2, G.w_dim)
+    with torch.no_grad():
+        a = G.synthesis(w, y, c, noise="const")
+        b = G.synthesis(w.flip(0), y, c, noise="const")
+    assert torch.equal(a[0], b[1]) and torch.equal(a[1], b[0])  # a style is a function of w alone (no noise)
+    assert (a[0] - a[1]).abs().mean() > 1e-3  # two styles, same noise (none): two images
+    conv = G.layers[1].conv
+    x = torch.randn(4, conv.in_channels, 8, 8)
+    for scale in (0.1, 1.0, 10.0):  # however strong the style, the demodulated output keeps unit scale
+        with torch.no_grad():
+            conv.affine.bias.fill_(scale)
+            out = conv(x, torch.zeros(4, G.w_dim)) - conv.bias.view(1, -1, 1, 1)
+        assert 0.5 < float(out.std()) < 2.0, scale
+    mix = torch.stack([w[0]] * 2 + [w[1]] * (G.num_ws - 2)).unsqueeze(0)
+    with torch.no_grad():
+        mixed = G.synthesis(mix, y[:1], c[:1], noise="const")
+    assert not torch.equal(mixed[0], a[0]) and not torch.equal(mixed[0], a[1])  # styles act per layer
+
+
+def test_noise_inputs_are_per_layer_and_learned():
+    G = build_generator(_cfg())
+    strengths = [m.noise_strength for m in G.layers]
+    assert len(strengths) == G.num_ws - 1 and all(s.requires_grad for s in strengths)
+    with torch.no_grad():
+        for s in strengths:
+            s.fill_(0.5)
+        z = torch.randn(1, 16)
+        y, c = torch.tensor([1]), torch.tensor([[0.3, 0.6]])
+        torch.manual_seed(1)
+        a = G(z, y, c)
+        torch.manual_seed(2)
+        b = G(z, y, c)
+        q = G(z, y, c, noise="const")
+    assert (a - b).abs().max() > 1e-4 and torch.isfinite(q).all()
+
+
+# ------------------------------------------------------------------------------------------------------------ ADA
+def test_ada_moves_the_target_with_the_image_and_is_differentiable():
+    torch.manual_seed(0)
+    n, size = 32, 32
+    x = torch.full((n, 3, size, size), -1.0)
+    t = torch.rand(n, 2) * 0.5 + 0.25
+    for i in range(n):  # a bright 2 x 2 blob at each target
+        r, col = int(t[i, 1] * size), int(t[i, 0] * size)
+        x[i, :, r : r + 2, col : col + 2] = 1.0
+    x.requires_grad_(True)
+    y, t2 = ada_augment(x, t, 1.0)
+    y.sum().backward()
+    assert x.grad is not None and (t2 != t).any()
+    for i in range(n):  # the brightest pixel after augmentation is where the moved label says (colour changes aside)
+        g = y[i].detach().mean(0)
+        r, col = divmod(int(g.argmax()), size)
+        assert abs((col + 1) / size - float(t2[i, 0])) <= 3.5 / size
+        assert abs((r + 1) / size - float(t2[i, 1])) <= 3.5 / size
+    same, tc = ada_augment(x, t, 0.0)
+    assert same is x and tc is t
+
+
+def test_ada_controller_steps_p_towards_the_target():
+    ctl = AdaController(target=0.6, kimg=0.1)  # 100 images for 0 -> 1
+    for _ in range(8):
+        ctl.observe(torch.ones(10))  # D says "real" to every real image: overfitting
+    assert ctl.p == pytest.approx(0.8) and ctl.rt == 1.0
+    for _ in range(4):
+        ctl.observe(-torch.ones(10))
+    assert ctl.p == pytest.approx(0.4)
+    state = ctl.state()
+    other = AdaController()
+    other.load(state)
+    assert other.state() == state
+
+
+def test_ada_p_rises_when_d_overfits_a_tiny_set_and_stays_0_without_ada(tiny_dataset, tmp_path):
+    data = tiny_dataset(n=8, size=SIZE, seed=1, style="sim")
+    s = fit(data, tmp_path / "ada", 48, arch="stylegan2", ada=True, ada_kimg=0.2, lr=4e-3)
+    rows = _log(tmp_path / "ada")
+    ps = [float(r["ada_p"]) for r in rows]
+    assert len(rows) == 48 and ps[0] == 0.0 and max(ps) > 0.2 and s["ada_p"] == ps[-1]
+    assert {"ada_p", "ada_rt"} <= set(rows[0])
+    off = fit(data, tmp_path / "off", 8, arch="stylegan2")
+    assert "ada_p" not in off and "ada_p" not in _log(tmp_path / "off")[0]
+
+
+# ---------------------------------------------------------------------------------------------------------- progan
+def test_progan_schedule_grows_and_fades_in():
+    assert progress(0, 10, 64) == (0, 1.0, 0)
+    assert progress(10, 10, 64)[:2] == (1, pytest.approx(0.2)) and progress(14, 10, 64)[1] == 1.0
+    assert progress(25, 10, 64)[0] == 2 and progress(1000, 10, 64) == (3, 1.0, 3)
+    assert progress(1000, 10, 16)[0] == 1
+
+
+def test_progan_grows_with_alpha_0_to_1_and_stays_finite(dataset, tmp_path):
+    s = fit(dataset, tmp_path / "pg", 12, arch="progan", phase_steps=6)
+    rows = _log(tmp_path / "pg")
+    res = [float(r["res"]) for r in rows]
+    alpha = [float(r["alpha"]) for r in rows]
+    assert res[:6] == [8.0] * 6 and res[6:] == [16.0] * 6
+    assert alpha[6] < 0.5 and alpha[8] == 1.0 and alpha[-1] == 1.0
+    assert [(p["res"], p["steps"]) for p in s["phases"]] == [(8, 6), (16, 6)]
+    assert all(0.0 <= p["d_acc"] <= 1.0 for p in s["phases"])
+    images, _, _ = sample(tmp_path / "pg", 4)
+    assert images.shape == (4, SIZE, SIZE, 3)
+    assert all(torch.isfinite(torch.tensor(float(r["g_loss"]))) for r in rows)
+
+
+# ---------------------------------------------------------------------------------------------------------- all archs
+@pytest.mark.parametrize("arch, kw", [("stylegan2", {"ada": True, "ada_kimg": 0.5}), ("progan", {"phase_steps": 3})])
+def test_each_arch_trains_finite_and_a_resumed_run_equals_a_straight_one(dataset, tmp_path, arch, kw):
+    a = fit(dataset, tmp_path / "a", 5, arch=arch, r1_every=2, **kw)  # a checkpoint mid-phase and mid-ADA-window
+    a = fit(dataset, tmp_path / "a", 9, arch=arch, r1_every=2, **kw)
+    b = fit(dataset, tmp_path / "b", 9, arch=arch, r1_every=2, **kw)
+    assert a["start_step"] == 5 and all(torch.isfinite(torch.tensor(v)) for v in b["losses"].values())
+    ca, cb = load_checkpoint(tmp_path / "a" / "checkpoint.pt"), load_checkpoint(tmp_path / "b" / "checkpoint.pt")
+    for group in ("modules", "ema"):
+        for net in cb[group]:
+            for k, v in cb[group][net].items():
+                assert torch.equal(ca[group][net][k], v), (group, net, k)
+    assert ca["extra"]["arch_state"] == cb["extra"]["arch_state"]
+    assert a["losses"] == b["losses"]
+    assert run_config(tmp_path / "a").arch == arch and a["arch"] == arch
+    G = load_generator(tmp_path / "a")
+    assert G.z_dim == 16
+    with pytest.raises(ValueError, match="arch"):
+        fit(dataset, tmp_path / "a", 10, arch="dcgan")
+
+
+def test_a_dcgan_run_keeps_its_settings_file_and_old_runs_load_as_dcgan(dataset, tmp_path):
+    fit(dataset, tmp_path / "d", 1, g_base=4, d_base=4)
+    saved = load_checkpoint(tmp_path / "d" / "checkpoint.pt")["task_config"]
+    assert not {"arch", "w_dim", "ada", "phase_steps"} & set(saved)  # written as before the other archs existed
+    assert GANConfig.from_dict(saved).arch == "dcgan"
+    s = fit(dataset, tmp_path / "d", 2, g_base=4, d_base=4)  # and resumes as a dcgan run without --arch
+    assert s["start_step"] == 1 and "arch" not in s
