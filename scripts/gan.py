@@ -7,6 +7,9 @@
     armlab gan sample --run runs/gan/cgan --n 16 --class cube --target 0.4,0.6 --out runs/gan/cubes
     armlab gan eval --run runs/gan/cgan --data data/sim64 --json
     armlab gan export --run runs/gan/cgan --data data/sim64 --out weights/cgan --metrics eval.json   # sampling only
+    armlab gan train --arch stylegan2 --ada --data data/sim64 --out runs/gan/sg2 --steps 2000 --cond class,target
+    armlab gan train --arch progan --phase-steps 500 --data data/sim64 --out runs/gan/pg --steps 2000 --cond target
+    armlab gan latent --run runs/gan/sg2 --out runs/gan/sg2-latent --project frame.png
 
 --cond: class (the target object's shape: cube, cylinder, sphere), target (where the target is in the image,
 pixel_norm in [0, 1]) or class,target; leave it out for an unconditional DCGAN. The generator is a DCGAN
@@ -23,6 +26,13 @@ distance in the probe's feature space (NOT comparable with published FID). `expo
 weights (float16), the run's settings and PROVENANCE.json (the dataset manifest's SHA-256, the training settings,
 the metrics of an `eval --json` output, the commands that made it) into a small folder that `sample` and `eval`
 read like a run (it cannot be trained on).
+
+--arch: dcgan (the conditional GAN above, the default), stylegan2 (mapping network, modulated convolutions, noise
+inputs, skip G, residual D, lazy R1; with --ada, adaptive augmentation of D's inputs, p and r_t in log.csv) or
+progan (growing 8 -> 16 -> 32 -> 64 px with fade-in, --phase-steps per resolution; alpha and res in log.csv,
+D accuracy per phase in the summary). `latent` writes interp_z.webm (slerp in z), truncation.png (one column per
+psi) and, for stylegan2, interp_w.webm (lerp in w), mixing.png (coarse styles from the row's source, fine from the
+column's) and, with --project IMAGE, projection.png (the image beside its reconstruction from an optimised w).
 """
 
 from __future__ import annotations
@@ -47,9 +57,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--out", required=True, help="run folder (created; an existing run resumes / continues)")
     t.add_argument("--cond", default="", help="class, target or class,target (default: unconditional)")
     t.add_argument("--size", type=int, default=64, help="image size, a power of two (default 64)")
+    t.add_argument("--arch", default=None,
+                   help="dcgan (the conditional GAN; default, and a resumed run keeps its own), stylegan2 or progan")
     t.add_argument("--base", type=int, default=32, help="base width of G and D (default 32)")
-    t.add_argument("--loss", default="hinge", choices=("hinge", "ns"), help="hinge (default) or non-saturating")
-    t.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate of G and D (default 2e-4)")
+    t.add_argument("--loss", default=None, choices=("hinge", "ns"),
+                   help="dcgan: hinge (default) or non-saturating; stylegan2 and progan use the non-saturating loss")
+    t.add_argument("--lr", type=float, default=None,
+                   help="Adam learning rate of G and D (default: dcgan 2e-4, stylegan2 2e-3, progan 1e-3)")
+    t.add_argument("--w-dim", type=int, default=128, help="stylegan2: width of w (default 128)")
+    t.add_argument("--map-depth", type=int, default=2, help="stylegan2: layers of the mapping network (default 2)")
+    t.add_argument("--r1-gamma", type=float, default=0.05,
+                   help="stylegan2, progan: weight of the lazy R1 penalty, every 16 steps (default 0.05; 0 = off)")
+    t.add_argument("--ada", action="store_true",
+                   help="stylegan2, progan: adaptive discriminator augmentation, p steered by r_t = E[sign D(real)]")
+    t.add_argument("--ada-target", type=float, default=0.6, help="ADA: the target of r_t (default 0.6)")
+    t.add_argument("--ada-kimg", type=float, default=500.0,
+                   help="ADA: thousands of images for p to go from 0 to 1 (default 500)")
+    t.add_argument("--phase-steps", type=int, default=1000,
+                   help="progan: steps per resolution phase, 8 -> 16 -> 32 -> 64 px (default 1000; the first half of "
+                        "each later phase fades the new layers in)")
     t.add_argument("--augment", default="none",
                    help="DiffAugment for D: color, translation, color,translation or none (default none; "
                         "try color,translation on a few hundred images)")
@@ -96,6 +122,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     e.add_argument("--json", action="store_true", help="print the metrics as one JSON object on the last line")
     e.set_defaults(gan_func=_eval)
 
+    la = sub.add_parser("latent", help="interpolation videos, truncation and style-mixing grids, projection",
+                        description="Explore a trained generator's latent space into --out (see `armlab gan --help`).")
+    la.add_argument("--run", required=True, help="run folder written by `armlab gan train`")
+    la.add_argument("--out", required=True, help="output folder (created)")
+    la.add_argument("--seed", type=int, default=0, help="seed of the latents and the condition (default 0)")
+    la.add_argument("--n-frames", type=int, default=48, help="frames of each interpolation video (default 48)")
+    la.add_argument("--psi", default=None, help="truncation values, comma-separated (default 1,0.7,0.5,0)")
+    la.add_argument("--project", default=None, metavar="IMAGE",
+                    help="stylegan2: optimise a w whose image reconstructs IMAGE (projection.png, its error)")
+    la.add_argument("--project-steps", type=int, default=200, help="optimisation steps of --project (default 200)")
+    la.add_argument("--device", default="cpu", help="cpu (default), cuda, auto")
+    la.add_argument("--json", action="store_true", help="print what was written as one JSON object on the last line")
+    la.set_defaults(gan_func=_latent)
+
     x = sub.add_parser("export", help="the generator's weights, settings and provenance, for sampling only",
                        description="Export a trained GAN's EMA generator into a small folder (see `armlab gan "
                                    "--help`).")
@@ -129,19 +169,51 @@ def _train(args: argparse.Namespace) -> int:
     augment = parse_augment(args.augment)
     if not Path(args.data).exists():
         raise UsageError(f"dataset folder {args.data!r} does not exist.")
+    arch_opts = _arch_options(args)
     use_threads(args.threads)
-    s = train_gan(args.data, train, cond, size=args.size, g_base=args.base, d_base=args.base, loss=args.loss,
-                  lr=args.lr, augment=augment, spatial_cond=False if args.no_spatial_cond else None,
-                  aux_class=args.aux_class, limit=args.limit)
+    s = train_gan(args.data, train, cond, size=args.size, g_base=args.base, d_base=args.base,
+                  loss=args.loss or "hinge", lr=args.lr, augment=augment,
+                  spatial_cond=False if args.no_spatial_cond else None, aux_class=args.aux_class, limit=args.limit,
+                  **arch_opts)
     what = ",".join(s["cond"]) or "unconditional"
+    if s.get("arch"):
+        what = f"{s['arch']}, {what}"
     ips = f"{s['images_per_s']:.0f} images/s" if s["images_per_s"] else "images/s not measured"
     print(f"GAN ({what}, {s['size']} px, {s['n_train']} frames) -> {s['out']}: step {s['steps']} "
           f"({s['steps_run']} run now from {s['start_step']}, {s['wall_time_s']:.1f} s, {ips})")
     if s.get("losses"):
         print("last losses: " + ", ".join(f"{k} {v:.4g}" for k, v in s["losses"].items()))
+    if "ada_p" in s:
+        print(f"ADA: p {s['ada_p']:.3f}, r_t {s['ada_rt']:.3f}")
+    for ph in s.get("phases", []):
+        print(f"phase {ph['phase']} ({ph['res']} px): {ph['steps']} steps, D accuracy {ph['d_acc']:.3f}, "
+              f"alpha {ph['alpha_end']:.2f} at its end")
     if args.json:
         emit_json({k: v for k, v in s.items() if k != "history"})
     return 0
+
+
+def _arch_options(args: argparse.Namespace) -> dict:
+    """The architecture and its settings from the flags; a `UsageError` for a value out of range or a flag of
+    another architecture."""
+    from generative.gan import ARCHS
+
+    arch = args.arch
+    if arch is not None and arch not in ARCHS:
+        raise UsageError(f"--arch must be one of {', '.join(ARCHS)}, got {arch!r}.")
+    if args.loss is not None and arch not in (None, "dcgan"):
+        raise UsageError(f"--loss is for --arch dcgan; {arch} trains with the non-saturating loss.")
+    if args.ada and arch in (None, "dcgan"):
+        raise UsageError("--ada is for --arch stylegan2 or progan (dcgan has --augment).")
+    if args.w_dim < 1 or args.map_depth < 1:
+        raise UsageError(f"--w-dim and --map-depth must be at least 1, got {args.w_dim} and {args.map_depth}.")
+    if args.phase_steps < 1:
+        raise UsageError(f"--phase-steps must be at least 1, got {args.phase_steps}.")
+    opts = {"arch": arch}
+    if arch in ("stylegan2", "progan"):
+        opts.update(w_dim=args.w_dim, map_depth=args.map_depth, r1_gamma=args.r1_gamma, ada=args.ada,
+                    ada_target=args.ada_target, ada_kimg=args.ada_kimg, phase_steps=args.phase_steps)
+    return opts
 
 
 def _sample(args: argparse.Namespace) -> int:
@@ -181,6 +253,31 @@ def _eval(args: argparse.Namespace) -> int:
     r = evaluate_gan(args.run, args.data, quick=args.quick, n=args.n, seed=args.seed, device=args.device,
                      probe_steps=args.probe_steps, ema=not args.no_ema)
     print_report(r, title=f"{args.run} (step {r['steps']}, cond {','.join(r['cond']) or 'none'}) against {args.data}")
+    if args.json:
+        emit_json(r)
+    return 0
+
+
+def _latent(args: argparse.Namespace) -> int:
+    from generative.gan.latent import explore, parse_psi
+
+    if args.n_frames < 2:
+        raise UsageError(f"--n-frames must be at least 2, got {args.n_frames}.")
+    if args.project_steps < 1:
+        raise UsageError(f"--project-steps must be at least 1, got {args.project_steps}.")
+    psi = parse_psi(args.psi)
+    if not Path(args.run).exists():
+        raise UsageError(f"run folder {args.run!r} does not exist.")
+    if args.project is not None and not Path(args.project).is_file():
+        raise UsageError(f"image {args.project!r} (--project) does not exist.")
+    r = explore(args.run, args.out, seed=args.seed, n_frames=args.n_frames, psi=psi, project_image=args.project,
+                project_steps=args.project_steps, device=args.device)
+    print(f"latent space of {args.run} ({r['arch']}) -> {args.out}: " + ", ".join(Path(p).name
+                                                                            for p in r["files"].values()))
+    if "projection" in r:
+        p = r["projection"]
+        print(f"projection of {args.project}: MSE {p['mse']:.4g} ({p['psnr_db']:.1f} dB PSNR) after {p['steps']} "
+              "steps")
     if args.json:
         emit_json(r)
     return 0
