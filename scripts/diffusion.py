@@ -9,8 +9,16 @@
     armlab diffusion sample --run runs/diffusion/px --n 16 --class cube --target 0.4,0.6 --sampler dpm --steps 20 \\
         --out samples/cubes
     armlab diffusion sample --run runs/diffusion/arm --n 16 --class sphere --joints 0.1,-0.3,1.0 --out samples/pose
+    armlab diffusion train --data data/sim64 --out runs/diffusion/text --steps 3000 --cond text --latent
+    armlab diffusion sample --run runs/diffusion/text --n 16 --prompt "a red sphere on the left of the table" --out s/
     armlab diffusion eval --run runs/diffusion/ldm --data data/sim64 --sampler ddim --steps 50 --guidance 2 --json
     armlab diffusion export --run runs/diffusion/ldm --data data/sim64 --out weights/ldm --metrics eval.json
+
+--cond text: a caption-conditioned model (text to scene; train it with --latent: Stable Diffusion's recipe at
+armlab's scale): captions made from each frame's labels, a word-level vocabulary (RUN/vocab.json) and a small text
+encoder pre-trained from scratch (--text-steps), a UNet2DConditionModel with cross-attention over the caption's
+tokens, and guidance against the empty caption. `sample --prompt "a red sphere on the left of the table"`.
+`eval` reads the prompt's class and side back with the probe (side_acc_fake).
 
 --cond: class (the target object's shape: cube, cylinder, sphere), target (where the target is in the image,
 pixel_norm in [0, 1]), joints (the arm's joint positions, joint_positions in the labels, radians; as many as the
@@ -84,6 +92,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--target-weight", type=float, default=20.0,
                    help="extra loss weight of the pixels around the target (default 20; 0: plain loss)")
     t.add_argument("--limit", type=int, default=None, help="use only the first N frames")
+    t.add_argument("--text-steps", type=int, default=300,
+                   help="with --cond text: pre-training steps of the text encoder (default 300)")
     add_trainer_arguments(t, TRAIN_DEFAULTS, ema=True,
                           help={"steps": "total UNet training steps (a finished run continues)",
                                 "ema_decay": "EMA decay of the UNet copy used to sample"})
@@ -106,6 +116,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     # argparse (before Python 3.13) takes "-0.3,0.1,1.0" for an unknown option: read lists of numbers as values
     if isinstance(getattr(s, "_negative_number_matcher", None), re.Pattern):
         s._negative_number_matcher = re.compile(r"^-\d+$|^-\d*\.\d+$|^-\.?\d[\d.eE+-]*(,\s*-?\.?\d[\d.eE+-]*)*,?$")
+    s.add_argument("--prompt", default=None,
+                   help="a text run's caption for every image, e.g. \"a red sphere on the left of the table\" "
+                        "(unknown words are read as <unk>; \"\" is the unconditional model; default: a caption "
+                        "of a training frame's class and side)")
     _sampling_arguments(s)
     s.add_argument("--seed", type=int, default=0, help="seed of the noise and drawn conditions (default 0)")
     s.add_argument("--out", required=True, help="output folder (an armlab dataset of style 'generated')")
@@ -212,6 +226,8 @@ def _train(args: argparse.Namespace) -> int:
         raise UsageError(f"--limit must be at least 1, got {args.limit}.")
     if args.patch is not None and args.patch < 1:
         raise UsageError(f"--patch must be at least 1, got {args.patch}.")
+    if args.text_steps < 1:
+        raise UsageError(f"--text-steps must be at least 1, got {args.text_steps}.")
     if args.lr <= 0 or args.target_weight < 0:
         raise UsageError("--lr must be > 0 and --target-weight >= 0.")
     cond = _parse_cond(args.cond)
@@ -224,7 +240,7 @@ def _train(args: argparse.Namespace) -> int:
         args.data, train, size=args.size, cond=cond, latent=args.latent, vae=args.vae, vae_steps=args.vae_steps,
         model=args.model, vae_model=args.vae_model, vae_batch_size=args.vae_batch_size,
         guidance_dropout=args.guidance_dropout, lr=args.lr, patch=args.patch, target_weight=args.target_weight,
-        limit=args.limit,
+        limit=args.limit, text_steps=args.text_steps,
     )
     what = ",".join(s["cond"]) or "unconditional"
     kind = "latent" if s["latent"] else f"pixel (patch {s['patch']})"
@@ -264,14 +280,20 @@ def _sample(args: argparse.Namespace) -> int:
     cfg = pipe.cfg
     cond = requested_conditions(args.run, cfg.cond, None if args.cond is None else _parse_cond(args.cond),
                                 class_id=args.class_id, target=args.target, joints=args.joints)
+    if args.prompt is not None and "text" not in cfg.cond:
+        raise UsageError(f"run {args.run} is not conditioned on text: leave --prompt out (it takes "
+                         f"{','.join(cfg.cond) or 'no condition'}).")
     gen = torch.Generator().manual_seed(args.seed)
+    tok, prompts = None, None
     try:
         y, c, q = draw_all_conditions(cfg, pipe.extra, args.n, cond or None, gen)
+        if "text" in cfg.cond:
+            tok, prompts = _prompt(cfg, pipe.extra, args, gen)
     except ValueError as exc:
         raise UsageError(_sentence(exc)) from None
     t0 = time.perf_counter()
     images = to_uint8(pipe.generate(args.n, y, c, sampler, args.steps, args.guidance, gen, args.batch_size,
-                                    progress=sys.stderr.isatty(), joints=q))
+                                    progress=sys.stderr.isatty(), joints=q, tokens=tok))
     seconds = time.perf_counter() - t0
     class_ids, targets, step = (None if y is None else y.numpy()), (None if c is None else c.numpy()), pipe.step
     out = Path(args.out)
@@ -280,6 +302,9 @@ def _sample(args: argparse.Namespace) -> int:
              "guidance": args.guidance}
     if cfg.data.get("robot"):
         extra["robot"] = cfg.data["robot"]
+    if prompts is not None:
+        extra["prompt"] = prompts[0] if len(set(prompts)) == 1 else prompts
+        class_ids = _prompt_classes(prompts, cfg.classes)
     write_generated(out, images, class_ids, targets, classes=cfg.classes, extra_settings=extra,
                     joint_positions=None if q is None else q.numpy())
     grid = write_grid(out, images)
@@ -290,6 +315,32 @@ def _sample(args: argparse.Namespace) -> int:
                    "sampler": sampler, "sampler_steps": args.steps, "guidance": args.guidance,
                    "images_per_s": args.n / seconds, "grid": str(grid)})
     return 0
+
+
+def _prompt(cfg, extra: dict, args: argparse.Namespace, gen) -> tuple:
+    """A text run's token ids and prompts: ``--prompt`` for every image (unknown words noted on stderr), or
+    prompts of training frames' class and side."""
+    from generative.diffusion.text import prompt_tokens
+    from generative.text import Vocabulary, drawn_prompts
+
+    if args.prompt is None:
+        prompts = drawn_prompts(cfg.classes, extra, args.n, gen)
+    else:
+        prompts = [args.prompt] * args.n
+        unknown = Vocabulary.from_json(cfg.text_config["vocab"]).unknown(args.prompt)
+        if unknown:
+            print(f"words the run never saw (read as <unk>): {', '.join(unknown)}", file=sys.stderr)
+    return prompt_tokens(cfg, prompts, args.n), prompts
+
+
+def _prompt_classes(prompts: list[str], classes) -> object:
+    """The class id each prompt names, for the written labels (None when a prompt names none)."""
+    import numpy as np
+
+    from generative.text import caption_conditions
+
+    ids = [caption_conditions(p, classes)["class_id"] for p in prompts]
+    return None if None in ids else np.array(ids)
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -316,6 +367,9 @@ def _eval(args: argparse.Namespace) -> int:
     print_report(r, title=f"{args.run} (step {r['steps']}, cond {','.join(r['cond']) or 'none'}, "
                           f"{'latent' if r['latent'] else 'pixel'}; {r['sampler']} {r['sampler_steps']} steps, "
                           f"guidance {r['guidance']:g}) against {args.data}")
+    if r.get("side_acc_fake") is not None:
+        print(f"  prompts: the probe finds the target on the prompt's side in {r['side_acc_fake']:.1%} of samples "
+              f"({fmt(r.get('side_acc_real'), '.1%')} of real renders with their captions)")
     if args.json:
         emit_json(r)
     return 0

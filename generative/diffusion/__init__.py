@@ -7,8 +7,8 @@ prediction) for training, the samplers ``DDPMScheduler`` / ``DDIMScheduler`` / `
 built from the training scheduler's config (see :func:`make_sampler` for their spacing and the DDIM clipping
 detail), and an ``AutoencoderKL`` for latent diffusion.
 
-Conditions (``cond``, a subset of ``("class", "target", "joints")``; empty = unconditional)
---------------------------------------------------------------------------------------------
+Conditions (``cond``, a subset of ``("class", "target", "joints")``, or ``("text",)``; empty = unconditional)
+------------------------------------------------------------------------------------------------------------
 * ``class``: the target object's shape (``class_id``: cube, cylinder, sphere). A learned embedding with
   ``n_classes + 1`` rows; the last row is the *null* label used for classifier-free guidance.
 * ``target``: where the target's centre is in the image (``pixel_norm`` in ``[0, 1]^2``), given to the network
@@ -29,6 +29,10 @@ Conditions (``cond``, a subset of ``("class", "target", "joints")``; empty = unc
   dataset manifest's ``joint_limits`` when it has them) are kept to check requested joints.
   Normalising by the data rather than the URDF limits uses the whole ``[-1, 1]`` (the dataset draws the base yaw
   in +-1.4 rad of its +-2.97 rad range) and works for labels of any robot.
+
+* ``text`` (alone): a caption made from the frame's labels (``generative.text``), read by a frozen, pre-trained
+  text encoder and a ``UNet2DConditionModel`` with cross-attention over its tokens (``generative.diffusion.text``:
+  Stable Diffusion's recipe at armlab's scale; the empty caption is the unconditional branch).
 
 The class, target and joint embeddings are summed into one vector that :class:`ConditionedUNet` passes to the UNet
 as ``class_labels`` with ``class_embed_type="identity"``: diffusers adds it to the timestep embedding, so it reaches

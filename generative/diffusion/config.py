@@ -18,7 +18,7 @@ from robot_env.io.errors import ConfigError, ParamError
 __all__ = ["CONDITIONS", "MIN_JOINT_HALF_RANGE", "MODEL_SIZES", "SAMPLERS", "VAE_SIZES", "DiffusionConfig",
            "check_sampler", "parse_cond", "vae_arguments", "vae_factor"]
 
-CONDITIONS = ("class", "target", "joints")
+CONDITIONS = ("class", "target", "joints", "text")
 SAMPLERS = ("ddpm", "ddim", "dpm")
 
 #: UNet sizes: channels per level, ResNet layers per level, self-attention per level, GroupNorm groups.
@@ -39,11 +39,15 @@ VAE_SIZES: dict[str, dict[str, Any]] = {
 
 # ------------------------------------------------------------------------------------------------------ settings
 def parse_cond(cond: str | Sequence[str] | None) -> tuple[str, ...]:
-    """``"class,target"`` / ``["target"]`` / ``"joints,class"`` / ``""`` / ``"none"`` / None -> the conditions in
-    canonical order (class, target, joints); a `ParamError` (``cond``) for anything but ``class``, ``target`` and
-    ``joints``."""
-    return conditions.parse_cond(cond, CONDITIONS, "class, target, joints or a comma-separated list of them such as "
-                                                   "class,target,joints")
+    """``"class,target"`` / ``["target"]`` / ``"joints,class"`` / ``"text"`` / ``""`` / ``"none"`` / None -> the
+    conditions in canonical order (class, target, joints, text); a `ParamError` (``cond``) for anything but
+    ``class``, ``target``, ``joints`` and ``text``, or ``text`` with another condition (a caption says it all)."""
+    out = conditions.parse_cond(cond, CONDITIONS, "class, target, joints or a comma-separated list of them such as "
+                                                  "class,target,joints, or text (a caption) alone")
+    if "text" in out and len(out) > 1:
+        raise ParamError("cond", "{name} text stands alone (the caption names the class and the place): drop "
+                                 f"{','.join(c for c in out if c != 'text')}")
+    return out
 
 
 def check_sampler(sampler: str, steps: int, guidance: float) -> str:
@@ -109,6 +113,7 @@ class DiffusionConfig:
     joint_low: tuple[float, ...] | None = None
     joint_high: tuple[float, ...] | None = None
     joint_limits: list[list[float]] | None = None  # the robot's limits (the manifest's): checks requested joints
+    text_config: dict[str, Any] | None = None  # a text model's vocabulary and encoder arguments (generative.text)
 
     def __post_init__(self) -> None:
         self.cond = parse_cond(self.cond)
@@ -128,6 +133,8 @@ class DiffusionConfig:
             raise ParamError("guidance_dropout", f"{{name}} must be in [0, 1), got {self.guidance_dropout}")
         if self.lr <= 0 or self.train_timesteps < 2 or self.snr_gamma < 0 or self.target_weight < 0:
             raise ConfigError("lr must be > 0, train_timesteps >= 2, snr_gamma >= 0 and target_weight >= 0")
+        if "text" in self.cond and self.text_config is not None and not {"vocab", "encoder"} <= set(self.text_config):
+            raise ConfigError("a text model's text_config needs its vocab and encoder arguments")
         if "class" in self.cond and len(self.classes) < 2:
             raise ConfigError(f"a class-conditional model needs at least 2 classes, got {list(self.classes)}")
         check_sampler(self.grid_sampler, self.grid_steps, self.grid_guidance)
@@ -205,7 +212,7 @@ class DiffusionConfig:
         """The settings a resumed run must share with its checkpoint (all but the informative ones)."""
         d = self.to_dict()
         for k in ("data", "vae_source", "scaling_factor", "vae_config", "joint_limits", "grid_sampler", "grid_steps",
-                  "grid_guidance"):
+                  "grid_guidance", "text_config"):
             d.pop(k)
         return d
 

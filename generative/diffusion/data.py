@@ -40,6 +40,19 @@ def _load_data(data_dir: str | Path, size: int, cond: tuple[str, ...], limit: in
     return data, classes, info
 
 
+def _load_text_data(data_dir: str | Path, size: int, limit: int | None, seed: int, progress: bool = False
+                    ) -> tuple[dict[str, torch.Tensor], list[str], dict[str, Any], list[list[str]], list[dict]]:
+    """A text model's tensors (``image``, ``class_id``, ``target``), class names, data description, captions (four
+    phrasings per frame, seeded) and labels."""
+    from generative.text import text_data
+
+    data, texts, labels, classes = text_data(data_dir, size, limit=limit, seed=seed, progress=progress)
+    manifest = Path(data_dir) / MANIFEST
+    info = {"path": str(data_dir), "frames": len(data["image"]), "limit": limit,
+            "manifest_sha256": sha256_file(manifest) if manifest.is_file() else None}
+    return data, classes, info, texts, labels
+
+
 def _manifest(data_dir: str | Path) -> dict[str, Any]:
     """The dataset's manifest as a dict ({} for a plain image folder or an unreadable manifest)."""
     try:

@@ -41,6 +41,37 @@ def _fill_labels(cfg: DiffusionConfig, real: dict[str, torch.Tensor], gen: torch
     return y, c, q
 
 
+def _label_report(pipe: Pipeline, root: Path, name: str, steps: int, guidance: float, n: int, seed: int,
+                  batch_size: int, progress: bool, probe: Any) -> tuple[dict[str, Any], float | None, int]:
+    """The probe report of a label-conditioned run: samples with the real frames' labels as conditions."""
+    from generative.metrics import generation_report
+
+    cfg = pipe.cfg
+    real, gen = real_sample(root, cfg.size, n, seed, progress=progress)
+    n_use = len(real["image"])
+    y, c, q = _fill_labels(cfg, real, gen)
+    x = pipe.generate(n_use, y, c, name, steps, guidance, gen, batch_size, progress, joints=q)
+    fake: dict[str, Any] = {"image": torch.from_numpy(to_uint8(x)).permute(0, 3, 1, 2)}
+    if y is not None:
+        fake["class_id"] = y
+    if c is not None:
+        fake["target"] = c
+    return generation_report(probe, real, fake, seed=seed), pipe.last_seconds, n_use
+
+
+def _text_report(pipe: Pipeline, root: Path, name: str, steps: int, guidance: float, n: int, seed: int,
+                 batch_size: int, probe: Any) -> dict[str, Any]:
+    """The probe report of a text run: one sample per real frame's caption (``generative.text.prompt_report``)."""
+    from generative.diffusion.text import prompt_tokens
+    from generative.text import prompt_report
+
+    def generate(prompts: list[str], gen: torch.Generator) -> torch.Tensor:
+        tok = prompt_tokens(pipe.cfg, prompts, len(prompts))
+        return pipe.generate(len(prompts), None, None, name, steps, guidance, gen, batch_size, tokens=tok)
+
+    return prompt_report(generate, root, pipe.cfg.size, n=n, seed=seed, probe=probe, classes=pipe.cfg.classes)
+
+
 def evaluate_diffusion(
     run_dir: str | Path,
     data_dir: str | Path,
@@ -67,9 +98,9 @@ def evaluate_diffusion(
     conditions. Returns :func:`generative.metrics.generation_report` (``class_acc_ratio``, ``pos_err_ratio``,
     ``diversity_ratio``, ``fid_custom``, ``kid_custom``, ``mode_coverage``, ...) plus ``cond``, ``steps`` (the
     checkpoint's), ``size``, ``latent``, ``sampler``, ``sampler_steps``, ``guidance``, ``sample_images_per_s``,
-    ``train_images_per_s``, ``probe_from_cache`` and ``eval_seconds``."""
-    from generative.metrics import generation_report, probe_for
-
+    ``train_images_per_s``, ``probe_from_cache`` and ``eval_seconds``. A text run (``cond = ("text",)``) is given
+    one caption per real frame instead (:func:`generative.text.prompt_report`: also ``side_acc_fake`` /
+    ``side_acc_real``)."""
     t0 = time.perf_counter()
     name = check_sampler(sampler, steps, guidance)
     if int(n) < 2:
@@ -78,19 +109,16 @@ def evaluate_diffusion(
     pipe = pipeline if pipeline is not None else load_pipeline(run_dir, dev, ema)
     cfg = pipe.cfg
     root = Path(data_dir)
-    real, gen = real_sample(root, cfg.size, n, seed, progress=progress)
-    n_use = len(real["image"])
     if probe is None:
+        from generative.metrics import probe_for
+
         probe = probe_for(root, cfg.size, quick=quick, steps=probe_steps, device=dev, progress=progress)
-    y, c, q = _fill_labels(cfg, real, gen)
-    x = pipe.generate(n_use, y, c, name, int(steps), float(guidance), gen, batch_size, progress, joints=q)
-    sample_seconds = pipe.last_seconds
-    fake: dict[str, Any] = {"image": torch.from_numpy(to_uint8(x)).permute(0, 3, 1, 2)}
-    if y is not None:
-        fake["class_id"] = y
-    if c is not None:
-        fake["target"] = c
-    report = generation_report(probe, real, fake, seed=int(seed))
+    if "text" in cfg.cond:
+        report = _text_report(pipe, root, name, int(steps), float(guidance), int(n), int(seed), batch_size, probe)
+        sample_seconds, n_use = pipe.last_seconds, report["n_fake"]
+    else:
+        report, sample_seconds, n_use = _label_report(pipe, root, name, int(steps), float(guidance), int(n),
+                                                      int(seed), batch_size, progress, probe)
     summary = read_summary(run_dir) if run_dir is not None else None
     summary = summary or {}
     report.update({

@@ -15,6 +15,7 @@ from generative.conditions import as_class_ids, as_joints, as_targets
 from generative.diffusion.config import DiffusionConfig, check_sampler
 from generative.diffusion.models import ConditionedUNet, build_vae
 from generative.diffusion.schedulers import make_sampler, sampler_step_kwargs, train_scheduler
+from generative.diffusion.text import build_denoiser
 from generative.runs import load_run, pick_device
 from generative.training import CHECKPOINT
 from robot_env.io.errors import ConfigError, DataError, ParamError
@@ -41,18 +42,20 @@ class Pipeline:
         return next(self.unet.parameters()).device
 
     def _eps(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None, c: torch.Tensor | None,
-             guidance: float, q: torch.Tensor | None = None) -> torch.Tensor:
+             guidance: float, q: torch.Tensor | None = None, tok: torch.Tensor | None = None) -> torch.Tensor:
         n = x.shape[0]
         if not self.cfg.cond:
             return self.unet(x, t)
+        kw = {} if tok is None else {"tokens": tok}  # a text model's caption
         if guidance == 1.0:
-            return self.unet(x, t, y, c, joints=q)
+            return self.unet(x, t, y, c, joints=q, **kw)
         if guidance == 0.0:
-            return self.unet(x, t, y, c, torch.ones(n, dtype=torch.bool, device=x.device), joints=q)
+            return self.unet(x, t, y, c, torch.ones(n, dtype=torch.bool, device=x.device), joints=q, **kw)
         drop = torch.cat([torch.zeros(n, dtype=torch.bool), torch.ones(n, dtype=torch.bool)]).to(x.device)
+        kw = {} if tok is None else {"tokens": torch.cat([tok, tok])}
         eps = self.unet(torch.cat([x, x]), t, None if y is None else torch.cat([y, y]),
                         None if c is None else torch.cat([c, c]), drop,
-                        joints=None if q is None else torch.cat([q, q]))
+                        joints=None if q is None else torch.cat([q, q]), **kw)
         cond, uncond = eps.float().chunk(2)
         return uncond + guidance * (cond - uncond)
 
@@ -60,12 +63,14 @@ class Pipeline:
     def generate(self, n: int, class_ids: torch.Tensor | None = None, targets: torch.Tensor | None = None,
                  sampler: str = "ddim", steps: int = 50, guidance: float = 2.0,
                  generator: torch.Generator | None = None, batch_size: int = 64, progress: bool = False,
-                 max_steps: int | None = None, joints: torch.Tensor | None = None) -> torch.Tensor:
+                 max_steps: int | None = None, joints: torch.Tensor | None = None,
+                 tokens: torch.Tensor | None = None) -> torch.Tensor:
         """``n`` images ``(n, 3, size, size)`` in ``[-1, 1]`` (CPU floats) with the given conditions (one per image;
         required for the conditions the model takes; ``joints``: ``(n, n_joints)`` radians). The initial noise and
         any sampler noise come from ``generator`` (a CPU generator). On CUDA the UNet and decoder run under bf16
         autocast. ``max_steps`` stops after that many sampler steps (for timing only: the images are then not
-        finished). ``self.last_seconds`` is the wall time."""
+        finished). ``tokens``: a text model's captions, ``(n, L)`` token ids. ``self.last_seconds`` is the wall
+        time."""
         name = check_sampler(sampler, steps, guidance)
         if self.cfg.n_classes and class_ids is None:
             raise ConfigError("this model is conditioned on the class: give class ids")
@@ -73,6 +78,8 @@ class Pipeline:
             raise ConfigError("this model is conditioned on the target position: give targets")
         if self.cfg.n_joints and joints is None:
             raise ConfigError("this model is conditioned on the joint positions: give joints")
+        if "text" in self.cfg.cond and tokens is None:
+            raise ConfigError("this model is conditioned on a caption: give a prompt")
         gen = generator if generator is not None else torch.Generator().manual_seed(0)
         dev = self.device
         t0 = time.perf_counter()
@@ -88,6 +95,7 @@ class Pipeline:
             y = class_ids[sl].long().to(dev) if self.cfg.n_classes else None
             c = targets[sl].float().to(dev) if "target" in self.cfg.cond else None
             q = joints[sl].float().to(dev) if self.cfg.n_joints else None
+            tok = tokens[sl].long().to(dev) if "text" in self.cfg.cond else None
             sch = make_sampler(name, self.scheduler_config)
             step_kw = sampler_step_kwargs(name)
             sch.set_timesteps(int(steps))
@@ -98,7 +106,7 @@ class Pipeline:
                 if max_steps is not None and k >= max_steps:
                     break
                 with amp:
-                    eps = self._eps(sch.scale_model_input(x, t), t.to(dev), y, c, float(guidance), q)
+                    eps = self._eps(sch.scale_model_input(x, t), t.to(dev), y, c, float(guidance), q, tok)
                 noise_gen = gen if dev.type == "cpu" else None
                 x = sch.step(eps.to(x.dtype), t, x, generator=noise_gen, **step_kw).prev_sample
             with amp:
@@ -137,7 +145,7 @@ def load_pipeline(run_dir: str | Path, device: str | torch.device = "cpu", ema: 
     dev = pick_device(device)
     cfg, ckpt = _load_run(run_dir, dev)
     path = Path(run_dir) / CHECKPOINT
-    unet = ConditionedUNet(cfg)
+    unet = build_denoiser(cfg)
     state = ckpt["ema"].get("unet") if ema and ckpt.get("ema") else None
     state = state if state is not None else ckpt["modules"]["unet"]
     vae = None

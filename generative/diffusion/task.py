@@ -10,9 +10,9 @@ from torch import nn
 
 from generative.conditions import grid_conditions, label_state
 from generative.diffusion.config import DiffusionConfig
-from generative.diffusion.models import ConditionedUNet
 from generative.diffusion.pipeline import Pipeline
 from generative.diffusion.schedulers import _warmup, train_scheduler
+from generative.diffusion.text import build_denoiser, text_grid_tokens
 from generative.networks import target_bump
 from generative.training import TrainTask
 
@@ -51,13 +51,15 @@ class DiffusionTask(TrainTask):
 
     def __init__(self, cfg: DiffusionConfig, class_ids: torch.Tensor | None = None,
                  targets: torch.Tensor | None = None, vae: nn.Module | None = None, init_seed: int = 0,
-                 joints: torch.Tensor | None = None):
+                 joints: torch.Tensor | None = None, text_state: dict[str, torch.Tensor] | None = None):
         if cfg.latent and (vae is None or cfg.scaling_factor is None or not cfg.vae_config):
             raise ValueError("a latent diffusion task needs the autoencoder, its config and the scaling factor")
         self.cfg = cfg
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(init_seed)
-            self.unet = ConditionedUNet(cfg)
+            self.unet = build_denoiser(cfg)
+        if text_state is not None:
+            self.unet.text.load_state_dict(text_state)
         self.vae = vae.eval().requires_grad_(False) if vae is not None else None
         self.noise = train_scheduler(cfg.train_timesteps, cfg.beta_schedule, clip_sample=not cfg.latent)
         self.opt = torch.optim.AdamW(self.unet.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -110,7 +112,8 @@ class DiffusionTask(TrainTask):
     def denoising_loss(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor,
                        class_ids: torch.Tensor | None = None, target: torch.Tensor | None = None,
                        drop: torch.Tensor | None = None, weighted: bool = True,
-                       net: nn.Module | None = None, joints: torch.Tensor | None = None) -> torch.Tensor:
+                       net: nn.Module | None = None, joints: torch.Tensor | None = None,
+                       tokens: torch.Tensor | None = None) -> torch.Tensor:
         """Per-image loss ``(N,)`` of the noise prediction at timesteps ``t`` with ``noise``; ``weighted``:
         Min-SNR and target weighting (the training loss), else the plain mean squared error."""
         net = net if net is not None else self.net("unet")
@@ -118,7 +121,8 @@ class DiffusionTask(TrainTask):
         with self.autocast():
             pred = net(xt, t, class_ids if self.cfg.n_classes else None,
                        target if "target" in self.cfg.cond else None, drop,
-                       joints=joints if self.cfg.n_joints else None)
+                       joints=joints if self.cfg.n_joints else None,
+                       **({"tokens": tokens} if "text" in self.cfg.cond else {}))
         se = (pred.float() - noise.float()) ** 2
         if not weighted:
             return se.mean(dim=(1, 2, 3))
@@ -135,8 +139,11 @@ class DiffusionTask(TrainTask):
         t = torch.randint(0, self.cfg.train_timesteps, (n,), device=dev)
         noise = torch.randn_like(x0)
         drop = torch.rand(n, device=dev) < self.cfg.guidance_dropout if self.cfg.cond else None
+        tokens = batch.get("tokens")
+        if tokens is not None and tokens.ndim == 3:  # one of each frame's phrasings
+            tokens = tokens[torch.arange(n, device=dev), torch.randint(0, tokens.shape[1], (n,), device=dev)]
         loss = self.denoising_loss(x0, t, noise, batch.get("class_id"), batch.get("target"), drop,
-                                   joints=batch.get("joints")).mean()
+                                   joints=batch.get("joints"), tokens=tokens).mean()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -146,5 +153,6 @@ class DiffusionTask(TrainTask):
         y, c, q = _grid_conditions(n, self.cfg, self.targets, self.joints)
         pipe = Pipeline(self.cfg, self.eval_net("unet"), self.vae, self.noise.config)
         gen = torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, ()).item()))
+        tok = text_grid_tokens(self.cfg, n) if "text" in self.cfg.cond else None
         return pipe.generate(n, y, c, self.cfg.grid_sampler, self.cfg.grid_steps, self.cfg.grid_guidance, gen,
-                             joints=q)
+                             joints=q, tokens=tok)

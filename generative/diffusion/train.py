@@ -14,10 +14,11 @@ from torch import nn
 from generative import trainer_defaults
 from generative.diffusion.autoencoder import encode_images, load_vae, train_autoencoder
 from generative.diffusion.config import DiffusionConfig, parse_cond, vae_factor
-from generative.diffusion.data import _load_data, _manifest, manifest_joint_limits
+from generative.diffusion.data import _load_data, _load_text_data, _manifest, manifest_joint_limits
 from generative.diffusion.models import build_vae
 from generative.diffusion.task import DiffusionTask
 from generative.runs import check_resume, pick_device, read_summary, write_summary
+from generative.text import Vocabulary
 from generative.training import CHECKPOINT, TrainConfig, Trainer, load_checkpoint
 from robot_env.io.errors import ConfigError
 
@@ -74,6 +75,7 @@ def train_diffusion(
     target_weight: float = 20.0,
     snr_gamma: float = 5.0,
     limit: int | None = None,
+    text_steps: int = 300,
 ) -> dict[str, Any]:
     """Train a diffusion model on the dataset at ``data_dir`` into ``train.out`` for ``train.steps`` steps as
     ``train`` (:class:`~generative.training.TrainConfig`; ``armlab diffusion train`` starts from
@@ -88,17 +90,33 @@ def train_diffusion(
     ``vae_batch_size`` (default ``train.batch_size``), with the other trainer settings of ``train`` (no time limit,
     see :func:`train_autoencoder`). A resumed latent run keeps the autoencoder and scaling factor in its
     checkpoint.
+
+    ``cond="text"``: a caption-conditioned model (``generative.diffusion.text``); the captions are made from the
+    labels (four phrasings per frame, seeded by ``train.seed``), the text encoder is pre-trained for ``text_steps``
+    steps first (a resumed run keeps the checkpoint's) and the vocabulary is written to ``out/vocab.json``.
     """
     cond_t = parse_cond(cond)
     out, batch_size, device = train.out, int(train.batch_size), train.device
     t0 = time.perf_counter()
-    data, classes, info = _load_data(data_dir, size, cond_t, limit=limit, progress=train.progress)
+    texts = labels = text_state = None
+    if "text" in cond_t:
+        data, classes, info, texts, labels = _load_text_data(data_dir, size, limit, train.seed, train.progress)
+    else:
+        data, classes, info = _load_data(data_dir, size, cond_t, limit=limit, progress=train.progress)
     base = dict(size=size, cond=cond_t, classes=tuple(classes), model=model, latent=bool(latent), patch=patch,
                 guidance_dropout=guidance_dropout, lr=lr, target_weight=target_weight, snr_gamma=snr_gamma, data=info)
     if "joints" in cond_t:  # normalised by the training range; the robot's limits check requested joints
         q = data["joints"]
         base.update(n_joints=q.shape[1], joint_low=q.min(0).values.tolist(), joint_high=q.max(0).values.tolist(),
                     joint_limits=manifest_joint_limits(_manifest(data_dir), q.shape[1]))
+    text_losses: list[float] = []
+    if texts is not None:  # the vocabulary and the encoder, pre-trained here or (resuming) from the checkpoint
+        from generative.text import prepare_text
+
+        vocab, encoder, data["tokens"], text_losses = prepare_text(
+            texts, labels, steps=text_steps, seed=train.seed, pretrain=not (out / CHECKPOINT).is_file())
+        base["text_config"] = {"vocab": vocab.to_json(), "encoder": encoder.arguments(), "pretrain_steps": text_steps}
+        text_state = encoder.state_dict() if text_losses else None
     DiffusionConfig(**base)  # validate the settings before any autoencoder training
     vae_net, vae_summary, scaling, vae_cfg, vae_source = None, None, None, None, None
     resumed = _check_resume(out, DiffusionConfig(**base)) if not latent else None
@@ -141,7 +159,7 @@ def train_diffusion(
         cfg = DiffusionConfig(**base)
         train_data = data
     task = DiffusionTask(cfg, data.get("class_id"), data.get("target"), vae=vae_net, init_seed=train.seed,
-                         joints=data.get("joints"))
+                         joints=data.get("joints"), text_state=text_state)
     trainer = Trainer(task, train_data, train)
     summary = trainer.fit()
     x1 = torch.zeros(1, cfg.data_channels, cfg.data_size, cfg.data_size, device=trainer.device)
@@ -153,6 +171,11 @@ def train_diffusion(
     if cfg.n_joints:
         low, high = cfg.joint_range()
         kw["joints"] = ((low + high) / 2).float()[None].to(trainer.device)
+    if "text" in cfg.cond:
+        kw["tokens"] = torch.zeros(1, 2, dtype=torch.long, device=trainer.device)
+        kw["tokens"][:, 0] = 2  # <cls>: the empty caption
+        Vocabulary.from_json(cfg.text_config["vocab"]).save(out / "vocab.json")
+        summary["text_pretrain_loss"] = [text_losses[0], text_losses[-1]] if text_losses else None
     flops = _train_flops(task.unet, x1, torch.zeros(1, dtype=torch.long, device=trainer.device), **kw)
     ips = summary.get("images_per_s")
     summary.update({

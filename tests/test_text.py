@@ -1,0 +1,180 @@
+"""Text to scene: captions from labels, the tokenizer and encoder, text-conditioned diffusion (tiny, a few steps)."""
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from armlab_scripts import cli as armlab_cli
+from generative import diffusion as D
+from generative.diffusion.text import prompt_tokens
+from generative.text import (
+    Vocabulary,
+    caption_conditions,
+    captions,
+    colour_name,
+    label_vectors,
+    prepare_text,
+    side_of,
+    text_data,
+)
+from generative.training import TrainConfig
+from robot_env.io.errors import ConfigError, ParamError
+
+pytestmark = [pytest.mark.usefixtures("one_thread"),
+              pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")]
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="module")
+def dataset(tiny_dataset):
+    return tiny_dataset(n=24, size=16, seed=0)
+
+
+LABEL = {"class_name": "sphere", "class_id": 2, "target": {"pixel_norm": [0.1, 0.6]},
+         "objects": [{"is_target": True, "category": "sphere", "color": [0.85, 0.12, 0.1]},
+                     {"is_target": False, "category": "cube", "color": [0.1, 0.35, 0.85]},
+                     {"is_target": False, "category": "cube", "color": [0.1, 0.7, 0.25]}]}
+
+
+def test_captions_are_seeded_and_name_the_targets_shape_colour_and_side():
+    a = captions(LABEL, 6, seed=3, index=5)
+    assert a == captions(LABEL, 6, seed=3, index=5)
+    assert a != captions(LABEL, 6, seed=4, index=5)
+    assert len(set(a)) > 1  # several phrasings
+    for text in a:
+        assert caption_conditions(text) == {"class_id": 2, "side": "left"}, text
+        assert "red" in text and any(w in text for w in ("near", "front", "close")), text
+        assert "two cubes" in text, text
+    right = dict(LABEL, target={"pixel_norm": [0.9, 0.3]})
+    assert all(caption_conditions(t)["side"] == "right" for t in captions(right, 4))
+    assert "wood" in captions(dict(LABEL, table_texture="wood"), 1)[0]
+    assert [colour_name(c) for c in ([0.1, 0.35, 0.85], [0.95, 0.95, 0.95], [0.2, 0.2, 0.2], [0.95, 0.8, 0.1])] == \
+        ["blue", "white", "black", "yellow"]
+    assert [side_of(u) for u in (0.1, 0.5, 0.9)] == ["left", "centre", "right"]
+    assert caption_conditions("a ball in the center")["class_id"] == 2
+    assert caption_conditions("a red box at the right, next to a sphere") == {"class_id": 0, "side": "right"}
+
+
+def test_captions_of_a_dataset_follow_its_labels(dataset):
+    data, texts, labels, classes = text_data(dataset, 16, seed=0)
+    assert len(texts) == len(data["image"]) == len(labels) and len(texts[0]) == 4
+    for row, y, t in zip(texts, data["class_id"].tolist(), data["target"].tolist()):
+        for text in row:
+            read = caption_conditions(text, classes)
+            assert read["class_id"] == y and read["side"] == side_of(t[0]), (text, y, t)
+    assert text_data(dataset, 16, seed=0)[1] == texts
+
+
+def test_vocabulary_unknown_words_and_json():
+    v = Vocabulary.build(["a red cube", "a blue sphere on the left"])
+    ids = v.encode(["a red zorblax", ""])
+    assert ids[0, 3].item() == 1 and ids[1, 0].item() == 2 and ids[1, 1].item() == 0  # <unk>, <cls>, <pad>
+    assert Vocabulary.from_json(json.loads(json.dumps(v.to_json()))).tokens == v.tokens
+    assert v.unknown("a red zorblax") == ["zorblax"]
+    with pytest.raises(ConfigError, match="empty"):
+        Vocabulary(["<pad>", "<unk>", "<cls>"])
+    with pytest.raises(ParamError):
+        v.encode([3])
+
+
+def test_text_encoder_pretraining_loss_falls(dataset):
+    _, texts, labels, _ = text_data(dataset, 16, seed=0)
+    assert label_vectors(labels).shape[0] == len(labels)
+    vocab, enc, tokens, losses = prepare_text(texts, labels, steps=60, seed=0)
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert sum(losses[-10:]) / 10 < 0.7 * sum(losses[:10]) / 10
+    h, mask, pooled = enc(tokens[:, 0])
+    assert h.shape[:2] == tokens[:, 0].shape and pooled.shape == (len(texts), enc.dim)
+    assert prepare_text(texts, labels, steps=5, seed=0)[3] == prepare_text(texts, labels, steps=5, seed=0)[3]
+
+
+TINY = dict(batch_size=4, tensorboard=False, log_every=2, sample_every=1000, checkpoint_every=1000, n_samples=4,
+            progress=False)
+
+
+def fit(data, out, steps, **kw):
+    train = TrainConfig(out=out, steps=steps, **{**D.TRAIN_DEFAULTS, **TINY})
+    return D.train_diffusion(data, train, size=16, cond="text", model="tiny", text_steps=20, **kw)
+
+
+@pytest.fixture(scope="module")
+def text_run(dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("text") / "run"
+    return out, fit(dataset, out, 6)
+
+
+def test_text_diffusion_trains_and_a_captions_words_change_the_sample(text_run):
+    out, s = text_run
+    assert s["cond"] == ["text"] and all(torch.isfinite(torch.tensor(list(s["losses"].values()))))
+    assert s["text_pretrain_loss"][1] < s["text_pretrain_loss"][0]
+    assert (out / "vocab.json").is_file() and json.loads((out / "vocab.json").read_text())["tokens"][:3] == \
+        ["<pad>", "<unk>", "<cls>"]
+    pipe = D.load_pipeline(out)
+
+    def draw(prompt, guidance=2.0):
+        tok = prompt_tokens(pipe.cfg, prompt, 2)
+        return pipe.generate(2, tokens=tok, steps=3, guidance=guidance, generator=torch.Generator().manual_seed(0))
+
+    a, b = draw("a red cube on the left of the table"), draw("a red sphere on the right of the table")
+    assert (a - b).abs().max() > 1e-3  # same noise, different words, different image
+    assert torch.equal(draw("a red cube on the left of the zorblax"), draw("a red cube on the left of the <unk>"))
+    torch.testing.assert_close(draw("", 3.0), draw("a red sphere", 0.0), atol=1e-5, rtol=0)  # empty == uncond
+    with pytest.raises(ConfigError, match="prompt"):
+        pipe.generate(2, steps=2)
+    with pytest.raises(ParamError):
+        prompt_tokens(pipe.cfg, 7, 2)
+
+
+def test_text_diffusion_resumed_equals_straight(dataset, tmp_path):
+    fit(dataset, tmp_path / "a", 2)
+    fit(dataset, tmp_path / "a", 4)
+    fit(dataset, tmp_path / "b", 4)
+    sa = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)["modules"]["unet"]
+    sb = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["modules"]["unet"]
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_text_cond_stands_alone_and_old_configs_load():
+    with pytest.raises(ParamError, match="alone"):
+        D.parse_cond("class,text")
+    old = D.DiffusionConfig(size=16, cond=("class",), model="tiny").to_dict()
+    old.pop("text_config")
+    assert D.DiffusionConfig.from_dict(old).cond == ("class",)
+    assert dataclasses.fields(D.DiffusionConfig)
+
+
+def test_cli_prompt(text_run, tmp_path, capsys):
+    out, _ = text_run
+    code = armlab_cli.main(["diffusion", "sample", "--run", str(out), "--n", "2", "--steps", "2", "--threads", "1",
+                            "--prompt", "a red ball on the left near the zorblax", "--out", str(tmp_path / "s")])
+    assert code == 0
+    manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
+    assert manifest["settings"]["prompt"].startswith("a red ball")
+    assert "zorblax" in capsys.readouterr().err
+
+
+def test_cli_prompt_errors_are_one_sentence(text_run, dataset, tmp_path, capsys):
+    out, _ = text_run
+    plain = tmp_path / "plain"
+    D.train_diffusion(dataset, TrainConfig(out=plain, steps=1, **{**D.TRAIN_DEFAULTS, **TINY}), size=16,
+                      cond="class", model="tiny")
+    capsys.readouterr()
+    assert armlab_cli.main(["diffusion", "sample", "--run", str(plain), "--n", "1", "--prompt", "a red cube",
+                            "--out", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "--prompt" in err[0] and "not conditioned on text" in err[0]
+    broken = tmp_path / "empty_vocab"
+    broken.mkdir()
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    ckpt["task_config"]["text_config"]["vocab"]["tokens"] = ["<pad>", "<unk>", "<cls>"]
+    torch.save(ckpt, broken / "checkpoint.pt")
+    assert armlab_cli.main(["diffusion", "sample", "--run", str(broken), "--n", "1", "--prompt", "a red cube",
+                            "--out", str(tmp_path / "s2")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "vocabulary is empty" in err[0], err
