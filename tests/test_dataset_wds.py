@@ -295,3 +295,20 @@ def test_outputs_choose_what_each_frame_stores_in_both_formats(sharded, folder, 
         with pytest.raises(DataError, match="depth"):
             ArmlabDataset(root, with_depth=True)
     assert cli(["dataset", "generate", "--out", str(f), "--n", str(N), "--size", str(SIZE), "--seed", "3"]) == 2
+
+
+def test_bench_reading_prints_every_figure_in_its_json(tmp_path, capsys):
+    import json
+    import statistics
+
+    assert cli(["bench", "dataset", "--read-only", "--read-frames", "100", "--read-size", "16", "--repeats", "2",
+                "--dir", str(tmp_path), "--json"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    r = json.loads(out[-1])
+    assert "read_wds_vs_files" in out[0] and r["read_frames"] == 100 and r["read_size"] == 16
+    per = r["per_repeat_read"]
+    for key in ("read_files_sps", "read_wds_sps", "read_files_built_sps"):
+        assert r[key] == max(per[key]) > 0 and len(per[key]) == 2
+    ratios = [w / f for w, f in zip(per["read_wds_sps"], per["read_files_sps"])]
+    assert r["read_wds_vs_files"] == pytest.approx(statistics.median(ratios), rel=1e-12)
+    assert list(tmp_path.iterdir()) == []  # its datasets are removed
