@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import deque
 from dataclasses import asdict
 from pathlib import Path
 
@@ -28,7 +29,16 @@ from robot_env.dataset.scene import Scene
 from robot_env.dataset.writer import frame_blobs, frame_meta, output_label, write_frame
 from robot_env.io.atomic import make_dirs
 from robot_env.io.dataset_format import POSES_FILE, DatasetError, DatasetParamError, frame_done, load_pose_bank
-from robot_env.io.shards import FORMATS, KINDS, SHARD_DIR, WDS, check_outputs, check_shard_size, sample_bytes
+from robot_env.io.shards import (
+    FORMATS,
+    KINDS,
+    SHARD_DIR,
+    WDS,
+    check_outputs,
+    check_shard_size,
+    sample_bytes,
+    shard_span,
+)
 
 _WORKER: dict = {}
 
@@ -195,8 +205,9 @@ def generate(out: str | Path, cfg: DatasetConfig, workers: int = 1, shard: tuple
         from robot_env.dataset.sharded import finalize_sharded, job_shards, write_shards
 
         ks, todo_ks = job_shards(out, cfg.n, shard_size, shard)
-        todo = [i for k in todo_ks for i in range(k * shard_size, min(cfg.n, (k + 1) * shard_size))]
-        chunks = [c for k in todo_ks for c in _split(range(k * shard_size, min(cfg.n, (k + 1) * shard_size)), chunk)]
+        spans = [shard_span(cfg.n, shard_size, k) for k in todo_ks]
+        todo = [i for span in spans for i in span]
+        chunks = [c for span in spans for c in _split(span, chunk)]  # none across shards
     else:
         todo = [i for i in indices if not frame_done(out, i)] if only is None else list(only)
         chunks = _split(todo, chunk)
@@ -259,9 +270,13 @@ def generate_ray(out: str | Path, cfg: DatasetConfig, workers: int = 2, shard: t
                 return {"_worker_frames": _worker_frames, "_worker_samples": _worker_samples}[name](indices)
 
         actors = [Renderer.remote(asdict(cfg), str(out.resolve()), outputs) for _ in range(max(1, int(workers)))]
-        refs = [actors[k % len(actors)].render.remote(func.__name__, ch) for k, ch in enumerate(chunks)]
-        for ref in refs:  # in order: the sharded layout writes its tars in frame order
-            yield ray.get(ref)
+        pending: deque = deque()  # at most four chunks an actor in flight: results wait in Ray's store, not all
+        for k, ch in enumerate(chunks):
+            pending.append(actors[k % len(actors)].render.remote(func.__name__, ch))
+            if len(pending) >= 4 * len(actors):
+                yield ray.get(pending.popleft())  # in order: the sharded layout writes its tars in frame order
+        while pending:
+            yield ray.get(pending.popleft())
 
     try:
         return generate(out, cfg, workers=1, shard=shard, progress=False, chunk=chunk, format=format,
