@@ -5,3 +5,4 @@ reads them without loading torch; the models re-export theirs as ``TRAIN_DEFAULT
 GAN = {"batch_size": 64, "n_samples": 36}  #: `generative.gan.train_gan`
 CYCLEGAN = {"batch_size": 4, "ema_decay": 0.999, "n_samples": 32}  #: `generative.cyclegan.train_cyclegan`
 DIFFUSION = {"batch_size": 32, "ema_decay": 0.995, "n_samples": 16}  #: `generative.diffusion.train_diffusion`
+STACKGAN = {"batch_size": 32, "ema_decay": 0.999, "n_samples": 36}  #: `generative.stackgan.train_stackgan`

@@ -26,7 +26,9 @@
     armlab cyclegan train|translate|eval ...     CycleGAN sim-to-real (datasets, folders, videos)
     armlab sim2real eval --sim D --real D --run R    gap closure of a CycleGAN run on a downstream regressor
     armlab bench cyclegan [--json]               CycleGAN speed, gap closure, PSNR gain
-    armlab diffusion train|sample|eval ...       pixel / latent diffusion (diffusers), classifier-free guidance
+    armlab diffusion train|sample|eval ...       pixel / latent diffusion (diffusers), classifier-free guidance;
+                                                 --cond text and sample --prompt: text to scene
+    armlab stackgan train|sample|eval ...        two-stage text-to-image GAN (32 px, then 64 px) from captions
     armlab bench sim2real [--json]               sim-to-real table: translations, baselines, few labels
     armlab bench diffusion [--json]              diffusion vs GAN: conditioning, FID, speed per sampler
     armlab bench gpu-generative|gpu-diffusion ...    the prepared checks for a lent GPU (--device cpu: smoke test)
@@ -81,7 +83,19 @@ def _add_main(sub, name: str, module, help_text: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from armlab_scripts import compare, cyclegan, dataset, demo, diffusion, evaluate, gan, render, sim2real, train
+    from armlab_scripts import (
+        compare,
+        cyclegan,
+        dataset,
+        demo,
+        diffusion,
+        evaluate,
+        gan,
+        render,
+        sim2real,
+        stackgan,
+        train,
+    )
     from armlab_scripts import tune as tune_cmd
     from armlab_scripts.bench import cyclegan as bench_cyclegan
     from armlab_scripts.bench import dataset as bench_dataset
@@ -122,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add(sub, "cyclegan", cyclegan, "CycleGAN sim<->real: train, translate datasets/folders/videos, eval")
     _add(sub, "sim2real", sim2real, "the sim-to-real gap closed by a CycleGAN run (regressor, PSNR/SSIM)")
     _add(sub, "diffusion", diffusion, "pixel and latent diffusion with guidance: train, sample, eval")
+    _add(sub, "stackgan", stackgan, "two-stage text-to-image GAN from the labels' captions: train, sample, eval")
     return parser
 
 

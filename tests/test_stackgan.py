@@ -1,0 +1,118 @@
+"""The two-stage StackGAN on captions: tiny networks, a few steps each."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from armlab_scripts import cli as armlab_cli
+from generative.stackgan import (
+    TRAIN_DEFAULTS,
+    CondAug,
+    Stage1G,
+    Stage2G,
+    evaluate_stackgan,
+    load_stackgan,
+    sample_stackgan,
+    train_stackgan,
+)
+from generative.training import TrainConfig
+from robot_env.io.errors import ParamError
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+TINY = dict(batch_size=8, tensorboard=False, log_every=1, sample_every=1000, checkpoint_every=1000, n_samples=4,
+            progress=False)
+
+
+@pytest.fixture(scope="module")
+def dataset(tiny_dataset):
+    return tiny_dataset(n=24, size=32, seed=0)
+
+
+def fit(data, out, steps):
+    train = TrainConfig(out=out, steps=steps, **{**TRAIN_DEFAULTS, **TINY})
+    return train_stackgan(data, train, size=32, ch=8, text_steps=20)
+
+
+@pytest.fixture(scope="module")
+def run(dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("stackgan") / "run"
+    return out, fit(dataset, out, 12)
+
+
+def test_conditioning_augmentation_and_stage_shapes():
+    torch.manual_seed(0)
+    ca = CondAug(16, 8)
+    e = torch.randn(4, 16)
+    c1, mu, logvar = ca(e)
+    c2, _, _ = ca(e)
+    assert not torch.equal(c1, c2) and torch.equal(ca(e, sample=False)[0], mu)
+    assert CondAug.kl(torch.zeros(2, 8), torch.zeros(2, 8)).item() == 0.0 and CondAug.kl(mu, logvar).item() > 0
+    g1, g2 = Stage1G(16, 8, 8, 8, 16), Stage2G(16, 8, 8, 32, 16)
+    x1 = g1(torch.randn(4, 8), e)[0]
+    assert x1.shape == (4, 3, 16, 16) and g2(x1, e)[0].shape == (4, 3, 32, 32)
+
+
+def test_stackgan_trains_with_finite_falling_losses(run):
+    out, s = run
+    rows = [line.split(",") for line in (out / "log.csv").read_text().splitlines()]
+    head, rows = rows[0], rows[1:]
+    col = {k: [float(r[head.index(k)]) for r in rows] for k in ("D1", "D2", "G1", "G2", "kl1", "kl2")}
+    assert all(np.isfinite(v).all() for v in col.values())
+    for k in ("G1", "G2", "kl1", "kl2"):  # the KL of conditioning augmentation falls first
+        assert np.mean(col[k][-3:]) < np.mean(col[k][:3]), (k, col[k])
+    assert s["stage1"] == 16 and s["size"] == 32 and (out / "vocab.json").is_file()
+
+
+def test_a_captions_words_change_the_sample_and_seeds_repeat(run):
+    out, _ = run
+    a1, a2, _ = sample_stackgan(out, 3, "a red cube on the left of the table", seed=1)
+    b1, b2, _ = sample_stackgan(out, 3, "a red sphere on the right of the table", seed=1)
+    assert a1.shape == (3, 16, 16, 3) and a2.shape == (3, 32, 32, 3)
+    assert np.abs(a2.astype(int) - b2.astype(int)).max() > 0
+    assert np.array_equal(a2, sample_stackgan(out, 3, "a red cube on the left of the table", seed=1)[1])
+    # unknown words are <unk>: the same image as any other unknown word
+    u = sample_stackgan(out, 2, "a red cube on the left of the zorblax", seed=0)[1]
+    assert np.array_equal(u, sample_stackgan(out, 2, "a red cube on the left of the qwerty", seed=0)[1])
+    with pytest.raises(ParamError):
+        load_stackgan(out).tokens(5, 2)
+
+
+def test_resumed_equals_straight(dataset, tmp_path):
+    fit(dataset, tmp_path / "a", 2)
+    fit(dataset, tmp_path / "a", 4)
+    fit(dataset, tmp_path / "b", 4)
+    sa = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
+    sb = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
+    for group in ("modules", "ema"):
+        for name, state in sa[group].items():
+            assert all(torch.equal(state[k], sb[group][name][k]) for k in state), (group, name)
+
+
+def test_eval_compares_the_stages(run, dataset):
+    out, _ = run
+    r = evaluate_stackgan(out, dataset, n=8, probe_steps=5)
+    for stage in ("stage1", "stage2"):
+        assert 0 <= r[stage]["side_acc_fake"] <= 1 and np.isfinite(r[stage]["fid_custom"])
+        assert r[stage]["n_prompts"] == 8
+    assert set(r["stage2_beats_stage1"]) == {"pos_err_fake_norm", "fid_custom"}
+
+
+def test_cli_sample_and_errors(run, tmp_path, capsys):
+    out, _ = run
+    code = armlab_cli.main(["stackgan", "sample", "--run", str(out), "--n", "2", "--out", str(tmp_path / "s"),
+                            "--prompt", "a red ball on the left of the zorblax"])
+    assert code == 0
+    manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
+    assert manifest["settings"]["prompt"].startswith("a red ball") and (tmp_path / "s" / "stage1.png").is_file()
+    assert "zorblax" in capsys.readouterr().err
+    broken = tmp_path / "empty_vocab"
+    broken.mkdir()
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    ckpt["task_config"]["text_config"]["vocab"]["tokens"] = ["<pad>", "<unk>", "<cls>"]
+    torch.save(ckpt, broken / "checkpoint.pt")
+    assert armlab_cli.main(["stackgan", "sample", "--run", str(broken), "--out", str(tmp_path / "s2")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "vocabulary is empty" in err[0], err
