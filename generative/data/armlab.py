@@ -151,8 +151,8 @@ class ArmlabDataset(Dataset):
                 continue
             for (i, _), data in zip(spans, read_members(path, [span for _, span in spans])):
                 where = f"{path}:{i:06d}.json"
-                yield f"{i:06d}", lambda data=data, where=where, shard=(path, index[i]): (
-                    _parse_label(data, where), where, where.rsplit(":", 1)[1][:6], shard)
+                yield f"{i:06d}", lambda data=data, where=where, stem=f"{i:06d}", shard=(path, index[i]): (
+                    _parse_label(data, where), where, stem, shard)
 
     def _record(self, label: Any, where: str, stem: str, shard: tuple | None) -> dict:
         rec = label_fields(label, where, stem)
