@@ -200,3 +200,18 @@ def test_bench_tune_measures_both_arms_and_the_ceiling(postgres, capsys):
     figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert [a["workers"] for a in figures["arms"]] == [1, 2] and all(a["trials"] == 1 for a in figures["arms"])
     assert figures["speedup"] > 0 and 0 < figures["ceiling"]["ceiling"] < 3
+
+
+def test_hyperparams_file_of_another_algo_or_a_plain_mapping(tmp_path, capsys):
+    other = tmp_path / "td3.yml"
+    other.write_text(yaml.safe_dump({"algo": "td3", "env_id": ENV, "hyperparams": {"noise_std": 0.2}}))
+    base = ["train", "--algo", "sac", "--env", ENV, "-f", str(tmp_path / "runs"), "--n-timesteps", "20",
+            "--eval-freq", "0", "--no-progress"]
+    assert main([*base, "--hyperparams-file", str(other)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--hyperparams-file" in err[0] and "td3" in err[0]
+    plain = tmp_path / "plain.yml"
+    plain.write_text("learning_rate: 0.002\nbatch_size: 16\n")
+    assert main([*base, "--hyperparams-file", str(plain)]) == 0
+    hp = rl.read_config(rl.find_run(tmp_path / "runs", "sac", ENV))["hyperparams"]
+    assert hp["learning_rate"] == 0.002 and hp["batch_size"] == 16
