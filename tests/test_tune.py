@@ -44,9 +44,8 @@ def by_state(ts):
     return out
 
 
-def kill_mid_trial(proc, storage, study, after_finished=1, timeout=120):
-    """SIGKILL ``proc`` while one of its trials is RUNNING, once ``after_finished`` trials of the study finished.
-    Returns the number of the trial it was running."""
+def kill_mid_trial(proc, storage, study, timeout=120):
+    """SIGKILL ``proc`` while one of its trials is RUNNING (after its first evaluation). Returns that trial's number."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()
@@ -54,11 +53,10 @@ def kill_mid_trial(proc, storage, study, after_finished=1, timeout=120):
             ts = trials(storage, study)
         except Exception:  # the study does not exist yet
             ts = []
-        done = sum(t.state.name in ("COMPLETE", "PRUNED") for t in ts)
         # once a trial of proc's has reported its first evaluation: it is training (not writing to the storage)
         mine = [t for t in ts if t.state.name == "RUNNING" and t.user_attrs.get("pid") == proc.pid
                 and t.intermediate_values]
-        if done >= after_finished and mine:
+        if mine:
             time.sleep(0.05)
             proc.send_signal(signal.SIGKILL)
             proc.wait()
