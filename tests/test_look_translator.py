@@ -232,3 +232,22 @@ def test_sim2real_eval_takes_a_look_run(sim_dir, look_run, tiny_dataset):
     r = sim2real_eval(sim_dir, photo, look_run[0], quick=True, steps=5)
     assert r["paired"] and r["psnr_trans"] is not None and r["n_pairs"] > 0
     assert r["run_step"] == STEPS and r["e_trans"] > 0
+
+
+def test_pairs_are_checked_in_sharded_datasets_too(sim_dir, tiny_dataset, look_run, tmp_path):
+    """The paired term's scene check reads the labels of a sharded (wds) dataset as well, and `translate` points a
+    sharded dataset to its folder form instead of failing on missing files."""
+    from generative.data import DataError
+    from robot_env.dataset.sharded import convert
+
+    photo = convert(tiny_dataset(n=48, size=SIZE, seed=3, style="photo"), tmp_path / "photo", "wds", shard_size=16)
+    assert photo["layout"] == "wds"
+    s = fit(sim_dir, tmp_path / "photo", tmp_path / "ok", steps=1, pairs=4, **LOOK)  # the same scenes: accepted
+    assert s["steps"] == 1
+    other = convert(tiny_dataset(n=48, size=SIZE, seed=4, style="sim"), tmp_path / "other", "wds", shard_size=16)
+    assert other["layout"] == "wds"
+    with pytest.raises(DataError, match="do not show the same scene"):
+        fit(sim_dir, tmp_path / "other", tmp_path / "bad", steps=1, pairs=4, **LOOK)
+    with pytest.raises(DataError, match="dataset convert"):
+        translate_dataset(look_run[0], tmp_path / "photo", tmp_path / "translated")
+    assert not (tmp_path / "translated").exists()

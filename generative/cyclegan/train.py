@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
@@ -39,19 +38,15 @@ def _check_pairs(sim_dir, real_dir, pairs: int, n_sim: int, n_real: int) -> None
                          f"folder), got {pairs}")
     if not (is_armlab_dataset(sim_dir) and is_armlab_dataset(real_dir)):
         return
-    a, b = open_images(sim_dir).records, open_images(real_dir).records
+    a, b = open_images(sim_dir), open_images(real_dir)
 
-    def scene(record: dict) -> tuple:
-        try:
-            label = json.loads(Path(record["label"]).read_text())
-        except (OSError, ValueError, KeyError):
-            raise DataError(f"cannot read the label of frame {record.get('frame')} ({record.get('label')})") from None
+    def scene(label: dict) -> tuple:
         return (label.get("frame"), label.get("joint_positions"), label.get("T_cam_world"),
                 [(o.get("category"), o.get("position")) for o in label.get("objects", [])])
 
-    for ra, rb in zip(a[:pairs], b[:pairs]):
-        if scene(ra) != scene(rb):
-            raise DataError(f"frame {ra.get('frame')} of {str(sim_dir)!r} and frame {rb.get('frame')} of "
+    for la, lb in zip(a.labels()[:pairs], b.labels()[:pairs]):
+        if scene(la) != scene(lb):
+            raise DataError(f"frame {la.get('frame')} of {str(sim_dir)!r} and frame {lb.get('frame')} of "
                             f"{str(real_dir)!r} do not show the same scene, so they cannot be pairs; generate both "
                             "with the same seed and settings (styles apart)")
 

@@ -26,6 +26,7 @@ from robot_env.io.atomic import atomic_path, atomic_write_bytes
 from robot_env.io.dataset_format import MANIFEST, write_manifest
 from robot_env.io.errors import ConfigError, ParamError, PathError
 from robot_env.io.hashing import sha256_bytes, sha256_file
+from robot_env.io.shards import LAYOUT_KEY, WDS
 from robot_env.io.video import VideoWriter, video_format
 
 __all__ = ["Generators", "load_generators", "translate_dataset", "translate_images", "translate_video"]
@@ -246,6 +247,9 @@ def translate_dataset(
         manifest = json.loads(manifest_path.read_text())
     except (OSError, ValueError) as exc:
         raise DataError(f"cannot read manifest {str(manifest_path)!r}: {exc}") from None
+    if isinstance(manifest, dict) and manifest.get(LAYOUT_KEY) == WDS:
+        raise DataError(f"{str(src)!r} is a sharded (wds) dataset; translate its folder form: `armlab dataset convert "
+                        f"--src {src} --out FOLDER --format files`, then translate FOLDER")
     files = manifest.get("files") if isinstance(manifest, dict) else None
     if not isinstance(files, dict) or not files:
         raise DataError(f"manifest {str(manifest_path)!r} lists no files")

@@ -126,6 +126,18 @@ class ArmlabDataset(Dataset):
                 )
         self.n_joints = len(first["joint_positions"]) if first is not None else 0
 
+    def labels(self) -> list[dict]:
+        """The full label (the parsed JSON object) of every record, in the records' order, read again from the label
+        files or the shards (the records keep only what an item needs: see :func:`label_fields`)."""
+        wanted = {rec["label"] for rec in self.records}
+        shards = dataset_layout(self.manifest) == WDS
+        out = []
+        for _, read_label in (self._shard_labels() if shards else self._file_labels()):
+            label, where, _, _ = read_label()
+            if where in wanted:
+                out.append(label)
+        return out
+
     def _file_labels(self):
         labels_dir = self.root / "labels"
         if not labels_dir.is_dir():
