@@ -21,6 +21,7 @@ from generative.text import (
 )
 from generative.training import TrainConfig
 from robot_env.io.errors import ConfigError, ParamError
+from robot_env.io.threads import torch_threads
 
 pytestmark = [pytest.mark.usefixtures("one_thread"),
               pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")]
@@ -106,7 +107,8 @@ def fit(data, out, steps, **kw):
 @pytest.fixture(scope="module")
 def text_run(dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("text") / "run"
-    return out, fit(dataset, out, 6)
+    with torch_threads(1):  # a module fixture runs before the function-scoped one_thread
+        return out, fit(dataset, out, 6)
 
 
 def test_text_diffusion_trains_and_a_captions_words_change_the_sample(text_run):
@@ -131,6 +133,7 @@ def test_text_diffusion_trains_and_a_captions_words_change_the_sample(text_run):
         prompt_tokens(pipe.cfg, 7, 2)
 
 
+@pytest.mark.slow  # three short trainings, each ending on a sample grid: ~19 s on the busy 2-core machine
 def test_text_diffusion_resumed_equals_straight(dataset, tmp_path):
     fit(dataset, tmp_path / "a", 2)
     fit(dataset, tmp_path / "a", 4)
