@@ -18,15 +18,18 @@ __all__ = ["EqualConv2d", "EqualLinear", "FourierFeatures", "ProjectionHead", "c
            "pixel_norm", "r1_penalty"]
 
 
-class EqualLinear(nn.Module):
+class EqualLinear(nn.Linear):
     """A linear layer with the equalized learning rate of Karras et al. 2018: weights drawn from N(0, 1 / lr_mul)
     and scaled by ``lr_mul / sqrt(fan_in)`` at run time (so Adam's steps are the same size for every layer);
-    ``lr_mul`` < 1 slows a layer (StyleGAN's mapping network uses 0.01)."""
+    ``lr_mul`` < 1 slows a layer (StyleGAN's mapping network uses 0.01). An ``nn.Linear`` (for the FLOP count)
+    with its own forward."""
 
     def __init__(self, n_in: int, n_out: int, bias: bool = True, bias_init: float = 0.0, lr_mul: float = 1.0):
-        super().__init__()
-        self.weight = nn.Parameter(torch.randn(n_out, n_in) / lr_mul)
-        self.bias = nn.Parameter(torch.full((n_out,), float(bias_init) / lr_mul)) if bias else None
+        super().__init__(n_in, n_out, bias=bias)
+        with torch.no_grad():
+            self.weight.copy_(torch.randn(n_out, n_in) / lr_mul)
+            if self.bias is not None:
+                self.bias.fill_(float(bias_init) / lr_mul)
         self.scale, self.lr_mul = lr_mul / math.sqrt(n_in), lr_mul
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -34,15 +37,17 @@ class EqualLinear(nn.Module):
         return F.linear(x, self.weight * self.scale, b)
 
 
-class EqualConv2d(nn.Module):
-    """A convolution with the equalized learning rate (weights N(0, 1) scaled by ``1 / sqrt(fan_in)``)."""
+class EqualConv2d(nn.Conv2d):
+    """A convolution with the equalized learning rate (weights N(0, 1) scaled by ``1 / sqrt(fan_in)``); an
+    ``nn.Conv2d`` with its own forward."""
 
     def __init__(self, n_in: int, n_out: int, kernel: int, bias: bool = True):
-        super().__init__()
-        self.weight = nn.Parameter(torch.randn(n_out, n_in, kernel, kernel))
-        self.bias = nn.Parameter(torch.zeros(n_out)) if bias else None
-        self.scale, self.padding = 1.0 / math.sqrt(n_in * kernel * kernel), kernel // 2
-        self.in_channels, self.out_channels, self.kernel_size = n_in, n_out, (kernel, kernel)
+        super().__init__(n_in, n_out, kernel, padding=kernel // 2, bias=bias)
+        with torch.no_grad():
+            self.weight.normal_()
+            if self.bias is not None:
+                self.bias.zero_()
+        self.scale = 1.0 / math.sqrt(n_in * kernel * kernel)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv2d(x, self.weight * self.scale, self.bias, padding=self.padding)
@@ -54,15 +59,17 @@ def pixel_norm(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
 
 
 def minibatch_stddev(x: torch.Tensor, group: int = 4) -> torch.Tensor:
-    """``x`` with one more channel: the standard deviation of each feature over a group of up to ``group`` images,
-    averaged over features and pixels (Karras et al. 2018), so that D can see a batch without variety."""
+    """``x`` with one more channel: the standard deviation of each feature over a group of up to ``group``
+    consecutive images, averaged over features and pixels (Karras et al. 2018), so that D can see a batch without
+    variety. Groups of consecutive images keep the halves of ``cat([real, fake])`` apart when ``group`` divides
+    each half."""
     n, c, h, w = x.shape
     g = min(group, n)
     while n % g:
         g -= 1
-    y = x.float().reshape(g, -1, c, h, w)
-    y = (y - y.mean(0)).pow(2).mean(0).add(1e-8).sqrt().mean(dim=(1, 2, 3))  # (n / g,)
-    y = y.reshape(-1, 1, 1, 1).repeat(g, 1, h, w).to(x.dtype)
+    y = x.float().reshape(-1, g, c, h, w)
+    y = (y - y.mean(1, keepdim=True)).pow(2).mean(1).add(1e-8).sqrt().mean(dim=(1, 2, 3))  # (n / g,)
+    y = y.repeat_interleave(g).reshape(n, 1, 1, 1).expand(n, 1, h, w).to(x.dtype)
     return torch.cat([x, y], 1)
 
 

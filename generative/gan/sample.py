@@ -106,11 +106,16 @@ def _generate(G: DCGANGenerator, n: int, y: torch.Tensor | None, c: torch.Tensor
     """uint8 NHWC images from G (eval mode); z drawn from ``gen`` on the CPU."""
     dev = next(G.parameters()).device
     z = torch.randn(n, G.z_dim, generator=gen)
+    noisy = hasattr(G, "synthesis")  # StyleGAN2's noise inputs draw from torch's RNG: seeded from ``gen`` too
+    noise_seed = int(torch.randint(0, 2**62, (1,), generator=gen)) if noisy else None
     out = []
-    for i in range(0, n, batch_size):
-        sl = slice(i, i + batch_size)
-        x = G(z[sl].to(dev), None if y is None else y[sl].to(dev), None if c is None else c[sl].to(dev))
-        out.append(((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu())
+    with torch.random.fork_rng(devices=[dev.index or 0] if dev.type == "cuda" else [], enabled=noisy):
+        if noisy:
+            torch.manual_seed(noise_seed)
+        for i in range(0, n, batch_size):
+            sl = slice(i, i + batch_size)
+            x = G(z[sl].to(dev), None if y is None else y[sl].to(dev), None if c is None else c[sl].to(dev))
+            out.append(((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu())
     return torch.cat(out).numpy()
 
 

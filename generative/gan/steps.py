@@ -1,8 +1,9 @@
 """One training step of the stylegan2 and progan architectures: the non-saturating logistic loss, lazy R1, ADA,
 ProGAN's growth, and a check that the losses stay finite.
 
-D step: ``softplus(-D(aug(x))) + softplus(D(aug(G(z))))`` (real and fake in separate passes, so that the minibatch
-standard deviation never mixes them), every ``r1_every`` steps plus ``r1_gamma / 2 * r1_every * |grad D(aug(x))|^2``
+D step: ``softplus(-D(aug(x))) + softplus(D(aug(G(z))))`` (real and fake in one pass; the minibatch standard
+deviation groups consecutive images, so it never mixes them when the batch is a multiple of its group), every
+``r1_every`` steps plus ``r1_gamma / 2 * r1_every * |grad D(aug(x))|^2``
 (lazy R1 on the augmented reals); then the local classifier's step where there is one; then the G step,
 ``softplus(-D(aug(G(z))))`` (plus the local class loss) through the updated D on the same fakes. ``aug`` is
 :func:`~generative.gan.ada.ada_augment` at the controller's ``p`` (the identity without ``ada``), and D's outputs
@@ -49,19 +50,20 @@ def style_step(task: GANTask, batch: dict[str, torch.Tensor], step: int) -> dict
     p = task.ada.p if task.ada is not None else 0.0
     real_d, c_real = ada_augment(real, c, p)
     fake_d, c_fake = ada_augment(fake, c, p)
-    # -- D step
-    D = task.net("D")
+    # -- D step: real and fake in one forward pass (one DDP forward per backward), R1 on the same pass's reals
+    r1_step = cfg.r1_gamma > 0 and step % cfg.r1_every == 0
+    x_real = real_d.detach().requires_grad_(r1_step)
+    x_all = torch.cat([x_real, fake_d.detach().to(x_real.dtype)])
+    y_all = torch.cat([y, y]) if y is not None else None
+    c_all = torch.cat([c_real, c_fake]) if c is not None else None
     task.D.requires_grad_(True)
     with task.autocast():
-        d_real = D(real_d, y, c_real).float()
-        d_fake = D(fake_d.detach(), y, c_fake).float()
+        logits = task.net("D")(x_all, y_all, c_all).float()
+    d_real, d_fake = logits[:n], logits[n:]
     d_loss = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
     loss = d_loss
-    if cfg.r1_gamma > 0 and step % cfg.r1_every == 0:
-        x = real_d.detach().requires_grad_(True)
-        with task.autocast():
-            d_r = D(x, y, c_real).float()
-        r1 = r1_penalty(d_r, x)
+    if r1_step:
+        r1 = r1_penalty(d_real, x_real)
         loss = loss + 0.5 * cfg.r1_gamma * cfg.r1_every * r1
         task.last_r1 = float(r1.detach())
     _check_finite(loss, "discriminator", cfg.arch, step)

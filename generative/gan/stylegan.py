@@ -14,8 +14,8 @@ the where-and-what maps to its features. ``num_ws`` = 2 + 2 x (log2(size) - 2) s
 Discriminator: a 1 x 1 fromRGB of the image (and the where-and-what maps as extra channels), residual blocks (two
 3 x 3 convolutions and a 2x average-pool down, plus a 1 x 1 skip, summed / sqrt 2) down to 4 x 4, the minibatch
 standard deviation, a 3 x 3 convolution and a linear layer to the feature vector, and the projection head on class
-and target (:class:`~generative.gan.layers.ProjectionHead`). Channels: ``2 * base`` up to ``size / 4``, ``base``
-above (64 -> 32 at 64 px with base 32).
+and target (:class:`~generative.gan.layers.ProjectionHead`). Channels (:func:`channels_at`): 64 up to 16 px, then
+32 and 16 at 32 and 64 px with base 32.
 """
 
 from __future__ import annotations
@@ -44,8 +44,10 @@ _SQRT2 = math.sqrt(2.0)
 
 
 def channels_at(res: int, size: int, base: int) -> int:
-    """Channels at resolution ``res``: ``2 * base`` up to a quarter of ``size``, ``base`` above."""
-    return 2 * base if res <= size // 4 else base
+    """Channels at resolution ``res``: halved per doubling from ``2 * base`` at a quarter of ``size`` and below to
+    ``base / 2`` at ``size`` (64, 64, 64, 32, 16 at 4 ... 64 px with base 32: the 3 x 3 convolutions at the top
+    resolutions cost most on a CPU)."""
+    return max(1, min(2 * base, base * size // (2 * res)))
 
 
 def _lrelu(x: torch.Tensor) -> torch.Tensor:
@@ -77,20 +79,16 @@ class MappingNetwork(nn.Module):
         return h
 
 
-class ModulatedConv(nn.Module):
+class ModulatedConv(EqualConv2d):
     """A ``k`` x ``k`` convolution whose weights are scaled per input channel by the style ``affine(w)`` and, with
     ``demodulate``, rescaled per output channel and image to unit norm. Computed by modulating the activations
     (``conv(x * s) * d``: the same result as modulating the weights, with one shared weight and no grouped
     convolution)."""
 
     def __init__(self, n_in: int, n_out: int, k: int, w_dim: int, demodulate: bool = True, up: bool = False):
-        super().__init__()
-        self.weight = nn.Parameter(torch.randn(n_out, n_in, k, k))
-        self.bias = nn.Parameter(torch.zeros(n_out))
+        super().__init__(n_in, n_out, k)
         self.affine = EqualLinear(w_dim, n_in, bias_init=1.0)
-        self.scale, self.padding = 1.0 / math.sqrt(n_in * k * k), k // 2
         self.demodulate, self.up = demodulate, up
-        self.in_channels, self.out_channels, self.kernel_size = n_in, n_out, (k, k)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         s = self.affine(w)  # (N, in)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,8 @@ def train_gan(
     _check_resume(out, cfg, saved)
     if pad_channels is None:
         pad_channels = pick_device(train.device).type == "cuda"
+    if cfg.arch != "dcgan" and train.channels_last == "auto":  # their 3 x 3 convolutions run ~1.4x faster so on CPUs
+        train = dataclasses.replace(train, channels_last="on")
     task = GANTask(cfg, data.get("class_id"), data.get("target"), init_seed=train.seed,
                    channel_multiple=8 if pad_channels else 0)
     trainer = Trainer(task, data, train)
