@@ -386,6 +386,9 @@ def _export(args: argparse.Namespace) -> int:
 
 
 TARGETS = {"class_acc_ratio": (">=", 0.95), "pos_err_ratio": ("<=", 1.5), "diversity_ratio": (">=", 0.8)}
+#: A text run's targets (issue 26): the probe reads the prompt's class at >= 0.9 x real; a caption names a third of
+#: the table, not a point, so the position error is judged loosely.
+TEXT_TARGETS = {"class_acc_ratio": (">=", 0.9), "pos_err_ratio": ("<=", 2.0), "diversity_ratio": (">=", 0.8)}
 
 
 def print_report(r: dict, title: str = "") -> None:
@@ -393,4 +396,4 @@ def print_report(r: dict, title: str = "") -> None:
     footer = (f"  {r.get('n_fake')} samples against {r.get('n_real')} real frames; sampling "
               f"{fmt(r.get('sample_images_per_s'), '.2f')} images/s, training "
               f"{fmt(r.get('train_images_per_s'), '.0f')} images/s")
-    print_generation_report(r, TARGETS, title, footer)
+    print_generation_report(r, TEXT_TARGETS if "text" in (r.get("cond") or []) else TARGETS, title, footer)
