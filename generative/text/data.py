@@ -12,7 +12,6 @@ from generative.text.captions import captions, prompt_of
 from generative.text.encoder import TextEncoder, label_vectors, pretrain_text_encoder
 from generative.text.tokenizer import Vocabulary
 from robot_env.io.errors import DataError
-from robot_env.io.shards import WDS, dataset_layout
 
 __all__ = ["caption_tokens", "drawn_prompts", "frame_labels", "load_text_encoder", "prepare_text", "text_data"]
 
@@ -21,8 +20,7 @@ def frame_labels(ds: Any) -> list[dict[str, Any]]:
     """The parsed label of every frame of an armlab dataset (``ArmlabDataset``), in the dataset's order."""
     if not hasattr(ds, "records"):
         raise DataError("a text model needs an armlab dataset with labels (a manifest.json), not a plain folder")
-    reader = ds._shard_labels() if dataset_layout(ds.manifest) == WDS else ds._file_labels()
-    labels = [read()[0] for _, read in reader]
+    labels = ds.labels()
     if len(labels) != len(ds.records):
         raise DataError(f"dataset {str(ds.root)!r} changed while it was read ({len(labels)} labels for "
                         f"{len(ds.records)} frames)")
