@@ -120,6 +120,27 @@ def test_ddim_rederives_the_noise_from_the_clipped_image():
     assert (got - inconsistent).abs().max() > 0.1
 
 
+def test_latent_samplers_keep_the_clean_estimate_in_range():
+    """A latent model's ddpm and ddim samplers clip the inferred clean latents at LATENT_CLIP: from pure noise at
+    the schedule's last step, a network off by 0.1 leaves the first step's latents within a few standard deviations
+    (unclipped, the cosine schedule's alpha_bar of 2e-9 blows the error up to tens of them: what decoded as colour
+    noise). Pixel samplers keep their own range of 1."""
+    train = D.train_scheduler(clip_sample=False)  # what a latent model trains with
+    x = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    for name in ("ddim", "ddpm"):
+        free, clipped = D.make_sampler(name, train.config), D.make_sampler(name, train.config, D.LATENT_CLIP)
+        assert clipped.config.clip_sample and clipped.config.clip_sample_range == D.LATENT_CLIP
+        outs = []
+        for sch in (free, clipped):
+            sch.set_timesteps(50)
+            t = sch.timesteps[0]
+            eps = x + 0.1  # the true noise is x itself at t = 999; the network is off by 0.1
+            kw = {"generator": torch.Generator().manual_seed(1), **D.sampler_step_kwargs(name)}
+            outs.append(sch.step(eps, t, x, **kw).prev_sample)
+        assert outs[0].abs().max() > 10 and outs[1].abs().max() < 5, (name, outs[0].abs().max(), outs[1].abs().max())
+    assert D.make_sampler("ddim", D.train_scheduler(clip_sample=True).config).config.clip_sample_range == 1.0
+
+
 # ----------------------------------------------------------------------------------------------------- learning
 def _constant_images(n: int, size: int, classes: torch.Tensor) -> torch.Tensor:
     """Class 0: a muted red, class 1: a muted blue (room for guidance to push further), in [-1, 1]."""

@@ -136,7 +136,7 @@ from generative.diffusion.pipeline import (
     sample,
     to_uint8,
 )
-from generative.diffusion.schedulers import make_sampler, sampler_step_kwargs, train_scheduler
+from generative.diffusion.schedulers import LATENT_CLIP, make_sampler, sampler_step_kwargs, train_scheduler
 from generative.diffusion.task import DiffusionTask
 from generative.diffusion.train import TRAIN_DEFAULTS, train_diffusion
 from generative.runs import SUMMARY
@@ -168,6 +168,7 @@ __all__ = [
     "load_pipeline",
     "load_vae",
     "make_sampler",
+    "LATENT_CLIP",
     "manifest_joint_limits",
     "parse_cond",
     "reconstruct",

@@ -14,7 +14,7 @@ from torch import nn
 from generative.conditions import as_class_ids, as_joints, as_targets
 from generative.diffusion.config import DiffusionConfig, check_sampler
 from generative.diffusion.models import ConditionedUNet, build_vae
-from generative.diffusion.schedulers import make_sampler, sampler_step_kwargs, train_scheduler
+from generative.diffusion.schedulers import LATENT_CLIP, make_sampler, sampler_step_kwargs, train_scheduler
 from generative.diffusion.text import build_denoiser
 from generative.runs import load_run, pick_device
 from generative.training import CHECKPOINT
@@ -96,7 +96,7 @@ class Pipeline:
             c = targets[sl].float().to(dev) if "target" in self.cfg.cond else None
             q = joints[sl].float().to(dev) if self.cfg.n_joints else None
             tok = tokens[sl].long().to(dev) if "text" in self.cfg.cond else None
-            sch = make_sampler(name, self.scheduler_config)
+            sch = make_sampler(name, self.scheduler_config, LATENT_CLIP if self.cfg.latent else None)
             step_kw = sampler_step_kwargs(name)
             sch.set_timesteps(int(steps))
             shape = (m, self.cfg.data_channels, self.cfg.data_size, self.cfg.data_size)
