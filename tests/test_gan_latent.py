@@ -36,13 +36,16 @@ def runs(tiny_dataset, tmp_path_factory):
     """A tiny stylegan2 run and a tiny progan run (a few steps each) and their dataset."""
     data = tiny_dataset(n=24, size=SIZE, seed=0, style="sim")
     root = tmp_path_factory.mktemp("latent_runs")
+    from robot_env.io.threads import torch_threads
+
     out = {"data": data}
-    for arch, kw in (("stylegan2", {"w_dim": 16}), ("progan", {"phase_steps": 2})):
-        train = TrainConfig(out=root / arch, steps=4, **{**TRAIN_DEFAULTS, **{k: v for k, v in TINY.items()
-                                                                             if k in TRAINER}})
-        train_gan(data, train, "class,target", size=SIZE, arch=arch,
-                  **{k: v for k, v in {**TINY, **kw}.items() if k not in TRAINER})
-        out[arch] = root / arch
+    with torch_threads(1):  # a module fixture runs outside the tests' one_thread
+        for arch, kw in (("stylegan2", {"w_dim": 16}), ("progan", {"phase_steps": 2})):
+            train = TrainConfig(out=root / arch, steps=4, **{**TRAIN_DEFAULTS, **{k: v for k, v in TINY.items()
+                                                                                 if k in TRAINER}})
+            train_gan(data, train, "class,target", size=SIZE, arch=arch,
+                      **{k: v for k, v in {**TINY, **kw}.items() if k not in TRAINER})
+            out[arch] = root / arch
     return out
 
 
