@@ -213,3 +213,38 @@ def test_cli_trains_samples_exports_and_evaluates_each_arch(dataset, tmp_path, c
                  "--json"]) == 0
     r = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert r["fid_custom"] >= 0 and r["class_acc_ratio"] is not None
+
+
+def _ddp_worker(rank, port, data, root):
+    """One torchrun-like process training a tiny stylegan2 (with ADA) and a tiny progan run."""
+    import os
+
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2",
+                      LOCAL_RANK=str(rank))
+    result = {}
+    for arch, kw in (("stylegan2", {"ada": True, "ada_kimg": 0.05}), ("progan", {"phase_steps": 2})):
+        s = fit(data, f"{root}/{arch}", 6, arch=arch, r1_every=2, device="cpu", **kw)
+        G = load_generator(f"{root}/{arch}", ema=False) if rank == 0 else None
+        task_state = {"steps": s["steps"], "ada_p": s.get("ada_p", -1.0)}
+        result[arch] = {"state": None if G is None else G.state_dict(), **task_state}
+    torch.save(result, f"{root}/rank{rank}.pt")
+
+
+@pytest.mark.slow  # two spawned processes (~30 s with their imports)
+def test_ddp_trains_each_arch_in_two_cpu_processes(dataset, tmp_path):
+    """Under DDP (gloo, two processes) stylegan2 with ADA (p steered by the reals of every rank) and progan (layers
+    of later resolutions unused) train, and rank 0 checkpoints what both computed."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    mp.spawn(_ddp_worker, args=(port, str(dataset), str(tmp_path)), nprocs=2, join=True)
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    for arch in ("stylegan2", "progan"):
+        assert r0[arch]["steps"] == r1[arch]["steps"] == 6
+        assert r0[arch]["ada_p"] == r1[arch]["ada_p"]  # one p for all ranks
+        assert all(torch.isfinite(v).all() for v in r0[arch]["state"].values() if v.is_floating_point())

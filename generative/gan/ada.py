@@ -110,9 +110,14 @@ class AdaController:
         self._sum, self._n, self._steps = 0.0, 0, 0
 
     def observe(self, d_real: torch.Tensor) -> None:
-        """Count the signs of one step's D outputs on the real images; every ``ADJUST_EVERY`` steps adjust p."""
-        self._sum += float(torch.sign(d_real.detach().float()).sum())
-        self._n += int(d_real.numel())
+        """Count the signs of one step's D outputs on the real images (summed over the processes of a distributed
+        run, so that every rank steers the same p); every ``ADJUST_EVERY`` steps adjust p."""
+        counts = torch.stack([torch.sign(d_real.detach().float()).sum(),
+                              torch.tensor(float(d_real.numel()), device=d_real.device)])
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(counts)
+        self._sum += float(counts[0])
+        self._n += int(counts[1])
         self._steps += 1
         if self._steps >= ADJUST_EVERY:
             self.rt = self._sum / max(self._n, 1)

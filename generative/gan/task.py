@@ -68,6 +68,10 @@ class GANTask(TrainTask):
     def ema_modules(self) -> list[str]:
         return ["G"]
 
+    def ddp_options(self) -> dict[str, Any]:
+        # a growing network leaves the layers of the resolutions still to come (and the fading-out ones) unused
+        return {"find_unused_parameters": True} if self.cfg.arch == "progan" else {}
+
     def config(self) -> dict[str, Any]:
         return self.cfg.to_dict()
 
