@@ -18,8 +18,10 @@ with the same settings — its outputs are recorded in ``OUT/stages/NAME.json``)
                (sim2real_rollout.webm) and a small downstream table: the camera model trained
                on sim, histogram-matched sim, translated sim and real frames, tested on held-out
                real frames (one seed; the full table is `armlab bench sim2real`);
-7. generate    a short conditional GAN and a short class-conditional diffusion run, and
-               their samples per class (gan_samples.png, diffusion_samples.png);
+7. generate    samples per class of the conditional GAN and the latent diffusion model whose
+               small weights ship in generative/pretrained (gan_samples.png,
+               diffusion_samples.png; if those folders are gone, short runs are trained here),
+               and a walk through the GAN's latent space (latent/interp_z.webm, truncation.png);
 8. report      report.html: one self-contained page with all of the above.
 
 ``--quick`` shrinks every budget (about two minutes); ``--fresh`` reruns every stage.
@@ -39,12 +41,29 @@ from armlab_scripts._demo_figures import class_sheet, comparison_plot, fmt_m, la
 from armlab_scripts._demo_sim2real import demo_dataset, stage_sim2real
 
 
-def pretrained_gan() -> Path:
-    """The conditional GAN weights shipped with armlab (made by the commands in their PROVENANCE.json), which the
-    demo samples instead of training a GAN for a few minutes."""
+def pretrained(name: str = "cgan64") -> Path:
+    """The folder of weights shipped with armlab under ``generative/pretrained`` (made by the commands in their
+    PROVENANCE.json), which the demo samples instead of training for a few CPU minutes: ``cgan64`` (the conditional
+    GAN) and ``ldm64`` (latent diffusion)."""
     import generative
 
-    return Path(generative.__file__).resolve().parent / "pretrained" / "cgan64"
+    return Path(generative.__file__).resolve().parent / "pretrained" / name
+
+
+def _shipped(name: str) -> Path | None:
+    root = pretrained(name)
+    return root if (root / "checkpoint.pt").is_file() else None
+
+
+def _shipped_figures(root: Path, what: str) -> tuple[dict, str]:
+    """The report's figures and line of a model sampled from shipped weights."""
+    note = json.loads((root / "PROVENANCE.json").read_text())
+    m = note.get("metrics") or {}
+    nan = float("nan")
+    return ({what: f"sampled from the shipped weights ({note['step']:,} CPU steps; not trained here)",
+             f"{what} class accuracy / position error vs real": f"{m.get('class_acc_ratio', nan):.2f}x / "
+                                                               f"{m.get('pos_err_ratio', nan):.2f}x"},
+            f"{what} sampled from the shipped weights ({note['step']:,} steps)")
 
 
 def _check_envs(progress: bool) -> list[dict]:
@@ -238,49 +257,56 @@ def stage_generate(demo: Demo) -> dict:
     from generative.gan import TRAIN_DEFAULTS as GAN_TRAINING
     from generative.gan import sample as gan_sample
     from generative.gan import train_gan
+    from generative.gan.latent import explore
     from generative.training import TrainConfig
 
     s = demo.settings["generate"]
     data = demo.out / "data" / "sim"
-    pretrained = pretrained_gan() if (pretrained_gan() / "checkpoint.pt").is_file() else None
-    if pretrained is None:  # the shipped weights are gone: train the demo's short run instead
-        gan_train = TrainConfig(out=demo.out / "gan", steps=s["gan_steps"],
-                                **{**GAN_TRAINING, "batch_size": s["batch_size"]}, seed=s["seed"], device="cpu",
-                                progress=demo.progress, tensorboard=False, sample_every=10**9,
-                                checkpoint_every=max(50, s["gan_steps"] // 4))
-        summary = train_gan(data, gan_train, cond="class,target", size=s["size"])
-    gan_run = pretrained or demo.out / "gan"
-    rows = [gan_sample(gan_run, s["per_class"], cond={"class_id": c}, seed=s["seed"])[0] for c in range(3)]
-    write_png(demo.out / "gan_samples.png", class_sheet(rows))
-    diffusion_train = TrainConfig(out=demo.out / "diffusion", steps=s["diffusion_steps"],
-                                  **{**DIFFUSION_TRAINING, "batch_size": s["batch_size"]}, seed=s["seed"],
-                                  device="cpu", progress=demo.progress, tensorboard=False, sample_every=10**9,
-                                  checkpoint_every=max(50, s["diffusion_steps"] // 4))
-    dsum = train_diffusion(data, diffusion_train, size=s["size"], cond="class", model="tiny")
-    rows = [diffusion_sample(demo.out / "diffusion", s["per_class"], cond={"class_id": c}, sampler="ddpm",
-                             steps=s["sample_steps"], guidance=2.0, seed=s["seed"])[0] for c in range(3)]
-    write_png(demo.out / "diffusion_samples.png", class_sheet(rows))
-    d_ips = _images_per_s(dsum)
-    if pretrained is not None:
-        note = json.loads((pretrained / "PROVENANCE.json").read_text())
-        metrics = note.get("metrics") or {}
-        gan = {"GAN": f"sampled from the shipped weights ({note['step']:,} CPU steps; not trained here)",
-               "GAN class accuracy / position error vs real": f"{metrics.get('class_acc_ratio', float('nan')):.2f}x / "
-                                                             f"{metrics.get('pos_err_ratio', float('nan')):.2f}x"}
-        gan_line = f"conditional GAN sampled from the shipped weights ({note['step']:,} steps)"
-    else:
+
+    def short_run(name: str, steps: int, defaults: dict) -> TrainConfig:
+        """The demo's short training run (when the shipped weights are gone)."""
+        return TrainConfig(out=demo.out / name, steps=steps, **{**defaults, "batch_size": s["batch_size"]},
+                           seed=s["seed"], device="cpu", progress=demo.progress, tensorboard=False,
+                           sample_every=10**9, checkpoint_every=max(50, steps // 4))
+
+    gan_run, diffusion_run = _shipped("cgan64"), _shipped("ldm64")
+    files = ["gan_samples.png", "diffusion_samples.png"]
+    if gan_run is None:
+        summary = train_gan(data, short_run("gan", s["gan_steps"], GAN_TRAINING), cond="class,target", size=s["size"])
+        gan_run = demo.out / "gan"
         g_ips = _images_per_s(summary)
         gan = {"GAN": f"trained here, {s['gan_steps']:,} steps", "GAN training images/s": f"{g_ips:.0f}"}
         gan_line = f"conditional GAN {s['gan_steps']:,} steps ({g_ips:.0f} images/s)"
-    figures = {**gan, "diffusion training images/s": f"{d_ips:.0f}",
-               "diffusion steps": f"{s['diffusion_steps']:,}",
-               "DDPM (ancestral) sampling steps": str(s["sample_steps"])}
-    return {"line": f"{gan_line}, class-conditional diffusion {s['diffusion_steps']:,} steps ({d_ips:.0f} "
-                    f"images/s, DDPM {s['sample_steps']} steps, guidance 2); gan_samples.png, diffusion_samples.png",
-            "figures": figures,
-            "gan_source": "pretrained" if pretrained is not None else "trained",
-            "files": ["gan_samples.png", "diffusion_samples.png", "diffusion/checkpoint.pt"]
-            + ([] if pretrained is not None else ["gan/checkpoint.pt"])}
+        files.append("gan/checkpoint.pt")
+    else:
+        gan, gan_line = _shipped_figures(gan_run, "GAN")
+    rows = [gan_sample(gan_run, s["per_class"], cond={"class_id": c}, seed=s["seed"])[0] for c in range(3)]
+    write_png(demo.out / "gan_samples.png", class_sheet(rows))
+    # the lecture's latent space: a walk through z (slerp between random points) of the GAN, one condition held
+    latent = explore(gan_run, demo.out / "latent", seed=s["seed"], n_frames=s["latent_frames"])
+    files += ["latent/interp_z.webm", "latent/truncation.png"]
+    if diffusion_run is None:  # a short class-conditional run, sampled with ancestral DDPM (reads well early on)
+        dsum = train_diffusion(data, short_run("diffusion", s["diffusion_steps"], DIFFUSION_TRAINING),
+                               size=s["size"], cond="class", model="tiny")
+        diffusion_run, sampler, guidance = demo.out / "diffusion", "ddpm", 2.0
+        d_ips = _images_per_s(dsum)
+        diffusion = {"diffusion": f"trained here, {s['diffusion_steps']:,} steps",
+                     "diffusion training images/s": f"{d_ips:.0f}"}
+        diffusion_line = f"class-conditional diffusion {s['diffusion_steps']:,} steps ({d_ips:.0f} images/s)"
+        files.append("diffusion/checkpoint.pt")
+    else:  # the shipped latent model, class and target conditioned, with DDIM and guidance 3
+        sampler, guidance = "ddim", 3.0
+        diffusion, diffusion_line = _shipped_figures(diffusion_run, "diffusion")
+    rows = [diffusion_sample(diffusion_run, s["per_class"], cond={"class_id": c}, sampler=sampler,
+                             steps=s["sample_steps"], guidance=guidance, seed=s["seed"])[0] for c in range(3)]
+    write_png(demo.out / "diffusion_samples.png", class_sheet(rows))
+    sampling = f"{sampler.upper()} {s['sample_steps']} steps, guidance {guidance:g}"
+    return {"line": f"{gan_line}; {diffusion_line} ({sampling}); gan_samples.png, diffusion_samples.png",
+            "figures": {**gan, **diffusion, "diffusion sampling": sampling,
+                        "latent walk": f"{latent['n_frames']} frames, slerp in z, class {latent['class_id']}"},
+            "gan_source": "trained" if "gan/checkpoint.pt" in files else "pretrained",
+            "diffusion_source": "trained" if "diffusion/checkpoint.pt" in files else "pretrained",
+            "files": files}
 
 
 STAGES = [("envs", stage_envs), ("cmaes", stage_cmaes), ("comparison", stage_comparison), ("video", stage_video),
@@ -301,6 +327,7 @@ def settings_for(args: argparse.Namespace) -> dict:
                      "video_frames": 24 if q else 72},
         "generate": {"gan_steps": 30 if q else 300, "diffusion_steps": 20 if q else 1000,
                      "sample_steps": 10 if q else 25, "size": 64, "batch_size": 16 if q else 32, "per_class": 8,
+                     "latent_frames": 24 if q else 72,
                      "seed": seed, "dataset_n": 96 if q else 600},
     }
 

@@ -143,12 +143,22 @@ def build(records: dict, quick: bool) -> str:
                "(their PROVENANCE.json names the commands, the dataset's manifest hash and the metrics); the demo "
                "samples them and does not train a GAN. " if r.get("gan_source") == "pretrained" else
                "The GAN was trained here for the demo's short budget. ")
-            + "The diffusion model is trained here for the demo's short CPU budget.</p>"
-            + "".join(_img(f, f.split("_")[0] + " samples") for f in r["files"] if f.endswith(".png")),
+            + ("The diffusion samples come from the latent diffusion weights shipped in "
+               "<code>generative/pretrained/ldm64</code> (UNet and autoencoder, trained on plain sim renders in which "
+               "only the camera pose and the distractors vary; the same kind of PROVENANCE.json), "
+               "sampled with DDIM and classifier-free guidance; nothing is trained here.</p>"
+               if r.get("diffusion_source") == "pretrained" else
+               "The diffusion model is trained here for the demo's short CPU budget.</p>")
+            + "".join(_img(f, f.split("_")[0] + " samples") for f in r["files"]
+                      if f.endswith(".png") and not f.startswith("latent/"))
+            + ("<p>The lecture's latent space: the GAN's generator walked along great circles between random "
+               "points of z (slerp), one condition held; the truncation grid scales z.</p>"
+               + _video("latent/interp_z.webm") + _img("latent/truncation.png", "truncation grid")
+               if "latent/interp_z.webm" in r["files"] else ""),
             "armlab gan train --data data/sim --out runs/gan --steps 20000 --cond class,target\n"
             "armlab gan eval --run runs/gan --data data/sim --json\n"
-            "armlab diffusion train --data data/sim --out runs/diffusion --size 64 --steps 20000 --cond class\n"
-            "armlab diffusion eval --run runs/diffusion --data data/sim --json"))
+            "armlab diffusion train --data data/sim --out runs/ldm --latent --cond class,target --steps 20000\n"
+            "armlab diffusion eval --run runs/ldm --data data/sim --json"))
     scale = "quick run (<code>armlab demo --quick</code>)" if quick else "full demo (<code>make demo</code>)"
     total = sum(r.get("wall_s", 0) for r in records.values())
     return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>armlab demo report</title>"
