@@ -18,6 +18,9 @@ from robot_env.io.errors import ParamError
 ENV = "armlab/ReachSignalFixed-v0"
 #: tiny trials: 120 env steps of a one-step env, evaluations at 40 and 80 steps and at the end on 4 contexts
 TINY = ["--algo", "sac", "--env", ENV, "--n-timesteps", "120", "--eval-freq", "40", "--eval-contexts", "4"]
+#: trials of the kill tests: long enough after their first evaluation (560 more steps) that the kill always lands
+#: mid-trial (with 120 steps a trial sometimes finished between the poll that saw it and the kill)
+KILLABLE = ("--n-timesteps", "600")
 
 
 def tune_argv(folder, storage, study, n_trials, *extra):
@@ -141,7 +144,7 @@ def test_a_trials_draws_depend_on_the_seed_and_its_number_only(tmp_path):
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])
 def test_a_killed_study_continues_with_the_same_command(tmp_path, kind):
     storage = f"sqlite:///{tmp_path / 'k.db'}" if kind == "sqlite" else str(tmp_path / "k.log")
-    argv = tune_argv(tmp_path, storage, "k", 4, "--pruner", "none")
+    argv = tune_argv(tmp_path, storage, "k", 4, "--pruner", "none", *KILLABLE)
     killed = kill_mid_trial(spawn(argv), storage, "k")
     assert by_state(trials(storage, "k")).get("RUNNING") == [killed]  # left RUNNING by the kill
     assert main(argv) == 0  # the same command: the dead worker's trial is failed and replaced
@@ -179,7 +182,7 @@ def postgres():
 
 @pytest.mark.slow  # about 30 s with the server's start and stop: `make test-slow` (and so CI) runs it
 def test_two_workers_on_postgres_lose_and_duplicate_nothing_and_survive_a_kill(tmp_path, postgres):
-    argv = tune_argv(tmp_path, postgres, "pg", 4, "--pruner", "none")
+    argv = tune_argv(tmp_path, postgres, "pg", 4, "--pruner", "none", *KILLABLE)
     a, b = spawn(argv), spawn(argv)
     killed = kill_mid_trial(b, postgres, "pg")
     out, err = a.communicate(timeout=180)
@@ -187,7 +190,7 @@ def test_two_workers_on_postgres_lose_and_duplicate_nothing_and_survive_a_kill(t
     ts = trials(postgres, "pg")
     assert_budget_kept(ts, 4, killed=killed)  # worker a replaced the killed worker's trial
     assert {t.user_attrs.get("pid") for t in ts} == {a.pid, b.pid}  # both worked on the one study
-    assert main(tune_argv(tmp_path, postgres, "pg", 5, "--pruner", "none")) == 0  # the study is still usable
+    assert main(tune_argv(tmp_path, postgres, "pg", 5, "--pruner", "none", *KILLABLE)) == 0  # still usable
     assert_budget_kept(trials(postgres, "pg"), 5, killed=killed)
 
 

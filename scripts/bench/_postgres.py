@@ -83,7 +83,7 @@ class ThrowawayPostgres:
         if out.returncode:
             self.stop()
             raise PostgresUnavailable(f"initdb failed: {out.stderr.strip()[-500:]}")
-        opts = f"-p {port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=50"
+        opts = f"-p {port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
         out = self._run(str(self.bin / "pg_ctl"), "-D", str(data), "-l", str(self.root / "server.log"), "-o", opts,
                         "-w", "-t", "60", "start", timeout=90)
         if out.returncode:
