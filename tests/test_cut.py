@@ -138,3 +138,12 @@ def test_cli_trains_cut_and_refuses_real2sim(sim_dir, real_dir, tmp_path, capsys
     err = capsys.readouterr().err
     assert rc == 2 and "sim2real only" in err and "Traceback" not in err
     assert not (tmp_path / "t").exists()
+
+
+def test_sim2real_eval_takes_a_cut_run(sim_dir, cut_run, tiny_dataset):
+    """`armlab sim2real eval` accepts a one-sided run too (it translates sim -> real only)."""
+    from generative.sim2real import sim2real_eval
+
+    photo = tiny_dataset(n=48, size=SIZE, seed=3, style="photo")
+    r = sim2real_eval(sim_dir, photo, cut_run[0], quick=True, steps=5)
+    assert r["paired"] and r["psnr_trans"] is not None and r["run_step"] == STEPS and r["e_trans"] > 0
