@@ -49,6 +49,19 @@ def test_two_workers_write_the_same_bytes_as_one(one_worker, tmp_path):
     assert verify(tmp_path / "w2") == []
 
 
+def test_one_worker_writes_the_same_bytes_beside_its_renderer_or_in_it(one_worker, tmp_path, monkeypatch):
+    """With a core to spare, one worker renders in a child process while this one encodes and writes; both ways
+    of running it write the same bytes."""
+    import robot_env.dataset.generation as generation
+
+    assert generation._offload_writes(1) == (len(os.sched_getaffinity(0)) >= 2)
+    assert not generation._offload_writes(2)
+    for offload in (False, True):
+        monkeypatch.setattr(generation, "_offload_writes", lambda workers, o=offload: o)
+        generate(tmp_path / str(offload), _cfg(), workers=1, progress=False)
+        assert _same_tree(one_worker, tmp_path / str(offload)) == []
+
+
 def test_another_seed_gives_other_frames(one_worker, tmp_path):
     generate(tmp_path / "s", _cfg(seed=6, n=2), progress=False)
     a = (one_worker / "rgb" / "000000.png").read_bytes()

@@ -85,6 +85,15 @@ def test_two_workers_and_split_jobs_write_the_same_shards(sharded, tmp_path):
     assert _diff(sharded, tmp_path / "merged") == []
 
 
+def test_one_worker_writes_the_same_shards_beside_its_renderer_or_in_it(sharded, tmp_path, monkeypatch):
+    import robot_env.dataset.generation as generation
+
+    for offload in (False, True):  # in this process, or rendered in a child while this process writes
+        monkeypatch.setattr(generation, "_offload_writes", lambda workers, o=offload: o)
+        _wds(tmp_path / str(offload), workers=1)
+        assert _diff(sharded, tmp_path / str(offload)) == []
+
+
 def test_resume_rewrites_only_the_incomplete_shard(sharded, tmp_path):
     out = tmp_path / "killed"
     shutil.copytree(sharded, out)
