@@ -13,6 +13,7 @@
     armlab tune --algo A --env E --n-trials N [--n-jobs J] [--storage URL] [--study-name S] [--json]
                                                  Optuna sweeps (SQLite, journal file, PostgreSQL); best -> YAML
     armlab bench tune [--json]                   trials/hour of 2 workers vs 1 on one PostgreSQL study
+    armlab bench rl [--stage S] [--json]         RL success after a training time budget, seeds, intervals
     armlab compare [--robot arm3] [--quick] [--out runs/compare]
                                                  CMA-ES vs regression vs RL per stage: table and plot
     armlab render --random | --controller cmaes | --run RUN [--camera front,wrist] --out x.webm
@@ -103,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     from armlab_scripts.bench import env as bench_env
     from armlab_scripts.bench import feasibility, gpu_diffusion, gpu_generative
     from armlab_scripts.bench import gan as bench_gan
+    from armlab_scripts.bench import rl as bench_rl
     from armlab_scripts.bench import sim2real as bench_sim2real
     from armlab_scripts.bench import tune as bench_tune
 
@@ -122,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add(bsub, "gan", bench_gan, "conditional GAN: training images/s, conditioning error, FID, diversity")
     _add(bsub, "cyclegan", bench_cyclegan, "CycleGAN training speed, gap closure and PSNR gain, task term on/off")
     _add(bsub, "sim2real", bench_sim2real, "sim-to-real: camera model on held-out real frames per training set")
+    _add(bsub, "rl", bench_rl, "RL success@2cm after a training wall-time budget over seeds, against CMA-ES")
     _add(bsub, "tune", bench_tune, "armlab tune: trials/hour of 2 workers vs 1 on one PostgreSQL study")
     _add(bsub, "diffusion", bench_diffusion, "pixel vs latent diffusion: quality, training and sampling speed")
     _add_main(bsub, "gpu-generative", gpu_generative, "the prepared GPU run: generative speed and time-boxed quality")

@@ -45,6 +45,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="episodes per evaluation (default 20, with --resume the run's)")
     p.add_argument("--save-freq", type=int, default=None, help="checkpoint every this many env steps (0: only at "
                    "the end; default 10000, with --resume the run's)")
+    p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                   help="stop after this much training wall time, whatever the step count (--n-timesteps is then the "
+                        "cap); the run is saved as at the end")
     p.add_argument("--resume", action="store_true", help="continue the latest run (or --exp-id) from its checkpoint")
     p.add_argument("--exp-id", type=int, default=None, help="with --resume: the run number N to continue")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
@@ -61,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
     algo, env_id = rl.algo_of(args.algo), rl.env_id_of(args.env)
     if args.exp_id is not None and not args.resume:
         raise UsageError("--exp-id picks the run to continue: use it with --resume.")
+    if args.time_limit is not None and not (args.time_limit > 0 and args.time_limit < float("inf")):
+        raise UsageError(f"--time-limit must be a positive number of seconds, got {args.time_limit}.")
     if args.threads < 1:
         raise UsageError(f"--threads must be a positive integer, got {args.threads}.")
     hyperparams, env_kwargs = {}, {}
@@ -76,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         normalize=args.normalize, eval_freq=args.eval_freq, eval_episodes=args.eval_episodes,
         save_freq=args.save_freq, resume=args.resume, exp_id=args.exp_id, device=args.device,
         progress_bar=not args.no_progress, verbose=args.verbose, torch_threads=args.threads,
+        time_limit_s=args.time_limit,
     )
     r = result
     print(f"{algo} on {env_id}: {r.num_timesteps:,} steps ({r.num_timesteps - r.start_timesteps:,} in this run, "

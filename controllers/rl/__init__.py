@@ -40,7 +40,7 @@ re-exported here: ``from controllers import rl; rl.train(...)``.
 
 from __future__ import annotations
 
-from controllers.rl.checkpoints import load_replay_buffer, save_checkpoint, save_replay_buffer
+from controllers.rl.checkpoints import StopAfterSeconds, load_replay_buffer, save_checkpoint, save_replay_buffer
 from controllers.rl.hyperparams import (
     HYPERPARAMS_FILE,
     LinearDecay,
@@ -70,9 +70,9 @@ from controllers.rl.training import TrainResult, train
 
 __all__ = [
     "ALGOS", "EVAL_SEED", "HYPERPARAMS_FILE", "OFF_POLICY", "EnvInfo", "LeadingFeatures", "LinearDecay", "LoadedRun",
-    "ObsNormalizer", "RESUME_SEEDS", "TrainResult", "algo_of", "asymmetric_policy", "checkpoint_steps",
-    "default_env_kwargs", "env_id_of", "env_name_of", "find_run", "find_runs", "load_hyperparams", "load_run",
-    "load_replay_buffer", "load_vecnormalize_stats", "model_file", "parse_schedule", "policy_controller", "probe_env",
-    "read_config", "resume_seed", "save_checkpoint", "save_replay_buffer", "save_vecnormalize", "train",
+    "ObsNormalizer", "RESUME_SEEDS", "StopAfterSeconds", "TrainResult", "algo_of", "asymmetric_policy",
+    "checkpoint_steps", "default_env_kwargs", "env_id_of", "env_name_of", "find_run", "find_runs", "load_hyperparams",
+    "load_run", "load_replay_buffer", "load_vecnormalize_stats", "model_file", "parse_schedule", "policy_controller",
+    "probe_env", "read_config", "resume_seed", "save_checkpoint", "save_replay_buffer", "save_vecnormalize", "train",
     "valid_hyperparams",
 ]

@@ -1,9 +1,11 @@
 """Checkpoints: replay buffers as ``.npz`` (filled rows only, no pickle), complete atomic checkpoints
-(model zip last), and the callbacks that write them, the best model and the evaluation history."""
+(model zip last), and the callbacks that write them, the best model and the evaluation history; and the one that
+stops a run after a wall-time budget."""
 
 from __future__ import annotations
 
 import os
+import time
 import warnings
 import zipfile
 from pathlib import Path
@@ -107,6 +109,23 @@ def save_checkpoint(model: BaseAlgorithm, run_dir: str | Path, replay_buffer: bo
             if old != paths["replay_buffer"]:
                 old.unlink(missing_ok=True)
     return paths["model"]
+
+
+class StopAfterSeconds(BaseCallback):
+    """Stops training once ``seconds`` of wall time have passed since training started (checked after every env
+    step, so a run overshoots by at most one step and its gradient updates): training for a time budget rather
+    than a step count (`armlab train --time-limit`, `armlab bench rl`)."""
+
+    def __init__(self, seconds: float):
+        super().__init__()
+        self.seconds = float(seconds)
+        self.t0 = 0.0
+
+    def _on_training_start(self) -> None:
+        self.t0 = time.perf_counter()
+
+    def _on_step(self) -> bool:
+        return time.perf_counter() - self.t0 < self.seconds
 
 
 class _AtomicCheckpoint(CheckpointCallback):

@@ -24,6 +24,7 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 import robot_env
 from controllers.rl.checkpoints import (
+    StopAfterSeconds,
     _AtomicCheckpoint,
     _save_model,
     _SeededEval,
@@ -191,6 +192,7 @@ def train(
     verbose: int = 0,
     torch_threads: int | None = 1,
     callbacks: list[BaseCallback] | None = None,
+    time_limit_s: float | None = None,
 ) -> TrainResult:
     """Train ``algo`` on ``env_id`` for ``n_timesteps`` env steps in total, into a new run folder.
 
@@ -204,11 +206,15 @@ def train(
     ``torch_threads`` sets torch's CPU threads during training (1: these small networks
     gain nothing from more, and parallel runs do not oversubscribe the cores; None leaves
     it), restored afterwards. ``callbacks`` (SB3 callbacks) run after the checkpoint and evaluation ones; one that
-    returns False stops training early (the run is still saved).
+    returns False stops training early (the run is still saved). ``time_limit_s`` stops it after that many seconds
+    of training wall time (`StopAfterSeconds`), whatever the step count reached: ``n_timesteps`` is then the cap.
     """
     algo, env_id, folder = algo_of(algo), env_id_of(env_id), Path(folder)
     if vec_env not in ("dummy", "subproc"):
         raise ConfigError(f"unknown vec env {vec_env!r}; choose dummy or subproc.")
+    if time_limit_s is not None and not (isinstance(time_limit_s, (int, float)) and math.isfinite(time_limit_s)
+                                         and time_limit_s > 0):
+        raise ParamError("time_limit", f"{{name}} must be a positive number of seconds, got {time_limit_s!r}.")
     for name, value, lo in (("n_envs", n_envs, 1), ("eval_freq", eval_freq, 0), ("eval_episodes", eval_episodes, 1),
                             ("save_freq", save_freq, 0), ("n_timesteps", n_timesteps, 1)):
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < lo):
@@ -272,7 +278,7 @@ def train(
         atomic_write_text(run_dir / CONFIG, yaml.safe_dump(_plain(config), sort_keys=False), durable=True)
 
         own, eval_cb = _callbacks(run_dir, config, n_envs, eval_freq, eval_episodes, save_freq, verbose)
-        callbacks = own + list(callbacks or [])
+        callbacks = own + list(callbacks or []) + ([StopAfterSeconds(time_limit_s)] if time_limit_s else [])
         if eval_cb is not None:
             closing.callback(eval_cb.eval_env.close)
         remaining = max(target - model.num_timesteps, 0)
