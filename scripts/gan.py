@@ -5,6 +5,7 @@
     armlab gan train --data data/photos --out runs/gan/dcgan --steps 5000                     # unconditional
     armlab gan sample --run runs/gan/cgan --n 64 --out runs/gan/samples              # conditions drawn from the data
     armlab gan sample --run runs/gan/cgan --n 16 --class cube --target 0.4,0.6 --out runs/gan/cubes
+    armlab gan sample --run runs/stackgan --prompt "a red sphere on the left of the table" --out runs/gan/spheres
     armlab gan eval --run runs/gan/cgan --data data/sim64 --json
     armlab gan export --run runs/gan/cgan --data data/sim64 --out weights/cgan --metrics eval.json   # sampling only
     armlab gan train --arch stylegan2 --ada --data data/sim64 --out runs/gan/sg2 --steps 2000 --cond class,target
@@ -102,6 +103,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="class name or id for every image (default: drawn from the training labels)")
     s.add_argument("--target", default=None, metavar="U,V",
                    help="target position pixel_norm for every image, e.g. 0.4,0.6 (default: from the training labels)")
+    s.add_argument("--prompt", default=None, metavar="TEXT",
+                   help='a caption for every image, e.g. "a red sphere on the left of the table": for a text-'
+                        'conditioned run (`armlab stackgan train`); a StackGAN run without it draws training captions')
     s.add_argument("--seed", type=int, default=0, help="seed of the noise and drawn conditions (default 0)")
     s.add_argument("--out", required=True, help="output folder (an armlab dataset of style 'generated')")
     s.add_argument("--device", default="cpu", help="cpu (default), cuda, auto")
@@ -216,14 +220,42 @@ def _arch_options(args: argparse.Namespace) -> dict:
     return opts
 
 
+def _run_task(run: str) -> str:
+    """The task class a run folder's config.json names ('' when it names none or cannot be read)."""
+    import json
+
+    try:
+        return str(json.loads((Path(run) / "config.json").read_text()).get("task_class") or "")
+    except (OSError, ValueError, AttributeError):
+        return ""
+
+
 def _sample(args: argparse.Namespace) -> int:
+    if args.n < 1:
+        raise UsageError(f"--n must be at least 1, got {args.n}.")
+    text_run = _run_task(args.run).endswith(".StackGANTask")
+    if args.prompt is not None and (args.class_id is not None or args.target is not None or args.cond is not None):
+        raise UsageError("--prompt says the class and the place in words: give it without --class, --target and "
+                         "--cond.")
+    if text_run:  # a text-conditioned run samples from captions: `armlab stackgan sample`
+        if args.class_id is not None or args.target is not None or args.cond is not None:
+            raise UsageError(f"{args.run} is a text-conditioned (StackGAN) run: say the class and the place with "
+                             f"--prompt, not --class, --target or --cond.")
+        from armlab_scripts.stackgan import _sample as sample_from_text
+
+        return sample_from_text(args)
+    if args.prompt is not None:
+        raise UsageError(f"--prompt needs a text-conditioned run (`armlab stackgan train`); {args.run} is not one: "
+                         f"give its conditions with --class and --target.")
+    return _sample_conditions(args)
+
+
+def _sample_conditions(args: argparse.Namespace) -> int:
     from generative.conditions import requested_conditions
     from generative.data import write_generated, write_grid
     from generative.gan import run_config, sample
     from generative.training import CHECKPOINT, load_checkpoint
 
-    if args.n < 1:
-        raise UsageError(f"--n must be at least 1, got {args.n}.")
     cfg = run_config(args.run)
     cond = requested_conditions(args.run, cfg.cond, None if args.cond is None else _parse_cond(args.cond),
                                 class_id=args.class_id, target=args.target)

@@ -118,3 +118,27 @@ def test_cli_sample_and_errors(run, tmp_path, capsys):
     assert armlab_cli.main(["stackgan", "sample", "--run", str(broken), "--out", str(tmp_path / "s2")]) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and "vocabulary is empty" in err[0], err
+
+
+def test_gan_sample_takes_a_prompt_for_a_text_run_and_refuses_it_elsewhere(run, tmp_path, capsys):
+    out, _ = run
+    prompt = "a blue cube on the right of the table"
+    args = ["--run", str(out), "--n", "3", "--prompt", prompt, "--seed", "4"]
+    assert armlab_cli.main(["gan", "sample", *args, "--out", str(tmp_path / "g")]) == 0
+    assert armlab_cli.main(["stackgan", "sample", *args, "--out", str(tmp_path / "s")]) == 0
+    manifest = json.loads((tmp_path / "g" / "manifest.json").read_text())
+    assert manifest["settings"]["prompt"] == prompt and manifest["settings"]["model"] == "stackgan"
+    assert (tmp_path / "g" / "grid.png").read_bytes() == (tmp_path / "s" / "grid.png").read_bytes()
+    capsys.readouterr()
+    # conditions in flags do not mix with a caption, and a run without a text model takes no caption
+    for argv in (["gan", "sample", "--run", str(out), "--class", "cube", "--out", str(tmp_path / "x")],
+                 ["gan", "sample", *args, "--target", "0.4,0.6", "--out", str(tmp_path / "x")]):
+        assert armlab_cli.main(argv) == 2
+        assert "--prompt" in capsys.readouterr().err
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "config.json").write_text(json.dumps({"task_class": "generative.gan.task.GANTask"}))
+    argv = ["gan", "sample", "--run", str(plain), "--prompt", prompt, "--out", str(tmp_path / "y")]
+    assert armlab_cli.main(argv) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "text-conditioned" in err[0] and not (tmp_path / "x").exists()
