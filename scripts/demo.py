@@ -21,7 +21,9 @@ with the same settings — its outputs are recorded in ``OUT/stages/NAME.json``)
 7. generate    samples per class of the conditional GAN and the latent diffusion model whose
                small weights ship in generative/pretrained (gan_samples.png,
                diffusion_samples.png; if those folders are gone, short runs are trained here),
-               and a walk through the GAN's latent space (latent/interp_z.webm, truncation.png);
+               a walk through the GAN's latent space (latent/interp_z.webm, truncation.png),
+               and samples from prompts (prompt_samples.png: the class and side a sentence names,
+               each image's layout drawn from the dataset's frames of that class on that side);
 8. report      report.html: one self-contained page with all of the above.
 
 ``--quick`` shrinks every budget (about two minutes); ``--fresh`` reruns every stage.
@@ -250,6 +252,11 @@ def _images_per_s(summary: dict) -> float:
     return float("nan")
 
 
+#: the demo's prompts, one row of prompt_samples.png each
+DEMO_PROMPTS = ("a red cube on the left of the table", "a red cylinder in the middle of the table",
+                "a red sphere on the right of the table")
+
+
 def stage_generate(demo: Demo) -> dict:
     from generative.diffusion import TRAIN_DEFAULTS as DIFFUSION_TRAINING
     from generative.diffusion import sample as diffusion_sample
@@ -300,9 +307,29 @@ def stage_generate(demo: Demo) -> dict:
     rows = [diffusion_sample(diffusion_run, s["per_class"], cond={"class_id": c}, sampler=sampler,
                              steps=s["sample_steps"], guidance=guidance, seed=s["seed"])[0] for c in range(3)]
     write_png(demo.out / "diffusion_samples.png", class_sheet(rows))
+    # samples from a prompt: the class and the side a sentence names (generative.text.caption_conditions), each
+    # image's layout drawn from the dataset's frames of that class on that side, sampled by the diffusion model
+    from generative.data import ArmlabDataset
+    from generative.diffusion import load_pipeline
+    from generative.text import prompt_layouts
+
+    labels = ArmlabDataset(data).labels()
+    ids = [lab["class_id"] for lab in labels]
+    uv = [lab["target"]["pixel_norm"] for lab in labels]
+    takes_target = "target" in load_pipeline(diffusion_run).cfg.cond
+    rows = []
+    for k, prompt in enumerate(DEMO_PROMPTS):
+        layout = prompt_layouts(prompt, ids, uv, s["per_class"], seed=s["seed"] + k)
+        cond = layout if takes_target else {"class_id": layout["class_id"]}
+        rows.append(diffusion_sample(diffusion_run, s["per_class"], cond=cond, sampler=sampler,
+                                     steps=s["sample_steps"], guidance=guidance, seed=s["seed"] + k)[0])
+    write_png(demo.out / "prompt_samples.png", class_sheet(rows))
+    files.append("prompt_samples.png")
     sampling = f"{sampler.upper()} {s['sample_steps']} steps, guidance {guidance:g}"
     return {"line": f"{gan_line}; {diffusion_line} ({sampling}); gan_samples.png, diffusion_samples.png",
+            "prompts": list(DEMO_PROMPTS),
             "figures": {**gan, **diffusion, "diffusion sampling": sampling,
+                        "prompts (rows of prompt_samples.png)": " | ".join(DEMO_PROMPTS),
                         "latent walk": f"{latent['n_frames']} frames, slerp in z, class {latent['class_id']}"},
             "gan_source": "trained" if "gan/checkpoint.pt" in files else "pretrained",
             "diffusion_source": "trained" if "diffusion/checkpoint.pt" in files else "pretrained",

@@ -151,6 +151,13 @@ def build(records: dict, quick: bool) -> str:
                "The diffusion model is trained here for the demo's short CPU budget.</p>")
             + "".join(_img(f, f.split("_")[0] + " samples") for f in r["files"]
                       if f.endswith(".png") and not f.startswith("latent/"))
+            + ("<p>Samples from a prompt, one row per sentence: "
+               + "; ".join(f"<q>{html.escape(t)}</q>" for t in r["prompts"])
+               + ". The diffusion model has no text encoder: the class and the side a sentence names are read from "
+               "its words (<code>generative.text.caption_conditions</code>), and each image's target position is "
+               "drawn from the dataset's frames of that class on that side. The learned text models (<code>armlab "
+               "stackgan</code>, <code>armlab diffusion train --cond text</code>) do not follow a prompt reliably "
+               "yet on CPU budgets (docs/benchmarks.md).</p>" if r.get("prompts") else "")
             + ("<p>The lecture's latent space: the GAN's generator walked along great circles between random "
                "points of z (slerp), one condition held; the truncation grid scales z.</p>"
                + _video("latent/interp_z.webm") + _img("latent/truncation.png", "truncation grid")

@@ -72,6 +72,24 @@ def test_captions_of_a_dataset_follow_its_labels(dataset):
     assert text_data(dataset, 16, seed=0)[1] == texts
 
 
+def test_prompt_layouts_draw_frames_of_the_named_class_on_the_named_side():
+    from generative.text import prompt_layouts, side_of
+
+    ids = [0, 0, 1, 1, 2, 2, 2]
+    uv = [(0.1, 0.5), (0.9, 0.5), (0.2, 0.6), (0.5, 0.4), (0.8, 0.7), (0.15, 0.3), (0.5, 0.5)]
+    got = prompt_layouts("a red sphere on the right of the table", ids, uv, 20, seed=3)
+    assert got["class_id"].tolist() == [2] * 20 and {tuple(t) for t in got["target"]} == {(0.8, 0.7)}
+    left = prompt_layouts("a cube at the left", ids, uv, 5, seed=1)["target"]
+    assert all(side_of(u) == "left" for u, _ in left)
+    again = prompt_layouts("a cylinder", ids, uv, 30, seed=7)
+    assert set(again["class_id"].tolist()) == {1} and len({tuple(t) for t in again["target"]}) == 2
+    assert (again["target"] == prompt_layouts("a cylinder", ids, uv, 30, seed=7)["target"]).all()
+    # no cylinder on the right: the side gives way to the class; a class without frames is an error
+    assert set(prompt_layouts("a cylinder on the right", ids, uv, 8)["class_id"].tolist()) == {1}
+    with pytest.raises(ValueError, match="cube"):
+        prompt_layouts("a cube", [1, 2], [(0.5, 0.5), (0.2, 0.2)], 2)
+
+
 def test_vocabulary_unknown_words_and_json():
     v = Vocabulary.build(["a red cube", "a blue sphere on the left"])
     ids = v.encode(["a red zorblax", ""])

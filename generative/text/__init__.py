@@ -20,6 +20,7 @@ from generative.text.captions import (
     colour_name,
     depth_of,
     grid_prompts,
+    prompt_layouts,
     prompt_of,
     side_of,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "drawn_prompts",
     "frame_labels",
     "grid_prompts",
+    "prompt_layouts",
     "label_vectors",
     "load_text_encoder",
     "prepare_text",

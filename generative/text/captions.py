@@ -24,7 +24,7 @@ import numpy as np
 from robot_env.io.dataset_format import CLASSES
 
 __all__ = ["DEPTHS", "DEPTH_CUTS", "SIDES", "SIDE_CUTS", "caption_conditions", "captions", "colour_name",
-           "depth_of", "grid_prompts", "prompt_of", "side_of"]
+           "depth_of", "grid_prompts", "prompt_layouts", "prompt_of", "side_of"]
 
 SIDES = ("left", "centre", "right")
 #: ``u`` below the first cut is left, above the second right, else centre.
@@ -182,3 +182,25 @@ def grid_prompts(n: int, classes: Sequence[str]) -> list[str]:
         u = (col + 0.5) / ncol
         out.append(prompt_of(classes[row % len(classes)], u))
     return out
+
+
+def prompt_layouts(prompt: str, class_ids: Sequence[int], targets: Sequence[Sequence[float]], n: int, seed: int = 0,
+                   classes: Sequence[str] = CLASSES) -> dict[str, np.ndarray]:
+    """What a class- and position-conditioned model (no text encoder) can take from a prompt: ``{"class_id": (n,),
+    "target": (n, 2)}``, ``n`` (class, target position) pairs drawn with replacement (seeded) from labelled frames
+    (``class_ids`` and ``targets`` ``(u, v)``, one per frame) of the class the prompt names (`caption_conditions`)
+    whose target is on the side it names. A prompt that names no class (or no side) leaves that free; a side with
+    no frame of the class falls back to the class's frames. ValueError when nothing matches at all."""
+    want = caption_conditions(prompt, classes)
+    ids = np.asarray(class_ids, dtype=np.int64).reshape(-1)
+    pos = np.asarray(targets, dtype=np.float64).reshape(-1, 2)
+    if len(ids) != len(pos) or not len(ids):
+        raise ValueError(f"prompt_layouts needs one target per class id, got {len(ids)} ids and {len(pos)} targets")
+    pick = np.ones(len(ids), bool) if want["class_id"] is None else ids == want["class_id"]
+    if want["side"] is not None:
+        on_side = pick & (np.array([side_of(u) for u in pos[:, 0]]) == want["side"])
+        pick = on_side if on_side.any() else pick
+    if not pick.any():
+        raise ValueError(f"no labelled frame shows a {classes[want['class_id']]} to draw a layout for {prompt!r}")
+    rows = np.random.default_rng(int(seed)).choice(np.flatnonzero(pick), size=int(n), replace=True)
+    return {"class_id": ids[rows], "target": pos[rows]}
