@@ -68,7 +68,7 @@ def _worker_rendered(indices: list[int]) -> dict[int, Frame]:
 def _offload_writes(workers: int) -> bool:
     """Whether one worker's frames are rendered in a worker process while this process encodes and writes them:
     where a second core is free. Encoding a frame costs about 0.2 ms, creating its four small files (the folder
-    layout) 0.1-1.5 ms of kernel time (more on an ext4 in the minutes after mass deletions); on the free core
+    layout) 0.1-1.7 ms of kernel time (more on an ext4 in the minutes after mass deletions); on the free core
     that overlaps the next frame's render instead of adding to it. Two or more workers fill the cores already
     and encode (and in the folder layout write) their own frames."""
     try:

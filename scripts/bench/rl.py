@@ -82,11 +82,13 @@ def _train_and_evaluate(job: dict) -> dict:
             "steps_per_s": result.steps_per_s, **ev.row(), "ys": ev.ys}
 
 
-def _reference(stage: dict, contexts: int, budget: int) -> dict:
-    """CMA-ES with ``budget`` evaluations per context on the held-out contexts (the velocity stage's reference)."""
+def _reference(stage: dict, algo: str, contexts: int, budget: int) -> dict:
+    """CMA-ES with ``budget`` evaluations per context on the held-out contexts (the velocity stage's reference), in
+    the env settings ``algo``'s runs train in (hyperparams.yml's env kwargs under the stage's)."""
+    from controllers import rl
     from controllers.evaluation import cmaes_controller, evaluate, held_out_contexts
 
-    kwargs = dict(stage["env_kwargs"], reward_type="log")  # the env kwargs the trained runs record
+    kwargs = {**rl.default_env_kwargs(algo, stage["env"]), **stage["env_kwargs"]}
     ctx = held_out_contexts(stage["env"], contexts, **kwargs)
     ev = evaluate(cmaes_controller(budget), stage["env"], ctx, **kwargs)
     return {**ev.row(), "ys": ev.ys}
@@ -107,16 +109,10 @@ def _load_rows(path: Path, settings: dict) -> dict:
     return saved
 
 
-def _summary(runs: list[dict]) -> dict:
-    from controllers.intervals import summarize_runs
-
-    return summarize_runs(runs, keys=("success_2cm", "success_1cm", "median_y"))
-
-
 def run(args: argparse.Namespace) -> int:
     from armlab_scripts._common import UsageError, emit_json, parse_kwargs
     from controllers import rl
-    from controllers.intervals import interval_text, performance_profile, plot_profiles
+    from controllers.intervals import interval_text, performance_profile, plot_profiles, summarize_runs
     from robot_env.io.atomic import atomic_write_text
 
     if args.stage not in STAGES:
@@ -148,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
 
     if stage["reference"] == "cmaes" and saved["reference"] is None:
         print(f"reference: CMA-ES {args.cmaes_budget} on {args.contexts} held-out contexts ...", flush=True)
-        saved["reference"] = _reference(stage, args.contexts, args.cmaes_budget)
+        saved["reference"] = _reference(stage, algos[0], args.contexts, args.cmaes_budget)
         save()
     jobs = [{"algo": a, "seed": s, "env": stage["env"], "env_kwargs": stage["env_kwargs"], "hyperparams": hyper,
              "budget_s": budget, "contexts": args.contexts, "folder": str(out / a / f"seed{s}")}
@@ -190,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
     print("|---|---|---|---|---|---|")
     for a in algos:
         runs = [saved["runs"][f"{a}/{s}"] for s in range(args.seeds)]
-        summary = _summary(runs)
+        summary = summarize_runs(runs)
         iqm = summary["success_2cm"]["iqm"]
         if ref is not None:
             cma = max(ref["success_2cm"], 1e-9)
