@@ -24,6 +24,9 @@ from robot_env.robots import Arm, RobotSpec
 from robot_env.sim import World
 
 IK_TOLERANCE = 1e-3  #: an IK solution counts when its end effector is this close to p (m)
+#: an IK start farther than IK_TOLERANCE whose step is below this (rad) has stalled, and stops: in the
+#: 100 iterations left it could move the end effector by a few hundredths of a millimetre
+STALL_STEP = 1e-6
 
 
 class ComputedTorque:
@@ -69,7 +72,9 @@ class ComputedTorque:
                 break
             jac = np.array(pb.calculateJacobian(a.body, a.ee, local, q.tolist(), self._zeros, self._zeros,
                                                 physicsClientId=self.cid)[0])
-            q = np.clip(q + jac.T @ np.linalg.solve(jac @ jac.T + 1e-4 * np.eye(3), e), a.lower, a.upper)
+            q, before = np.clip(q + jac.T @ np.linalg.solve(jac @ jac.T + 1e-4 * np.eye(3), e), a.lower, a.upper), q
+            if err > IK_TOLERANCE and np.abs(q - before).max() < STALL_STEP:
+                break  # stuck in a local minimum (at a joint limit): the rest would not move it
         else:
             err = float(np.linalg.norm(p - self._ee(q)[0]))
         return q, err

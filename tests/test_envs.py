@@ -328,6 +328,40 @@ def test_the_feedback_controller_alone_beats_a_zero_signal(make):
     assert base.goal is not None and base.goal.shape == (env.arm.n,)
 
 
+def test_a_stalled_ik_start_stops_early_where_it_would_have_ended(monkeypatch):
+    from controllers import feedback
+
+    ct = feedback.ComputedTorque("arm3", 1 / 240, 10 / 240)
+    try:
+        a, rng = ct.arm, np.random.default_rng(0)
+        calls = {"n": 0}
+        ee = ct._ee
+
+        def counted(q):
+            calls["n"] += 1
+            return ee(q)
+
+        monkeypatch.setattr(ct, "_ee", counted)
+        stalled = []
+        for _ in range(12):
+            a.reset_joints(rng.uniform(a.lower, a.upper))
+            p, start = a.ee_position(), rng.uniform(a.lower, a.upper)
+            calls["n"] = 0
+            q, err = ct.ik(p, start)
+            early = calls["n"]
+            monkeypatch.setattr(feedback, "STALL_STEP", 0.0)  # the old rule: every iteration
+            calls["n"] = 0
+            q_all, err_all = ct.ik(p, start)
+            monkeypatch.setattr(feedback, "STALL_STEP", 1e-6)
+            np.testing.assert_allclose(q, q_all, atol=1e-5)
+            assert err == pytest.approx(err_all, abs=1e-5)
+            if err_all > feedback.IK_TOLERANCE:
+                stalled.append(calls["n"] - early)
+        assert stalled and min(stalled) > 0  # every start that missed saved iterations
+    finally:
+        ct.close()
+
+
 def test_knots_interpolate_linearly(make):
     env = make(OPEN_LOOP_IDS["fixed"], knots=3).unwrapped
     assert env.action_space.shape == (6,)

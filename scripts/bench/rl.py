@@ -29,11 +29,16 @@ STAGES = {
     "velocity": {"env": "armlab/ReachSignalVelocity-v0", "env_kwargs": {"robot": "arm3"}, "hyperparams": {},
                  "budget_s": 120.0, "reference": "cmaes"},
     # residual SAC, reward at the last step, relabeled episodes: the closed-loop recipe of docs/benchmarks.md, with a
-    # constant learning rate (a decay needs a step count, and a time budget has none)
+    # constant learning rate (a decay needs a step count, and a time budget has none); sized for a time budget on
+    # one core (session 18's probes, docs/benchmarks.md): [128, 128] networks (an update costs 5.7 ms against
+    # 15.4 ms at [256, 256], with about the same progress per step), Adam over all tensors at once, a learning rate
+    # of 1e-3 and tau 0.02
     "state": {"env": "armlab/ReachState-v0",
               "env_kwargs": {"robot": "arm3", "reward_type": "log", "history": True, "residual": True,
                              "reward_at": "end"},
-              "hyperparams": {"train_freq": 1, "target_entropy_per_action": 3.0, "residual_her": True},
+              "hyperparams": {"train_freq": 1, "target_entropy_per_action": 3.0, "residual_her": True,
+                              "learning_rate": 1.0e-3, "tau": 0.02,
+                              "policy_kwargs": {"net_arch": [128, 128], "optimizer_kwargs": {"foreach": True}}},
               "budget_s": 1500.0, "reference": "absolute"},
 }
 TARGET_RATIO = 0.9  #: velocity: the IQM against CMA-ES-1000's success
