@@ -9,7 +9,7 @@ import pytest
 
 from armlab_scripts.cli import main as cli
 from controllers import rl
-from robot_env.io.errors import ParamError
+from robot_env.io.errors import ConfigError, ParamError
 
 
 def test_a_time_limit_stops_training_whatever_the_step_count(tmp_path):
@@ -52,3 +52,19 @@ def test_bench_rl_reports_seeds_with_intervals_against_cmaes_and_resumes(tmp_pat
     assert cli(["bench", "rl", "--budget-s", "2", "--seeds", "2", "--contexts", "3", "--cmaes-budget", "20",
                 "--algos", "sac", "--out", str(tmp_path / "b"), "--no-progress"]) == 2
     assert "other settings" in capsys.readouterr().err
+
+
+def test_each_algorithm_gets_the_stage_recipe_with_its_own_overrides():
+    from armlab_scripts.bench.rl import STAGES, stage_hyperparams
+    from controllers.rl.hyperparams import load_hyperparams
+
+    for stage, spec in STAGES.items():
+        for algo in ("sac", "crossq"):
+            hp = stage_hyperparams(stage, algo)
+            load_hyperparams(algo, spec["env"], hp)  # every key is one the algorithm accepts
+            assert stage_hyperparams(stage, algo, {"batch_size": 64})["batch_size"] == 64  # the user's win
+    sac, crossq = stage_hyperparams("state", "sac"), stage_hyperparams("state", "crossq")
+    assert sac["tau"] == 0.02 and sac["residual_her"] and sac["policy_kwargs"]["net_arch"] == [128, 128]
+    assert "tau" not in crossq and crossq["residual_her"]  # CrossQ has no target network
+    with pytest.raises(ConfigError, match="tau"):
+        load_hyperparams("crossq", STAGES["state"]["env"], sac)  # why SAC's overrides are SAC's alone

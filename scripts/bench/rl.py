@@ -36,13 +36,27 @@ STAGES = {
     "state": {"env": "armlab/ReachState-v0",
               "env_kwargs": {"robot": "arm3", "reward_type": "log", "history": True, "residual": True,
                              "reward_at": "end"},
-              "hyperparams": {"train_freq": 1, "target_entropy_per_action": 3.0, "residual_her": True,
-                              "learning_rate": 1.0e-3, "tau": 0.02,
-                              "policy_kwargs": {"net_arch": [128, 128], "optimizer_kwargs": {"foreach": True}}},
+              "hyperparams": {"train_freq": 1, "target_entropy_per_action": 3.0, "residual_her": True},
+              "algo_hyperparams": {
+                  "sac": {"learning_rate": 1.0e-3, "tau": 0.02,
+                          "policy_kwargs": {"net_arch": [128, 128], "optimizer_kwargs": {"foreach": True}}},
+                  # CrossQ has no target network (no tau); its own defaults otherwise, at the same width
+                  "crossq": {"policy_kwargs": {"net_arch": {"pi": [128, 128], "qf": [128, 128]},
+                                               "optimizer_kwargs": {"foreach": True}}}},
               "budget_s": 1500.0, "reference": "absolute"},
 }
 TARGET_RATIO = 0.9  #: velocity: the IQM against CMA-ES-1000's success
+
 TARGET_ABS, TARGET_LOW = 0.9, 0.85  #: state: the IQM and its interval's lower end
+
+
+def stage_hyperparams(stage: str, algo: str, overrides: dict | None = None) -> dict:
+    """The hyperparameters ``algo`` trains with on ``stage``: the stage's recipe, then its overrides for ``algo``
+    (``algo_hyperparams``), then the user's ``overrides``."""
+    spec = STAGES[stage]
+    return {**spec["hyperparams"], **spec.get("algo_hyperparams", {}).get(algo, {}), **(overrides or {})}
+
+
 MAX_STEPS = 5_000_000  #: the step cap of a time-budgeted run (never reached in the budgets here)
 
 
@@ -134,12 +148,14 @@ def run(args: argparse.Namespace) -> int:
     budget = stage["budget_s"] if args.budget_s is None else args.budget_s
     if not 0 < budget < float("inf"):
         raise UsageError(f"--budget-s must be a positive number of seconds, got {args.budget_s}.")
-    hyper = {**stage["hyperparams"], **parse_kwargs(args.hyperparams)}
+    user = parse_kwargs(args.hyperparams)
+    hyper = {a: stage_hyperparams(args.stage, a, user) for a in algos}
     out = Path(args.out or f"runs/bench/rl/{args.stage}")
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is not a folder.")
     out.mkdir(parents=True, exist_ok=True)
-    settings = {"stage": args.stage, "env": stage["env"], "env_kwargs": stage["env_kwargs"], "hyperparams": hyper,
+    settings = {"stage": args.stage, "env": stage["env"], "env_kwargs": stage["env_kwargs"],
+                "hyperparams": {**stage["hyperparams"], **user}, "algo_hyperparams": stage.get("algo_hyperparams", {}),
                 "budget_s": budget, "contexts": args.contexts, "cmaes_budget": args.cmaes_budget}
     rows_path = out / "rows.json"
     saved = _load_rows(rows_path, settings)
@@ -151,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"reference: CMA-ES {args.cmaes_budget} on {args.contexts} held-out contexts ...", flush=True)
         saved["reference"] = _reference(stage, algos[0], args.contexts, args.cmaes_budget)
         save()
-    jobs = [{"algo": a, "seed": s, "env": stage["env"], "env_kwargs": stage["env_kwargs"], "hyperparams": hyper,
+    jobs = [{"algo": a, "seed": s, "env": stage["env"], "env_kwargs": stage["env_kwargs"], "hyperparams": hyper[a],
              "budget_s": budget, "contexts": args.contexts, "folder": str(out / a / f"seed{s}")}
             for a in algos for s in range(args.seeds) if f"{a}/{s}" not in saved["runs"]]
     from tqdm.auto import tqdm
