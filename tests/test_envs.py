@@ -342,7 +342,7 @@ def test_a_stalled_ik_start_stops_early_where_it_would_have_ended(monkeypatch):
             return ee(q)
 
         monkeypatch.setattr(ct, "_ee", counted)
-        stalled = []
+        stalled, rule = [], feedback.STALL_STEP
         for _ in range(12):
             a.reset_joints(rng.uniform(a.lower, a.upper))
             p, start = a.ee_position(), rng.uniform(a.lower, a.upper)
@@ -352,7 +352,7 @@ def test_a_stalled_ik_start_stops_early_where_it_would_have_ended(monkeypatch):
             monkeypatch.setattr(feedback, "STALL_STEP", 0.0)  # the old rule: every iteration
             calls["n"] = 0
             q_all, err_all = ct.ik(p, start)
-            monkeypatch.setattr(feedback, "STALL_STEP", 1e-6)
+            monkeypatch.setattr(feedback, "STALL_STEP", rule)
             np.testing.assert_allclose(q, q_all, atol=1e-5)
             assert err == pytest.approx(err_all, abs=1e-5)
             if err_all > feedback.IK_TOLERANCE:

@@ -46,7 +46,6 @@ STAGES = {
               "budget_s": 1500.0, "reference": "absolute"},
 }
 TARGET_RATIO = 0.9  #: velocity: the IQM against CMA-ES-1000's success
-
 TARGET_ABS, TARGET_LOW = 0.9, 0.85  #: state: the IQM and its interval's lower end
 
 
