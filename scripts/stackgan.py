@@ -8,12 +8,15 @@ Captions are made from each frame's labels (the target's colour and shape, its s
 four phrasings per frame, seeded); a word-level vocabulary (RUN/vocab.json) and a small text encoder are built and
 pre-trained from scratch (--text-steps), then frozen. Stage I draws a 32 px scene from noise and the caption through
 conditioning augmentation (a Gaussian around the sentence embedding, with a KL term); stage II reads stage I's image
-and the caption again and draws the 64 px scene (--size). Both stages train together, each against its own
-discriminator (real, fake, and real images with the wrong caption). The same command after a kill resumes; a larger
---steps continues. `sample` writes stage II's images as an armlab dataset folder (style 'generated', the prompt's
-class as the label) with grid.png and stage1.png; unknown words of --prompt are read as <unk>. `eval` reads both
-stages with the probe: class accuracy against real renders, the fraction of samples on the prompt's side
-(side_acc_fake), position error and fid_custom, stage II against stage I.
+and the caption again and draws the 64 px scene (--size). A layout head (on by default; --no-layout for the plain
+StackGAN) reads the caption's class and place from the frozen encoder, fitted on the frames' own labels
+(--layout-steps): every network sees where-and-what maps of that class and place, as armlab's conditional GAN does,
+the frame's own while training and the head's draw when sampling from a prompt. Both stages train together, each
+against its own discriminator (real, fake, and real images with the wrong caption). The same command after a kill
+resumes; a larger --steps continues. `sample` writes stage II's images as an armlab dataset folder (style
+'generated', the prompt's class as the label) with grid.png and stage1.png; unknown words of --prompt are read as
+<unk>. `eval` reads both stages with the probe: class accuracy against real renders, the fraction of samples on
+the prompt's side (side_acc_fake), position error and fid_custom, stage II against stage I.
 """
 
 from __future__ import annotations
@@ -42,6 +45,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate (default 2e-4)")
     t.add_argument("--kl-weight", type=float, default=1.0, help="conditioning augmentation's KL weight (default 1)")
     t.add_argument("--text-steps", type=int, default=300, help="text encoder pre-training steps (default 300)")
+    t.add_argument("--no-layout", action="store_true",
+                   help="no layout head: the networks read the caption's embedding only (StackGAN as published)")
+    t.add_argument("--layout-steps", type=int, default=400,
+                   help="layout head fitting steps on the encoder's embeddings (default 400)")
     t.add_argument("--limit", type=int, default=None, help="use only the first N frames")
     add_trainer_arguments(t, TRAIN_DEFAULTS, ema=True)
     t.add_argument("--json", action="store_true", help="print the summary as one JSON object on the last line")
@@ -102,8 +109,9 @@ def _train(args: argparse.Namespace) -> int:
     train = trainer_config(args, TRAIN_DEFAULTS)
     if args.size < 16 or args.size & (args.size - 1):
         raise UsageError(f"--size must be a power of two of at least 16 pixels, got {args.size}.")
-    if args.ch < 1 or args.text_steps < 1:
-        raise UsageError(f"--ch and --text-steps must be at least 1, got {args.ch} and {args.text_steps}.")
+    if args.ch < 1 or args.text_steps < 1 or args.layout_steps < 1:
+        raise UsageError(f"--ch, --text-steps and --layout-steps must be at least 1, got {args.ch}, "
+                         f"{args.text_steps} and {args.layout_steps}.")
     if not args.lr > 0 or args.kl_weight < 0:
         raise UsageError(f"--lr must be > 0 and --kl-weight >= 0, got {args.lr} and {args.kl_weight}.")
     if args.limit is not None and args.limit < 1:
@@ -111,7 +119,8 @@ def _train(args: argparse.Namespace) -> int:
     _check_dataset(args.data, "the captions come from its labels")
     use_threads(args.threads)
     s = train_stackgan(args.data, train, size=args.size, ch=args.ch, lr=args.lr, kl_weight=args.kl_weight,
-                       text_steps=args.text_steps, limit=args.limit)
+                       text_steps=args.text_steps, limit=args.limit, layout=not args.no_layout,
+                       layout_steps=args.layout_steps)
     sps = f"{s['images_per_s']:.1f} images/s" if s.get("images_per_s") else "speed not measured"
     print(f"stackgan ({s['stage1']} -> {s['size']} px, {s['n_train']} frames) -> {s['out']}: step {s['steps']} "
           f"({s['steps_run']} run now, {s['wall_time_s']:.1f} s, {sps})")

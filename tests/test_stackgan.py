@@ -57,6 +57,29 @@ def test_conditioning_augmentation_and_stage_shapes():
     assert x1.shape == (4, 3, 16, 16) and g2(x1, e)[0].shape == (4, 3, 32, 32)
 
 
+def test_the_layout_maps_steer_both_stages_and_older_runs_load_without_them():
+    from generative.stackgan import StackGANConfig
+    from generative.stackgan.task import layout_maps
+
+    cfg = StackGANConfig(size=32, ch=8, z_dim=8, c_dim=8, text_config={"vocab": {}, "encoder": {}})
+    assert cfg.layout and cfg.map_ch == 3
+    torch.manual_seed(0)
+    g1, g2 = Stage1G(16, 8, 8, 8, 16, cfg.map_ch), Stage2G(16, 8, 8, 32, 16, cfg.map_ch)
+    z, e, y = torch.randn(2, 8), torch.randn(2, 16), torch.tensor([0, 2])
+    left = layout_maps(cfg, y, torch.tensor([[0.15, 0.5], [0.15, 0.5]]))
+    right = layout_maps(cfg, y, torch.tensor([[0.85, 0.5], [0.85, 0.5]]))
+    assert left(8).shape == (2, 3, 8, 8) and left(8)[0, 0].argmax() % 8 < 2 and left(8)[1, 2].sum() > 0
+    a1, b1 = g1(z, e, False, left)[0], g1(z, e, False, right)[0]
+    assert (a1 - b1).abs().max() > 1e-3
+    assert (g2(a1, e, False, left)[0] - g2(a1, e, False, right)[0]).abs().max() > 1e-3
+    old = cfg.to_dict()
+    for k in ("layout", "map_sigma"):
+        old.pop(k)
+    assert not StackGANConfig.from_dict(old).layout and StackGANConfig.from_dict(old).map_ch == 0
+    with pytest.raises(ParamError):
+        StackGANConfig(map_sigma=0)
+
+
 def test_stackgan_trains_with_finite_falling_losses(run):
     out, s = run
     rows = [line.split(",") for line in (out / "log.csv").read_text().splitlines()]
@@ -66,6 +89,7 @@ def test_stackgan_trains_with_finite_falling_losses(run):
     for k in ("G1", "G2", "kl1", "kl2"):  # the KL of conditioning augmentation falls first
         assert np.mean(col[k][-3:]) < np.mean(col[k][:3]), (k, col[k])
     assert s["stage1"] == 8 and s["size"] == 16 and (out / "vocab.json").is_file()
+    assert s["layout_pretrain_loss"][1] < s["layout_pretrain_loss"][0] and load_stackgan(out).layout is not None
 
 
 def test_a_captions_words_change_the_sample_and_seeds_repeat(run):

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import math
 
 import pytest
 import torch
@@ -10,12 +11,14 @@ from armlab_scripts import cli as armlab_cli
 from generative import diffusion as D
 from generative.diffusion.text import prompt_tokens
 from generative.text import (
+    LayoutHead,
     Vocabulary,
     caption_conditions,
     captions,
     colour_name,
     label_vectors,
     prepare_text,
+    pretrain_layout_head,
     side_of,
     text_data,
 )
@@ -111,6 +114,29 @@ def test_text_encoder_pretraining_loss_falls(dataset):
     h, mask, pooled = enc(tokens[:, 0])
     assert h.shape[:2] == tokens[:, 0].shape and pooled.shape == (len(texts), enc.dim)
     assert prepare_text(texts, labels, steps=5, seed=0)[3] == prepare_text(texts, labels, steps=5, seed=0)[3]
+
+
+def test_the_layout_head_learns_where_and_what_a_sentence_names_and_samples_inside_it():
+    # stand-in sentence embeddings: one per (class, side); the frames' targets anywhere inside that side's third
+    gen = torch.Generator().manual_seed(0)
+    n, dim = 600, 8
+    cls, side = torch.randint(0, 3, (n,), generator=gen), torch.randint(0, 3, (n,), generator=gen)
+    emb = torch.zeros(n, dim)
+    emb[torch.arange(n), cls] = 1
+    emb[torch.arange(n), 3 + side] = 1
+    targets = torch.stack([(side + torch.rand(n, generator=gen)) / 3, torch.rand(n, generator=gen)], 1)
+    tokens = torch.arange(n)[:, None, None]  # "tokens" are row numbers: embed() looks the stand-ins up
+    torch.manual_seed(0)
+    head = LayoutHead(dim, 3)
+    losses = pretrain_layout_head(head, lambda t: emb[t[:, 0]], tokens, cls, targets, steps=150, seed=0)
+    floor = math.log(8) + math.log(24)  # the entropy left: u uniform over a side's 8 bins, v over all 24
+    assert sum(losses[:10]) / 10 > floor + 1.5 and sum(losses[-10:]) / 10 < floor + 0.3 and not head.training
+    y, uv = head.sample(emb, torch.Generator().manual_seed(1))
+    assert (y == cls).float().mean() > 0.95
+    assert (torch.floor(uv[:, 0] * 3).long().clamp(0, 2) == side).float().mean() > 0.95  # side cuts: bin edges
+    assert ((uv >= 0) & (uv <= 1)).all()
+    again = head.sample(emb, torch.Generator().manual_seed(1))
+    assert torch.equal(y, again[0]) and torch.equal(uv, again[1])
 
 
 TINY = dict(batch_size=4, tensorboard=False, log_every=2, sample_every=1000, checkpoint_every=1000, n_samples=4,

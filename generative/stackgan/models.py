@@ -11,12 +11,20 @@
 * :class:`TextD`: strided convolutions (spectral norm, LeakyReLU) to a 4 x 4 map; an unconditional logit and a
   conditional one (the map joined with a projection of the sentence embedding), as in StackGAN-v2.
 
+With a layout (``map_ch > 0``: ``generative.text.layout``), every network also reads the where-and-what maps of
+the target's class and position (:func:`generative.networks.condition_maps`, ``map_ch`` channels, ``map_sigma``
+image widths) at each resolution it works on: the generators before every upsampling block and their output
+convolution, the discriminators beside their input image. "A cube *here*" is then a local job for the
+convolutions, as in armlab's conditional GAN; the caption's embedding still conditions everything else (colour,
+distractors, texture). ``forward`` then takes ``maps``: a function ``res -> (N, map_ch, res, res)``.
+
 Generators use GroupNorm (no running statistics: an EMA copy samples like the trained one from the first step).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +32,13 @@ from torch import nn
 from torch.nn.utils import spectral_norm
 
 __all__ = ["CondAug", "Stage1G", "Stage2G", "TextD"]
+
+Maps = Callable[[int], torch.Tensor] | None
+
+
+def _with(h: torch.Tensor, maps: Maps) -> torch.Tensor:
+    """``h`` joined with the layout's maps at its resolution (``h`` itself without a layout)."""
+    return h if maps is None else torch.cat([h, maps(h.shape[-1]).to(h.dtype)], 1)
 
 
 def _norm(c: int) -> nn.GroupNorm:
@@ -56,23 +71,26 @@ class CondAug(nn.Module):
 
 
 class Stage1G(nn.Module):
-    """``forward(z, e)`` -> ``(image (N, 3, size, size) in [-1, 1], mu, logvar)``."""
+    """``forward(z, e, sample=True, maps=None)`` -> ``(image (N, 3, size, size) in [-1, 1], mu, logvar)``."""
 
-    def __init__(self, text_dim: int, z_dim: int = 32, c_dim: int = 32, ch: int = 16, size: int = 32):
+    def __init__(self, text_dim: int, z_dim: int = 32, c_dim: int = 32, ch: int = 16, size: int = 32,
+                 map_ch: int = 0):
         super().__init__()
         self.z_dim = int(z_dim)
         self.ca = CondAug(text_dim, c_dim)
         ups = int(math.log2(size // 4))
         widths = [ch * 2 ** (ups - i) for i in range(ups + 1)]  # 4 px: ch * 2^ups ... size px: ch
         self.fc = nn.Sequential(nn.Linear(z_dim + c_dim, widths[0] * 16), nn.SiLU())
-        self.blocks = nn.Sequential(*[_up(widths[i], widths[i + 1]) for i in range(ups)])
-        self.out = nn.Conv2d(widths[-1], 3, 3, padding=1)
+        self.blocks = nn.ModuleList([_up(widths[i] + map_ch, widths[i + 1]) for i in range(ups)])
+        self.out = nn.Conv2d(widths[-1] + map_ch, 3, 3, padding=1)
         self.w0 = widths[0]
 
-    def forward(self, z: torch.Tensor, e: torch.Tensor, sample: bool = True):
+    def forward(self, z: torch.Tensor, e: torch.Tensor, sample: bool = True, maps: Maps = None):
         c, mu, logvar = self.ca(e, sample)
         h = self.fc(torch.cat([z, c], 1)).view(-1, self.w0, 4, 4)
-        return torch.tanh(self.out(self.blocks(h))), mu, logvar
+        for block in self.blocks:
+            h = block(_with(h, maps))
+        return torch.tanh(self.out(_with(h, maps))), mu, logvar
 
 
 class _Res(nn.Module):
@@ -86,37 +104,41 @@ class _Res(nn.Module):
 
 
 class Stage2G(nn.Module):
-    """``forward(stage1_image, e)`` -> ``(image (N, 3, size, size), mu, logvar)``."""
+    """``forward(stage1_image, e, sample=True, maps=None)`` -> ``(image (N, 3, size, size), mu, logvar)``."""
 
-    def __init__(self, text_dim: int, c_dim: int = 32, ch: int = 16, size: int = 64, stage1: int = 32):
+    def __init__(self, text_dim: int, c_dim: int = 32, ch: int = 16, size: int = 64, stage1: int = 32,
+                 map_ch: int = 0):
         super().__init__()
         self.ca = CondAug(text_dim, c_dim)
         w = ch * 4
         self.down = nn.Sequential(nn.Conv2d(3, ch, 3, padding=1), nn.SiLU(),
                                   nn.Conv2d(ch, ch * 2, 4, 2, 1), _norm(ch * 2), nn.SiLU(),
                                   nn.Conv2d(ch * 2, w, 4, 2, 1), _norm(w), nn.SiLU())
-        self.join = nn.Sequential(nn.Conv2d(w + c_dim, w, 3, padding=1), _norm(w), nn.SiLU())
+        self.join = nn.Sequential(nn.Conv2d(w + c_dim + map_ch, w, 3, padding=1), _norm(w), nn.SiLU())
         self.res = nn.Sequential(_Res(w), _Res(w))
         ups = int(math.log2(size // (stage1 // 4)))
         widths = [max(ch, w // 2 ** i) for i in range(ups + 1)]
-        self.up = nn.Sequential(*[_up(widths[i], widths[i + 1]) for i in range(ups)])
-        self.out = nn.Conv2d(widths[-1], 3, 3, padding=1)
+        self.up = nn.ModuleList([_up(widths[i] + map_ch, widths[i + 1]) for i in range(ups)])
+        self.out = nn.Conv2d(widths[-1] + map_ch, 3, 3, padding=1)
 
-    def forward(self, x1: torch.Tensor, e: torch.Tensor, sample: bool = True):
+    def forward(self, x1: torch.Tensor, e: torch.Tensor, sample: bool = True, maps: Maps = None):
         c, mu, logvar = self.ca(e, sample)
         h = self.down(x1)
-        h = self.join(torch.cat([h, c[:, :, None, None].expand(-1, -1, *h.shape[-2:])], 1))
-        return torch.tanh(self.out(self.up(self.res(h)))), mu, logvar
+        h = self.join(_with(torch.cat([h, c[:, :, None, None].expand(-1, -1, *h.shape[-2:])], 1), maps))
+        h = self.res(h)
+        for block in self.up:
+            h = block(_with(h, maps))
+        return torch.tanh(self.out(_with(h, maps))), mu, logvar
 
 
 class TextD(nn.Module):
-    """``forward(x, e)`` -> ``(unconditional logit (N,), conditional logit (N,))`` for ``size`` px images and
-    sentence embeddings ``e``."""
+    """``forward(x, e, maps=None)`` -> ``(unconditional logit (N,), conditional logit (N,))`` for ``size`` px
+    images and sentence embeddings ``e`` (and the layout's maps beside the image)."""
 
-    def __init__(self, text_dim: int, size: int, ch: int = 16, c_dim: int = 32):
+    def __init__(self, text_dim: int, size: int, ch: int = 16, c_dim: int = 32, map_ch: int = 0):
         super().__init__()
         downs = int(math.log2(size // 4))
-        layers, cin = [], 3
+        layers, cin = [], 3 + map_ch
         for i in range(downs):
             cout = ch * 2 ** i
             layers += [spectral_norm(nn.Conv2d(cin, cout, 4, 2, 1)), nn.LeakyReLU(0.2)]
@@ -127,7 +149,7 @@ class TextD(nn.Module):
         self.cond = nn.Sequential(spectral_norm(nn.Conv2d(cin + c_dim, cin, 1)), nn.LeakyReLU(0.2),
                                   spectral_norm(nn.Conv2d(cin, 1, 4)))
 
-    def forward(self, x: torch.Tensor, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.body(x)
+    def forward(self, x: torch.Tensor, e: torch.Tensor, maps: Maps = None) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.body(_with(x, maps))
         t = self.text(e)[:, :, None, None].expand(-1, -1, *h.shape[-2:])
         return self.uncond(h).flatten(), self.cond(torch.cat([h, t], 1)).flatten()

@@ -11,8 +11,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from generative.conditions import label_state
+from generative.networks import condition_maps
 from generative.stackgan.models import CondAug, Stage1G, Stage2G, TextD
-from generative.text import TextEncoder, Vocabulary, grid_prompts
+from generative.text import LayoutHead, TextEncoder, Vocabulary, grid_prompts
 from generative.training import TrainTask
 from robot_env.io.dataset_format import CLASSES
 from robot_env.io.errors import ConfigError, ParamError
@@ -34,6 +35,8 @@ class StackGANConfig:
     lr: float = 2e-4
     kl_weight: float = 1.0
     mismatch_weight: float = 0.5
+    layout: bool = True
+    map_sigma: float = 0.04
     classes: tuple[str, ...] = CLASSES
     text_config: dict[str, Any] | None = None
     data: dict[str, Any] = field(default_factory=dict)
@@ -47,6 +50,9 @@ class StackGANConfig:
                 raise ParamError(k, f"{{name}} must be at least 1, got {getattr(self, k)!r}")
         if self.lr <= 0 or self.kl_weight < 0 or self.mismatch_weight < 0:
             raise ConfigError("lr must be > 0, kl_weight and mismatch_weight >= 0")
+        if not 0 < float(self.map_sigma) <= 1:
+            raise ParamError("map_sigma", f"{{name}} must be in (0, 1] image widths, got {self.map_sigma!r}")
+        self.layout = bool(self.layout)
         self.classes = tuple(str(c) for c in self.classes)
         if self.text_config is not None and not {"vocab", "encoder"} <= set(self.text_config):
             raise ConfigError("a StackGAN's text_config needs its vocab and encoder arguments")
@@ -54,6 +60,11 @@ class StackGANConfig:
     @property
     def stage1(self) -> int:
         return self.size // 2
+
+    @property
+    def map_ch(self) -> int:
+        """Channels of the where-and-what maps (one per class; 0 without a layout)."""
+        return len(self.classes) if self.layout else 0
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -63,7 +74,7 @@ class StackGANConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> StackGANConfig:
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        return cls(**{"layout": False, **{k: v for k, v in d.items() if k in names}})  # no key: an older run
 
     def model_dict(self) -> dict[str, Any]:
         """The settings a resumed run must share with its checkpoint."""
@@ -73,12 +84,29 @@ class StackGANConfig:
         return d
 
 
-def build_generators(cfg: StackGANConfig) -> tuple[TextEncoder, Stage1G, Stage2G]:
-    """The frozen text encoder and both generators of ``cfg`` (freshly initialised)."""
+def build_generators(cfg: StackGANConfig) -> tuple[TextEncoder, LayoutHead | None, Stage1G, Stage2G]:
+    """The frozen text encoder, the frozen layout head (None without a layout) and both generators of ``cfg``
+    (freshly initialised)."""
     text = TextEncoder(**cfg.text_config["encoder"]).eval().requires_grad_(False)
-    g1 = Stage1G(text.dim, cfg.z_dim, cfg.c_dim, cfg.ch, cfg.stage1)
-    g2 = Stage2G(text.dim, cfg.c_dim, cfg.ch, cfg.size, cfg.stage1)
-    return text, g1, g2
+    layout = LayoutHead(text.dim, len(cfg.classes)).eval().requires_grad_(False) if cfg.layout else None
+    g1 = Stage1G(text.dim, cfg.z_dim, cfg.c_dim, cfg.ch, cfg.stage1, cfg.map_ch)
+    g2 = Stage2G(text.dim, cfg.c_dim, cfg.ch, cfg.size, cfg.stage1, cfg.map_ch)
+    return text, layout, g1, g2
+
+
+def layout_maps(cfg: StackGANConfig, class_id: torch.Tensor | None, target: torch.Tensor | None):
+    """The networks' ``maps`` argument: ``res -> (N, map_ch, res, res)`` where-and-what maps of ``(class_id,
+    target)`` (None without a layout)."""
+    if not cfg.layout or class_id is None or target is None:
+        return None
+    cache: dict[int, torch.Tensor] = {}
+
+    def maps(res: int) -> torch.Tensor:
+        if res not in cache:
+            cache[res] = condition_maps(class_id, target, len(cfg.classes), res, cfg.size, cfg.map_sigma)
+        return cache[res]
+
+    return maps
 
 
 def _bce(logit: torch.Tensor, real: bool) -> torch.Tensor:
@@ -93,18 +121,24 @@ class StackGANTask(TrainTask):
     caption (fake: the image must fit the words); non-saturating logistic losses on the unconditional and the
     conditional logit; each generator adds ``kl_weight`` x its conditioning augmentation's KL. Adam (0.5, 0.999), an
     EMA of both generators (sampling uses it). The batch holds ``image``, ``tokens`` ``(N, K, L)`` (one of K
-    phrasings drawn per image and step), ``class_id`` and ``target`` (kept in the checkpoint)."""
+    phrasings drawn per image and step), ``class_id`` and ``target`` (kept in the checkpoint). With a layout, every
+    network reads the where-and-what maps of the frame's own class and target while training (the layout head,
+    fitted before, infers them from the caption when sampling), and the mismatched pairs get the other frame's
+    maps with its caption."""
 
     def __init__(self, cfg: StackGANConfig, text_state: dict[str, torch.Tensor] | None = None, init_seed: int = 0,
-                 class_ids: torch.Tensor | None = None, targets: torch.Tensor | None = None):
+                 class_ids: torch.Tensor | None = None, targets: torch.Tensor | None = None,
+                 layout_state: dict[str, torch.Tensor] | None = None):
         self.cfg = cfg
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(init_seed))
-            self.text, self.G1, self.G2 = build_generators(cfg)
-            self.D1 = TextD(self.text.dim, cfg.stage1, cfg.ch, cfg.c_dim)
-            self.D2 = TextD(self.text.dim, cfg.size, cfg.ch, cfg.c_dim)
+            self.text, self.layout, self.G1, self.G2 = build_generators(cfg)
+            self.D1 = TextD(self.text.dim, cfg.stage1, cfg.ch, cfg.c_dim, cfg.map_ch)
+            self.D2 = TextD(self.text.dim, cfg.size, cfg.ch, cfg.c_dim, cfg.map_ch)
         if text_state is not None:
             self.text.load_state_dict(text_state)
+        if layout_state is not None and self.layout is not None:
+            self.layout.load_state_dict(layout_state)
         self.vocab = Vocabulary.from_json(cfg.text_config["vocab"])
         adam = {"lr": cfg.lr, "betas": (0.5, 0.999)}
         self.opts = {k: torch.optim.Adam(getattr(self, k).parameters(), **adam) for k in ("G1", "D1", "G2", "D2")}
@@ -112,7 +146,8 @@ class StackGANTask(TrainTask):
         self.targets = targets
 
     def modules(self) -> dict[str, nn.Module]:
-        return {"text": self.text, "G1": self.G1, "D1": self.D1, "G2": self.G2, "D2": self.D2}
+        extra = {"layout": self.layout} if self.layout is not None else {}
+        return {"text": self.text, **extra, "G1": self.G1, "D1": self.D1, "G2": self.G2, "D2": self.D2}
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return self.opts
@@ -135,18 +170,18 @@ class StackGANTask(TrainTask):
             return self.text(tokens.to(self.device))[2]
 
     def _stage(self, g: str, d: str, real: torch.Tensor, fake: torch.Tensor, e: torch.Tensor,
-               mu: torch.Tensor, logvar: torch.Tensor) -> dict[str, torch.Tensor]:
+               mu: torch.Tensor, logvar: torch.Tensor, maps=None, wrong_maps=None) -> dict[str, torch.Tensor]:
         D, opt_d, opt_g = self.net(d), self.opts[d], self.opts[g]
         wrong = e.roll(1, 0)  # another frame's caption
-        ru, rc = D(real, e)
-        fu, fc = D(fake.detach(), e)
-        _, wc = D(real, wrong)
+        ru, rc = D(real, e, maps)
+        fu, fc = D(fake.detach(), e, maps)
+        _, wc = D(real, wrong, wrong_maps)
         w = self.cfg.mismatch_weight
         loss_d = _bce(ru, True) + _bce(fu, False) + _bce(rc, True) + (_bce(fc, False) + w * _bce(wc, False)) / (1 + w)
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         opt_d.step()
-        gu, gc = self.modules()[d](fake, e)
+        gu, gc = self.modules()[d](fake, e, maps)
         kl = CondAug.kl(mu, logvar)
         loss_g = _bce(gu, True) + _bce(gc, True) + self.cfg.kl_weight * kl
         opt_g.zero_grad(set_to_none=True)
@@ -161,12 +196,15 @@ class StackGANTask(TrainTask):
         if tokens.ndim == 3:
             tokens = tokens[torch.arange(n, device=dev), torch.randint(0, tokens.shape[1], (n,), device=dev)]
         e = self.embed(tokens)
+        y, c = batch.get("class_id"), batch.get("target")
+        maps = layout_maps(self.cfg, y, c)
+        wrong_maps = layout_maps(self.cfg, y.roll(1, 0), c.roll(1, 0)) if maps is not None else None
         real1 = F.avg_pool2d(real2, 2)
         z = torch.randn(n, self.cfg.z_dim, device=dev)
-        fake1, mu1, lv1 = self.net("G1")(z, e)
-        out = self._stage("G1", "D1", real1, fake1, e, mu1, lv1)
-        fake2, mu2, lv2 = self.net("G2")(fake1.detach(), e)
-        out.update(self._stage("G2", "D2", real2, fake2, e, mu2, lv2))
+        fake1, mu1, lv1 = self.net("G1")(z, e, maps=maps)
+        out = self._stage("G1", "D1", real1, fake1, e, mu1, lv1, maps, wrong_maps)
+        fake2, mu2, lv2 = self.net("G2")(fake1.detach(), e, maps=maps)
+        out.update(self._stage("G2", "D2", real2, fake2, e, mu2, lv2, maps, wrong_maps))
         return out
 
     @torch.no_grad()
@@ -176,7 +214,7 @@ class StackGANTask(TrainTask):
         conditioning augmentation's noise from ``gen`` (a CPU generator)."""
         g1 = g1 if g1 is not None else self.eval_net("G1")
         g2 = g2 if g2 is not None else self.eval_net("G2")
-        return stack_generate(self.text, g1, g2, tokens, gen, self.cfg.z_dim)
+        return stack_generate(self.text, g1, g2, tokens, gen, self.cfg.z_dim, layout=self.layout, cfg=self.cfg)
 
     def sample(self, n: int) -> torch.Tensor:
         tok = self.vocab.encode(grid_prompts(n, self.cfg.classes))
@@ -186,20 +224,24 @@ class StackGANTask(TrainTask):
 
 @torch.no_grad()
 def stack_generate(text: nn.Module, g1: nn.Module, g2: nn.Module, tokens: torch.Tensor, gen: torch.Generator,
-                   z_dim: int, batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+                   z_dim: int, batch_size: int = 64, layout: LayoutHead | None = None,
+                   cfg: StackGANConfig | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Stage I and stage II images (CPU floats in ``[-1, 1]``) of caption ``tokens``; the noise from ``gen``. The
-    conditioning augmentation samples its Gaussian too (its noise drawn from ``gen`` through a forked RNG)."""
+    conditioning augmentation samples its Gaussian too (its noise drawn from ``gen`` through a forked RNG); with a
+    ``layout`` head (and the run's ``cfg``), the class and target it draws from ``gen`` for each caption become the
+    networks' maps."""
     dev = next(g1.parameters()).device
     out1, out2 = [], []
     for i in range(0, len(tokens), int(batch_size)):
         tok = tokens[i: i + int(batch_size)].to(dev)
         z = torch.randn(len(tok), z_dim, generator=gen).to(dev)
         seed = int(torch.randint(0, 2**31 - 1, (), generator=gen))
+        e = text(tok)[2]
+        maps = layout_maps(cfg, *layout.sample(e, gen)) if layout is not None and cfg is not None else None
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            e = text(tok)[2]
-            x1 = g1(z, e)[0]
-            x2 = g2(x1, e)[0]
+            x1 = g1(z, e, maps=maps)[0]
+            x2 = g2(x1, e, maps=maps)[0]
         out1.append(x1.float().cpu())
         out2.append(x2.float().cpu())
     return torch.cat(out1), torch.cat(out2)

@@ -12,7 +12,15 @@ import torch
 from generative import trainer_defaults
 from generative.runs import check_resume, load_run, pick_device, read_summary, write_summary
 from generative.stackgan.task import StackGANConfig, StackGANTask, build_generators, stack_generate
-from generative.text import Vocabulary, drawn_prompts, prepare_text, prompt_report, text_data
+from generative.text import (
+    LayoutHead,
+    Vocabulary,
+    drawn_prompts,
+    prepare_text,
+    pretrain_layout_head,
+    prompt_report,
+    text_data,
+)
 from generative.training import CHECKPOINT, TrainConfig, Trainer, load_checkpoint
 from robot_env.io.dataset_format import MANIFEST
 from robot_env.io.errors import ConfigError, DataError, ParamError
@@ -37,12 +45,13 @@ def _check_resume(out: Path, cfg: StackGANConfig) -> bool:
 
 def train_stackgan(data_dir: str | Path, train: TrainConfig, size: int = 64, ch: int = 16, z_dim: int = 32,
                    c_dim: int = 32, lr: float = 2e-4, kl_weight: float = 1.0, text_steps: int = 300,
-                   limit: int | None = None) -> dict[str, Any]:
+                   limit: int | None = None, layout: bool = True, layout_steps: int = 400) -> dict[str, Any]:
     """Train a StackGAN on the armlab dataset at ``data_dir`` into ``train.out`` (captions from the labels, four
-    phrasings per frame seeded by ``train.seed``; the text encoder pre-trained for ``text_steps`` steps, or the
-    checkpoint's when resuming; the vocabulary in ``out/vocab.json``). The same call after a kill resumes; a larger
-    ``steps`` continues. Returns (and writes to ``out/summary.json``) the trainer's summary plus ``size``,
-    ``stage1``, ``n_train``, ``params`` and ``text_pretrain_loss``."""
+    phrasings per frame seeded by ``train.seed``; the text encoder pre-trained for ``text_steps`` steps and, with
+    ``layout``, the layout head fitted on its embeddings for ``layout_steps`` steps, or both from the checkpoint
+    when resuming; the vocabulary in ``out/vocab.json``). The same call after a kill resumes; a larger ``steps``
+    continues. Returns (and writes to ``out/summary.json``) the trainer's summary plus ``size``, ``stage1``,
+    ``n_train``, ``params``, ``text_pretrain_loss`` and ``layout_pretrain_loss``."""
     t0 = time.perf_counter()
     out = Path(train.out)
     data, texts, labels, classes = text_data(data_dir, size, limit=limit, seed=train.seed, progress=train.progress)
@@ -53,27 +62,38 @@ def train_stackgan(data_dir: str | Path, train: TrainConfig, size: int = 64, ch:
     info = {"path": str(data_dir), "frames": len(data["image"]), "limit": limit,
             "manifest_sha256": sha256_file(manifest) if manifest.is_file() else None}
     cfg = StackGANConfig(size=size, ch=ch, z_dim=z_dim, c_dim=c_dim, lr=lr, kl_weight=kl_weight,
-                         classes=tuple(classes), data=info,
+                         classes=tuple(classes), data=info, layout=layout,
                          text_config={"vocab": vocab.to_json(), "encoder": encoder.arguments(),
                                       "pretrain_steps": text_steps})
     _check_resume(out, cfg)
+    layout_state, layout_losses = None, []
+    if layout and not prior:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(train.seed))
+            head = LayoutHead(encoder.dim, len(classes))
+        layout_losses = pretrain_layout_head(head, lambda t: encoder(t)[2], tokens, data["class_id"],
+                                             data["target"], steps=layout_steps, seed=train.seed)
+        layout_state = head.state_dict()
     task = StackGANTask(cfg, encoder.state_dict() if losses else None, init_seed=train.seed,
-                        class_ids=data["class_id"], targets=data["target"])
+                        class_ids=data["class_id"], targets=data["target"], layout_state=layout_state)
     summary = Trainer(task, {**data, "tokens": tokens}, train).fit()
     vocab.save(out / "vocab.json")
     summary.update({"out": str(out), "size": size, "stage1": cfg.stage1, "n_train": len(data["image"]),
                     "batch_size": int(train.batch_size),
                     "params": {k: sum(p.numel() for p in m.parameters()) for k, m in task.modules().items()},
                     "text_pretrain_loss": [losses[0], losses[-1]] if losses else None,
+                    "layout_pretrain_loss": [layout_losses[0], layout_losses[-1]] if layout_losses else None,
                     "total_wall_time_s": time.perf_counter() - t0})
     return write_summary(out, summary)
 
 
 class StackGAN:
-    """A trained run's frozen encoder, EMA generators and vocabulary: :meth:`generate` draws both stages."""
+    """A trained run's frozen encoder, layout head (None for a run without one), EMA generators and vocabulary:
+    :meth:`generate` draws both stages."""
 
-    def __init__(self, cfg: StackGANConfig, text, g1, g2, step: int, extra: dict[str, Any]):
-        self.cfg, self.text, self.g1, self.g2, self.step, self.extra = cfg, text, g1, g2, int(step), extra or {}
+    def __init__(self, cfg: StackGANConfig, text, layout, g1, g2, step: int, extra: dict[str, Any]):
+        self.cfg, self.text, self.layout, self.g1, self.g2 = cfg, text, layout, g1, g2
+        self.step, self.extra = int(step), extra or {}
         self.vocab = Vocabulary.from_json(cfg.text_config["vocab"])
 
     def tokens(self, prompts: Any, n: int) -> torch.Tensor:
@@ -83,7 +103,8 @@ class StackGAN:
     def generate(self, prompts: Any, n: int, gen: torch.Generator, batch_size: int = 64
                  ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(stage I, stage II)`` images in ``[-1, 1]`` of ``n`` images for ``prompts``."""
-        return stack_generate(self.text, self.g1, self.g2, self.tokens(prompts, n), gen, self.cfg.z_dim, batch_size)
+        return stack_generate(self.text, self.g1, self.g2, self.tokens(prompts, n), gen, self.cfg.z_dim, batch_size,
+                              layout=self.layout, cfg=self.cfg)
 
 
 def _read_config(ckpt: dict[str, Any]) -> StackGANConfig:
@@ -101,17 +122,20 @@ def load_stackgan(run_dir: str | Path, device: str | torch.device = "cpu", ema: 
     if not cfg.text_config:
         raise DataError(f"run {run_dir} has no vocabulary (text_config); train it again")
     Vocabulary.from_json(cfg.text_config["vocab"])  # an empty or broken vocabulary: one sentence
-    text, g1, g2 = build_generators(cfg)
+    text, layout, g1, g2 = build_generators(cfg)
     try:
         text.load_state_dict(ckpt["modules"]["text"])
+        if layout is not None:
+            layout.load_state_dict(ckpt["modules"]["layout"])
         for name, g in (("G1", g1), ("G2", g2)):
             state = (ckpt.get("ema") or {}).get(name) if ema else None
             g.load_state_dict(state if state is not None else ckpt["modules"][name])
     except (KeyError, RuntimeError) as exc:
         raise DataError(f"checkpoint {Path(run_dir) / CHECKPOINT} does not fit its StackGAN settings "
                         f"({str(exc).splitlines()[0]})") from exc
-    nets = [m.to(dev).eval().requires_grad_(False) for m in (text, g1, g2)]
-    return StackGAN(cfg, *nets, step=int(ckpt.get("step", 0)), extra=ckpt.get("extra") or {})
+    text, g1, g2 = (m.to(dev).eval().requires_grad_(False) for m in (text, g1, g2))
+    layout = layout.to(dev).eval().requires_grad_(False) if layout is not None else None
+    return StackGAN(cfg, text, layout, g1, g2, step=int(ckpt.get("step", 0)), extra=ckpt.get("extra") or {})
 
 
 def sample_stackgan(run_dir: str | Path | StackGAN, n: int, prompt: Any = None, seed: int = 0, device: Any = "cpu",

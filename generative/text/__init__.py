@@ -9,6 +9,8 @@ text``) and the two-stage StackGAN (``armlab stackgan``).
   label vector, :func:`pretrain_text_encoder` (the module docstring says why).
 * ``data``: :func:`text_data` (frames, captions, labels), :func:`prepare_text`, :func:`load_text_encoder`.
 * ``evaluate``: :func:`prompt_report` (the probe on prompt-conditioned samples against real renders).
+* ``layout``: :class:`LayoutHead` (the caption's class and target position, learned: text -> layout -> image),
+  :func:`pretrain_layout_head`.
 """
 
 from __future__ import annotations
@@ -27,10 +29,13 @@ from generative.text.captions import (
 from generative.text.data import caption_tokens, drawn_prompts, frame_labels, load_text_encoder, prepare_text, text_data
 from generative.text.encoder import LABEL_FEATURES, TextEncoder, label_vectors, pretrain_text_encoder
 from generative.text.evaluate import prompt_frames, prompt_report, side_accuracy
+from generative.text.layout import LAYOUT_BINS, LayoutHead, pretrain_layout_head
 from generative.text.tokenizer import SPECIALS, Vocabulary, words
 
 __all__ = [
     "LABEL_FEATURES",
+    "LAYOUT_BINS",
+    "LayoutHead",
     "SIDES",
     "SPECIALS",
     "TextEncoder",
@@ -47,6 +52,7 @@ __all__ = [
     "label_vectors",
     "load_text_encoder",
     "prepare_text",
+    "pretrain_layout_head",
     "pretrain_text_encoder",
     "prompt_frames",
     "prompt_of",

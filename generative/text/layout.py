@@ -1,0 +1,92 @@
+"""Text to layout: what a caption says about *where* and *what*, learned from the captions and their labels.
+
+Why: a generator that has to learn "on the left" from a 64-number sentence embedding through its noisy adversarial
+(or denoising) gradient does not learn it in the minutes a CPU gives it (``docs/benchmarks.md``: both text models
+placed the target at chance after 20 minutes). Hong et al. (2018, "Inferring semantic layout for hierarchical
+text-to-image synthesis") split the job: infer a layout from the text, then draw the image from the layout. Here
+the layout is the one armlab's conditional GAN already draws well from: the target's class and its position,
+turned into where-and-what maps (:func:`generative.networks.condition_maps`).
+
+:class:`LayoutHead` reads the frozen encoder's sentence embedding and gives the class (``n_classes`` logits) and
+the target position as two factorised categorical distributions over ``bins`` columns and ``bins`` rows of the
+image (a caption names a region, "the left of the table, near the camera", not a point: a categorical fits any
+region's shape, a Gaussian would spill over the region's edges). ``bins = 24`` puts the caption's side cuts (1/3,
+2/3) on bin edges. :func:`pretrain_layout_head` fits it with cross-entropy on the training frames' own classes and
+positions (seconds; seeded); :meth:`LayoutHead.sample` draws ``(class_id, target)`` for new captions: the class and
+a bin from the softmaxes, a uniform place inside the bin.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["LAYOUT_BINS", "LayoutHead", "pretrain_layout_head"]
+
+#: Columns and rows of the position's categorical distributions (a multiple of 3: the side cuts are bin edges).
+LAYOUT_BINS = 24
+
+
+class LayoutHead(nn.Module):
+    """Sentence embedding ``(N, text_dim)`` -> ``(class logits (N, n_classes), u logits (N, bins), v logits (N,
+    bins))``. ``arguments()`` are the plain constructor arguments."""
+
+    def __init__(self, text_dim: int, n_classes: int, bins: int = LAYOUT_BINS, hidden: int = 128):
+        super().__init__()
+        self.args = {"text_dim": int(text_dim), "n_classes": int(n_classes), "bins": int(bins),
+                     "hidden": int(hidden)}
+        self.body = nn.Sequential(nn.Linear(int(text_dim), int(hidden)), nn.SiLU(),
+                                  nn.Linear(int(hidden), int(hidden)), nn.SiLU())
+        self.out = nn.Linear(int(hidden), int(n_classes) + 2 * int(bins))
+
+    def arguments(self) -> dict[str, int]:
+        return dict(self.args)
+
+    def forward(self, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        k, b = self.args["n_classes"], self.args["bins"]
+        h = self.out(self.body(e))
+        return h[:, :k], h[:, k: k + b], h[:, k + b:]
+
+    def bin_of(self, x: torch.Tensor) -> torch.Tensor:
+        """The bin (long) of positions ``x`` in ``[0, 1]``."""
+        b = self.args["bins"]
+        return (x.float() * b).floor().long().clamp(0, b - 1)
+
+    @torch.no_grad()
+    def sample(self, e: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(class_id (N,) long, target (N, 2) in [0, 1])`` drawn for sentence embeddings ``e``; every draw from
+        ``gen`` (a CPU generator), so the same generator state gives the same layout on any device."""
+        logits = [t.float().cpu() for t in self(e)]
+        draws = [torch.multinomial(F.softmax(t, 1), 1, generator=gen)[:, 0] for t in logits]
+        jitter = torch.rand(len(e), 2, generator=gen)
+        uv = (torch.stack(draws[1:], 1).float() + jitter) / self.args["bins"]
+        return draws[0].to(e.device), uv.to(e.device)
+
+
+def pretrain_layout_head(head: LayoutHead, embed, tokens: torch.Tensor, class_ids: torch.Tensor,
+                         targets: torch.Tensor, steps: int = 400, batch_size: int = 128, lr: float = 2e-3,
+                         seed: int = 0) -> list[float]:
+    """Fit ``head`` in place: cross-entropy of the class and of the target's column and row bins, for the
+    sentence embeddings ``embed(tokens)`` of the frames' captions (``tokens`` ``(N, K, L)``: one of the K phrasings
+    drawn per frame and step; ``embed`` a frozen encoder's ``(N, L) -> (N, dim)``). Everything random comes from
+    ``seed``. Returns the loss of every step; the head is left in eval mode without gradients."""
+    gen = torch.Generator().manual_seed(int(seed))
+    head.train().requires_grad_(True)
+    opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=0.01)
+    n, k = tokens.shape[:2]
+    y, bu, bv = class_ids.long(), head.bin_of(targets[:, 0]), head.bin_of(targets[:, 1])
+    losses = []
+    for _ in range(int(steps)):
+        idx = torch.randint(0, n, (min(int(batch_size), n),), generator=gen)
+        pick = torch.randint(0, k, (len(idx),), generator=gen)
+        with torch.no_grad():
+            e = embed(tokens[idx, pick])
+        lc, lu, lv = head(e)
+        loss = F.cross_entropy(lc, y[idx]) + F.cross_entropy(lu, bu[idx]) + F.cross_entropy(lv, bv[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    head.eval().requires_grad_(False)
+    return losses
