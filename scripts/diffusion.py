@@ -17,7 +17,9 @@
 --cond text: a caption-conditioned model (text to scene; train it with --latent: Stable Diffusion's recipe at
 armlab's scale): captions made from each frame's labels, a word-level vocabulary (RUN/vocab.json) and a small text
 encoder pre-trained from scratch (--text-steps), a UNet2DConditionModel with cross-attention over the caption's
-tokens, and guidance against the empty caption. `sample --prompt "a red sphere on the left of the table"`.
+tokens, and guidance against the empty caption. A layout head (--no-layout to leave it out) reads the caption's class
+and place and the UNet gets their where-and-what maps (text -> layout -> image; the frame's own in training).
+`sample --prompt "a red sphere on the left of the table"`.
 `eval` reads the prompt's class and side back with the probe (side_acc_fake).
 
 --cond: class (the target object's shape: cube, cylinder, sphere), target (where the target is in the image,
@@ -94,6 +96,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--limit", type=int, default=None, help="use only the first N frames")
     t.add_argument("--text-steps", type=int, default=300,
                    help="with --cond text: pre-training steps of the text encoder (default 300)")
+    t.add_argument("--no-layout", action="store_true",
+                   help="with --cond text: no layout head, the UNet reads the caption only (default: a layout head "
+                        "fitted for 400 steps infers the class and place, the UNet reads their maps)")
     add_trainer_arguments(t, TRAIN_DEFAULTS, ema=True,
                           help={"steps": "total UNet training steps (a finished run continues)",
                                 "ema_decay": "EMA decay of the UNet copy used to sample"})
@@ -240,7 +245,7 @@ def _train(args: argparse.Namespace) -> int:
         args.data, train, size=args.size, cond=cond, latent=args.latent, vae=args.vae, vae_steps=args.vae_steps,
         model=args.model, vae_model=args.vae_model, vae_batch_size=args.vae_batch_size,
         guidance_dropout=args.guidance_dropout, lr=args.lr, patch=args.patch, target_weight=args.target_weight,
-        limit=args.limit, text_steps=args.text_steps,
+        limit=args.limit, text_steps=args.text_steps, layout=not args.no_layout,
     )
     what = ",".join(s["cond"]) or "unconditional"
     kind = "latent" if s["latent"] else f"pixel (patch {s['patch']})"

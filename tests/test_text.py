@@ -171,6 +171,15 @@ def test_text_diffusion_trains_and_a_captions_words_change_the_sample(text_run):
     assert (a - b).abs().max() > 1e-3  # same noise, different words, different image
     assert torch.equal(draw("a red cube on the left of the zorblax"), draw("a red cube on the left of the <unk>"))
     torch.testing.assert_close(draw("", 3.0), draw("a red sphere", 0.0), atol=1e-5, rtol=0)  # empty == uncond
+    # the layout head's class and place reach the UNet: the same caption and noise, another place, another image
+    assert s["layout_pretrain_loss"][1] < s["layout_pretrain_loss"][0] and pipe.cfg.text_layout
+    tok = prompt_tokens(pipe.cfg, "a red cube on the left of the table", 2)
+
+    def placed(u):
+        return pipe.generate(2, torch.tensor([0, 0]), torch.tensor([[u, 0.5]] * 2), steps=3, guidance=2.0,
+                             generator=torch.Generator().manual_seed(0), tokens=tok)
+
+    assert (placed(0.15) - placed(0.85)).abs().max() > 1e-3
     with pytest.raises(ConfigError, match="prompt"):
         pipe.generate(2, steps=2)
     with pytest.raises(ParamError):
@@ -192,7 +201,9 @@ def test_text_cond_stands_alone_and_old_configs_load():
         D.parse_cond("class,text")
     old = D.DiffusionConfig(size=16, cond=("class",), model="tiny").to_dict()
     old.pop("text_config")
-    assert D.DiffusionConfig.from_dict(old).cond == ("class",)
+    assert D.DiffusionConfig.from_dict(old).cond == ("class",) and not D.DiffusionConfig.from_dict(old).text_layout
+    with pytest.raises(ConfigError, match="text_layout"):
+        D.DiffusionConfig(size=16, cond=("class",), model="tiny", text_layout=True)
     assert dataclasses.fields(D.DiffusionConfig)
 
 

@@ -114,6 +114,7 @@ class DiffusionConfig:
     joint_high: tuple[float, ...] | None = None
     joint_limits: list[list[float]] | None = None  # the robot's limits (the manifest's): checks requested joints
     text_config: dict[str, Any] | None = None  # a text model's vocabulary and encoder arguments (generative.text)
+    text_layout: bool = False  # a text model infers the class and place from the caption (generative.text.layout)
 
     def __post_init__(self) -> None:
         self.cond = parse_cond(self.cond)
@@ -135,6 +136,9 @@ class DiffusionConfig:
             raise ConfigError("lr must be > 0, train_timesteps >= 2, snr_gamma >= 0 and target_weight >= 0")
         if "text" in self.cond and self.text_config is not None and not {"vocab", "encoder"} <= set(self.text_config):
             raise ConfigError("a text model's text_config needs its vocab and encoder arguments")
+        self.text_layout = bool(self.text_layout)
+        if self.text_layout and "text" not in self.cond:
+            raise ConfigError("text_layout is for a text-conditioned model (cond text)")
         if "class" in self.cond and len(self.classes) < 2:
             raise ConfigError(f"a class-conditional model needs at least 2 classes, got {list(self.classes)}")
         check_sampler(self.grid_sampler, self.grid_steps, self.grid_guidance)

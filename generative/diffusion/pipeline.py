@@ -69,8 +69,9 @@ class Pipeline:
         required for the conditions the model takes; ``joints``: ``(n, n_joints)`` radians). The initial noise and
         any sampler noise come from ``generator`` (a CPU generator). On CUDA the UNet and decoder run under bf16
         autocast. ``max_steps`` stops after that many sampler steps (for timing only: the images are then not
-        finished). ``tokens``: a text model's captions, ``(n, L)`` token ids. ``self.last_seconds`` is the wall
-        time."""
+        finished). ``tokens``: a text model's captions, ``(n, L)`` token ids; a text model with a layout head draws
+        each image's class and target from its caption (from ``generator``) unless both are given.
+        ``self.last_seconds`` is the wall time."""
         name = check_sampler(sampler, steps, guidance)
         if self.cfg.n_classes and class_ids is None:
             raise ConfigError("this model is conditioned on the class: give class ids")
@@ -96,6 +97,9 @@ class Pipeline:
             c = targets[sl].float().to(dev) if "target" in self.cfg.cond else None
             q = joints[sl].float().to(dev) if self.cfg.n_joints else None
             tok = tokens[sl].long().to(dev) if "text" in self.cfg.cond else None
+            if self.cfg.text_layout:  # the caption's class and place, drawn once per image
+                y, c = (class_ids[sl].long().to(dev), targets[sl].float().to(dev)) if class_ids is not None \
+                    and targets is not None else self.unet.draw_layout(tok, gen)
             sch = make_sampler(name, self.scheduler_config, LATENT_CLIP if self.cfg.latent else None)
             step_kw = sampler_step_kwargs(name)
             sch.set_timesteps(int(steps))

@@ -51,7 +51,8 @@ class DiffusionTask(TrainTask):
 
     def __init__(self, cfg: DiffusionConfig, class_ids: torch.Tensor | None = None,
                  targets: torch.Tensor | None = None, vae: nn.Module | None = None, init_seed: int = 0,
-                 joints: torch.Tensor | None = None, text_state: dict[str, torch.Tensor] | None = None):
+                 joints: torch.Tensor | None = None, text_state: dict[str, torch.Tensor] | None = None,
+                 layout_state: dict[str, torch.Tensor] | None = None):
         if cfg.latent and (vae is None or cfg.scaling_factor is None or not cfg.vae_config):
             raise ValueError("a latent diffusion task needs the autoencoder, its config and the scaling factor")
         self.cfg = cfg
@@ -60,6 +61,8 @@ class DiffusionTask(TrainTask):
             self.unet = build_denoiser(cfg)
         if text_state is not None:
             self.unet.text.load_state_dict(text_state)
+        if layout_state is not None:
+            self.unet.layout.load_state_dict(layout_state)
         self.vae = vae.eval().requires_grad_(False) if vae is not None else None
         self.noise = train_scheduler(cfg.train_timesteps, cfg.beta_schedule, clip_sample=not cfg.latent)
         self.opt = torch.optim.AdamW(self.unet.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -119,8 +122,8 @@ class DiffusionTask(TrainTask):
         net = net if net is not None else self.net("unet")
         xt = self.noise.add_noise(x0, noise, t)
         with self.autocast():
-            pred = net(xt, t, class_ids if self.cfg.n_classes else None,
-                       target if "target" in self.cfg.cond else None, drop,
+            pred = net(xt, t, class_ids if self.cfg.n_classes or self.cfg.text_layout else None,
+                       target if "target" in self.cfg.cond or self.cfg.text_layout else None, drop,
                        joints=joints if self.cfg.n_joints else None,
                        **({"tokens": tokens} if "text" in self.cfg.cond else {}))
         se = (pred.float() - noise.float()) ** 2

@@ -76,6 +76,8 @@ def train_diffusion(
     snr_gamma: float = 5.0,
     limit: int | None = None,
     text_steps: int = 300,
+    layout: bool = True,
+    layout_steps: int = 400,
 ) -> dict[str, Any]:
     """Train a diffusion model on the dataset at ``data_dir`` into ``train.out`` for ``train.steps`` steps as
     ``train`` (:class:`~generative.training.TrainConfig`; ``armlab diffusion train`` starts from
@@ -93,7 +95,9 @@ def train_diffusion(
 
     ``cond="text"``: a caption-conditioned model (``generative.diffusion.text``); the captions are made from the
     labels (four phrasings per frame, seeded by ``train.seed``), the text encoder is pre-trained for ``text_steps``
-    steps first (a resumed run keeps the checkpoint's) and the vocabulary is written to ``out/vocab.json``.
+    steps first (a resumed run keeps the checkpoint's) and the vocabulary is written to ``out/vocab.json``; with
+    ``layout`` a layout head is fitted on the encoder's embeddings for ``layout_steps`` steps and the UNet reads
+    its where-and-what maps (``generative.diffusion.text``).
     """
     cond_t = parse_cond(cond)
     out, batch_size, device = train.out, int(train.batch_size), train.device
@@ -110,13 +114,25 @@ def train_diffusion(
         base.update(n_joints=q.shape[1], joint_low=q.min(0).values.tolist(), joint_high=q.max(0).values.tolist(),
                     joint_limits=manifest_joint_limits(_manifest(data_dir), q.shape[1]))
     text_losses: list[float] = []
+    layout_losses: list[float] = []
+    layout_state = None
     if texts is not None:  # the vocabulary and the encoder, pre-trained here or (resuming) from the checkpoint
         from generative.text import prepare_text
 
         vocab, encoder, data["tokens"], text_losses = prepare_text(
             texts, labels, steps=text_steps, seed=train.seed, pretrain=not (out / CHECKPOINT).is_file())
         base["text_config"] = {"vocab": vocab.to_json(), "encoder": encoder.arguments(), "pretrain_steps": text_steps}
+        base["text_layout"] = bool(layout)
         text_state = encoder.state_dict() if text_losses else None
+        if layout and text_losses:  # a new run: fit the layout head on the frozen encoder
+            from generative.text import LayoutHead, pretrain_layout_head
+
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(train.seed))
+                head = LayoutHead(encoder.dim, len(classes))
+            layout_losses = pretrain_layout_head(head, lambda t: encoder(t)[2], data["tokens"], data["class_id"],
+                                                 data["target"], steps=layout_steps, seed=train.seed)
+            layout_state = head.state_dict()
     DiffusionConfig(**base)  # validate the settings before any autoencoder training
     vae_net, vae_summary, scaling, vae_cfg, vae_source = None, None, None, None, None
     resumed = _check_resume(out, DiffusionConfig(**base)) if not latent else None
@@ -159,14 +175,14 @@ def train_diffusion(
         cfg = DiffusionConfig(**base)
         train_data = data
     task = DiffusionTask(cfg, data.get("class_id"), data.get("target"), vae=vae_net, init_seed=train.seed,
-                         joints=data.get("joints"), text_state=text_state)
+                         joints=data.get("joints"), text_state=text_state, layout_state=layout_state)
     trainer = Trainer(task, train_data, train)
     summary = trainer.fit()
     x1 = torch.zeros(1, cfg.data_channels, cfg.data_size, cfg.data_size, device=trainer.device)
     kw = {}
-    if cfg.n_classes:
+    if cfg.n_classes or cfg.text_layout:
         kw["class_ids"] = torch.zeros(1, dtype=torch.long, device=trainer.device)
-    if "target" in cfg.cond:
+    if "target" in cfg.cond or cfg.text_layout:
         kw["target"] = torch.full((1, 2), 0.5, device=trainer.device)
     if cfg.n_joints:
         low, high = cfg.joint_range()
@@ -176,6 +192,7 @@ def train_diffusion(
         kw["tokens"][:, 0] = 2  # <cls>: the empty caption
         Vocabulary.from_json(cfg.text_config["vocab"]).save(out / "vocab.json")
         summary["text_pretrain_loss"] = [text_losses[0], text_losses[-1]] if text_losses else None
+        summary["layout_pretrain_loss"] = [layout_losses[0], layout_losses[-1]] if layout_losses else None
     flops = _train_flops(task.unet, x1, torch.zeros(1, dtype=torch.long, device=trainer.device), **kw)
     ips = summary.get("images_per_s")
     summary.update({
