@@ -11,9 +11,10 @@ conditioning augmentation (a Gaussian around the sentence embedding, with a KL t
 and the caption again and draws the 64 px scene (--size). A layout head (on by default; --no-layout for the plain
 StackGAN) reads the caption's class and place from the frozen encoder, fitted on the frames' own labels
 (--layout-steps): every network sees where-and-what maps of that class and place, as armlab's conditional GAN does,
-the frame's own while training and the head's draw when sampling from a prompt. Both stages train together, each
-against its own discriminator (real, fake, and real images with the wrong caption). The same command after a kill
-resumes; a larger --steps continues. `sample` writes stage II's images as an armlab dataset folder (style
+the frame's own while training and the head's draw when sampling from a prompt. Stage II corrects stage I's enlarged
+image (--no-refine: draws anew, as published). Both stages train together, each against its own discriminator
+(real, fake, and real images with the wrong caption). The same command after a kill resumes; a larger --steps
+continues. `sample` writes stage II's images as an armlab dataset folder (style
 'generated', the prompt's class as the label) with grid.png and stage1.png; unknown words of --prompt are read as
 <unk>. `eval` reads both stages with the probe: class accuracy against real renders, the fraction of samples on
 the prompt's side (side_acc_fake), position error and fid_custom, stage II against stage I.
@@ -47,6 +48,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--text-steps", type=int, default=300, help="text encoder pre-training steps (default 300)")
     t.add_argument("--no-layout", action="store_true",
                    help="no layout head: the networks read the caption's embedding only (StackGAN as published)")
+    t.add_argument("--no-refine", action="store_true",
+                   help="stage II draws its image anew instead of correcting stage I's enlarged one")
     t.add_argument("--layout-steps", type=int, default=400,
                    help="layout head fitting steps on the encoder's embeddings (default 400)")
     t.add_argument("--limit", type=int, default=None, help="use only the first N frames")
@@ -120,7 +123,7 @@ def _train(args: argparse.Namespace) -> int:
     use_threads(args.threads)
     s = train_stackgan(args.data, train, size=args.size, ch=args.ch, lr=args.lr, kl_weight=args.kl_weight,
                        text_steps=args.text_steps, limit=args.limit, layout=not args.no_layout,
-                       layout_steps=args.layout_steps)
+                       layout_steps=args.layout_steps, refine=not args.no_refine)
     sps = f"{s['images_per_s']:.1f} images/s" if s.get("images_per_s") else "speed not measured"
     print(f"stackgan ({s['stage1']} -> {s['size']} px, {s['n_train']} frames) -> {s['out']}: step {s['steps']} "
           f"({s['steps_run']} run now, {s['wall_time_s']:.1f} s, {sps})")

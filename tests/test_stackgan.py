@@ -72,10 +72,17 @@ def test_the_layout_maps_steer_both_stages_and_older_runs_load_without_them():
     a1, b1 = g1(z, e, False, left)[0], g1(z, e, False, right)[0]
     assert (a1 - b1).abs().max() > 1e-3
     assert (g2(a1, e, False, left)[0] - g2(a1, e, False, right)[0]).abs().max() > 1e-3
+    # a refining stage II starts as stage I enlarged (its correction is zero-initialised), and still reads the maps
+    g2r = Stage2G(16, 8, 8, 32, 16, cfg.map_ch, refine=True)
+    base = torch.nn.functional.interpolate(a1, size=(32, 32), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(g2r(a1, e, False, left)[0], base.clamp(-0.995, 0.995), atol=1e-6, rtol=0)
+    torch.nn.init.normal_(g2r.out.weight, std=0.1)
+    assert (g2r(a1, e, False, left)[0] - g2r(a1, e, False, right)[0]).abs().max() > 1e-3
     old = cfg.to_dict()
-    for k in ("layout", "map_sigma"):
+    for k in ("layout", "map_sigma", "refine"):
         old.pop(k)
-    assert not StackGANConfig.from_dict(old).layout and StackGANConfig.from_dict(old).map_ch == 0
+    older = StackGANConfig.from_dict(old)
+    assert not older.layout and older.map_ch == 0 and not older.refine and cfg.refine
     with pytest.raises(ParamError):
         StackGANConfig(map_sigma=0)
 

@@ -37,6 +37,7 @@ class StackGANConfig:
     mismatch_weight: float = 0.5
     layout: bool = True
     map_sigma: float = 0.04
+    refine: bool = True
     classes: tuple[str, ...] = CLASSES
     text_config: dict[str, Any] | None = None
     data: dict[str, Any] = field(default_factory=dict)
@@ -52,7 +53,7 @@ class StackGANConfig:
             raise ConfigError("lr must be > 0, kl_weight and mismatch_weight >= 0")
         if not 0 < float(self.map_sigma) <= 1:
             raise ParamError("map_sigma", f"{{name}} must be in (0, 1] image widths, got {self.map_sigma!r}")
-        self.layout = bool(self.layout)
+        self.layout, self.refine = bool(self.layout), bool(self.refine)
         self.classes = tuple(str(c) for c in self.classes)
         if self.text_config is not None and not {"vocab", "encoder"} <= set(self.text_config):
             raise ConfigError("a StackGAN's text_config needs its vocab and encoder arguments")
@@ -74,7 +75,8 @@ class StackGANConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> StackGANConfig:
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{"layout": False, **{k: v for k, v in d.items() if k in names}})  # no key: an older run
+        older = {"layout": False, "refine": False}  # a key that is missing: a run from before it existed
+        return cls(**{**older, **{k: v for k, v in d.items() if k in names}})
 
     def model_dict(self) -> dict[str, Any]:
         """The settings a resumed run must share with its checkpoint."""
@@ -90,7 +92,7 @@ def build_generators(cfg: StackGANConfig) -> tuple[TextEncoder, LayoutHead | Non
     text = TextEncoder(**cfg.text_config["encoder"]).eval().requires_grad_(False)
     layout = LayoutHead(text.dim, len(cfg.classes)).eval().requires_grad_(False) if cfg.layout else None
     g1 = Stage1G(text.dim, cfg.z_dim, cfg.c_dim, cfg.ch, cfg.stage1, cfg.map_ch)
-    g2 = Stage2G(text.dim, cfg.c_dim, cfg.ch, cfg.size, cfg.stage1, cfg.map_ch)
+    g2 = Stage2G(text.dim, cfg.c_dim, cfg.ch, cfg.size, cfg.stage1, cfg.map_ch, cfg.refine)
     return text, layout, g1, g2
 
 

@@ -45,13 +45,15 @@ def _check_resume(out: Path, cfg: StackGANConfig) -> bool:
 
 def train_stackgan(data_dir: str | Path, train: TrainConfig, size: int = 64, ch: int = 16, z_dim: int = 32,
                    c_dim: int = 32, lr: float = 2e-4, kl_weight: float = 1.0, text_steps: int = 300,
-                   limit: int | None = None, layout: bool = True, layout_steps: int = 400) -> dict[str, Any]:
+                   limit: int | None = None, layout: bool = True, layout_steps: int = 400,
+                   refine: bool = True) -> dict[str, Any]:
     """Train a StackGAN on the armlab dataset at ``data_dir`` into ``train.out`` (captions from the labels, four
     phrasings per frame seeded by ``train.seed``; the text encoder pre-trained for ``text_steps`` steps and, with
     ``layout``, the layout head fitted on its embeddings for ``layout_steps`` steps, or both from the checkpoint
-    when resuming; the vocabulary in ``out/vocab.json``). The same call after a kill resumes; a larger ``steps``
-    continues. Returns (and writes to ``out/summary.json``) the trainer's summary plus ``size``, ``stage1``,
-    ``n_train``, ``params``, ``text_pretrain_loss`` and ``layout_pretrain_loss``."""
+    when resuming; the vocabulary in ``out/vocab.json``; ``refine``: stage II corrects stage I's enlarged image).
+    The same call after a kill resumes; a larger ``steps`` continues. Returns (and writes to ``out/summary.json``)
+    the trainer's summary plus ``size``, ``stage1``, ``n_train``, ``params``, ``text_pretrain_loss`` and
+    ``layout_pretrain_loss``."""
     t0 = time.perf_counter()
     out = Path(train.out)
     data, texts, labels, classes = text_data(data_dir, size, limit=limit, seed=train.seed, progress=train.progress)
@@ -62,7 +64,7 @@ def train_stackgan(data_dir: str | Path, train: TrainConfig, size: int = 64, ch:
     info = {"path": str(data_dir), "frames": len(data["image"]), "limit": limit,
             "manifest_sha256": sha256_file(manifest) if manifest.is_file() else None}
     cfg = StackGANConfig(size=size, ch=ch, z_dim=z_dim, c_dim=c_dim, lr=lr, kl_weight=kl_weight,
-                         classes=tuple(classes), data=info, layout=layout,
+                         classes=tuple(classes), data=info, layout=layout, refine=refine,
                          text_config={"vocab": vocab.to_json(), "encoder": encoder.arguments(),
                                       "pretrain_steps": text_steps})
     _check_resume(out, cfg)
