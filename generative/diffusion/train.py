@@ -125,14 +125,10 @@ def train_diffusion(
         base["text_layout"] = bool(layout)
         text_state = encoder.state_dict() if text_losses else None
         if layout and text_losses:  # a new run: fit the layout head on the frozen encoder
-            from generative.text import LayoutHead, pretrain_layout_head
+            from generative.text import fit_layout_head
 
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(int(train.seed))
-                head = LayoutHead(encoder.dim, len(classes))
-            layout_losses = pretrain_layout_head(head, lambda t: encoder(t)[2], data["tokens"], data["class_id"],
-                                                 data["target"], steps=layout_steps, seed=train.seed)
-            layout_state = head.state_dict()
+            layout_state, layout_losses = fit_layout_head(encoder, data["tokens"], data["class_id"], data["target"],
+                                                          len(classes), steps=layout_steps, seed=train.seed)
     DiffusionConfig(**base)  # validate the settings before any autoencoder training
     vae_net, vae_summary, scaling, vae_cfg, vae_source = None, None, None, None, None
     resumed = _check_resume(out, DiffusionConfig(**base)) if not latent else None

@@ -13,11 +13,10 @@ from generative import trainer_defaults
 from generative.runs import check_resume, load_run, pick_device, read_summary, write_summary
 from generative.stackgan.task import StackGANConfig, StackGANTask, build_generators, stack_generate
 from generative.text import (
-    LayoutHead,
     Vocabulary,
     drawn_prompts,
+    fit_layout_head,
     prepare_text,
-    pretrain_layout_head,
     prompt_report,
     text_data,
 )
@@ -70,12 +69,8 @@ def train_stackgan(data_dir: str | Path, train: TrainConfig, size: int = 64, ch:
     _check_resume(out, cfg)
     layout_state, layout_losses = None, []
     if layout and not prior:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(train.seed))
-            head = LayoutHead(encoder.dim, len(classes))
-        layout_losses = pretrain_layout_head(head, lambda t: encoder(t)[2], tokens, data["class_id"],
-                                             data["target"], steps=layout_steps, seed=train.seed)
-        layout_state = head.state_dict()
+        layout_state, layout_losses = fit_layout_head(encoder, tokens, data["class_id"], data["target"],
+                                                      len(classes), steps=layout_steps, seed=train.seed)
     task = StackGANTask(cfg, encoder.state_dict() if losses else None, init_seed=train.seed,
                         class_ids=data["class_id"], targets=data["target"], layout_state=layout_state)
     summary = Trainer(task, {**data, "tokens": tokens}, train).fit()

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["LAYOUT_BINS", "LayoutHead", "pretrain_layout_head"]
+__all__ = ["LAYOUT_BINS", "LayoutHead", "fit_layout_head", "pretrain_layout_head"]
 
 #: Columns and rows of the position's categorical distributions (a multiple of 3: the side cuts are bin edges).
 LAYOUT_BINS = 24
@@ -90,3 +90,14 @@ def pretrain_layout_head(head: LayoutHead, embed, tokens: torch.Tensor, class_id
         losses.append(float(loss.detach()))
     head.eval().requires_grad_(False)
     return losses
+
+
+def fit_layout_head(encoder: nn.Module, tokens: torch.Tensor, class_ids: torch.Tensor, targets: torch.Tensor,
+                    n_classes: int, steps: int = 400, seed: int = 0) -> tuple[dict[str, torch.Tensor], list[float]]:
+    """A new run's layout head: initialised from ``seed`` and fitted (:func:`pretrain_layout_head`) on the sentence
+    embeddings of a frozen ``encoder`` (``TextEncoder``). Returns its state and the losses."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        head = LayoutHead(encoder.dim, int(n_classes))
+    losses = pretrain_layout_head(head, lambda t: encoder(t)[2], tokens, class_ids, targets, steps=steps, seed=seed)
+    return head.state_dict(), losses
