@@ -12,7 +12,9 @@ and the caption again and draws the 64 px scene (--size). A layout head (on by d
 StackGAN) reads the caption's class and place from the frozen encoder, fitted on the frames' own labels
 (--layout-steps): every network sees where-and-what maps of that class and place, as armlab's conditional GAN does,
 the frame's own while training and the head's draw when sampling from a prompt. Stage II corrects stage I's enlarged
-image (--no-refine: draws anew, as published). Both stages train together, each against its own discriminator
+image (--no-refine: draws anew, as published). With the layout each stage also has a local class loss (--aux-class):
+a small classifier learns the shapes from real crops around the target and the generator's crop at the layout's
+target must read as the layout's class. Both stages train together, each against its own discriminator
 (real, fake, and real images with the wrong caption). The same command after a kill resumes; a larger --steps
 continues. `sample` writes stage II's images as an armlab dataset folder (style
 'generated', the prompt's class as the label) with grid.png and stage1.png; unknown words of --prompt are read as
@@ -50,6 +52,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="no layout head: the networks read the caption's embedding only (StackGAN as published)")
     t.add_argument("--no-refine", action="store_true",
                    help="stage II draws its image anew instead of correcting stage I's enlarged one")
+    t.add_argument("--aux-class", type=float, default=None, metavar="W",
+                   help="weight of the local class loss: a small classifier per stage, trained on real crops around "
+                        "the target, must read the layout's class from the generator's crop (default 1 for a new "
+                        "run with a layout, 0 without; a resumed run keeps its own)")
     t.add_argument("--layout-steps", type=int, default=400,
                    help="layout head fitting steps on the encoder's embeddings (default 400)")
     t.add_argument("--limit", type=int, default=None, help="use only the first N frames")
@@ -123,7 +129,7 @@ def _train(args: argparse.Namespace) -> int:
     use_threads(args.threads)
     s = train_stackgan(args.data, train, size=args.size, ch=args.ch, lr=args.lr, kl_weight=args.kl_weight,
                        text_steps=args.text_steps, limit=args.limit, layout=not args.no_layout,
-                       layout_steps=args.layout_steps, refine=not args.no_refine)
+                       layout_steps=args.layout_steps, refine=not args.no_refine, aux_class=args.aux_class)
     sps = f"{s['images_per_s']:.1f} images/s" if s.get("images_per_s") else "speed not measured"
     print(f"stackgan ({s['stage1']} -> {s['size']} px, {s['n_train']} frames) -> {s['out']}: step {s['steps']} "
           f"({s['steps_run']} run now, {s['wall_time_s']:.1f} s, {sps})")

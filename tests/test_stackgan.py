@@ -32,9 +32,9 @@ def dataset(tiny_dataset):
     return tiny_dataset(n=24, size=16, seed=0)  # the one other tests render too
 
 
-def fit(data, out, steps):
+def fit(data, out, steps, **kw):
     train = TrainConfig(out=out, steps=steps, **{**TRAIN_DEFAULTS, **TINY})
-    return train_stackgan(data, train, size=16, ch=8, text_steps=20)
+    return train_stackgan(data, train, size=16, ch=8, text_steps=20, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -79,10 +79,10 @@ def test_the_layout_maps_steer_both_stages_and_older_runs_load_without_them():
     torch.nn.init.normal_(g2r.out.weight, std=0.1)
     assert (g2r(a1, e, False, left)[0] - g2r(a1, e, False, right)[0]).abs().max() > 1e-3
     old = cfg.to_dict()
-    for k in ("layout", "map_sigma", "refine"):
+    for k in ("layout", "map_sigma", "refine", "aux_class", "aux_crop"):
         old.pop(k)
     older = StackGANConfig.from_dict(old)
-    assert not older.layout and older.map_ch == 0 and not older.refine and cfg.refine
+    assert not older.layout and older.map_ch == 0 and not older.refine and cfg.refine and older.aux_class == 0
     with pytest.raises(ParamError):
         StackGANConfig(map_sigma=0)
 
@@ -122,6 +122,29 @@ def test_resumed_equals_straight(dataset, tmp_path):
     for group in ("modules", "ema"):
         for name, state in sa[group].items():
             assert all(torch.equal(state[k], sb[group][name][k]) for k in state), (group, name)
+
+
+def test_each_stage_has_a_local_class_loss_that_learns_the_real_shapes(run, dataset, tmp_path):
+    out, s = run
+    assert s["aux_class"] == 1.0
+    rows = [line.split(",") for line in (out / "log.csv").read_text().splitlines()]
+    head = rows[0]
+    for k in ("g1_class", "g2_class", "a1_loss", "a2_loss"):
+        assert all(np.isfinite(float(r[head.index(k)])) for r in rows[1:]), k
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert {"A1", "A2"} <= set(ckpt["modules"]) and {"A1", "A2"} <= set(ckpt["optimizers"])
+    # the classifiers learn the shapes from the real crops around the target (chance: log 3)
+    a = fit(dataset, tmp_path / "a", 40, aux_class=1.0)
+    assert a["losses"]["a1_loss"] < 0.9 * np.log(3) and a["losses"]["a2_loss"] < 0.9 * np.log(3), a["losses"]
+    # off: no classifier; a resumed run keeps its own weight, a changed one is refused; no layout, no local loss
+    off = fit(dataset, tmp_path / "off", 1, aux_class=0.0)
+    assert off["aux_class"] == 0.0 and "g1_class" not in off["losses"]
+    assert fit(dataset, tmp_path / "off", 2)["aux_class"] == 0.0
+    with pytest.raises(ValueError, match="aux_class"):
+        fit(dataset, tmp_path / "off", 3, aux_class=1.0)
+    assert fit(dataset, tmp_path / "plain", 1, layout=False)["aux_class"] == 0.0
+    with pytest.raises(ParamError, match="layout"):
+        fit(dataset, tmp_path / "bad", 1, layout=False, aux_class=1.0)
 
 
 def test_eval_compares_the_stages(run, dataset):

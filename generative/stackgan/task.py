@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from generative.conditions import label_state
+from generative.gan.model import LocalClassifier
 from generative.networks import condition_maps
 from generative.stackgan.models import CondAug, Stage1G, Stage2G, TextD
 from generative.text import LayoutHead, TextEncoder, Vocabulary, grid_prompts
@@ -26,7 +28,12 @@ class StackGANConfig:
     """What defines a StackGAN run (``config.json`` and the checkpoint). ``size``: stage II's side (64), stage I
     draws ``size // 2``; ``ch``: the narrowest width of every network; ``kl_weight``: the conditioning
     augmentation's KL term; ``mismatch_weight``: the weight of "real image, wrong caption" among the
-    discriminator's fakes; ``text_config``: the vocabulary and encoder arguments (``generative.text``)."""
+    discriminator's fakes; ``text_config``: the vocabulary and encoder arguments (``generative.text``).
+    ``aux_class``: weight of the local class loss (needs the layout; 0 = off; None = 1 with a layout, else 0):
+    each stage has a :class:`~generative.gan.model.LocalClassifier` trained on the real images' crops of
+    ``aux_crop`` image widths around their target, and its generator's loss adds ``aux_class`` x that classifier's
+    cross-entropy on the generated crop at the layout's target against the layout's class, as in armlab's
+    conditional GAN."""
 
     size: int = 64
     z_dim: int = 32
@@ -38,6 +45,8 @@ class StackGANConfig:
     layout: bool = True
     map_sigma: float = 0.04
     refine: bool = True
+    aux_class: float | None = None
+    aux_crop: float = 0.25
     classes: tuple[str, ...] = CLASSES
     text_config: dict[str, Any] | None = None
     data: dict[str, Any] = field(default_factory=dict)
@@ -54,6 +63,16 @@ class StackGANConfig:
         if not 0 < float(self.map_sigma) <= 1:
             raise ParamError("map_sigma", f"{{name}} must be in (0, 1] image widths, got {self.map_sigma!r}")
         self.layout, self.refine = bool(self.layout), bool(self.refine)
+        if self.aux_class is None:
+            self.aux_class = float(self.layout)
+        if not (math.isfinite(float(self.aux_class)) and self.aux_class >= 0):
+            raise ParamError("aux_class", f"{{name}} must be a finite number >= 0, got {self.aux_class!r}")
+        self.aux_class = float(self.aux_class)
+        if self.aux_class > 0 and not self.layout:
+            raise ParamError("aux_class", "the local class loss ({name} > 0) needs the layout (the target's place); "
+                             "set it to 0 without a layout")
+        if not 0 < float(self.aux_crop) <= 1:
+            raise ParamError("aux_crop", f"{{name}} must be in (0, 1] image widths, got {self.aux_crop!r}")
         self.classes = tuple(str(c) for c in self.classes)
         if self.text_config is not None and not {"vocab", "encoder"} <= set(self.text_config):
             raise ConfigError("a StackGAN's text_config needs its vocab and encoder arguments")
@@ -75,7 +94,8 @@ class StackGANConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> StackGANConfig:
         names = {f.name for f in dataclasses.fields(cls)}
-        older = {"layout": False, "refine": False}  # a key that is missing: a run from before it existed
+        # a key that is missing: a run from before it existed
+        older = {"layout": False, "refine": False, "aux_class": 0.0}
         return cls(**{**older, **{k: v for k, v in d.items() if k in names}})
 
     def model_dict(self) -> dict[str, Any]:
@@ -137,6 +157,9 @@ class StackGANTask(TrainTask):
             self.text, self.layout, self.G1, self.G2 = build_generators(cfg)
             self.D1 = TextD(self.text.dim, cfg.stage1, cfg.ch, cfg.c_dim, cfg.map_ch)
             self.D2 = TextD(self.text.dim, cfg.size, cfg.ch, cfg.c_dim, cfg.map_ch)
+            aux = cfg.aux_class > 0
+            self.A1 = LocalClassifier(len(cfg.classes), cfg.aux_crop) if aux else None
+            self.A2 = LocalClassifier(len(cfg.classes), cfg.aux_crop) if aux else None
         if text_state is not None:
             self.text.load_state_dict(text_state)
         if layout_state is not None and self.layout is not None:
@@ -144,12 +167,16 @@ class StackGANTask(TrainTask):
         self.vocab = Vocabulary.from_json(cfg.text_config["vocab"])
         adam = {"lr": cfg.lr, "betas": (0.5, 0.999)}
         self.opts = {k: torch.optim.Adam(getattr(self, k).parameters(), **adam) for k in ("G1", "D1", "G2", "D2")}
+        for k in ("A1", "A2"):
+            if getattr(self, k) is not None:
+                self.opts[k] = torch.optim.Adam(getattr(self, k).parameters(), lr=1e-3)
         self.class_ids = class_ids
         self.targets = targets
 
     def modules(self) -> dict[str, nn.Module]:
         extra = {"layout": self.layout} if self.layout is not None else {}
-        return {"text": self.text, **extra, "G1": self.G1, "D1": self.D1, "G2": self.G2, "D2": self.D2}
+        aux = {"A1": self.A1, "A2": self.A2} if self.A1 is not None else {}
+        return {"text": self.text, **extra, "G1": self.G1, "D1": self.D1, "G2": self.G2, "D2": self.D2, **aux}
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return self.opts
@@ -158,7 +185,7 @@ class StackGANTask(TrainTask):
         return ["G1", "G2"]
 
     def ddp_modules(self) -> list[str]:
-        return ["G1", "D1", "G2", "D2"]
+        return ["G1", "D1", "G2", "D2", *(["A1", "A2"] if self.A1 is not None else [])]
 
     def config(self) -> dict[str, Any]:
         return self.cfg.to_dict()
@@ -172,8 +199,10 @@ class StackGANTask(TrainTask):
             return self.text(tokens.to(self.device))[2]
 
     def _stage(self, g: str, d: str, real: torch.Tensor, fake: torch.Tensor, e: torch.Tensor,
-               mu: torch.Tensor, logvar: torch.Tensor, maps=None, wrong_maps=None) -> dict[str, torch.Tensor]:
+               mu: torch.Tensor, logvar: torch.Tensor, maps=None, wrong_maps=None, y: torch.Tensor | None = None,
+               c: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         D, opt_d, opt_g = self.net(d), self.opts[d], self.opts[g]
+        a = "A" + g[-1]  # this stage's local classifier
         wrong = e.roll(1, 0)  # another frame's caption
         ru, rc = D(real, e, maps)
         fu, fc = D(fake.detach(), e, maps)
@@ -183,13 +212,31 @@ class StackGANTask(TrainTask):
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         opt_d.step()
+        out = {f"{d}": loss_d.detach()}
+        classifier = self.modules().get(a)
+        if classifier is not None:  # the local classifier learns the real shapes at the real targets
+            a_logits = self.net(a)(classifier.crops(real, c)).float()
+            a_loss = F.cross_entropy(a_logits, y)
+            self.opts[a].zero_grad(set_to_none=True)
+            a_loss.backward()
+            self.opts[a].step()
+            out[f"a{g[-1]}_loss"] = a_loss.detach()
+            out[f"a{g[-1]}_acc_real"] = (a_logits.argmax(1) == y).float().mean().detach()
         gu, gc = self.modules()[d](fake, e, maps)
         kl = CondAug.kl(mu, logvar)
         loss_g = _bce(gu, True) + _bce(gc, True) + self.cfg.kl_weight * kl
+        if classifier is not None:  # G's crop at the layout's target must read as the layout's class
+            classifier.requires_grad_(False)
+            fake_logits = classifier(classifier.crops(fake, c)).float()
+            g_class = F.cross_entropy(fake_logits, y)
+            loss_g = loss_g + self.cfg.aux_class * g_class
+            out[f"g{g[-1]}_class"] = g_class.detach()
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
-        return {f"{d}": loss_d.detach(), f"{g}": loss_g.detach(), f"kl{g[-1]}": kl.detach()}
+        if classifier is not None:
+            classifier.requires_grad_(True)
+        return {**out, f"{g}": loss_g.detach(), f"kl{g[-1]}": kl.detach()}
 
     def train_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, float | torch.Tensor]:
         real2 = batch["image"]
@@ -204,9 +251,9 @@ class StackGANTask(TrainTask):
         real1 = F.avg_pool2d(real2, 2)
         z = torch.randn(n, self.cfg.z_dim, device=dev)
         fake1, mu1, lv1 = self.net("G1")(z, e, maps=maps)
-        out = self._stage("G1", "D1", real1, fake1, e, mu1, lv1, maps, wrong_maps)
+        out = self._stage("G1", "D1", real1, fake1, e, mu1, lv1, maps, wrong_maps, y, c)
         fake2, mu2, lv2 = self.net("G2")(fake1.detach(), e, maps=maps)
-        out.update(self._stage("G2", "D2", real2, fake2, e, mu2, lv2, maps, wrong_maps))
+        out.update(self._stage("G2", "D2", real2, fake2, e, mu2, lv2, maps, wrong_maps, y, c))
         return out
 
     @torch.no_grad()

@@ -31,13 +31,19 @@ __all__ = ["TRAIN_DEFAULTS", "StackGAN", "evaluate_stackgan", "load_stackgan", "
 TRAIN_DEFAULTS = trainer_defaults.STACKGAN
 
 
-def _check_resume(out: Path, cfg: StackGANConfig) -> bool:
+def _saved_config(out: Path) -> StackGANConfig | None:
+    """The settings of the StackGAN run in ``out`` (None when there is none yet)."""
     if not (out / CHECKPOINT).is_file():
-        return False
+        return None
     saved = load_checkpoint(out / CHECKPOINT).get("task_config") or {}
     if "mismatch_weight" not in saved:
         raise ConfigError(f"{out} holds a checkpoint that is not a StackGAN run; use another output folder")
-    old = StackGANConfig.from_dict(saved)
+    return StackGANConfig.from_dict(saved)
+
+
+def _check_resume(out: Path, cfg: StackGANConfig, old: StackGANConfig | None) -> bool:
+    if old is None:
+        return False
     check_resume(out, cfg.model_dict(), old.model_dict(), cfg.data, old.data)
     return True
 
@@ -45,11 +51,13 @@ def _check_resume(out: Path, cfg: StackGANConfig) -> bool:
 def train_stackgan(data_dir: str | Path, train: TrainConfig, size: int = 64, ch: int = 16, z_dim: int = 32,
                    c_dim: int = 32, lr: float = 2e-4, kl_weight: float = 1.0, text_steps: int = 300,
                    limit: int | None = None, layout: bool = True, layout_steps: int = 400,
-                   refine: bool = True) -> dict[str, Any]:
+                   refine: bool = True, aux_class: float | None = None) -> dict[str, Any]:
     """Train a StackGAN on the armlab dataset at ``data_dir`` into ``train.out`` (captions from the labels, four
     phrasings per frame seeded by ``train.seed``; the text encoder pre-trained for ``text_steps`` steps and, with
     ``layout``, the layout head fitted on its embeddings for ``layout_steps`` steps, or both from the checkpoint
-    when resuming; the vocabulary in ``out/vocab.json``; ``refine``: stage II corrects stage I's enlarged image).
+    when resuming; the vocabulary in ``out/vocab.json``; ``refine``: stage II corrects stage I's enlarged image;
+    ``aux_class``: the local class loss's weight, None = 1 for a new run with a layout, 0 without, and a resumed
+    run's own).
     The same call after a kill resumes; a larger ``steps`` continues. Returns (and writes to ``out/summary.json``)
     the trainer's summary plus ``size``, ``stage1``, ``n_train``, ``params``, ``text_pretrain_loss`` and
     ``layout_pretrain_loss``."""
@@ -62,11 +70,14 @@ def train_stackgan(data_dir: str | Path, train: TrainConfig, size: int = 64, ch:
     manifest = Path(data_dir) / MANIFEST
     info = {"path": str(data_dir), "frames": len(data["image"]), "limit": limit,
             "manifest_sha256": sha256_file(manifest) if manifest.is_file() else None}
+    old = _saved_config(out)
+    if aux_class is None and old is not None:  # a resumed run keeps its own (a new one: 1 with a layout, else 0)
+        aux_class = old.aux_class
     cfg = StackGANConfig(size=size, ch=ch, z_dim=z_dim, c_dim=c_dim, lr=lr, kl_weight=kl_weight,
-                         classes=tuple(classes), data=info, layout=layout, refine=refine,
+                         classes=tuple(classes), data=info, layout=layout, refine=refine, aux_class=aux_class,
                          text_config={"vocab": vocab.to_json(), "encoder": encoder.arguments(),
                                       "pretrain_steps": text_steps})
-    _check_resume(out, cfg)
+    _check_resume(out, cfg, old)
     layout_state, layout_losses = None, []
     if layout and not prior:
         layout_state, layout_losses = fit_layout_head(encoder, tokens, data["class_id"], data["target"],
@@ -76,6 +87,7 @@ def train_stackgan(data_dir: str | Path, train: TrainConfig, size: int = 64, ch:
     summary = Trainer(task, {**data, "tokens": tokens}, train).fit()
     vocab.save(out / "vocab.json")
     summary.update({"out": str(out), "size": size, "stage1": cfg.stage1, "n_train": len(data["image"]),
+                    "aux_class": cfg.aux_class,
                     "batch_size": int(train.batch_size),
                     "params": {k: sum(p.numel() for p in m.parameters()) for k, m in task.modules().items()},
                     "text_pretrain_loss": [losses[0], losses[-1]] if losses else None,
