@@ -47,6 +47,8 @@ from armlab_scripts._trainer import add_trainer_arguments, trainer_config, use_t
 from generative.trainer_defaults import GAN as TRAIN_DEFAULTS
 from robot_env.io.errors import ParamError
 
+PSI_HELP = ("truncation trick: stylegan2 pulls each w towards the mean w of its own condition, w_avg + psi "
+            "(w - w_avg); the other archs scale z (default 1: none; lower: more typical, less varied images)")
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="gan_command", metavar="ACTION")
@@ -107,6 +109,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help='a caption for every image, e.g. "a red sphere on the left of the table": for a text-'
                         'conditioned run (`armlab stackgan train`); a StackGAN run without it draws training captions')
     s.add_argument("--seed", type=int, default=0, help="seed of the noise and drawn conditions (default 0)")
+    s.add_argument("--psi", type=float, default=1.0,
+                   help=PSI_HELP)
     s.add_argument("--out", required=True, help="output folder (an armlab dataset of style 'generated')")
     s.add_argument("--device", default="cpu", help="cpu (default), cuda, auto")
     s.add_argument("--no-ema", action="store_true", help="use the trained generator, not its EMA copy")
@@ -121,6 +125,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     e.add_argument("--n", type=int, default=500, help="real and generated images compared (default 500)")
     e.add_argument("--seed", type=int, default=0, help="seed of the drawn frames and noise (default 0)")
     e.add_argument("--probe-steps", type=int, default=None, help="probe training steps (overrides --quick)")
+    e.add_argument("--psi", type=float, default=1.0,
+                   help=PSI_HELP)
     e.add_argument("--device", default="cpu", help="cpu (default), cuda, auto")
     e.add_argument("--no-ema", action="store_true", help="evaluate the trained generator, not its EMA copy")
     e.add_argument("--json", action="store_true", help="print the metrics as one JSON object on the last line")
@@ -230,9 +236,15 @@ def _run_task(run: str) -> str:
         return ""
 
 
+def _check_psi(psi: float) -> None:
+    if not 0.0 <= psi <= 1.0:
+        raise UsageError(f"--psi must be a number in [0, 1] (1: no truncation), got {psi}.")
+
+
 def _sample(args: argparse.Namespace) -> int:
     if args.n < 1:
         raise UsageError(f"--n must be at least 1, got {args.n}.")
+    _check_psi(args.psi)
     text_run = _run_task(args.run).endswith(".StackGANTask")
     if args.prompt is not None and (args.class_id is not None or args.target is not None or args.cond is not None):
         raise UsageError("--prompt says the class and the place in words: give it without --class, --target and "
@@ -241,6 +253,9 @@ def _sample(args: argparse.Namespace) -> int:
         if args.class_id is not None or args.target is not None or args.cond is not None:
             raise UsageError(f"{args.run} is a text-conditioned (StackGAN) run: say the class and the place with "
                              f"--prompt, not --class, --target or --cond.")
+        if args.psi != 1.0:
+            raise UsageError(f"--psi (the truncation trick) is for conditional GAN runs; {args.run} is a "
+                             f"text-conditioned (StackGAN) run.")
         from armlab_scripts.stackgan import _sample as sample_from_text
 
         return sample_from_text(args)
@@ -260,11 +275,12 @@ def _sample_conditions(args: argparse.Namespace) -> int:
     cond = requested_conditions(args.run, cfg.cond, None if args.cond is None else _parse_cond(args.cond),
                                 class_id=args.class_id, target=args.target)
     images, class_ids, targets = sample(args.run, args.n, cond or None, seed=args.seed, device=args.device,
-                                        ema=not args.no_ema)
+                                        ema=not args.no_ema, psi=args.psi)
     step = int(load_checkpoint(Path(args.run) / CHECKPOINT).get("step", 0))
     out = Path(args.out)
     write_generated(out, images, class_ids, targets, classes=cfg.classes,
                     extra_settings={"seed": args.seed, "run": str(args.run), "step": step, "ema": not args.no_ema,
+                                    "psi": args.psi,
                                     "cond": list(cfg.cond), "model": "gan"})
     write_grid(out, images)
     print(f"{args.n} images from {args.run} (step {step}) -> {out} (armlab dataset, style 'generated') and "
@@ -280,10 +296,11 @@ def _eval(args: argparse.Namespace) -> int:
 
     if args.n < 2:
         raise UsageError(f"--n must be at least 2, got {args.n}.")
+    _check_psi(args.psi)
     if args.probe_steps is not None and args.probe_steps < 1:
         raise UsageError(f"--probe-steps must be at least 1, got {args.probe_steps}.")
     r = evaluate_gan(args.run, args.data, quick=args.quick, n=args.n, seed=args.seed, device=args.device,
-                     probe_steps=args.probe_steps, ema=not args.no_ema)
+                     probe_steps=args.probe_steps, ema=not args.no_ema, psi=args.psi)
     print_report(r, title=f"{args.run} (step {r['steps']}, cond {','.join(r['cond']) or 'none'}) against {args.data}")
     if args.json:
         emit_json(r)

@@ -135,9 +135,11 @@ CASES = [
     ("gan sample", ["--run", "{w}/run_truncated", "--out", "{w}/out/s"], "checkpoint"),
     ("gan sample", ["--run", "{w}/run_text", "--out", "{w}/out/s"], "checkpoint"),
     ("gan sample", ["--run", "{w}/run_text", "--out", "{w}/out/s", "--n", "0"], "--n"),
+    ("gan sample", ["--run", "{w}/run_truncated", "--out", "{w}/out/s", "--psi", "nan"], "--psi"),
     ("gan sample", ["--run", M, "--prompt", "a red cube", "--class", "cube", "--out", "{w}/out/s"], "--prompt"),
     ("gan eval", ["--run", M, "--data", "{ds}"], "no/such/thing"),
     ("gan eval", ["--run", "{w}/run_truncated", "--data", "{ds}"], "checkpoint"),
+    ("gan eval", ["--run", "{w}/run_truncated", "--data", "{ds}", "--psi", "1.5"], "--psi"),
     ("gan eval", ["--run", "{w}/run_empty", "--data", M], "run_empty"),  # the run is checked first
     ("gan export", ["--run", M, "--data", "{ds}", "--out", "{w}/out/gx"], "no/such/thing"),
     ("gan export", ["--run", "{w}/run_truncated", "--data", "{ds}", "--out", "{w}/out/gx"], "checkpoint"),

@@ -120,6 +120,34 @@ def test_projection_reduces_the_reconstruction_error(runs, tmp_path):
     assert cv2.imread(str(tmp_path / "p40.png")) is not None
 
 
+def test_sampling_with_truncation_pulls_each_image_towards_its_conditions_mean(runs, tmp_path, capsys):
+    import numpy as np
+
+    from generative.gan import sample
+    from generative.gan.sample import _generator_from, _load_run, truncate
+
+    run = runs["stylegan2"]
+    cond = {"class_id": "cube", "target": (0.3, 0.6)}
+    plain = sample(run, 6, cond, seed=3)[0].astype(float)
+    assert np.array_equal(sample(run, 6, cond, seed=3, psi=1.0)[0], plain)  # psi 1 is plain sampling, byte for byte
+    spread = [sample(run, 6, cond, seed=3, psi=p)[0].astype(float).std(0).mean() for p in (1.0, 0.5, 0.0)]
+    assert spread[0] > spread[1] > spread[2], spread  # the closer to the mean w, the less the images differ
+    # the mean is each image's own condition's: psi 0 maps every z of a condition to one w, and two conditions apart
+    cfg, ckpt = _load_run(run)
+    G = _generator_from(cfg, ckpt, Path(run) / "checkpoint.pt", torch.device("cpu"), ema=True)
+    z = torch.randn(4, cfg.z_dim, generator=torch.Generator().manual_seed(0))
+    y, c = torch.tensor([0, 0, 2, 2]), torch.tensor([[0.2, 0.5]] * 2 + [[0.8, 0.5]] * 2)
+    w0 = truncate(G, z, y, c, 0.0)
+    torch.testing.assert_close(w0[0], w0[1]) and torch.testing.assert_close(w0[2], w0[3])
+    assert (w0[0] - w0[2]).abs().max() > 1e-4
+    torch.testing.assert_close(truncate(G, z, y, c, 1.0), G.mapping(z, y, c))
+    assert armlab("gan", "sample", "--run", run, "--n", "2", "--psi", "0.7", "--out", tmp_path / "s") == 0
+    assert json.loads((tmp_path / "s" / "manifest.json").read_text())["settings"]["psi"] == 0.7
+    for bad in ("1.5", "-0.1", "nan"):
+        assert armlab("gan", "sample", "--run", run, "--n", "2", "--psi", bad, "--out", tmp_path / "t") == 2
+    assert "--psi" in capsys.readouterr().err
+
+
 def test_latent_bad_input_is_one_sentence(runs, tmp_path, capsys):
     image = sorted((Path(runs["data"]) / "rgb").glob("*.png"))[0]
     junk = tmp_path / "junk.png"

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from generative.data.labelled import real_sample
-from generative.gan.sample import _generate, _generator_from, _load_run
+from generative.gan.sample import _generate, _generator_from, _load_run, check_psi
 from generative.runs import pick_device, read_summary
 from generative.training import CHECKPOINT
 from robot_env.io.errors import ParamError
@@ -27,6 +27,7 @@ def evaluate_gan(
     probe_steps: int | None = None,
     ema: bool = True,
     progress: bool = False,
+    psi: float = 1.0,
 ) -> dict[str, Any]:
     """Probe metrics of the run's generator against the armlab dataset at ``data_dir``.
 
@@ -36,11 +37,13 @@ def evaluate_gan(
     label distribution. Returns :func:`generative.metrics.generation_report` (``class_acc_ratio``,
     ``pos_err_ratio``, ``diversity_ratio``, ``fid_custom``, ...; the conditioning keys None for conditions the
     model does not take) plus ``cond``, ``steps`` (the checkpoint's), ``train_images_per_s`` (from the run's
-    summary, if recorded), ``probe_from_cache`` and ``eval_seconds``.
+    summary, if recorded), ``probe_from_cache``, ``psi`` and ``eval_seconds``. ``psi`` < 1 samples the fakes with
+    the truncation trick (:func:`generative.gan.sample.truncate`; 1, the default, is plain sampling).
     """
     from generative.metrics import generation_report, probe_for
 
     t0 = time.perf_counter()
+    psi = check_psi(psi)
     if int(n) < 2:
         raise ParamError("n", f"{{name}} must be at least 2 (FID needs two images), got {n}")
     dev = pick_device(device)
@@ -58,7 +61,7 @@ def evaluate_gan(
     if c is not None and not torch.isfinite(c).all():
         bad = ~torch.isfinite(c).all(1)
         c[bad] = 0.5
-    fake_images = _generate(G, n_use, y, c, gen)
+    fake_images = _generate(G, n_use, y, c, gen, psi=psi)
     fake: dict[str, Any] = {"image": torch.from_numpy(fake_images).permute(0, 3, 1, 2)}
     if y is not None:
         fake["class_id"] = y
@@ -69,7 +72,7 @@ def evaluate_gan(
     report.update({
         "cond": list(cfg.cond), "steps": int(ckpt.get("step", 0)), "size": cfg.size,
         "train_images_per_s": summary.get("images_per_s"),
-        "probe_from_cache": bool(getattr(probe, "from_cache", False)),
+        "probe_from_cache": bool(getattr(probe, "from_cache", False)), "psi": psi,
         "eval_seconds": time.perf_counter() - t0,
     })
     return report

@@ -100,10 +100,42 @@ def _draw_conditions(cfg: GANConfig, ckpt: dict[str, Any], n: int, cond: dict[st
     return y, c
 
 
+#: How many seeded z make the mean w of a condition (the truncation trick's centre).
+W_AVG_SAMPLES = 256
+
+
+def check_psi(psi: float) -> float:
+    """The truncation ``psi`` as a float in [0, 1]; a `ParamError` (``psi``) otherwise."""
+    try:
+        value = float(psi)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:
+        raise ParamError("psi", f"{{name}} must be a number in [0, 1] (1: no truncation), got {psi!r}")
+    return value
+
+
+@torch.no_grad()
+def truncate(G: DCGANGenerator, z: torch.Tensor, y: torch.Tensor | None, c: torch.Tensor | None,
+             psi: float) -> torch.Tensor:
+    """The truncation trick: StyleGAN2's ``w`` of ``z`` pulled towards the mean ``w`` of each image's own condition
+    (over :data:`W_AVG_SAMPLES` seeded z), ``w_avg + psi (w - w_avg)``; ``z`` scaled by ``psi`` for the other
+    architectures. Returns what to feed to ``G.synthesis`` (stylegan2) or ``G`` (the others)."""
+    if not hasattr(G, "synthesis"):
+        return z * psi
+    w = G.mapping(z, y, c)
+    zk = torch.randn(W_AVG_SAMPLES, z.shape[1], generator=torch.Generator().manual_seed(12345)).to(z.device)
+    avg = torch.stack([G.mapping(zk, None if y is None else y[i: i + 1].expand(len(zk)),
+                                 None if c is None else c[i: i + 1].expand(len(zk), -1)).mean(0)
+                       for i in range(len(z))])
+    return avg.lerp(w, psi)
+
+
 @torch.no_grad()
 def _generate(G: DCGANGenerator, n: int, y: torch.Tensor | None, c: torch.Tensor | None, gen: torch.Generator,
-              batch_size: int = 256) -> np.ndarray:
-    """uint8 NHWC images from G (eval mode); z drawn from ``gen`` on the CPU."""
+              batch_size: int = 256, psi: float = 1.0) -> np.ndarray:
+    """uint8 NHWC images from G (eval mode); z drawn from ``gen`` on the CPU; ``psi`` < 1: the truncation trick
+    (:func:`truncate`)."""
     dev = next(G.parameters()).device
     z = torch.randn(n, G.z_dim, generator=gen)
     noisy = hasattr(G, "synthesis")  # StyleGAN2's noise inputs draw from torch's RNG: seeded from ``gen`` too
@@ -114,7 +146,13 @@ def _generate(G: DCGANGenerator, n: int, y: torch.Tensor | None, c: torch.Tensor
             torch.manual_seed(noise_seed)
         for i in range(0, n, batch_size):
             sl = slice(i, i + batch_size)
-            x = G(z[sl].to(dev), None if y is None else y[sl].to(dev), None if c is None else c[sl].to(dev))
+            zs, ys, cs = z[sl].to(dev), None if y is None else y[sl].to(dev), None if c is None else c[sl].to(dev)
+            if psi == 1.0:
+                x = G(zs, ys, cs)
+            elif noisy:
+                x = G.synthesis(truncate(G, zs, ys, cs, psi), ys, cs)
+            else:
+                x = G(truncate(G, zs, ys, cs, psi), ys, cs)
             out.append(((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu())
     return torch.cat(out).numpy()
 
@@ -127,6 +165,7 @@ def sample(
     device: str | torch.device = "cpu",
     ema: bool = True,
     batch_size: int = 256,
+    psi: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """``n`` images from the run's generator: ``(uint8 images (n, H, W, 3), class_ids (n,) or None, targets (n, 2)
     or None)``, the last two the conditions used (None for conditions the model does not take).
@@ -134,7 +173,8 @@ def sample(
     ``cond``: None to draw the conditions from the training frames' labels (class and target of the same frames),
     or a dict with ``class_id`` (an id, a class name, or one per image) and / or ``target`` (one ``(u, v)`` in
     ``[0, 1]`` or one per image); what is left out is drawn from the training frames (of the given class).
-    Everything random is a function of ``seed``."""
+    Everything random is a function of ``seed``. ``psi`` < 1: the truncation trick (:func:`truncate`)."""
+    psi = check_psi(psi)
     if int(n) < 1:
         raise ParamError("n", f"{{name}} must be at least 1, got {n}")
     dev = pick_device(device)
@@ -142,7 +182,7 @@ def sample(
     G = _generator_from(cfg, ckpt, Path(run_dir) / CHECKPOINT, dev, ema)
     gen = torch.Generator().manual_seed(int(seed))
     y, c = _draw_conditions(cfg, ckpt, int(n), cond, gen)
-    images = _generate(G, int(n), y, c, gen, batch_size)
+    images = _generate(G, int(n), y, c, gen, batch_size, psi)
     return images, (None if y is None else y.numpy()), (None if c is None else c.numpy())
 
 
