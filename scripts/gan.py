@@ -50,6 +50,7 @@ from robot_env.io.errors import ParamError
 PSI_HELP = ("truncation trick: stylegan2 pulls each w towards the mean w of its own condition, w_avg + psi "
             "(w - w_avg); the other archs scale z (default 1: none; lower: more typical, less varied images)")
 
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="gan_command", metavar="ACTION")
     sub.required = True

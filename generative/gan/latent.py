@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from generative.gan.sample import _draw_conditions, _generator_from, _load_run
+from generative.gan.sample import _draw_conditions, _generator_from, _load_run, mean_w
 from generative.runs import pick_device
 from generative.training import CHECKPOINT, make_grid
 from robot_env.io.atomic import atomic_write_bytes, atomic_write_text, make_dirs
@@ -109,10 +109,8 @@ class _Model:
         y, c = self.cond(len(ws))
         return self.G.synthesis(ws, y, c, noise="const")
 
-    @torch.no_grad()
     def w_avg(self) -> torch.Tensor:
-        g = torch.Generator().manual_seed(12345)
-        return self.w(torch.randn(1024, self.cfg.z_dim, generator=g).to(self.device)).mean(0, keepdim=True)
+        return mean_w(self.G, self.y1, self.c1, 1, samples=1024)
 
 
 def _need_style(m: _Model, what: str) -> None:

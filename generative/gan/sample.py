@@ -116,6 +116,18 @@ def check_psi(psi: float) -> float:
 
 
 @torch.no_grad()
+def mean_w(G: DCGANGenerator, y: torch.Tensor | None, c: torch.Tensor | None, n: int, samples: int = W_AVG_SAMPLES
+           ) -> torch.Tensor:
+    """``(n, w_dim)``: StyleGAN2's mean ``w`` of each row's condition (``y`` / ``c`` of ``n`` rows, or None), over
+    ``samples`` z drawn with a fixed seed (the same z for every row)."""
+    dev = next(G.parameters()).device
+    zk = torch.randn(samples, G.z_dim, generator=torch.Generator().manual_seed(12345)).to(dev)
+    ys = None if y is None else y.to(dev).repeat_interleave(samples)
+    cs = None if c is None else c.to(dev).repeat_interleave(samples, 0)
+    return G.mapping(zk.repeat(n, 1), ys, cs).view(n, samples, -1).mean(1)
+
+
+@torch.no_grad()
 def truncate(G: DCGANGenerator, z: torch.Tensor, y: torch.Tensor | None, c: torch.Tensor | None,
              psi: float) -> torch.Tensor:
     """The truncation trick: StyleGAN2's ``w`` of ``z`` pulled towards the mean ``w`` of each image's own condition
@@ -123,12 +135,7 @@ def truncate(G: DCGANGenerator, z: torch.Tensor, y: torch.Tensor | None, c: torc
     architectures. Returns what to feed to ``G.synthesis`` (stylegan2) or ``G`` (the others)."""
     if not hasattr(G, "synthesis"):
         return z * psi
-    w = G.mapping(z, y, c)
-    zk = torch.randn(W_AVG_SAMPLES, z.shape[1], generator=torch.Generator().manual_seed(12345)).to(z.device)
-    avg = torch.stack([G.mapping(zk, None if y is None else y[i: i + 1].expand(len(zk)),
-                                 None if c is None else c[i: i + 1].expand(len(zk), -1)).mean(0)
-                       for i in range(len(z))])
-    return avg.lerp(w, psi)
+    return mean_w(G, y, c, len(z)).lerp(G.mapping(z, y, c), psi)
 
 
 @torch.no_grad()
