@@ -88,6 +88,25 @@ class LocalClassifier(nn.Module):
     def forward(self, crops: torch.Tensor) -> torch.Tensor:
         return self.net(crops)
 
+    def learn(self, opt: torch.optim.Optimizer, real: torch.Tensor, c: torch.Tensor, y: torch.Tensor,
+              net: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step of ``opt`` on the real images' crops at ``c`` against their classes ``y``; ``net``: this module
+        or its DDP wrapper. Returns the (detached) loss and accuracy."""
+        logits = (net or self)(self.crops(real, c)).float()
+        loss = F.cross_entropy(logits, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss.detach(), (logits.argmax(1) == y).float().mean().detach()
+
+    def class_loss(self, fake: torch.Tensor, c: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The generator's local class loss: the cross-entropy of the crops of ``fake`` at ``c`` against the
+        requested ``y`` (its gradient reaches ``fake`` only: the classifier is frozen until the caller sets
+        ``requires_grad_(True)`` again) and the (detached) accuracy."""
+        self.requires_grad_(False)
+        logits = self(self.crops(fake, c)).float()
+        return F.cross_entropy(logits, y), (logits.argmax(1) == y).float().mean().detach()
+
 
 def build_generator(cfg: GANConfig) -> nn.Module:
     """G of ``cfg.arch``: the DCGAN generator, :class:`~generative.gan.stylegan.StyleGenerator` or

@@ -104,13 +104,7 @@ class GANTask(TrainTask):
         """The local classifier's step (when there is one): it learns the real shapes at the real targets."""
         out: dict[str, float | torch.Tensor] = {}
         if self.A is not None:
-            a_logits = self.net("A")(self.A.crops(real, c)).float()
-            a_loss = F.cross_entropy(a_logits, y)
-            self.opt_a.zero_grad(set_to_none=True)
-            a_loss.backward()
-            self.opt_a.step()
-            out["a_loss"] = a_loss.detach()
-            out["a_acc_real"] = (a_logits.argmax(1) == y).float().mean().detach()
+            out["a_loss"], out["a_acc_real"] = self.A.learn(self.opt_a, real, c, y, self.net("A"))
         return out
 
     def aux_g_loss(self, g_loss: torch.Tensor, fake: torch.Tensor, y: torch.Tensor | None, c: torch.Tensor | None,
@@ -118,11 +112,8 @@ class GANTask(TrainTask):
         """G's loss plus the local class loss on its crop at the requested target (when there is a classifier)."""
         if self.A is None:
             return g_loss
-        self.A.requires_grad_(False)
-        fake_logits = self.A(self.A.crops(fake, c)).float()
-        g_class = F.cross_entropy(fake_logits, y)
+        g_class, out["a_acc_fake"] = self.A.class_loss(fake, c, y)
         out["g_class"] = g_class.detach()
-        out["a_acc_fake"] = (fake_logits.argmax(1) == y).float().mean().detach()
         return g_loss + self.cfg.aux_class * g_class
 
     def g_update(self, g_loss: torch.Tensor) -> None:

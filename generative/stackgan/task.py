@@ -215,20 +215,12 @@ class StackGANTask(TrainTask):
         out = {f"{d}": loss_d.detach()}
         classifier = self.modules().get(a)
         if classifier is not None:  # the local classifier learns the real shapes at the real targets
-            a_logits = self.net(a)(classifier.crops(real, c)).float()
-            a_loss = F.cross_entropy(a_logits, y)
-            self.opts[a].zero_grad(set_to_none=True)
-            a_loss.backward()
-            self.opts[a].step()
-            out[f"a{g[-1]}_loss"] = a_loss.detach()
-            out[f"a{g[-1]}_acc_real"] = (a_logits.argmax(1) == y).float().mean().detach()
+            out[f"a{g[-1]}_loss"], out[f"a{g[-1]}_acc_real"] = classifier.learn(self.opts[a], real, c, y, self.net(a))
         gu, gc = self.modules()[d](fake, e, maps)
         kl = CondAug.kl(mu, logvar)
         loss_g = _bce(gu, True) + _bce(gc, True) + self.cfg.kl_weight * kl
         if classifier is not None:  # G's crop at the layout's target must read as the layout's class
-            classifier.requires_grad_(False)
-            fake_logits = classifier(classifier.crops(fake, c)).float()
-            g_class = F.cross_entropy(fake_logits, y)
+            g_class = classifier.class_loss(fake, c, y)[0]
             loss_g = loss_g + self.cfg.aux_class * g_class
             out[f"g{g[-1]}_class"] = g_class.detach()
         opt_g.zero_grad(set_to_none=True)
