@@ -91,6 +91,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "around the target must read the requested class from G's crop; needs --cond class,target "
                         "(default: 1 for a new run with both conditions, 0 otherwise; a resumed run keeps its own; "
                         "0 turns it off)")
+    t.add_argument("--aux-augment", action=argparse.BooleanOptionalAction, default=None,
+                   help="the local classifier and G's class loss see each crop through random views (shift, scale, "
+                        "flip, colour, noise), so G cannot satisfy the classifier with pixels only it reads "
+                        "(default: off for a new run; a resumed run keeps its own)")
+    t.add_argument("--aux-fake", action=argparse.BooleanOptionalAction, default=None,
+                   help="the local classifier also learns G's crops as a class of their own (a local K+1 "
+                        "classifier), so G's object must look like a real one of the requested class "
+                        "(default: off for a new run; a resumed run keeps its own)")
     t.add_argument("--limit", type=int, default=None, help="use only the first N frames")
     add_trainer_arguments(t, TRAIN_DEFAULTS)
     t.add_argument("--json", action="store_true", help="print the summary as one JSON object on the last line")
@@ -184,8 +192,9 @@ def _train(args: argparse.Namespace) -> int:
     use_threads(args.threads)
     s = train_gan(args.data, train, cond, size=args.size, g_base=args.base, d_base=args.base,
                   loss=args.loss or "hinge", lr=args.lr, augment=augment,
-                  spatial_cond=False if args.no_spatial_cond else None, aux_class=args.aux_class, limit=args.limit,
-                  **arch_opts)
+                  spatial_cond=False if args.no_spatial_cond else None, aux_class=args.aux_class,
+                  aux_augment=args.aux_augment, aux_fake=args.aux_fake,
+                  limit=args.limit, **arch_opts)
     what = ",".join(s["cond"]) or "unconditional"
     if s.get("arch"):
         what = f"{s['arch']}, {what}"

@@ -13,6 +13,8 @@ import torch
 
 from generative.data import ArmlabDataset, load_tensors
 from generative.gan import (
+    DEFAULT_AUX_AUGMENT,
+    DEFAULT_AUX_FAKE,
     TRAIN_DEFAULTS,
     Discriminator,
     GANConfig,
@@ -232,6 +234,64 @@ def test_local_classifier_crops_centre_on_the_target():
     assert a.crops(x, torch.tensor([[1.5, 1.5], [1.5, 1.5]])).abs().max() == 0
 
 
+def test_local_classifiers_random_views_move_the_crop_a_little_and_pass_gradients():
+    """With ``augment``, every call sees another view (a shifted, scaled, flipped, recoloured crop) that still holds
+    the object near its centre, and G's gradient reaches the image through it; without, the crop is fixed."""
+    from generative.gan import LocalClassifier
+
+    x = -torch.ones(64, 3, 64, 64)
+    x[:, :, 18:23, 38:43] = 1.0  # a 5 px object centred on row 20, column 40
+    c = torch.tensor([[40.5 / 64, 20.5 / 64]]).expand(64, 2)
+    plain, aug = LocalClassifier(3, crop=0.25), LocalClassifier(3, crop=0.25, augment=True)
+    assert torch.equal(plain.crops(x, c, jitter=True), plain.crops(x, c))
+    assert torch.equal(aug.crops(x, c), plain.crops(x, c))  # views only where asked for (the steps ask)
+    torch.manual_seed(0)
+    v1, v2 = aug.crops(x, c, jitter=True), aug.crops(x, c, jitter=True)
+    assert (v1 - v2).abs().mean() > 0.05  # another view each time ...
+    assert (v1[1:] - v1[:-1]).abs().flatten(1).amax(1).min() > 0.01  # ... and per image
+    ys, xs = torch.meshgrid(torch.arange(16.0), torch.arange(16.0), indexing="ij")
+    w = (v1 - v1.flatten(2).median(2).values[..., None, None]).mean(1).clamp(min=0)  # the object's mass
+    cy, cx = (w * ys).sum((1, 2)) / w.sum((1, 2)), (w * xs).sum((1, 2)) / w.sum((1, 2))
+    assert ((cy - 7.5).abs().max() < 2.5) and ((cx - 7.5).abs().max() < 2.5)  # ... that keeps the object central
+    xg = x.clone().requires_grad_(True)
+    loss, _ = aug.class_loss(xg, c, torch.zeros(64, dtype=torch.long))
+    loss.backward()
+    assert xg.grad is not None and xg.grad[:, :, 14:27, 34:47].abs().sum() > 0
+    assert xg.grad[:, :, :8].abs().sum() == 0  # far from the target, no gradient
+
+
+def test_local_classifier_with_a_fake_class_learns_to_tell_gs_crops_from_real_ones():
+    """The K + 1 classifier: real crops by their class, G's crops as the extra class; G's class loss then asks for
+    a crop that is both real-looking and of the requested class, so a fake the classifier has caught costs G more
+    than the same classifier's loss on a real crop of that class."""
+    from generative.gan import LocalClassifier
+
+    torch.manual_seed(0)
+    n = 48
+    y = torch.arange(n) % 3
+    c = torch.rand(n, 2) * 0.5 + 0.25
+    real = -torch.ones(n, 3, 32, 32)
+    for k in range(n):  # class k: a bright patch in channel k at the target
+        u, v = int(c[k, 0] * 32), int(c[k, 1] * 32)
+        real[k, int(y[k]), v - 2:v + 2, u - 2:u + 2] = 1.0
+    fake = real.clone()
+    fake[:, :, :, :] += 0.6 * torch.randn_like(fake)  # G's tell: noisy pixels everywhere
+    a = LocalClassifier(3, crop=0.5, fake_class=True)
+    assert a(a.crops(real, c)).shape == (n, 4)
+    opt = torch.optim.Adam(a.parameters(), lr=2e-3)
+    for _ in range(60):
+        loss, acc = a.learn(opt, real, c, y, fake=fake)
+    assert float(acc) > 0.9  # the real classes ...
+    with torch.no_grad():
+        assert (a(a.crops(fake, c)).argmax(1) == 3).float().mean() > 0.9  # ... and G's crops as G's
+    g_fake, acc_fake = a.class_loss(fake, c, y)
+    g_real, _ = a.class_loss(real, c, y)
+    assert float(g_fake) > float(g_real) + 1.0 and float(acc_fake) < 0.2
+    a.requires_grad_(True)
+    plain = LocalClassifier(3, crop=0.5)  # without the fake class, the fakes are not in its steps
+    assert plain(plain.crops(real, c)).shape == (n, 3)
+
+
 def test_local_class_loss_trains_its_classifier_and_resumes(dataset, tmp_path):
     kw = dict(cond="class,target", size=SIZE, batch_size=16, seed=1, aux_class=1.0, **TINY)
     s = fit(dataset, tmp_path / "a", 40, **{**kw, "log_every": 10})
@@ -264,7 +324,22 @@ def test_local_class_loss_defaults(dataset, tmp_path):
         fit(dataset, tmp_path / "off", 3, cond="class,target", aux_class=1.0, **kw)
     legacy = GANConfig(cond=("class", "target")).to_dict()
     legacy.pop("aux_class")
-    assert GANConfig.from_dict(legacy).aux_class == 0.0
+    legacy.pop("aux_augment")
+    assert GANConfig.from_dict(legacy).aux_class == 0.0 and GANConfig.from_dict(legacy).aux_augment is False
+    # the classifier's random views: the default for a new run, kept on resume, a bool or a ValueError
+    assert both["aux_augment"] is DEFAULT_AUX_AUGMENT
+    aug = fit(dataset, tmp_path / "aug", 1, cond="class,target", aux_augment=not DEFAULT_AUX_AUGMENT, **kw)
+    assert aug["aux_augment"] is (not DEFAULT_AUX_AUGMENT)
+    assert fit(dataset, tmp_path / "aug", 2, cond="class,target", **kw)["aux_augment"] is (not DEFAULT_AUX_AUGMENT)
+    with pytest.raises(ValueError, match="aux_augment"):
+        GANConfig(cond=("class", "target"), aux_augment="yes")
+    assert both["aux_fake"] is DEFAULT_AUX_FAKE and GANConfig.from_dict(legacy).aux_fake is False
+    fk = fit(dataset, tmp_path / "fake", 2, cond="class,target", aux_fake=True, **kw)
+    assert fk["aux_fake"] is True and fit(dataset, tmp_path / "fake", 3, cond="class,target", **kw)["aux_fake"]
+    ckpt = torch.load(tmp_path / "fake" / "checkpoint.pt", weights_only=True)
+    assert ckpt["modules"]["A"]["net.7.weight"].shape[0] == 4  # three classes and G's
+    with pytest.raises(ValueError, match="aux_fake"):
+        GANConfig(cond=("class", "target"), aux_fake=1)
 
 
 # ------------------------------------------------------------------------------------------------------------ CLI

@@ -12,14 +12,16 @@ from generative import conditions
 from robot_env.io.dataset_format import CLASSES
 from robot_env.io.errors import ConfigError, ParamError
 
-__all__ = ["ARCHS", "AUGMENTATIONS", "CONDITIONS", "DEFAULT_AUX_CLASS", "LOSSES", "GANConfig", "arch_defaults",
-           "check_size", "parse_augment", "parse_cond"]
+__all__ = ["ARCHS", "AUGMENTATIONS", "CONDITIONS", "DEFAULT_AUX_AUGMENT", "DEFAULT_AUX_CLASS", "DEFAULT_AUX_FAKE",
+           "LOSSES", "GANConfig", "arch_defaults", "check_size", "parse_augment", "parse_cond"]
 
 ARCHS = ("dcgan", "stylegan2", "progan")
 CONDITIONS = ("class", "target")
 LOSSES = ("hinge", "ns")
 AUGMENTATIONS = ("color", "translation")
 DEFAULT_AUX_CLASS = 1.0  #: the local class loss's weight for new runs conditioned on class and target
+DEFAULT_AUX_AUGMENT = False  #: whether new runs' local classifiers see random views (LocalClassifier's augment)
+DEFAULT_AUX_FAKE = False  #: whether new runs' local classifiers learn G's crops as a class (its fake_class)
 
 
 #: The settings of the StyleGAN2 / ProGAN architectures and ADA (absent from a dcgan run's config: its config.json
@@ -77,7 +79,9 @@ class GANConfig:
     of the local class loss (AC-GAN style, 0 = off; needs the class and target conditions; `train_gan` turns it on
     for new runs that have both; configs saved before it existed load with 0): a small classifier
     trained on real crops of ``aux_crop`` image widths around the target must read the requested class from G's
-    crop at the requested target (:class:`LocalClassifier`).
+    crop at the requested target (:class:`LocalClassifier`); ``aux_augment``: through random views of the crop
+    (its ``augment``; configs saved before it existed load with False); ``aux_fake``: the classifier also learns
+    G's crops as a class of their own (its ``fake_class``; likewise False for older configs).
     """
 
     size: int = 64
@@ -98,6 +102,8 @@ class GANConfig:
     map_sigma: float = 0.04
     aux_class: float = 0.0
     aux_crop: float = 0.25
+    aux_augment: bool = False
+    aux_fake: bool = False
     data: dict[str, Any] = field(default_factory=dict)  # where the training data came from (informative)
     arch: str = "dcgan"
     w_dim: int = 128
@@ -116,6 +122,9 @@ class GANConfig:
         self.cond = parse_cond(self.cond)
         self.augment = parse_augment(self.augment)
         self.classes = tuple(str(c) for c in self.classes)
+        for name in ("aux_augment", "aux_fake"):
+            if not isinstance(getattr(self, name), bool):
+                raise ParamError(name, f"{{name}} must be true or false, got {getattr(self, name)!r}")
         if self.loss not in LOSSES:
             raise ParamError("loss", f"{{name}} must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         if min(self.z_dim, self.g_base, self.d_base, self.embed_dim) < 1 or self.target_bins < 0:

@@ -60,40 +60,77 @@ class LocalClassifier(nn.Module):
     Trained on real images only (cross-entropy against the frame's class), so it learns what the data's shapes look
     like and never what G's fakes look like; G's loss adds ``aux_class`` x its cross-entropy on G's crop at the
     requested target against the requested class (Odena et al.'s AC-GAN, made local: the class is a 4-7 px object
-    at a known place, which a classifier of the whole image sees poorly)."""
+    at a known place, which a classifier of the whole image sees poorly).
+
+    ``augment``: both the classifier's steps and G's loss see each crop through a random transformation (its centre
+    moved by up to 1.5 px, its scale by up to 15 %, a horizontal flip, brightness, contrast and saturation, pixel
+    noise): G must then be read right over a whole neighbourhood of views (an expectation over transformations,
+    Athalye et al. 2018) and cannot satisfy the classifier with a few pixels that only it reads.
+
+    ``fake_class``: the classifier has one more class, G's own crops (Salimans et al. 2016's K + 1 classifier, made
+    local): its steps also see the fakes' crops (detached) as that class, so what G draws at the target must look
+    like a real object of the requested class to a classifier that keeps learning G's tells."""
 
     out_px = 16
 
-    def __init__(self, n_classes: int, crop: float = 0.25, width: int = 32):
+    def __init__(self, n_classes: int, crop: float = 0.25, width: int = 32, augment: bool = False,
+                 fake_class: bool = False):
         super().__init__()
         self.crop = float(crop)
+        self.augment = bool(augment)
+        self.n_classes, self.fake_class = int(n_classes), bool(fake_class)
         w = int(width)
         self.net = nn.Sequential(
             nn.Conv2d(3, w, 3, padding=1), nn.LeakyReLU(0.2, inplace=True),
             nn.Conv2d(w, 2 * w, 4, stride=2, padding=1), nn.LeakyReLU(0.2, inplace=True),
             nn.Conv2d(2 * w, 4 * w, 4, stride=2, padding=1), nn.LeakyReLU(0.2, inplace=True),
-            nn.Flatten(1), nn.Linear(4 * w * (self.out_px // 4) ** 2, n_classes),
+            nn.Flatten(1), nn.Linear(4 * w * (self.out_px // 4) ** 2, self.n_classes + self.fake_class),
         )
 
-    def crops(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    def crops(self, x: torch.Tensor, c: torch.Tensor, jitter: bool = False) -> torch.Tensor:
         """``(N, 3, 16, 16)`` crops of ``x`` centred on ``c`` (``(N, 2)`` pixel positions / image size; pixel
-        centres at ``(i + 0.5) / size``)."""
+        centres at ``(i + 0.5) / size``); ``jitter``: through this classifier's random views (``augment``; torch's
+        global RNG, seeded per step by the trainer), differentiable in ``x``."""
         n, size = x.shape[0], x.shape[-1]
         theta = torch.zeros(n, 2, 3, device=x.device, dtype=torch.float32)
         theta[:, 0, 0] = theta[:, 1, 1] = self.crop
         theta[:, :, 2] = 2.0 * c.float() - 1.0 + 1.0 / size
+        jitter = jitter and self.augment
+        if jitter:
+            scale = 1.0 + 0.15 * (2.0 * torch.rand(n, device=x.device) - 1.0)
+            flip = torch.where(torch.rand(n, device=x.device) < 0.5, -1.0, 1.0)
+            theta[:, 0, 0] = self.crop * scale * flip
+            theta[:, 1, 1] = self.crop * scale
+            theta[:, :, 2] += (2.0 * torch.rand(n, 2, device=x.device) - 1.0) * (2.0 * 1.5 / size)
         grid = F.affine_grid(theta, [n, x.shape[1], self.out_px, self.out_px], align_corners=False)
-        return F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        out = F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        if jitter:
+            u = torch.rand(n, 3, 1, 1, 1, device=x.device)
+            out = out + 0.4 * (u[:, 0] - 0.5)  # brightness
+            mean = out.mean(dim=1, keepdim=True)
+            out = (out - mean) * (0.5 + u[:, 1]) + mean  # saturation
+            mean = out.mean(dim=(1, 2, 3), keepdim=True)
+            out = (out - mean) * (0.7 + 0.6 * u[:, 2]) + mean  # contrast
+            out = out + 0.05 * torch.randn_like(out)
+        return out
 
     def forward(self, crops: torch.Tensor) -> torch.Tensor:
         return self.net(crops)
 
     def learn(self, opt: torch.optim.Optimizer, real: torch.Tensor, c: torch.Tensor, y: torch.Tensor,
-              net: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """One step of ``opt`` on the real images' crops at ``c`` against their classes ``y``; ``net``: this module
-        or its DDP wrapper. Returns the (detached) loss and accuracy."""
-        logits = (net or self)(self.crops(real, c)).float()
-        loss = F.cross_entropy(logits, y)
+              net: nn.Module | None = None, fake: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step of ``opt`` on the real images' crops at ``c`` against their classes ``y`` (with ``fake_class``,
+        also on ``fake``'s crops at ``c``, detached, against the fake class); ``net``: this module or its DDP
+        wrapper. Returns the (detached) loss and the accuracy on the reals."""
+        n = real.shape[0]
+        x = self.crops(real, c, jitter=True)
+        target = y
+        if self.fake_class and fake is not None:
+            x = torch.cat([x, self.crops(fake.detach(), c, jitter=True)])
+            target = torch.cat([y, torch.full_like(y, self.n_classes)])
+        logits = (net or self)(x).float()
+        loss = F.cross_entropy(logits, target)
+        logits = logits[:n]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -104,7 +141,7 @@ class LocalClassifier(nn.Module):
         requested ``y`` (its gradient reaches ``fake`` only: the classifier is frozen until the caller sets
         ``requires_grad_(True)`` again) and the (detached) accuracy."""
         self.requires_grad_(False)
-        logits = self(self.crops(fake, c)).float()
+        logits = self(self.crops(fake, c, jitter=True)).float()
         return F.cross_entropy(logits, y), (logits.argmax(1) == y).float().mean().detach()
 
 

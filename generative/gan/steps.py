@@ -73,7 +73,7 @@ def style_step(task: GANTask, batch: dict[str, torch.Tensor], step: int) -> dict
     if task.ada is not None:
         task.ada.observe(d_real)
         logs.update({"ada_p": task.ada.p, "ada_rt": task.ada.rt})
-    out = task.aux_step(batch["image"], y, c)
+    out = task.aux_step(batch["image"], y, c, _full(fake, cfg.size))
     # -- G step through the updated D (unwrapped: no gradient is wanted for D here)
     task.D.requires_grad_(False)
     with task.autocast():

@@ -41,7 +41,8 @@ class GANTask(TrainTask):
             torch.manual_seed(init_seed)
             self.G = build_generator(cfg)  # dcgan / stylegan2 / progan
             self.D = build_discriminator(cfg)
-            self.A = LocalClassifier(cfg.n_classes, cfg.aux_crop) if cfg.aux_class > 0 else None
+            self.A = (LocalClassifier(cfg.n_classes, cfg.aux_crop, augment=cfg.aux_augment, fake_class=cfg.aux_fake)
+                      if cfg.aux_class > 0 else None)
         betas = (cfg.beta1, cfg.beta2)
         lr_d, betas_d = cfg.lr_d, betas
         if cfg.arch == "dcgan":
@@ -99,12 +100,13 @@ class GANTask(TrainTask):
     def _d_input(self, x: torch.Tensor, c: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         return diff_augment(x, c, self.cfg.augment) if self.cfg.augment else (x, c)
 
-    def aux_step(self, real: torch.Tensor, y: torch.Tensor | None, c: torch.Tensor | None
-                 ) -> dict[str, float | torch.Tensor]:
-        """The local classifier's step (when there is one): it learns the real shapes at the real targets."""
+    def aux_step(self, real: torch.Tensor, y: torch.Tensor | None, c: torch.Tensor | None,
+                 fake: torch.Tensor | None = None) -> dict[str, float | torch.Tensor]:
+        """The local classifier's step (when there is one): it learns the real shapes at the real targets (and,
+        with ``aux_fake``, ``fake``'s crops as G's)."""
         out: dict[str, float | torch.Tensor] = {}
         if self.A is not None:
-            out["a_loss"], out["a_acc_real"] = self.A.learn(self.opt_a, real, c, y, self.net("A"))
+            out["a_loss"], out["a_acc_real"] = self.A.learn(self.opt_a, real, c, y, self.net("A"), fake=fake)
         return out
 
     def aux_g_loss(self, g_loss: torch.Tensor, fake: torch.Tensor, y: torch.Tensor | None, c: torch.Tensor | None,
@@ -153,7 +155,7 @@ class GANTask(TrainTask):
         self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         self.opt_d.step()
-        out = self.aux_step(real, y, c)
+        out = self.aux_step(real, y, c, fake)
         # -- G step through the updated D (unwrapped: no gradient is wanted for D here)
         self.D.requires_grad_(False)
         with self.autocast():

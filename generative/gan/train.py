@@ -11,7 +11,16 @@ import torch
 
 from generative import trainer_defaults
 from generative.data.labelled import labelled_tensors
-from generative.gan.config import ARCH_FIELDS, DEFAULT_AUX_CLASS, GANConfig, arch_defaults, check_size, parse_cond
+from generative.gan.config import (
+    ARCH_FIELDS,
+    DEFAULT_AUX_AUGMENT,
+    DEFAULT_AUX_CLASS,
+    DEFAULT_AUX_FAKE,
+    GANConfig,
+    arch_defaults,
+    check_size,
+    parse_cond,
+)
 from generative.gan.model import build_discriminator, build_generator
 from generative.gan.task import GANTask
 from generative.networks import count_params, flops_per_image
@@ -71,6 +80,8 @@ def train_gan(
     augment: str | Sequence[str] | None = (),
     spatial_cond: bool | None = None,
     aux_class: float | None = None,
+    aux_augment: bool | None = None,
+    aux_fake: bool | None = None,
     limit: int | None = None,
     pad_channels: bool | None = None,
     arch: str | None = None,
@@ -112,6 +123,10 @@ def train_gan(
     if aux_class is None:  # a new run: 1 with both conditions, else 0; a resumed one: as it was trained
         both = {"class", "target"} <= set(cond_t)  # (without them, a resume fails on the conditions, named first)
         aux_class = float(saved.get("aux_class", 0.0)) if saved is not None and both else DEFAULT_AUX_CLASS * both
+    if aux_augment is None:  # a new run: the default; a resumed one: as it was trained
+        aux_augment = bool(saved.get("aux_augment", False)) if saved is not None else DEFAULT_AUX_AUGMENT
+    if aux_fake is None:
+        aux_fake = bool(saved.get("aux_fake", False)) if saved is not None else DEFAULT_AUX_FAKE
     if arch is None:
         arch = str(saved.get("arch", "dcgan")) if saved is not None else "dcgan"
     unknown = sorted(set(arch_options) - set(ARCH_FIELDS))
@@ -122,7 +137,9 @@ def train_gan(
     cfg = GANConfig(size=size, cond=cond_t, classes=tuple(classes), z_dim=z_dim, g_base=g_base, d_base=d_base,
                     target_bins=target_bins, loss=loss if arch == "dcgan" else "ns", lr_g=lr, lr_d=lr,
                     beta1=beta1_0 if beta1 is None else beta1, beta2=beta2, augment=augment,
-                    spatial_cond=spatial_cond, aux_class=aux_class, data=info, arch=arch, **arch_options)
+                    spatial_cond=spatial_cond, aux_class=aux_class, aux_augment=bool(aux_augment),
+                    aux_fake=bool(aux_fake), data=info, arch=arch,
+                    **arch_options)
     _check_resume(out, cfg, saved)
     if pad_channels is None:
         pad_channels = pick_device(train.device).type == "cuda"
@@ -136,7 +153,8 @@ def train_gan(
     ips = summary.get("images_per_s")
     summary.update({
         "out": str(out), "cond": list(cfg.cond), "size": size, "batch_size": int(train.batch_size),
-        "spatial_cond": cfg.spatial_cond, "aux_class": cfg.aux_class,
+        "spatial_cond": cfg.spatial_cond, "aux_class": cfg.aux_class, "aux_augment": cfg.aux_augment,
+        "aux_fake": cfg.aux_fake,
         "pad_channels": bool(pad_channels), "compile": train.compile, "amp_bf16": trainer.amp,
         "n_train": len(data["image"]),
         "params_g": count_params(task.G), "params_d": count_params(task.D), "train_flops_per_image": flops,
