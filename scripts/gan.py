@@ -94,11 +94,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--aux-augment", action=argparse.BooleanOptionalAction, default=None,
                    help="the local classifier and G's class loss see each crop through random views (shift, scale, "
                         "flip, colour, noise), so G cannot satisfy the classifier with pixels only it reads "
-                        "(default: off for a new run; a resumed run keeps its own)")
+                        "(default: on for a new stylegan2 run, off for the others; a resumed run keeps its own)")
     t.add_argument("--aux-fake", action=argparse.BooleanOptionalAction, default=None,
                    help="the local classifier also learns G's crops as a class of their own (a local K+1 "
                         "classifier), so G's object must look like a real one of the requested class "
-                        "(default: off for a new run; a resumed run keeps its own)")
+                        "(default: on for a new stylegan2 run, off for the others; a resumed run keeps its own)")
     t.add_argument("--limit", type=int, default=None, help="use only the first N frames")
     add_trainer_arguments(t, TRAIN_DEFAULTS)
     t.add_argument("--json", action="store_true", help="print the summary as one JSON object on the last line")

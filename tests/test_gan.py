@@ -327,13 +327,14 @@ def test_local_class_loss_defaults(dataset, tmp_path):
     legacy.pop("aux_augment")
     assert GANConfig.from_dict(legacy).aux_class == 0.0 and GANConfig.from_dict(legacy).aux_augment is False
     # the classifier's random views: the default for a new run, kept on resume, a bool or a ValueError
-    assert both["aux_augment"] is DEFAULT_AUX_AUGMENT
-    aug = fit(dataset, tmp_path / "aug", 1, cond="class,target", aux_augment=not DEFAULT_AUX_AUGMENT, **kw)
-    assert aug["aux_augment"] is (not DEFAULT_AUX_AUGMENT)
-    assert fit(dataset, tmp_path / "aug", 2, cond="class,target", **kw)["aux_augment"] is (not DEFAULT_AUX_AUGMENT)
+    assert both["aux_augment"] is DEFAULT_AUX_AUGMENT["dcgan"]
+    flip = not DEFAULT_AUX_AUGMENT["dcgan"]
+    aug = fit(dataset, tmp_path / "aug", 1, cond="class,target", aux_augment=flip, **kw)
+    assert aug["aux_augment"] is flip
+    assert fit(dataset, tmp_path / "aug", 2, cond="class,target", **kw)["aux_augment"] is flip
     with pytest.raises(ValueError, match="aux_augment"):
         GANConfig(cond=("class", "target"), aux_augment="yes")
-    assert both["aux_fake"] is DEFAULT_AUX_FAKE and GANConfig.from_dict(legacy).aux_fake is False
+    assert both["aux_fake"] is DEFAULT_AUX_FAKE["dcgan"] and GANConfig.from_dict(legacy).aux_fake is False
     fk = fit(dataset, tmp_path / "fake", 2, cond="class,target", aux_fake=True, **kw)
     assert fk["aux_fake"] is True and fit(dataset, tmp_path / "fake", 3, cond="class,target", **kw)["aux_fake"]
     ckpt = torch.load(tmp_path / "fake" / "checkpoint.pt", weights_only=True)

@@ -132,6 +132,7 @@ def test_ada_p_rises_when_d_overfits_a_tiny_set_and_stays_0_without_ada(dataset,
     assert max(rts) > 0.6  # D said "real" to more than 80 % of the reals: it overfits the 8 images
     off = fit(data, tmp_path / "off", 4, arch="stylegan2", limit=8)
     assert "ada_p" not in off and "ada_p" not in _log(tmp_path / "off")[0]
+    assert off["aux_augment"] and off["aux_fake"]  # a new stylegan2 run's local classifier: random views, K + 1
 
 
 # ---------------------------------------------------------------------------------------------------------- progan

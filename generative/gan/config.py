@@ -20,8 +20,11 @@ CONDITIONS = ("class", "target")
 LOSSES = ("hinge", "ns")
 AUGMENTATIONS = ("color", "translation")
 DEFAULT_AUX_CLASS = 1.0  #: the local class loss's weight for new runs conditioned on class and target
-DEFAULT_AUX_AUGMENT = False  #: whether new runs' local classifiers see random views (LocalClassifier's augment)
-DEFAULT_AUX_FAKE = False  #: whether new runs' local classifiers learn G's crops as a class (its fake_class)
+#: Per architecture, whether a new run's local classifier sees random views (LocalClassifier's ``augment``) and
+#: learns G's crops as a class of their own (its ``fake_class``): on for stylegan2, whose class and position ratios
+#: they lift (docs/benchmarks.md, session 21); not measured for the others, which keep the plain classifier.
+DEFAULT_AUX_AUGMENT = {"dcgan": False, "stylegan2": True, "progan": False}
+DEFAULT_AUX_FAKE = {"dcgan": False, "stylegan2": True, "progan": False}
 
 
 #: The settings of the StyleGAN2 / ProGAN architectures and ADA (absent from a dcgan run's config: its config.json

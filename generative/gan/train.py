@@ -123,12 +123,12 @@ def train_gan(
     if aux_class is None:  # a new run: 1 with both conditions, else 0; a resumed one: as it was trained
         both = {"class", "target"} <= set(cond_t)  # (without them, a resume fails on the conditions, named first)
         aux_class = float(saved.get("aux_class", 0.0)) if saved is not None and both else DEFAULT_AUX_CLASS * both
-    if aux_augment is None:  # a new run: the default; a resumed one: as it was trained
-        aux_augment = bool(saved.get("aux_augment", False)) if saved is not None else DEFAULT_AUX_AUGMENT
-    if aux_fake is None:
-        aux_fake = bool(saved.get("aux_fake", False)) if saved is not None else DEFAULT_AUX_FAKE
     if arch is None:
         arch = str(saved.get("arch", "dcgan")) if saved is not None else "dcgan"
+    if aux_augment is None:  # a new run: the architecture's default; a resumed one: as it was trained
+        aux_augment = bool(saved.get("aux_augment", False)) if saved is not None else DEFAULT_AUX_AUGMENT.get(arch)
+    if aux_fake is None:
+        aux_fake = bool(saved.get("aux_fake", False)) if saved is not None else DEFAULT_AUX_FAKE.get(arch)
     unknown = sorted(set(arch_options) - set(ARCH_FIELDS))
     if unknown:
         raise TypeError(f"train_gan() got unexpected keyword arguments {unknown}")
