@@ -55,12 +55,14 @@ class Discriminator(nn.Module):
 
 class LocalClassifier(nn.Module):
     """What is at the target? A small CNN on the crop of side ``crop`` image widths centred on the target position,
-    resampled to 16 x 16 (bilinear, zeros outside the image), -> ``(N, n_classes)`` logits.
+    resampled to 16 x 16 (bilinear, zeros outside the image), -> ``(N, n_classes)`` logits (one more with
+    ``fake_class``).
 
-    Trained on real images only (cross-entropy against the frame's class), so it learns what the data's shapes look
-    like and never what G's fakes look like; G's loss adds ``aux_class`` x its cross-entropy on G's crop at the
-    requested target against the requested class (Odena et al.'s AC-GAN, made local: the class is a 4-7 px object
-    at a known place, which a classifier of the whole image sees poorly).
+    Trained on real images (cross-entropy against the frame's class; without ``fake_class``, on real images only,
+    so it learns what the data's shapes look like and never what G's fakes look like); G's loss adds
+    ``aux_class`` x its cross-entropy on G's crop at the requested target against the requested class (Odena et
+    al.'s AC-GAN, made local: the class is a 4-7 px object at a known place, which a classifier of the whole image
+    sees poorly).
 
     ``augment``: both the classifier's steps and G's loss see each crop through a random transformation (its centre
     moved by up to 1.5 px, its scale by up to 15 %, a horizontal flip, brightness, contrast and saturation, pixel

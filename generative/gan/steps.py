@@ -73,12 +73,13 @@ def style_step(task: GANTask, batch: dict[str, torch.Tensor], step: int) -> dict
     if task.ada is not None:
         task.ada.observe(d_real)
         logs.update({"ada_p": task.ada.p, "ada_rt": task.ada.rt})
-    out = task.aux_step(batch["image"], y, c, _full(fake, cfg.size))
+    fake_full = _full(fake, cfg.size)  # progan: the local classifier's crops are at the full size
+    out = task.aux_step(batch["image"], y, c, fake_full)
     # -- G step through the updated D (unwrapped: no gradient is wanted for D here)
     task.D.requires_grad_(False)
     with task.autocast():
         g_logits = task.D(fake_d, y, c_fake).float()
-    g_loss = task.aux_g_loss(F.softplus(-g_logits).mean(), _full(fake, cfg.size), y, c, out)
+    g_loss = task.aux_g_loss(F.softplus(-g_logits).mean(), fake_full, y, c, out)
     _check_finite(g_loss, "generator", cfg.arch, step)
     task.g_update(g_loss)
     d_acc = d_accuracy(d_real, d_fake)

@@ -126,9 +126,10 @@ def train_gan(
     if arch is None:
         arch = str(saved.get("arch", "dcgan")) if saved is not None else "dcgan"
     if aux_augment is None:  # a new run: the architecture's default; a resumed one: as it was trained
-        aux_augment = bool(saved.get("aux_augment", False)) if saved is not None else DEFAULT_AUX_AUGMENT.get(arch)
+        aux_augment = (bool(saved.get("aux_augment", False)) if saved is not None
+                       else DEFAULT_AUX_AUGMENT.get(arch, False))
     if aux_fake is None:
-        aux_fake = bool(saved.get("aux_fake", False)) if saved is not None else DEFAULT_AUX_FAKE.get(arch)
+        aux_fake = bool(saved.get("aux_fake", False)) if saved is not None else DEFAULT_AUX_FAKE.get(arch, False)
     unknown = sorted(set(arch_options) - set(ARCH_FIELDS))
     if unknown:
         raise TypeError(f"train_gan() got unexpected keyword arguments {unknown}")
@@ -137,9 +138,8 @@ def train_gan(
     cfg = GANConfig(size=size, cond=cond_t, classes=tuple(classes), z_dim=z_dim, g_base=g_base, d_base=d_base,
                     target_bins=target_bins, loss=loss if arch == "dcgan" else "ns", lr_g=lr, lr_d=lr,
                     beta1=beta1_0 if beta1 is None else beta1, beta2=beta2, augment=augment,
-                    spatial_cond=spatial_cond, aux_class=aux_class, aux_augment=bool(aux_augment),
-                    aux_fake=bool(aux_fake), data=info, arch=arch,
-                    **arch_options)
+                    spatial_cond=spatial_cond, aux_class=aux_class, aux_augment=aux_augment,
+                    aux_fake=aux_fake, data=info, arch=arch, **arch_options)
     _check_resume(out, cfg, saved)
     if pad_channels is None:
         pad_channels = pick_device(train.device).type == "cuda"
