@@ -254,6 +254,7 @@ def test_cli_train_sample_eval_round_trip(dataset, tmp_path, capsys):
     assert (out / "grid.png").is_file()
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["style"] == "generated" and manifest["n"] == 4
+    assert manifest["settings"]["guidance"] == 2.0  # a label run's default scale (a text run's is TEXT_GUIDANCE)
     label = json.loads((out / "labels" / "000002.json").read_text())
     assert label["class_name"] == "sphere" and label["target"]["pixel_norm"] == [0.3, 0.7]
     assert cli_run(["eval", "--run", str(run), "--data", str(dataset), "--quick", "--n", "8", "--steps", "3",
@@ -262,7 +263,7 @@ def test_cli_train_sample_eval_round_trip(dataset, tmp_path, capsys):
     for key in ("class_acc_ratio", "pos_err_ratio", "diversity_ratio", "fid_custom", "kid_custom", "mode_coverage",
                 "class_acc_real", "class_acc_fake", "pos_err_real", "pos_err_fake", "n_fake", "steps", "cond"):
         assert key in report
-    assert report["n_fake"] == 8 and report["steps"] == 3
+    assert report["n_fake"] == 8 and report["steps"] == 3 and report["guidance"] == 2.0
 
 
 def _one_sentence(exc: BaseException) -> None:

@@ -214,6 +214,14 @@ def test_cli_prompt(text_run, tmp_path, capsys):
     assert code == 0
     manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
     assert manifest["settings"]["prompt"].startswith("a red ball")
+    assert manifest["settings"]["guidance"] == D.TEXT_GUIDANCE > 2.0  # a text run's stronger default scale
+    pipe = D.load_pipeline(out)  # the pipeline's default is the run's too: the same images as the explicit scale
+    tok = prompt_tokens(pipe.cfg, "a red ball on the left", 2)
+
+    def draw(**kw):
+        return pipe.generate(2, tokens=tok, steps=2, generator=torch.Generator().manual_seed(3), **kw)
+
+    assert torch.equal(draw(), draw(guidance=D.TEXT_GUIDANCE)) and not torch.equal(draw(), draw(guidance=2.0))
     assert "zorblax" in capsys.readouterr().err
 
 

@@ -114,12 +114,15 @@ from generative.diffusion.autoencoder import (
 )
 from generative.diffusion.config import (
     CONDITIONS,
+    DEFAULT_GUIDANCE,
     MIN_JOINT_HALF_RANGE,
     MODEL_SIZES,
     SAMPLERS,
+    TEXT_GUIDANCE,
     VAE_SIZES,
     DiffusionConfig,
     check_sampler,
+    default_guidance,
     parse_cond,
     vae_arguments,
     vae_factor,
@@ -146,10 +149,12 @@ DiffusionTask.__module__ = AutoencoderTask.__module__ = __name__
 
 __all__ = [
     "CONDITIONS",
+    "DEFAULT_GUIDANCE",
     "MIN_JOINT_HALF_RANGE",
     "MODEL_SIZES",
     "SAMPLERS",
     "SUMMARY",
+    "TEXT_GUIDANCE",
     "TRAIN_DEFAULTS",
     "VAE_SIZES",
     "AutoencoderConfig",
@@ -161,6 +166,7 @@ __all__ = [
     "build_unet",
     "build_vae",
     "check_sampler",
+    "default_guidance",
     "draw_all_conditions",
     "draw_conditions",
     "encode_images",

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from generative.data.labelled import real_sample
-from generative.diffusion.config import DiffusionConfig, check_sampler
+from generative.diffusion.config import DiffusionConfig, check_sampler, default_guidance
 from generative.diffusion.pipeline import Pipeline, load_pipeline, to_uint8
 from generative.runs import pick_device, read_summary
 from robot_env.io.errors import DataError, ParamError
@@ -78,7 +78,7 @@ def evaluate_diffusion(
     quick: bool = False,
     sampler: str = "ddim",
     steps: int = 50,
-    guidance: float = 2.0,
+    guidance: float | None = None,
     n: int = 256,
     seed: int = 0,
     device: str | torch.device = "cpu",
@@ -94,9 +94,10 @@ def evaluate_diffusion(
 
     The probe is :func:`generative.metrics.probe_for` ``(data_dir, size, quick=quick)`` (trained once per dataset
     and cached; ``probe_steps`` overrides its length). ``n`` real frames are drawn from the dataset (seeded) and
-    ``n`` images are sampled with ``sampler`` / ``steps`` / ``guidance`` and the *same frames'* labels as
-    conditions. Returns :func:`generative.metrics.generation_report` (``class_acc_ratio``, ``pos_err_ratio``,
-    ``diversity_ratio``, ``fid_custom``, ``kid_custom``, ``mode_coverage``, ...) plus ``cond``, ``steps`` (the
+    ``n`` images are sampled with ``sampler`` / ``steps`` / ``guidance`` (None: the run's default, 2 or, for a text
+    run, 15) and the *same frames'* labels as conditions. Returns :func:`generative.metrics.generation_report`
+    (``class_acc_ratio``, ``pos_err_ratio``, ``diversity_ratio``, ``fid_custom``, ``kid_custom``, ``mode_coverage``,
+    ...) plus ``cond``, ``steps`` (the
     checkpoint's), ``size``, ``latent``, ``sampler``, ``sampler_steps``, ``guidance``, ``sample_images_per_s``,
     ``train_images_per_s``, ``probe_from_cache`` and ``eval_seconds``. A text run (``cond = ("text",)``) is given
     one caption per real frame instead (:func:`generative.text.prompt_report`: also ``side_acc_fake`` /
@@ -108,6 +109,7 @@ def evaluate_diffusion(
     dev = pick_device(device)
     pipe = pipeline if pipeline is not None else load_pipeline(run_dir, dev, ema)
     cfg = pipe.cfg
+    guidance = default_guidance(cfg) if guidance is None else float(guidance)
     root = Path(data_dir)
     if probe is None:
         from generative.metrics import probe_for

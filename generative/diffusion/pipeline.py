@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from generative.conditions import as_class_ids, as_joints, as_targets
-from generative.diffusion.config import DiffusionConfig, check_sampler
+from generative.diffusion.config import DiffusionConfig, check_sampler, default_guidance
 from generative.diffusion.models import ConditionedUNet, build_vae
 from generative.diffusion.schedulers import LATENT_CLIP, make_sampler, sampler_step_kwargs, train_scheduler
 from generative.diffusion.text import build_denoiser
@@ -61,7 +61,7 @@ class Pipeline:
 
     @torch.no_grad()
     def generate(self, n: int, class_ids: torch.Tensor | None = None, targets: torch.Tensor | None = None,
-                 sampler: str = "ddim", steps: int = 50, guidance: float = 2.0,
+                 sampler: str = "ddim", steps: int = 50, guidance: float | None = None,
                  generator: torch.Generator | None = None, batch_size: int = 64, progress: bool = False,
                  max_steps: int | None = None, joints: torch.Tensor | None = None,
                  tokens: torch.Tensor | None = None) -> torch.Tensor:
@@ -70,9 +70,11 @@ class Pipeline:
         any sampler noise come from ``generator`` (a CPU generator). On CUDA the UNet and decoder run under bf16
         autocast. ``max_steps`` stops after that many sampler steps (for timing only: the images are then not
         finished). ``tokens``: a text model's captions, ``(n, L)`` token ids; a text model with a layout head draws
-        each image's class and target from its caption (from ``generator``) unless both are given.
-        ``self.last_seconds`` is the wall time."""
+        each image's class and target from its caption (from ``generator``) unless both are given. ``guidance``:
+        the classifier-free guidance scale, None for the run's default (:func:`default_guidance`: 2, a text run
+        15). ``self.last_seconds`` is the wall time."""
         name = check_sampler(sampler, steps, guidance)
+        guidance = default_guidance(self.cfg) if guidance is None else float(guidance)
         if self.cfg.n_classes and class_ids is None:
             raise ConfigError("this model is conditioned on the class: give class ids")
         if "target" in self.cfg.cond and targets is None:
@@ -265,7 +267,7 @@ def sample(
     cond: dict[str, Any] | None = None,
     sampler: str = "ddim",
     steps: int = 50,
-    guidance: float = 2.0,
+    guidance: float | None = None,
     seed: int = 0,
     device: str | torch.device = "cpu",
     ema: bool = True,
@@ -278,7 +280,8 @@ def sample(
     ``cond``: None to draw the conditions from the training frames' labels, or a dict with ``class_id`` (an id, a
     class name, or one per image), ``target`` (one ``(u, v)`` in ``[0, 1]`` or one per image) and / or ``joints``
     (one row of joint positions in radians, or one per image); what is left out is drawn from the training frames.
-    ``sampler``: ``ddpm``, ``ddim`` or ``dpm`` with ``steps`` steps; ``guidance``: the classifier-free guidance scale.
+    ``sampler``: ``ddpm``, ``ddim`` or ``dpm`` with ``steps`` steps; ``guidance``: the classifier-free guidance scale
+    (None: the run's default, 2 or, for a text run, 15).
     Everything random is a function of ``seed``."""
     if int(n) < 1:
         raise ParamError("n", f"{{name}} must be at least 1, got {n}")
@@ -286,5 +289,5 @@ def sample(
     pipe = load_pipeline(run_dir, device, ema)
     gen = torch.Generator().manual_seed(int(seed))
     y, c, q = draw_all_conditions(pipe.cfg, pipe.extra, int(n), cond, gen)
-    x = pipe.generate(int(n), y, c, sampler, int(steps), float(guidance), gen, batch_size, progress, joints=q)
+    x = pipe.generate(int(n), y, c, sampler, int(steps), guidance, gen, batch_size, progress, joints=q)
     return tuple([to_uint8(x)] + [None if v is None else v.numpy() for v in (y, c, q)])
