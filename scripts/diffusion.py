@@ -168,6 +168,10 @@ def _sampling_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--guidance", type=float, default=None,
                    help="classifier-free guidance scale S (default 2, and 15 for a text run, which follows its prompt "
                         "far better with a strong scale; 1: none, 0: unconditional)")
+    p.add_argument("--side-margin", type=float, default=None, metavar="M",
+                   help="text runs with a layout head: keep each drawn target at least M image widths from the "
+                        "left/centre/right cuts, so that the prompt's side is drawn unambiguously (default 0.04; "
+                        "0: anywhere in the named third)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -186,6 +190,13 @@ def _check_sampling(args: argparse.Namespace) -> str:
         raise UsageError(f"--steps must be at least 1, got {args.steps}.")
     if args.guidance is not None and (not math.isfinite(args.guidance) or args.guidance < 0):
         raise UsageError(f"--guidance must be a number >= 0, got {args.guidance}.")
+    if args.side_margin is not None:
+        from generative.text import side_margin
+
+        try:
+            side_margin(args.side_margin)
+        except ParamError as exc:
+            raise UsageError(_sentence(exc.render("--side-margin"))) from None
     try:
         return check_sampler(args.sampler, args.steps, args.guidance)
     except ParamError as exc:
@@ -301,7 +312,7 @@ def _sample(args: argparse.Namespace) -> int:
         raise UsageError(_sentence(exc)) from None
     t0 = time.perf_counter()
     images = to_uint8(pipe.generate(args.n, y, c, sampler, args.steps, guidance, gen, args.batch_size,
-                                    progress=sys.stderr.isatty(), joints=q, tokens=tok))
+                                    progress=sys.stderr.isatty(), joints=q, tokens=tok, side_margin=args.side_margin))
     seconds = time.perf_counter() - t0
     class_ids, targets, step = (None if y is None else y.numpy()), (None if c is None else c.numpy()), pipe.step
     out = Path(args.out)
@@ -312,6 +323,10 @@ def _sample(args: argparse.Namespace) -> int:
         extra["robot"] = cfg.data["robot"]
     if prompts is not None:
         extra["prompt"] = prompts[0] if len(set(prompts)) == 1 else prompts
+        if cfg.text_layout:
+            from generative.text import side_margin
+
+            extra["side_margin"] = side_margin(args.side_margin)
         class_ids = _prompt_classes(prompts, cfg.classes)
     write_generated(out, images, class_ids, targets, classes=cfg.classes, extra_settings=extra,
                     joint_positions=None if q is None else q.numpy())
@@ -371,7 +386,8 @@ def _eval(args: argparse.Namespace) -> int:
     use_threads(args.threads)
     r = evaluate_diffusion(args.run, args.data, quick=args.quick, sampler=sampler, steps=args.steps,
                            guidance=args.guidance, n=n, seed=args.seed, device=args.device,
-                           probe_steps=args.probe_steps, ema=not args.no_ema, batch_size=args.batch_size)
+                           probe_steps=args.probe_steps, ema=not args.no_ema, batch_size=args.batch_size,
+                           side_margin=args.side_margin)
     print_report(r, title=f"{args.run} (step {r['steps']}, cond {','.join(r['cond']) or 'none'}, "
                           f"{'latent' if r['latent'] else 'pixel'}; {r['sampler']} {r['sampler_steps']} steps, "
                           f"guidance {r['guidance']:g}) against {args.data}")

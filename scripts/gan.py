@@ -120,6 +120,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--seed", type=int, default=0, help="seed of the noise and drawn conditions (default 0)")
     s.add_argument("--psi", type=float, default=1.0,
                    help=PSI_HELP)
+    s.add_argument("--side-margin", type=float, default=None, metavar="M",
+                   help="text (StackGAN) runs: keep each drawn target at least M image widths from the "
+                        "left/centre/right cuts (default 0.04; see `armlab stackgan sample --help`)")
     s.add_argument("--out", required=True, help="output folder (an armlab dataset of style 'generated')")
     s.add_argument("--device", default="cpu", help="cpu (default), cuda, auto")
     s.add_argument("--no-ema", action="store_true", help="use the trained generator, not its EMA copy")
@@ -272,6 +275,9 @@ def _sample(args: argparse.Namespace) -> int:
     if args.prompt is not None:
         raise UsageError(f"--prompt needs a text-conditioned run (`armlab stackgan train`); {args.run} is not one: "
                          f"give its conditions with --class and --target.")
+    if args.side_margin is not None:
+        raise UsageError(f"--side-margin places a caption's layout: it needs a text-conditioned run (`armlab stackgan "
+                         f"train`); {args.run} is not one.")
     return _sample_conditions(args)
 
 

@@ -30,9 +30,24 @@ from pathlib import Path
 from armlab_scripts._common import UsageError, emit_json, fmt, print_generation_report
 from armlab_scripts._trainer import add_trainer_arguments, trainer_config, use_threads
 from generative.trainer_defaults import STACKGAN as TRAIN_DEFAULTS
+from robot_env.io.errors import ParamError
 
 #: The issue's text targets: the probe reads the prompt's class at >= 0.9 of its accuracy on real renders.
 TARGETS = {"class_acc_ratio": (">=", 0.9), "pos_err_ratio": ("<=", 2.0), "diversity_ratio": (">=", 0.8)}
+
+
+SIDE_MARGIN_HELP = ("keep each drawn target at least M image widths from the left/centre/right cuts, so that the "
+                    "prompt's side is drawn unambiguously (default 0.04; 0: anywhere in the named third)")
+
+
+def _check_margin(value: float | None) -> None:
+    from generative.text import side_margin
+
+    if value is not None:
+        try:
+            side_margin(value)
+        except ParamError as exc:
+            raise UsageError(exc.render("--side-margin").rstrip(".") + ".") from None
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -71,6 +86,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="caption for every image, e.g. \"a red sphere on the left of the table\" (default: captions "
                         "of training frames' class and side)")
     s.add_argument("--seed", type=int, default=0, help="seed of the noise (default 0)")
+    s.add_argument("--side-margin", type=float, default=None, metavar="M", help=SIDE_MARGIN_HELP)
     s.add_argument("--out", required=True, help="output folder (an armlab dataset of style 'generated')")
     s.add_argument("--device", default="cpu", help="cpu (default), cuda, auto")
     s.add_argument("--no-ema", action="store_true", help="use the trained generators, not their EMA copies")
@@ -84,6 +100,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     e.add_argument("--data", required=True, help="armlab dataset folder (real images and their labels)")
     e.add_argument("--n", type=int, default=256, help="real frames and prompts compared (default 256)")
     e.add_argument("--seed", type=int, default=0, help="seed of the drawn frames and noise (default 0)")
+    e.add_argument("--side-margin", type=float, default=None, metavar="M", help=SIDE_MARGIN_HELP)
     e.add_argument("--quick", action="store_true", help="shorter probe training (250 steps instead of 1000)")
     e.add_argument("--probe-steps", type=int, default=None, help="probe training steps (overrides --quick)")
     e.add_argument("--device", default="cpu", help="cpu (default), cuda, auto")
@@ -151,16 +168,21 @@ def _sample(args: argparse.Namespace) -> int:
 
     if args.n < 1:
         raise UsageError(f"--n must be at least 1, got {args.n}.")
+    _check_margin(args.side_margin)
     _check_run(args.run)
     model = load_stackgan(args.run, args.device, ema=not args.no_ema)
     unknown = model.vocab.unknown(args.prompt) if args.prompt is not None else []
     if unknown:
         print(f"words the run never saw (read as <unk>): {', '.join(unknown)}", file=sys.stderr)
-    x1, x2, prompts = sample_stackgan(model, args.n, args.prompt, args.seed)
+    x1, x2, prompts = sample_stackgan(model, args.n, args.prompt, args.seed, side_margin=args.side_margin)
     ids = [caption_conditions(p, model.cfg.classes)["class_id"] for p in prompts]
     out = Path(args.out)
     extra = {"seed": args.seed, "run": str(args.run), "step": model.step, "model": "stackgan",
              "prompt": prompts[0] if len(set(prompts)) == 1 else prompts, "ema": not args.no_ema}
+    if model.layout is not None:
+        from generative.text import side_margin
+
+        extra["side_margin"] = side_margin(args.side_margin)
     write_generated(out, x2, None if None in ids else np.array(ids), None, classes=model.cfg.classes,
                     extra_settings=extra)
     grid = write_grid(out, x2)
@@ -180,11 +202,13 @@ def _eval(args: argparse.Namespace) -> int:
         raise UsageError(f"--n must be at least 2, got {args.n}.")
     if args.probe_steps is not None and args.probe_steps < 1:
         raise UsageError(f"--probe-steps must be at least 1, got {args.probe_steps}.")
+    _check_margin(args.side_margin)
     _check_dataset(args.data, "eval needs labelled frames")
     _check_run(args.run)
     use_threads(args.threads)
     r = evaluate_stackgan(args.run, args.data, n=args.n, seed=args.seed, quick=args.quick,
-                          probe_steps=args.probe_steps, device=args.device, ema=not args.no_ema)
+                          probe_steps=args.probe_steps, device=args.device, ema=not args.no_ema,
+                          side_margin=args.side_margin)
     for name in ("stage2", "stage1"):
         s = r[name]
         print_generation_report(s, TARGETS, title=f"{args.run} {name} (step {r['steps']}) against {args.data}")

@@ -17,6 +17,7 @@ from generative.stackgan import (
     sample_stackgan,
     train_stackgan,
 )
+from generative.text import SIDE_MARGIN
 from generative.training import TrainConfig
 from robot_env.io.errors import ParamError
 from robot_env.io.threads import torch_threads
@@ -150,6 +151,7 @@ def test_each_stage_has_a_local_class_loss_that_learns_the_real_shapes(run, data
 def test_eval_compares_the_stages(run, dataset):
     out, _ = run
     r = evaluate_stackgan(out, dataset, n=8, probe_steps=5)
+    assert r["side_margin"] == SIDE_MARGIN
     for stage in ("stage1", "stage2"):
         assert 0 <= r[stage]["side_acc_fake"] <= 1 and np.isfinite(r[stage]["fid_custom"])
         assert r[stage]["n_prompts"] == 8
@@ -164,6 +166,12 @@ def test_cli_sample_and_errors(run, tmp_path, capsys):
     manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
     assert manifest["settings"]["prompt"].startswith("a red ball") and (tmp_path / "s" / "stage1.png").is_file()
     assert "zorblax" in capsys.readouterr().err
+    # the layout keeps SIDE_MARGIN from the side cuts unless told otherwise; a wider margin moves targets, so images
+    assert manifest["settings"]["side_margin"] == SIDE_MARGIN
+    prompt = "a red cube in the centre of the table"
+    a = sample_stackgan(out, 8, prompt, seed=2)[1]
+    assert np.array_equal(a, sample_stackgan(out, 8, prompt, seed=2, side_margin=SIDE_MARGIN)[1])
+    assert not np.array_equal(a, sample_stackgan(out, 8, prompt, seed=2, side_margin=0.15)[1])
     broken = tmp_path / "empty_vocab"
     broken.mkdir()
     ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
@@ -192,7 +200,14 @@ def test_gan_sample_takes_a_prompt_for_a_text_run_and_refuses_it_elsewhere(run, 
     plain = tmp_path / "plain"
     plain.mkdir()
     (plain / "config.json").write_text(json.dumps({"task_class": "generative.gan.task.GANTask"}))
-    argv = ["gan", "sample", "--run", str(plain), "--prompt", prompt, "--out", str(tmp_path / "y")]
-    assert armlab_cli.main(argv) == 2
-    err = capsys.readouterr().err.splitlines()
-    assert len(err) == 1 and "text-conditioned" in err[0] and not (tmp_path / "x").exists()
+    for extra in (["--prompt", prompt], ["--side-margin", "0.05"]):
+        argv = ["gan", "sample", "--run", str(plain), *extra, "--out", str(tmp_path / "y")]
+        assert armlab_cli.main(argv) == 2
+        err = capsys.readouterr().err.splitlines()
+        assert len(err) == 1 and "text-conditioned" in err[0] and extra[0] in err[0] and not (tmp_path / "y").exists()
+    # gan sample passes the side margin on to a text run
+    margin = ["--side-margin", "0.15"]
+    assert armlab_cli.main(["gan", "sample", *args, *margin, "--out", str(tmp_path / "gm")]) == 0
+    assert armlab_cli.main(["stackgan", "sample", *args, *margin, "--out", str(tmp_path / "sm")]) == 0
+    assert json.loads((tmp_path / "gm" / "manifest.json").read_text())["settings"]["side_margin"] == 0.15
+    assert (tmp_path / "gm" / "grid.png").read_bytes() == (tmp_path / "sm" / "grid.png").read_bytes()

@@ -11,6 +11,7 @@ from armlab_scripts import cli as armlab_cli
 from generative import diffusion as D
 from generative.diffusion.text import prompt_tokens
 from generative.text import (
+    SIDE_MARGIN,
     LayoutHead,
     Vocabulary,
     caption_conditions,
@@ -19,9 +20,12 @@ from generative.text import (
     label_vectors,
     prepare_text,
     pretrain_layout_head,
+    side_margin,
     side_of,
+    squeeze_sides,
     text_data,
 )
+from generative.text.captions import SIDE_CUTS
 from generative.training import TrainConfig
 from robot_env.io.errors import ConfigError, ParamError
 from robot_env.io.threads import torch_threads
@@ -137,6 +141,27 @@ def test_the_layout_head_learns_where_and_what_a_sentence_names_and_samples_insi
     assert ((uv >= 0) & (uv <= 1)).all()
     again = head.sample(emb, torch.Generator().manual_seed(1))
     assert torch.equal(y, again[0]) and torch.equal(uv, again[1])
+    # with a side margin: the same draws (class, row, side), each target's column at least the margin from the cuts
+    ym, uvm = head.sample(emb, torch.Generator().manual_seed(1), side_margin=0.05)
+    assert torch.equal(ym, y) and torch.equal(uvm[:, 1], uv[:, 1])
+    assert [side_of(float(u)) for u in uvm[:, 0]] == [side_of(float(u)) for u in uv[:, 0]]
+    assert (uvm[:, 0, None] - torch.tensor(SIDE_CUTS)).abs().min() >= 0.05 - 1e-6
+    near = (uv[:, 0, None] - torch.tensor(SIDE_CUTS)).abs().min(1).values < 0.05
+    assert near.any() and not torch.equal(uvm[:, 0], uv[:, 0])
+
+
+def test_squeeze_sides_moves_targets_off_the_cuts_and_keeps_their_side_and_order():
+    u = torch.linspace(0, 1, 2001)
+    assert torch.equal(squeeze_sides(u, 0.0), u)
+    for m in (0.02, SIDE_MARGIN, 0.1):
+        v = squeeze_sides(u, m)
+        assert [side_of(float(a)) for a in v] == [side_of(float(a)) for a in u]
+        assert (v[:, None] - torch.tensor(SIDE_CUTS)).abs().min() >= m - 1e-6
+        assert (v[1:] >= v[:-1]).all() and v[0] == 0 and v[-1] == 1  # order kept; the table's own edges stay
+    assert side_margin(None) == SIDE_MARGIN and side_margin(0) == 0.0
+    for bad in (-0.01, 1 / 6, 0.5, float("nan"), "wide"):
+        with pytest.raises(ParamError, match="side_margin"):
+            side_margin(bad)
 
 
 TINY = dict(batch_size=4, tensorboard=False, log_every=2, sample_every=1000, checkpoint_every=1000, n_samples=4,
@@ -223,6 +248,13 @@ def test_cli_prompt(text_run, tmp_path, capsys):
 
     assert torch.equal(draw(), draw(guidance=D.TEXT_GUIDANCE)) and not torch.equal(draw(), draw(guidance=2.0))
     assert "zorblax" in capsys.readouterr().err
+    # the layout keeps SIDE_MARGIN from the side cuts unless told otherwise: recorded, and the pipeline's default
+    assert manifest["settings"]["side_margin"] == SIDE_MARGIN > 0
+    assert torch.equal(draw(), draw(side_margin=SIDE_MARGIN))
+    mid = prompt_tokens(pipe.cfg, "a red ball in the centre of the table", 8)
+    _, free = pipe.unet.draw_layout(mid, torch.Generator().manual_seed(5), 0.0)
+    _, kept = pipe.unet.draw_layout(mid, torch.Generator().manual_seed(5), 0.15)
+    assert (kept[:, 0, None] - torch.tensor(SIDE_CUTS)).abs().min() >= 0.15 - 1e-6 and not torch.equal(kept, free)
 
 
 def test_cli_prompt_errors_are_one_sentence(text_run, dataset, tmp_path, capsys):

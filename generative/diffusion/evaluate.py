@@ -60,14 +60,15 @@ def _label_report(pipe: Pipeline, root: Path, name: str, steps: int, guidance: f
 
 
 def _text_report(pipe: Pipeline, root: Path, name: str, steps: int, guidance: float, n: int, seed: int,
-                 batch_size: int, probe: Any) -> dict[str, Any]:
+                 batch_size: int, probe: Any, side_margin: float) -> dict[str, Any]:
     """The probe report of a text run: one sample per real frame's caption (``generative.text.prompt_report``)."""
     from generative.diffusion.text import prompt_tokens
     from generative.text import prompt_report
 
     def generate(prompts: list[str], gen: torch.Generator) -> torch.Tensor:
         tok = prompt_tokens(pipe.cfg, prompts, len(prompts))
-        return pipe.generate(len(prompts), None, None, name, steps, guidance, gen, batch_size, tokens=tok)
+        return pipe.generate(len(prompts), None, None, name, steps, guidance, gen, batch_size, tokens=tok,
+                             side_margin=side_margin)
 
     return prompt_report(generate, root, pipe.cfg.size, n=n, seed=seed, probe=probe, classes=pipe.cfg.classes)
 
@@ -88,6 +89,7 @@ def evaluate_diffusion(
     progress: bool = False,
     pipeline: Pipeline | None = None,
     probe: Any = None,
+    side_margin: float | None = None,
 ) -> dict[str, Any]:
     """Probe metrics of the run's samples against the armlab dataset at ``data_dir`` (the keys of ``armlab gan eval
     --json``).
@@ -101,7 +103,10 @@ def evaluate_diffusion(
     checkpoint's), ``size``, ``latent``, ``sampler``, ``sampler_steps``, ``guidance``, ``sample_images_per_s``,
     ``train_images_per_s``, ``probe_from_cache`` and ``eval_seconds``. A text run (``cond = ("text",)``) is given
     one caption per real frame instead (:func:`generative.text.prompt_report`: also ``side_acc_fake`` /
-    ``side_acc_real``)."""
+    ``side_acc_real``), its layouts drawn ``side_margin`` from the side cuts (None: ``generative.text.SIDE_MARGIN``;
+    the report's ``side_margin``)."""
+    from generative.text import side_margin as _side_margin
+
     t0 = time.perf_counter()
     name = check_sampler(sampler, steps, guidance)
     if int(n) < 2:
@@ -110,13 +115,16 @@ def evaluate_diffusion(
     pipe = pipeline if pipeline is not None else load_pipeline(run_dir, dev, ema)
     cfg = pipe.cfg
     guidance = default_guidance(cfg) if guidance is None else float(guidance)
+    margin = _side_margin(side_margin)
     root = Path(data_dir)
     if probe is None:
         from generative.metrics import probe_for
 
         probe = probe_for(root, cfg.size, quick=quick, steps=probe_steps, device=dev, progress=progress)
     if "text" in cfg.cond:
-        report = _text_report(pipe, root, name, int(steps), float(guidance), int(n), int(seed), batch_size, probe)
+        report = _text_report(pipe, root, name, int(steps), float(guidance), int(n), int(seed), batch_size, probe,
+                              margin)
+        report["side_margin"] = margin
         sample_seconds, n_use = pipe.last_seconds, report["n_fake"]
     else:
         report, sample_seconds, n_use = _label_report(pipe, root, name, int(steps), float(guidance), int(n),

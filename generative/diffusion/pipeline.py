@@ -64,7 +64,7 @@ class Pipeline:
                  sampler: str = "ddim", steps: int = 50, guidance: float | None = None,
                  generator: torch.Generator | None = None, batch_size: int = 64, progress: bool = False,
                  max_steps: int | None = None, joints: torch.Tensor | None = None,
-                 tokens: torch.Tensor | None = None) -> torch.Tensor:
+                 tokens: torch.Tensor | None = None, side_margin: float | None = None) -> torch.Tensor:
         """``n`` images ``(n, 3, size, size)`` in ``[-1, 1]`` (CPU floats) with the given conditions (one per image;
         required for the conditions the model takes; ``joints``: ``(n, n_joints)`` radians). The initial noise and
         any sampler noise come from ``generator`` (a CPU generator). On CUDA the UNet and decoder run under bf16
@@ -72,8 +72,12 @@ class Pipeline:
         finished). ``tokens``: a text model's captions, ``(n, L)`` token ids; a text model with a layout head draws
         each image's class and target from its caption (from ``generator``) unless both are given. ``guidance``:
         the classifier-free guidance scale, None for the run's default (:func:`default_guidance`: 2, a text run
-        15). ``self.last_seconds`` is the wall time."""
+        15). ``side_margin``: how far a drawn layout's target keeps from the side cuts (image widths; None:
+        ``generative.text.SIDE_MARGIN``). ``self.last_seconds`` is the wall time."""
+        from generative.text import side_margin as _side_margin
+
         name = check_sampler(sampler, steps, guidance)
+        margin = _side_margin(side_margin)
         guidance = default_guidance(self.cfg) if guidance is None else float(guidance)
         if self.cfg.n_classes and class_ids is None:
             raise ConfigError("this model is conditioned on the class: give class ids")
@@ -101,7 +105,7 @@ class Pipeline:
             tok = tokens[sl].long().to(dev) if "text" in self.cfg.cond else None
             if self.cfg.text_layout:  # the caption's class and place, drawn once per image
                 y, c = (class_ids[sl].long().to(dev), targets[sl].float().to(dev)) if class_ids is not None \
-                    and targets is not None else self.unet.draw_layout(tok, gen)
+                    and targets is not None else self.unet.draw_layout(tok, gen, margin)
             sch = make_sampler(name, self.scheduler_config, LATENT_CLIP if self.cfg.latent else None)
             step_kw = sampler_step_kwargs(name)
             sch.set_timesteps(int(steps))

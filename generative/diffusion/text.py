@@ -108,12 +108,13 @@ class TextUNet(nn.Module):
 
 
     @torch.no_grad()
-    def draw_layout(self, tokens: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def draw_layout(self, tokens: torch.Tensor, gen: torch.Generator, side_margin: float = 0.0
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(class_ids (N,), target (N, 2))`` the layout head draws for captions ``tokens`` (every draw from
-        ``gen``)."""
+        ``gen``); the target at least ``side_margin`` image widths from the side cuts (``LayoutHead.sample``)."""
         if self.layout is None:
             raise ValueError("this model has no layout head")
-        return self.layout.sample(self.encode(tokens)[2], gen)
+        return self.layout.sample(self.encode(tokens)[2], gen, side_margin)
 
 
 def build_denoiser(cfg: DiffusionConfig) -> nn.Module:

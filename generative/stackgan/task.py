@@ -266,11 +266,11 @@ class StackGANTask(TrainTask):
 @torch.no_grad()
 def stack_generate(text: nn.Module, g1: nn.Module, g2: nn.Module, tokens: torch.Tensor, gen: torch.Generator,
                    z_dim: int, batch_size: int = 64, layout: LayoutHead | None = None,
-                   cfg: StackGANConfig | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                   cfg: StackGANConfig | None = None, side_margin: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Stage I and stage II images (CPU floats in ``[-1, 1]``) of caption ``tokens``; the noise from ``gen``. The
     conditioning augmentation samples its Gaussian too (its noise drawn from ``gen`` through a forked RNG); with a
     ``layout`` head (and the run's ``cfg``), the class and target it draws from ``gen`` for each caption become the
-    networks' maps."""
+    networks' maps, the target at least ``side_margin`` image widths from the side cuts (``LayoutHead.sample``)."""
     dev = next(g1.parameters()).device
     out1, out2 = [], []
     for i in range(0, len(tokens), int(batch_size)):
@@ -278,7 +278,7 @@ def stack_generate(text: nn.Module, g1: nn.Module, g2: nn.Module, tokens: torch.
         z = torch.randn(len(tok), z_dim, generator=gen).to(dev)
         seed = int(torch.randint(0, 2**31 - 1, (), generator=gen))
         e = text(tok)[2]
-        maps = layout_maps(cfg, *layout.sample(e, gen)) if layout is not None and cfg is not None else None
+        maps = layout_maps(cfg, *layout.sample(e, gen, side_margin)) if layout is not None and cfg is not None else None
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             x1 = g1(z, e, maps=maps)[0]

@@ -20,6 +20,7 @@ from generative.text import (
     prompt_report,
     text_data,
 )
+from generative.text import side_margin as text_side_margin
 from generative.training import CHECKPOINT, TrainConfig, Trainer, load_checkpoint
 from robot_env.io.dataset_format import MANIFEST
 from robot_env.io.errors import ConfigError, DataError, ParamError
@@ -109,11 +110,12 @@ class StackGAN:
         """``(n, L)`` token ids of one prompt or one per image (unknown words -> ``<unk>``)."""
         return self.vocab.prompts(prompts, n)
 
-    def generate(self, prompts: Any, n: int, gen: torch.Generator, batch_size: int = 64
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(stage I, stage II)`` images in ``[-1, 1]`` of ``n`` images for ``prompts``."""
+    def generate(self, prompts: Any, n: int, gen: torch.Generator, batch_size: int = 64,
+                 side_margin: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(stage I, stage II)`` images in ``[-1, 1]`` of ``n`` images for ``prompts``; ``side_margin``: how far a
+        drawn layout's target keeps from the side cuts (image widths; None: ``generative.text.SIDE_MARGIN``)."""
         return stack_generate(self.text, self.g1, self.g2, self.tokens(prompts, n), gen, self.cfg.z_dim, batch_size,
-                              layout=self.layout, cfg=self.cfg)
+                              layout=self.layout, cfg=self.cfg, side_margin=text_side_margin(side_margin))
 
 
 def _read_config(ckpt: dict[str, Any]) -> StackGANConfig:
@@ -148,16 +150,16 @@ def load_stackgan(run_dir: str | Path, device: str | torch.device = "cpu", ema: 
 
 
 def sample_stackgan(run_dir: str | Path | StackGAN, n: int, prompt: Any = None, seed: int = 0, device: Any = "cpu",
-                    ema: bool = True) -> tuple[np.ndarray, np.ndarray, list[str]]:
+                    ema: bool = True, side_margin: float | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """``(stage I uint8 (n, s/2, s/2, 3), stage II uint8 (n, s, s, 3), prompts)`` of a run folder (or a loaded
-    :class:`StackGAN`); without ``prompt`` the prompts name training frames' class and side. Everything random is a
-    function of ``seed``."""
+    :class:`StackGAN`); without ``prompt`` the prompts name training frames' class and side. ``side_margin``: see
+    :meth:`StackGAN.generate`. Everything random is a function of ``seed``."""
     if int(n) < 1:
         raise ParamError("n", f"{{name}} must be at least 1, got {n}")
     model = run_dir if isinstance(run_dir, StackGAN) else load_stackgan(run_dir, device, ema)
     gen = torch.Generator().manual_seed(int(seed))
     prompts = drawn_prompts(model.cfg.classes, model.extra, int(n), gen) if prompt is None else prompt
-    x1, x2 = model.generate(prompts, int(n), gen)
+    x1, x2 = model.generate(prompts, int(n), gen, side_margin=side_margin)
     prompts = [prompts] * int(n) if isinstance(prompts, str) else list(prompts)
 
     def u8(x: torch.Tensor) -> np.ndarray:
@@ -167,22 +169,25 @@ def sample_stackgan(run_dir: str | Path | StackGAN, n: int, prompt: Any = None, 
 
 
 def evaluate_stackgan(run_dir: str | Path, data_dir: str | Path, n: int = 256, seed: int = 0, quick: bool = False,
-                      probe_steps: int | None = None, device: Any = "cpu", ema: bool = True) -> dict[str, Any]:
+                      probe_steps: int | None = None, device: Any = "cpu", ema: bool = True,
+                      side_margin: float | None = None) -> dict[str, Any]:
     """The probe's reading of both stages (:func:`generative.text.prompt_report` for each, with the same prompts,
     noise and probe; stage I's 32 px images enlarged to the dataset's 64 for the probe): ``stage2`` and
-    ``stage1`` reports, and ``stage2_beats_stage1`` on ``pos_err_fake_norm`` and ``fid_custom``."""
+    ``stage1`` reports, and ``stage2_beats_stage1`` on ``pos_err_fake_norm`` and ``fid_custom``; the layouts drawn
+    ``side_margin`` from the side cuts (None: ``generative.text.SIDE_MARGIN``; the report's ``side_margin``)."""
     from generative.metrics import probe_for
 
     if int(n) < 2:
         raise ParamError("n", f"{{name}} must be at least 2 (FID needs two images), got {n}")
     t0 = time.perf_counter()
+    margin = text_side_margin(side_margin)
     dev = pick_device(device)
     model = load_stackgan(run_dir, dev, ema)
     probe = probe_for(Path(data_dir), model.cfg.size, quick=quick, steps=probe_steps, device=dev)
     stages = {}
     for k, name in ((0, "stage1"), (1, "stage2")):
         def generate(prompts: list[str], gen: torch.Generator, k: int = k) -> torch.Tensor:
-            return model.generate(prompts, len(prompts), gen)[k]
+            return model.generate(prompts, len(prompts), gen, side_margin=margin)[k]
 
         stages[name] = prompt_report(generate, data_dir, model.cfg.size, n=n, seed=seed, probe=probe,
                                      classes=model.cfg.classes)
@@ -194,7 +199,7 @@ def evaluate_stackgan(run_dir: str | Path, data_dir: str | Path, n: int = 256, s
 
     summary = read_summary(run_dir) or {}
     return {"stage2": s2, "stage1": s1, "steps": model.step, "size": model.cfg.size,
-            "stage2_beats_stage1": {"pos_err_fake_norm": better("pos_err_fake_norm"),
+            "side_margin": margin, "stage2_beats_stage1": {"pos_err_fake_norm": better("pos_err_fake_norm"),
                                     "fid_custom": better("fid_custom")},
             "train_images_per_s": summary.get("images_per_s"), "eval_seconds": time.perf_counter() - t0,
             "probe_from_cache": bool(getattr(probe, "from_cache", False))}

@@ -10,7 +10,8 @@ text``) and the two-stage StackGAN (``armlab stackgan``).
 * ``data``: :func:`text_data` (frames, captions, labels), :func:`prepare_text`, :func:`load_text_encoder`.
 * ``evaluate``: :func:`prompt_report` (the probe on prompt-conditioned samples against real renders).
 * ``layout``: :class:`LayoutHead` (the caption's class and target position, learned: text -> layout -> image),
-  :func:`pretrain_layout_head`, :func:`fit_layout_head`.
+  :func:`pretrain_layout_head`, :func:`fit_layout_head`, :data:`SIDE_MARGIN` (how far a sampled target keeps from
+  the side cuts, :func:`squeeze_sides`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,15 @@ from generative.text.captions import (
 from generative.text.data import caption_tokens, drawn_prompts, frame_labels, load_text_encoder, prepare_text, text_data
 from generative.text.encoder import LABEL_FEATURES, TextEncoder, label_vectors, pretrain_text_encoder
 from generative.text.evaluate import prompt_frames, prompt_report, side_accuracy
-from generative.text.layout import LAYOUT_BINS, LayoutHead, fit_layout_head, pretrain_layout_head
+from generative.text.layout import (
+    LAYOUT_BINS,
+    SIDE_MARGIN,
+    LayoutHead,
+    fit_layout_head,
+    pretrain_layout_head,
+    side_margin,
+    squeeze_sides,
+)
 from generative.text.tokenizer import SPECIALS, Vocabulary, words
 
 __all__ = [
@@ -37,6 +46,7 @@ __all__ = [
     "LAYOUT_BINS",
     "LayoutHead",
     "SIDES",
+    "SIDE_MARGIN",
     "SPECIALS",
     "TextEncoder",
     "Vocabulary",
@@ -59,7 +69,9 @@ __all__ = [
     "prompt_of",
     "prompt_report",
     "side_accuracy",
+    "side_margin",
     "side_of",
+    "squeeze_sides",
     "text_data",
     "words",
 ]

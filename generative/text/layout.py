@@ -14,6 +14,11 @@ region's shape, a Gaussian would spill over the region's edges). ``bins = 24`` p
 2/3) on bin edges. :func:`pretrain_layout_head` fits it with cross-entropy on the training frames' own classes and
 positions (seconds; seeded); :meth:`LayoutHead.sample` draws ``(class_id, target)`` for new captions: the class and
 a bin from the softmaxes, a uniform place inside the bin.
+
+A side margin (:data:`SIDE_MARGIN`, ``side_margin`` of :meth:`LayoutHead.sample`) keeps a drawn target that far from
+the side cuts: each third of the table is squeezed linearly away from its cuts (the table's own edges stay), so a
+prompt's "left" is drawn clearly on the left and not on the line a reader (or the probe, whose position error on
+real renders is about 0.04 image widths) could read either way. The draws are the same with or without it.
 """
 
 from __future__ import annotations
@@ -22,10 +27,47 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["LAYOUT_BINS", "LayoutHead", "fit_layout_head", "pretrain_layout_head"]
+from generative.text.captions import SIDE_CUTS
+from robot_env.io.errors import ParamError
+
+__all__ = ["LAYOUT_BINS", "SIDE_MARGIN", "LayoutHead", "fit_layout_head", "pretrain_layout_head", "side_margin",
+           "squeeze_sides"]
 
 #: Columns and rows of the position's categorical distributions (a multiple of 3: the side cuts are bin edges).
 LAYOUT_BINS = 24
+#: Image widths a sampled target keeps from the side cuts unless told otherwise (chosen on held-out draws,
+#: ``docs/benchmarks.md``, session 23).
+SIDE_MARGIN = 0.04
+_MAX_MARGIN = min(b - a for a, b in zip((0.0, *SIDE_CUTS), (*SIDE_CUTS, 1.0))) / 2
+
+
+def side_margin(value: float | None) -> float:
+    """The side margin to use: :data:`SIDE_MARGIN` for None; a `ParamError` (``side_margin``) unless ``0 <= value <
+    1/6`` (half the centre third)."""
+    m = SIDE_MARGIN if value is None else value
+    try:
+        m = float(m)
+    except (TypeError, ValueError):
+        raise ParamError("side_margin", f"{{name}} must be a number, got {value!r}") from None
+    if not 0.0 <= m < _MAX_MARGIN:
+        raise ParamError("side_margin", f"{{name}} must be at least 0 and below {_MAX_MARGIN:.4f} (half the centre "
+                                        f"third of the table), got {value!r}")
+    return m
+
+
+def squeeze_sides(u: torch.Tensor, margin: float) -> torch.Tensor:
+    """Horizontal positions ``u`` in ``[0, 1]`` moved at least ``margin`` away from the side cuts, each on its own
+    side: every third maps linearly onto itself less ``margin`` at each cut (order within a third is kept)."""
+    if margin <= 0:
+        return u
+    cuts = torch.tensor(SIDE_CUTS, dtype=torch.float64)
+    edges = torch.cat([cuts.new_zeros(1), cuts, cuts.new_ones(1)])
+    x = u.double()
+    k = (x[..., None] >= cuts).sum(-1)  # the third: 0 left, 1 centre, 2 right (as ``side_of`` reads it)
+    lo, hi = edges[k], edges[k + 1]
+    lo2 = lo + margin * (k > 0).double()
+    hi2 = hi - margin * (k < len(SIDE_CUTS)).double()
+    return (lo2 + (x - lo) / (hi - lo) * (hi2 - lo2)).to(u.dtype)
 
 
 class LayoutHead(nn.Module):
@@ -54,13 +96,16 @@ class LayoutHead(nn.Module):
         return (x.float() * b).floor().long().clamp(0, b - 1)
 
     @torch.no_grad()
-    def sample(self, e: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample(self, e: torch.Tensor, gen: torch.Generator, side_margin: float = 0.0
+               ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(class_id (N,) long, target (N, 2) in [0, 1])`` drawn for sentence embeddings ``e``; every draw from
-        ``gen`` (a CPU generator), so the same generator state gives the same layout on any device."""
+        ``gen`` (a CPU generator), so the same generator state gives the same layout on any device. ``side_margin``:
+        the target's ``u`` is then at least that far from the side cuts (:func:`squeeze_sides`; same draws)."""
         logits = [t.float().cpu() for t in self(e)]
         draws = [torch.multinomial(F.softmax(t, 1), 1, generator=gen)[:, 0] for t in logits]
         jitter = torch.rand(len(e), 2, generator=gen)
         uv = (torch.stack(draws[1:], 1).float() + jitter) / self.args["bins"]
+        uv[:, 0] = squeeze_sides(uv[:, 0], float(side_margin))
         return draws[0].to(e.device), uv.to(e.device)
 
 
