@@ -257,6 +257,14 @@ def test_cli_prompt(text_run, tmp_path, capsys):
     assert (kept[:, 0, None] - torch.tensor(SIDE_CUTS)).abs().min() >= 0.15 - 1e-6 and not torch.equal(kept, free)
 
 
+@pytest.mark.parametrize("command", [["diffusion", "sample"], ["diffusion", "eval"], ["stackgan", "sample"],
+                                     ["stackgan", "eval"], ["gan", "sample"]])
+def test_side_margin_help_states_the_default_in_use(command, capsys):
+    assert armlab_cli.main([*command, "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--side-margin M" in text and f"(default {SIDE_MARGIN:g};" in text
+
+
 def test_cli_prompt_errors_are_one_sentence(text_run, dataset, tmp_path, capsys):
     out, _ = text_run
     plain = tmp_path / "plain"
