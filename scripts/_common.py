@@ -14,6 +14,25 @@ class UsageError(ArmlabError):
     exit code 2."""
 
 
+#: ``--side-margin M`` of the text models' sample and eval commands (the default is ``generative.text.SIDE_MARGIN``,
+#: written out so that ``--help`` does not import torch; a test keeps the two equal).
+SIDE_MARGIN_HELP = ("keep each drawn target at least M image widths from the left/centre/right cuts, so that the "
+                    "prompt's side is drawn unambiguously (default 0.04; 0: anywhere in the named third)")
+
+
+def check_side_margin(value: float | None) -> None:
+    """A `UsageError` (one sentence) for a ``--side-margin`` that ``generative.text.side_margin`` refuses."""
+    if value is None:
+        return
+    from generative.text import side_margin
+    from robot_env.io.errors import ParamError
+
+    try:
+        side_margin(value)
+    except ParamError as exc:
+        raise UsageError(exc.render("--side-margin").rstrip(".") + ".") from None
+
+
 def emit_json(figures: dict) -> None:
     """Print ``figures`` as one JSON object on the last line of stdout."""
     sys.stdout.flush()

@@ -60,7 +60,14 @@ import re
 import sys
 from pathlib import Path
 
-from armlab_scripts._common import UsageError, emit_json, fmt, print_generation_report
+from armlab_scripts._common import (
+    SIDE_MARGIN_HELP,
+    UsageError,
+    check_side_margin,
+    emit_json,
+    fmt,
+    print_generation_report,
+)
 from armlab_scripts._export import add_export_arguments
 from armlab_scripts._trainer import add_trainer_arguments, trainer_config, use_threads
 from generative.trainer_defaults import DIFFUSION as TRAIN_DEFAULTS
@@ -169,9 +176,7 @@ def _sampling_arguments(p: argparse.ArgumentParser) -> None:
                    help="classifier-free guidance scale S (default 2, and 15 for a text run, which follows its prompt "
                         "far better with a strong scale; 1: none, 0: unconditional)")
     p.add_argument("--side-margin", type=float, default=None, metavar="M",
-                   help="text runs with a layout head: keep each drawn target at least M image widths from the "
-                        "left/centre/right cuts, so that the prompt's side is drawn unambiguously (default 0.04; "
-                        "0: anywhere in the named third)")
+                   help="text runs with a layout head: " + SIDE_MARGIN_HELP)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -190,13 +195,7 @@ def _check_sampling(args: argparse.Namespace) -> str:
         raise UsageError(f"--steps must be at least 1, got {args.steps}.")
     if args.guidance is not None and (not math.isfinite(args.guidance) or args.guidance < 0):
         raise UsageError(f"--guidance must be a number >= 0, got {args.guidance}.")
-    if args.side_margin is not None:
-        from generative.text import side_margin
-
-        try:
-            side_margin(args.side_margin)
-        except ParamError as exc:
-            raise UsageError(_sentence(exc.render("--side-margin"))) from None
+    check_side_margin(args.side_margin)
     try:
         return check_sampler(args.sampler, args.steps, args.guidance)
     except ParamError as exc:

@@ -27,27 +27,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from armlab_scripts._common import UsageError, emit_json, fmt, print_generation_report
+from armlab_scripts._common import (
+    SIDE_MARGIN_HELP,
+    UsageError,
+    check_side_margin,
+    emit_json,
+    fmt,
+    print_generation_report,
+)
 from armlab_scripts._trainer import add_trainer_arguments, trainer_config, use_threads
 from generative.trainer_defaults import STACKGAN as TRAIN_DEFAULTS
-from robot_env.io.errors import ParamError
 
 #: The issue's text targets: the probe reads the prompt's class at >= 0.9 of its accuracy on real renders.
 TARGETS = {"class_acc_ratio": (">=", 0.9), "pos_err_ratio": ("<=", 2.0), "diversity_ratio": (">=", 0.8)}
-
-
-SIDE_MARGIN_HELP = ("keep each drawn target at least M image widths from the left/centre/right cuts, so that the "
-                    "prompt's side is drawn unambiguously (default 0.04; 0: anywhere in the named third)")
-
-
-def _check_margin(value: float | None) -> None:
-    from generative.text import side_margin
-
-    if value is not None:
-        try:
-            side_margin(value)
-        except ParamError as exc:
-            raise UsageError(exc.render("--side-margin").rstrip(".") + ".") from None
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -168,7 +160,7 @@ def _sample(args: argparse.Namespace) -> int:
 
     if args.n < 1:
         raise UsageError(f"--n must be at least 1, got {args.n}.")
-    _check_margin(args.side_margin)
+    check_side_margin(args.side_margin)
     _check_run(args.run)
     model = load_stackgan(args.run, args.device, ema=not args.no_ema)
     unknown = model.vocab.unknown(args.prompt) if args.prompt is not None else []
@@ -202,7 +194,7 @@ def _eval(args: argparse.Namespace) -> int:
         raise UsageError(f"--n must be at least 2, got {args.n}.")
     if args.probe_steps is not None and args.probe_steps < 1:
         raise UsageError(f"--probe-steps must be at least 1, got {args.probe_steps}.")
-    _check_margin(args.side_margin)
+    check_side_margin(args.side_margin)
     _check_dataset(args.data, "eval needs labelled frames")
     _check_run(args.run)
     use_threads(args.threads)
