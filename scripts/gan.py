@@ -11,6 +11,7 @@
     armlab gan train --arch stylegan2 --ada --data data/sim64 --out runs/gan/sg2 --steps 2000 --cond class,target
     armlab gan train --arch progan --phase-steps 500 --data data/sim64 --out runs/gan/pg --steps 2000 --cond target
     armlab gan latent --run runs/gan/sg2 --out runs/gan/sg2-latent --project frame.png
+    armlab gan ada --run runs/gan/sg2 --json               # p's peak, level and whether it settled; RUN/ada.png
 
 --cond: class (the target object's shape: cube, cylinder, sphere), target (where the target is in the image,
 pixel_norm in [0, 1]) or class,target; leave it out for an unconditional DCGAN. The generator is a DCGAN
@@ -29,7 +30,9 @@ the metrics of an `eval --json` output, the commands that made it) into a small 
 read like a run (it cannot be trained on).
 
 --arch: dcgan (the conditional GAN above, the default), stylegan2 (mapping network, modulated convolutions, noise
-inputs, skip G, residual D, lazy R1; with --ada, adaptive augmentation of D's inputs, p and r_t in log.csv) or
+inputs, skip G, residual D, lazy R1; with --ada, adaptive augmentation of D's inputs, p and r_t in log.csv, and
+`ada` reports and plots how p moved: it has settled when over the last quarter of the steps it stays within 0.1
+and its fitted trend moves it by at most 0.05) or
 progan (growing 8 -> 16 -> 32 -> 64 px with fade-in, --phase-steps per resolution; alpha and res in log.csv,
 D accuracy per phase in the summary). `latent` writes interp_z.webm (slerp in z), truncation.png (one column per
 psi) and, for stylegan2, interp_w.webm (lerp in w), mixing.png (coarse styles from the row's source, fine from the
@@ -158,6 +161,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     la.add_argument("--json", action="store_true", help="print what was written as one JSON object on the last line")
     la.set_defaults(gan_func=_latent)
 
+    a = sub.add_parser("ada", help="how ADA's p moved over a run: its peak, its level, whether it settled; a plot",
+                       description="Report how adaptive augmentation's p and r_t moved over a run trained with "
+                                   "--ada, and plot them against the step (see `armlab gan --help`).")
+    a.add_argument("--run", required=True, help="run folder written by `armlab gan train --ada`")
+    a.add_argument("--window", type=float, default=0.25,
+                   help="share of the steps, at the end, over which p is judged (default 0.25); p has settled when "
+                        "over it p stays within 0.1 and its fitted trend moves it by at most 0.05")
+    a.add_argument("--plot", default=None, metavar="PNG", help="where to write the plot (default RUN/ada.png)")
+    a.add_argument("--json", action="store_true", help="print the report as one JSON object on the last line")
+    a.set_defaults(gan_func=_ada)
+
     x = sub.add_parser("export", help="the generator's weights, settings and provenance, for sampling only",
                        description="Export a trained GAN's EMA generator into a small folder (see `armlab gan "
                                    "--help`).")
@@ -207,7 +221,10 @@ def _train(args: argparse.Namespace) -> int:
     if s.get("losses"):
         print("last losses: " + ", ".join(f"{k} {v:.4g}" for k, v in s["losses"].items()))
     if "ada_p" in s:
-        print(f"ADA: p {s['ada_p']:.3f}, r_t {s['ada_rt']:.3f}")
+        a = s.get("ada")
+        settled = (f"; from step {a['from_step']} p {a['p_min']:.2f}-{a['p_max']:.2f}, trend {a['p_trend']:+.2f}: "
+                   + ("settled" if a["settled"] else "not settled") + " (`armlab gan ada` plots it)") if a else ""
+        print(f"ADA: p {s['ada_p']:.3f}, r_t {s['ada_rt']:.3f}{settled}")
     for ph in s.get("phases", []):
         print(f"phase {ph['phase']} ({ph['res']} px): {ph['steps']} steps, D accuracy {ph['d_acc']:.3f}, "
               f"alpha {ph['alpha_end']:.2f} at its end")
@@ -346,6 +363,67 @@ def _latent(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(r)
     return 0
+
+
+def _ada(args: argparse.Namespace) -> int:
+    import math
+
+    from generative.gan.ada import p_report, read_p_log
+
+    if not (math.isfinite(args.window) and 0.0 < args.window <= 1.0):
+        raise UsageError(f"--window must be a share of the steps in (0, 1], got {args.window}.")
+    run = Path(args.run)
+    if not run.is_dir():
+        raise UsageError(f"run folder {args.run!r} does not exist.")
+    if not (run / "log.csv").is_file():
+        raise UsageError(f"{args.run!r} has no log.csv: it is not a GAN run folder, or it has logged no step yet.")
+    try:
+        rows = read_p_log(run)
+        r = p_report(rows, window=args.window)
+    except ValueError as exc:
+        raise UsageError(f"{exc}.") from None
+    plot = Path(args.plot) if args.plot else run / "ada.png"
+    _plot_p(rows, r, plot)
+    r["plot"] = str(plot)
+    print(f"ADA in {args.run}, {r['steps']} steps: p peaked at {r['p_peak']:.2f} (step {r['p_peak_step']}), "
+          f"last {r['p_last']:.2f}")
+    print(f"from step {r['from_step']}: p {r['p_min']:.2f}-{r['p_max']:.2f} (mean {r['p_mean']:.2f}, sd "
+          f"{r['p_sd']:.3f}, trend {r['p_trend']:+.3f}), r_t {r['rt_min']:.2f}-{r['rt_max']:.2f} (mean "
+          f"{r['rt_mean']:.2f}): " + ("settled" if r["settled"] else "not settled") + f"; plot {plot}")
+    if args.json:
+        emit_json(r)
+    return 0
+
+
+def _plot_p(rows: list[dict], r: dict, path: Path) -> None:
+    """p and r_t against the step, the judged window shaded, written atomically as a PNG."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from robot_env.io.atomic import atomic_write_bytes
+
+    steps = [x["step"] for x in rows]
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    ax.plot(steps, [x["ada_p"] for x in rows], label="p (augmentation probability)", color="C0")
+    ax.plot(steps, [x["ada_rt"] for x in rows], label="r_t = E[sign D(real)]", color="C1", alpha=0.7)
+    ax.axvspan(r["from_step"], r["steps"], color="0.9", zorder=0,
+               label="judged: " + ("settled" if r["settled"] else "not settled"))
+    ax.set_xlabel("step")
+    ax.set_ylim(-0.05, 1.05)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(f"ADA: p peaked at {r['p_peak']:.2f}; from step {r['from_step']} it stays in "
+                 f"{r['p_min']:.2f}-{r['p_max']:.2f}")
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def _export(args: argparse.Namespace) -> int:

@@ -45,6 +45,10 @@ def world(tmp_path_factory, tiny_dataset):
         (w / name / "checkpoint.pt").write_bytes(data)
         (w / name / "config.json").write_text("{\"model\": ")
     (w / "run_empty").mkdir()  # a folder that holds no run
+    (w / "run_noada").mkdir()  # a GAN run's log without ADA's columns, and one whose ADA rows are all torn
+    (w / "run_noada" / "log.csv").write_text("step,d_loss\n50,0.5\n")
+    (w / "run_tornada").mkdir()
+    (w / "run_tornada" / "log.csv").write_text("step,ada_p,ada_rt\n50,nan,0.5\n100,0.")
     # RL runs: one with a config.yml that is not YAML, one whose model.zip is truncated
     rl = w / "rl"
     (rl / "sac" / "ReachSignalFixed-v0_1").mkdir(parents=True)
@@ -159,6 +163,13 @@ CASES = [
                    "--r1-gamma", "-1"], "--r1-gamma"),
     ("gan train", ["--data", "{ds}", "--out", "{w}/out/gan", "--steps", "1", "--size", "16", "--arch", "progan",
                    "--augment", "color"], "--augment"),
+    ("gan ada", ["--run", M], "no/such/thing"),
+    ("gan ada", ["--run", F], "file.txt"),
+    ("gan ada", ["--run", "{w}/run_empty"], "log.csv"),
+    ("gan ada", ["--run", "{w}/run_noada"], "--ada"),
+    ("gan ada", ["--run", "{w}/run_tornada"], "no logged ADA steps"),
+    ("gan ada", ["--run", "{w}/run_tornada", "--window", "0"], "--window"),
+    ("gan ada", ["--run", "{w}/run_tornada", "--window", "nan"], "--window"),
     ("gan latent", ["--run", M, "--out", "{w}/out/gl"], "no/such/thing"),
     ("gan latent", ["--run", F, "--out", "{w}/out/gl"], "file.txt"),
     ("gan latent", ["--run", "{w}/run_empty", "--out", "{w}/out/gl"], "run_empty"),

@@ -7,11 +7,13 @@ from __future__ import annotations
 import csv
 import dataclasses
 
+import cv2
 import pytest
 import torch
 
+from armlab_scripts.cli import main
 from generative.gan import TRAIN_DEFAULTS, GANConfig, load_generator, run_config, sample, train_gan
-from generative.gan.ada import AdaController, ada_augment
+from generative.gan.ada import AdaController, ada_augment, p_report, read_p_log
 from generative.gan.model import build_generator
 from generative.gan.progan import progress
 from generative.training import TrainConfig, load_checkpoint
@@ -130,9 +132,47 @@ def test_ada_p_rises_when_d_overfits_a_tiny_set_and_stays_0_without_ada(dataset,
     rts = [float(r["ada_rt"]) for r in rows]
     assert len(rows) == 24 and ps[0] == 0.0 and max(ps) > 0.3 and s["ada_p"] == ps[-1]
     assert max(rts) > 0.6  # D said "real" to more than 80 % of the reals: it overfits the 8 images
+    a = s["ada"]  # how p moved, from log.csv: its peak, and the last quarter of the steps
+    assert a["steps"] == 24 and a["p_peak"] == max(ps) and a["p_last"] == ps[-1] and a["from_step"] == 18
+    assert a["p_min"] == min(ps[17:]) and a["p_max"] == max(ps[17:])
+    assert main(["gan", "ada", "--run", str(tmp_path / "ada"), "--json"]) == 0  # the report and its plot
+    assert cv2.imread(str(tmp_path / "ada" / "ada.png")).shape[2] == 3
     off = fit(data, tmp_path / "off", 4, arch="stylegan2", limit=8)
     assert "ada_p" not in off and "ada_p" not in _log(tmp_path / "off")[0]
     assert off["aux_augment"] and off["aux_fake"]  # a new stylegan2 run's local classifier: random views, K + 1
+
+
+def test_p_report_tells_a_settled_p_from_a_drifting_one():
+    def rows(ps):
+        return [{"step": 50 * (i + 1), "ada_p": p, "ada_rt": 0.6} for i, p in enumerate(ps)]
+
+    wobble = [0.03 * (-1) ** i for i in range(20)]
+    overshoot = [min(0.05 * i, 0.8) for i in range(20)] + [0.8 - 0.05 * i for i in range(12)] + \
+        [0.25 + w for w in wobble] + [0.25 + w for w in wobble]  # up, down, then flat with a +-0.03 wobble
+    r = p_report(rows(overshoot))
+    assert r["settled"] and r["p_peak"] == 0.8 and r["p_peak_step"] == 50 * 17
+    assert abs(r["p_trend"]) < 0.01 and 0.22 <= r["p_min"] < r["p_max"] <= 0.28 and r["from_step"] == 50 * 54
+    drifting = overshoot[:32] + [0.25 - 0.004 * i for i in range(40)]  # still falling by 0.16 over its last 40
+    d = p_report(rows(drifting))
+    assert not d["settled"] and d["p_trend"] < -0.03 and d["p_max"] - d["p_min"] < 0.1  # the trend decides
+    assert not p_report(rows(overshoot[:24]))["settled"]  # on the way up and down
+    assert p_report(rows(overshoot), window=1.0)["from_step"] == 50 and not p_report(rows(overshoot), 1.0)["settled"]
+    shuffled = rows(overshoot)[::-1]
+    assert p_report(shuffled) == r  # read in step order
+    with pytest.raises(ValueError):
+        p_report(rows(overshoot), window=0)
+    with pytest.raises(ValueError):
+        p_report([])
+
+
+def test_read_p_log_keeps_one_row_per_step_and_skips_torn_rows(tmp_path):
+    (tmp_path / "log.csv").write_text("step,d_loss,ada_p,ada_rt\n50,1,0.1,0.7\n100,1,0.2,0.8\n100,1,0.25,0.8\n"
+                                      "150,1,nan,0.5\n200,1,0.3,\n")
+    assert read_p_log(tmp_path) == [{"step": 50, "ada_p": 0.1, "ada_rt": 0.7}, {"step": 100, "ada_p": 0.25,
+                                                                                "ada_rt": 0.8}]
+    (tmp_path / "plain.csv").write_text("step,d_loss\n50,1\n")
+    with pytest.raises(ValueError, match="--ada"):
+        read_p_log(tmp_path / "plain.csv")
 
 
 # ---------------------------------------------------------------------------------------------------------- progan

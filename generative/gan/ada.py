@@ -12,19 +12,30 @@ is repeatable and a resumed run draws what a straight one would.
 The controller: ``r_t = E[sign(D(real))]`` over the last 4 steps; ``p += sign(r_t - target) * (images in those
 steps) / (ada_kimg * 1000)``, clipped to ``[0, 1]``, so that p can go from 0 to 1 in ``ada_kimg`` thousand images.
 Its state (``p``, the running sums) is checkpointed with the task.
+
+Whether p settled: :func:`p_report` reads a run's logged p and r_t (``log.csv``) and reports p's peak and, over the
+last quarter of the steps, its mean, spread and linear trend; p has *settled* when over that window it stays within
+``SETTLED_RANGE`` (0.1) and its fitted trend moves it by at most ``SETTLED_TREND`` (0.05). ``armlab gan ada`` prints
+and plots it; the training summary of an ADA run carries it as ``ada``.
 """
 
 from __future__ import annotations
 
+import csv
 import math
+from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["AdaController", "ada_augment"]
+__all__ = ["AdaController", "ada_augment", "p_report", "read_p_log"]
 
 ADJUST_EVERY = 4  #: steps between adjustments of p
+SETTLED_WINDOW = 0.25  #: the share of the steps, at the end, over which p is judged
+SETTLED_RANGE = 0.1  #: p settled: its range over the window at most this ...
+SETTLED_TREND = 0.05  #: ... and its least-squares trend over the window moves it by at most this
 
 
 def _gate(p: float, n: int, device: torch.device) -> torch.Tensor:
@@ -131,3 +142,61 @@ class AdaController:
     def load(self, state: dict[str, Any]) -> None:
         self.p, self.rt = float(state["p"]), float(state["rt"])
         self._sum, self._n, self._steps = float(state["sum"]), int(state["n"]), int(state["steps"])
+
+
+def read_p_log(path: str | Path) -> list[dict[str, float]]:
+    """The ``step``, ``ada_p`` and ``ada_rt`` columns of a run's ``log.csv`` (a run folder or the file), one row per
+    step (the last logged one), in step order. A ``ValueError`` when the file has no ADA columns; ``OSError`` when it
+    cannot be read."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "log.csv"
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        if not {"step", "ada_p", "ada_rt"} <= set(reader.fieldnames or ()):
+            raise ValueError(f"{path} has no ada_p / ada_rt columns: the run was not trained with --ada")
+        rows: dict[int, dict[str, float]] = {}
+        for r in reader:
+            try:
+                step, p, rt = int(r["step"]), float(r["ada_p"]), float(r["ada_rt"])
+            except (TypeError, ValueError):
+                continue  # a row logged before the columns existed, or a torn last line
+            if math.isfinite(p) and math.isfinite(rt):
+                rows[step] = {"step": step, "ada_p": p, "ada_rt": rt}
+    return [rows[k] for k in sorted(rows)]
+
+
+def p_report(rows: Iterable[Mapping[str, float]], window: float = SETTLED_WINDOW) -> dict[str, Any]:
+    """How p moved over a run (rows of ``step``, ``ada_p``, ``ada_rt``, as :func:`read_p_log` gives them).
+
+    Returns ``steps`` (the last logged step), ``p_last``, ``p_peak`` and ``p_peak_step``, and over the last
+    ``window`` of the steps (``from_step`` on): ``p_mean``, ``p_sd``, ``p_min``, ``p_max``, ``p_trend`` (the
+    least-squares slope times the window's length: how far p moved across it), ``rt_mean``, ``rt_min``, ``rt_max``
+    and ``settled`` (range <= ``SETTLED_RANGE`` and ``|p_trend|`` <= ``SETTLED_TREND``, with at least 3 rows).
+    """
+    if not 0.0 < window <= 1.0:
+        raise ValueError(f"window must be in (0, 1], got {window}")
+    rows = sorted(({"step": int(r["step"]), "ada_p": float(r["ada_p"]), "ada_rt": float(r["ada_rt"])}
+                   for r in rows), key=lambda r: r["step"])
+    if not rows:
+        raise ValueError("no logged ADA steps")
+    last = rows[-1]["step"]
+    from_step = last - window * last
+    tail = [r for r in rows if r["step"] >= from_step] or rows[-1:]
+    ps = [r["ada_p"] for r in tail]
+    rts = [r["ada_rt"] for r in tail]
+    steps = [r["step"] for r in tail]
+    n = len(ps)
+    mean = sum(ps) / n
+    sd = math.sqrt(sum((p - mean) ** 2 for p in ps) / n)
+    ms = sum(steps) / n
+    sxx = sum((t - ms) ** 2 for t in steps)
+    slope = sum((t - ms) * (p - mean) for t, p in zip(steps, ps)) / sxx if sxx > 0 else 0.0
+    trend = slope * (steps[-1] - steps[0])
+    peak = max(rows, key=lambda r: r["ada_p"])
+    return {
+        "steps": last, "p_last": rows[-1]["ada_p"], "p_peak": peak["ada_p"], "p_peak_step": peak["step"],
+        "window": window, "from_step": steps[0], "p_mean": mean, "p_sd": sd, "p_min": min(ps), "p_max": max(ps),
+        "p_trend": trend, "rt_mean": sum(rts) / n, "rt_min": min(rts), "rt_max": max(rts),
+        "settled": bool(n >= 3 and max(ps) - min(ps) <= SETTLED_RANGE + 1e-9 and abs(trend) <= SETTLED_TREND),
+    }

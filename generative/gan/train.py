@@ -11,6 +11,7 @@ import torch
 
 from generative import trainer_defaults
 from generative.data.labelled import labelled_tensors
+from generative.gan.ada import p_report, read_p_log
 from generative.gan.config import (
     ARCH_FIELDS,
     DEFAULT_AUX_AUGMENT,
@@ -108,8 +109,9 @@ def train_gan(
     ``stylegan2`` or ``progan``; ``arch_options`` are their :class:`GANConfig` settings (``w_dim``, ``map_depth``,
     ``r1_gamma``, ``r1_every``, ``ada``, ``ada_target``, ``ada_kimg``, ``phase_steps``). ``lr`` / ``beta1`` default
     to the architecture's (:func:`~generative.gan.config.arch_defaults`). Their summaries add ``arch``, for ADA
-    ``ada_p`` and ``ada_rt`` (the last), and for progan ``phases`` (per phase: resolution, steps, mean D accuracy,
-    the last alpha).
+    ``ada_p`` and ``ada_rt`` (the last) and ``ada`` (:func:`~generative.gan.ada.p_report`: p's peak, and its level,
+    spread, trend and whether it settled over the last quarter of the steps), and for progan ``phases`` (per
+    phase: resolution, steps, mean D accuracy, the last alpha).
     """
     if int(train.steps) < 1:
         raise ParamError("steps", f"{{name}} must be at least 1, got {train.steps}")
@@ -165,6 +167,10 @@ def train_gan(
         summary["arch"] = cfg.arch
     if task.ada is not None:
         summary.update({"ada_p": task.ada.p, "ada_rt": task.ada.rt})
+        try:  # how p moved over the whole run (resumed segments included), from log.csv
+            summary["ada"] = p_report(read_p_log(out))
+        except (OSError, ValueError):  # nothing logged yet (--log-every beyond the steps)
+            pass
     if cfg.arch == "progan":
         summary["phases"] = [{"phase": int(k.split(":")[0]), "res": int(k.split(":")[1]), "steps": int(v[1]),
                               "d_acc": v[0] / max(v[1], 1), "alpha_end": v[2]}
