@@ -92,8 +92,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--aux-class", type=float, default=None, metavar="W",
                    help="weight of the local class loss (AC-GAN style): a small classifier trained on real crops "
                         "around the target must read the requested class from G's crop; needs --cond class,target "
-                        "(default: 1 for a new run with both conditions, 0 otherwise; a resumed run keeps its own; "
-                        "0 turns it off)")
+                        "(default for a new run with both conditions: 2 for stylegan2, 1 for the others; 0 without "
+                        "them; a resumed run keeps its own; 0 turns it off)")
     t.add_argument("--aux-augment", action=argparse.BooleanOptionalAction, default=None,
                    help="the local classifier and G's class loss see each crop through random views (shift, scale, "
                         "flip, colour, noise), so G cannot satisfy the classifier with pixels only it reads "

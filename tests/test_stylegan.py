@@ -140,6 +140,7 @@ def test_ada_p_rises_when_d_overfits_a_tiny_set_and_stays_0_without_ada(dataset,
     off = fit(data, tmp_path / "off", 4, arch="stylegan2", limit=8)
     assert "ada_p" not in off and "ada_p" not in _log(tmp_path / "off")[0]
     assert off["aux_augment"] and off["aux_fake"]  # a new stylegan2 run's local classifier: random views, K + 1
+    assert off["aux_class"] == 2.0  # and its class loss at twice the other archs' weight
 
 
 def test_p_report_tells_a_settled_p_from_a_drifting_one():

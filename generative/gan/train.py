@@ -122,11 +122,12 @@ def train_gan(
     saved = saved_task_config(out)
     if spatial_cond is None:  # a new run: on; a resumed one: as it was trained
         spatial_cond = bool(saved.get("spatial_cond", False)) if saved is not None else True
-    if aux_class is None:  # a new run: 1 with both conditions, else 0; a resumed one: as it was trained
-        both = {"class", "target"} <= set(cond_t)  # (without them, a resume fails on the conditions, named first)
-        aux_class = float(saved.get("aux_class", 0.0)) if saved is not None and both else DEFAULT_AUX_CLASS * both
     if arch is None:
         arch = str(saved.get("arch", "dcgan")) if saved is not None else "dcgan"
+    if aux_class is None:  # a new run: the arch's weight with both conditions, else 0; a resumed one: as it was
+        both = {"class", "target"} <= set(cond_t)  # (without them, a resume fails on the conditions, named first)
+        aux_class = (float(saved.get("aux_class", 0.0)) if saved is not None and both
+                     else DEFAULT_AUX_CLASS.get(arch, 1.0) * both)
     if aux_augment is None:  # a new run: the architecture's default; a resumed one: as it was trained
         aux_augment = (bool(saved.get("aux_augment", False)) if saved is not None
                        else DEFAULT_AUX_AUGMENT.get(arch, False))
