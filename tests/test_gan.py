@@ -485,10 +485,11 @@ def test_gpu_check_generative_runs_its_stages_on_cpu(dataset, tmp_path, capsys):
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["matmul"]["matmul_tflops"] > 0 and result["matmul"]["device"] == "cpu"
     rows = result["gan-speed"]["configs"]
-    assert [row["pad_channels"] for row in rows] == [False, True]
+    assert [(row["arch"], row["pad_channels"]) for row in rows] == [("dcgan", False), ("dcgan", True),
+                                                                    ("stylegan2", True)]
     for row in rows:
         assert row["steps"] >= 2 and row["images_per_s"] > 0 and row["achieved_tflops"] > 0 and "error" not in row
-    assert rows[0]["train_gflop_per_image"] == rows[1]["train_gflop_per_image"]
+    assert rows[0]["train_gflop_per_image"] == rows[1]["train_gflop_per_image"] != rows[2]["train_gflop_per_image"]
     assert (out / "gan-speed.json").is_file() and not list((out / "runs").rglob("checkpoint.pt"))  # no checkpoints
     assert check.main([*argv[:4], "--stages", "matmul,warp"]) == 2
     assert "unknown stage 'warp'" in capsys.readouterr().err

@@ -12,15 +12,15 @@ manifest; the probe cached in ``DATASET/.probe`` is reused when its key matches)
 that one failure leaves the others' figures, each writing ``OUT/<stage>.json``:
 
 ``matmul``     an 8192^3 bf16 matrix product: the card's practical peak, measured in the same run;
-``gan-speed``  conditional GAN (class + target) training images/s and achieved TFLOP/s (the analytic FLOPs of
-               ``train_gan``'s summary: the model's own convolutions and linear layers) as a fraction of the card's
-               dense bf16 peak, for each row of ``GAN_SPEED`` (size, base width, batch, ``pad_channels``,
-               ``compile``), with bf16 autocast and channels-last (the trainer's CUDA defaults). Each row trains
-               with no checkpoint for ``--speed-seconds`` at ``SPEED_CAP_TFLOPS`` worth of steps or for
-               ``--speed-seconds`` + 10 s, whichever comes first; images/s is the median of the logged 10-step
-               intervals (steady state: the first step, with cuDNN's autotuning or compilation, excluded). A
-               compiled row runs as many steps as its uncompiled twin ran in ``--speed-seconds``, after up to
-               ``--compile-seconds`` of compilation.
+``gan-speed``  StyleGAN2 (at 128 px first: issue 26's GPU target) and conditional GAN (class + target) training
+               images/s and achieved TFLOP/s (the analytic FLOPs of ``train_gan``'s summary: the model's own
+               convolutions and linear layers) as a fraction of the card's dense bf16 peak, for each row of
+               ``GAN_SPEED`` (arch, size, base width, batch, ``pad_channels``, ``compile``), with bf16 autocast and
+               channels-last (the trainer's CUDA defaults). Each row trains with no checkpoint for
+               ``--speed-seconds`` at ``SPEED_CAP_TFLOPS`` worth of steps or for ``--speed-seconds`` + 10 s,
+               whichever comes first; images/s is the median of the logged 10-step intervals (steady state: the
+               first step, with cuDNN's autotuning or compilation, excluded). A compiled row runs as many steps as
+               its uncompiled twin ran in ``--speed-seconds``, after up to ``--compile-seconds`` of compilation.
                ``gan-speed.json`` is rewritten after every row, so a stage stopped at its deadline keeps its rows;
 ``diffusion-speed``  ``armlab bench gpu-diffusion`` (diffusers UNet on synthetic shapes: training images/s,
                TFLOP/s, DDIM-50 guided sampling images/s);
@@ -64,17 +64,22 @@ from robot_env.io.atomic import atomic_write_text
 
 # Dense bf16 tensor-core peak (TFLOP/s) by card name, from the vendors' data sheets (SXM parts, no sparsity).
 BF16_PEAK = {"H100": 989.4, "H200": 989.4, "A100": 312.0, "L40S": 362.1, "L4": 121.0}
-# (size, base, batch, pad_channels, compile): the H100 session's two rows first, then the speed options
+# (arch, size, base, batch, pad_channels, compile): StyleGAN2 at 128 px first (issue 26's GPU target: >= 20 % of
+# the card's bf16 peak), then the conditional GAN: the H100 session's two rows, then the speed options
 GAN_SPEED = (
-    (128, 128, 128, False, "off"),
-    (128, 128, 512, True, "off"),
-    (128, 256, 128, True, "off"),
-    (64, 64, 256, False, "off"),
-    (64, 64, 256, True, "off"),
-    (128, 128, 512, True, "default"),
+    ("stylegan2", 128, 128, 64, True, "off"),
+    ("stylegan2", 128, 256, 64, True, "off"),
+    ("stylegan2", 128, 256, 128, True, "off"),
+    ("dcgan", 128, 128, 128, False, "off"),
+    ("dcgan", 128, 128, 512, True, "off"),
+    ("dcgan", 128, 256, 128, True, "off"),
+    ("dcgan", 64, 64, 256, False, "off"),
+    ("dcgan", 64, 64, 256, True, "off"),
+    ("dcgan", 128, 128, 512, True, "default"),
 )
 SPEED_CAP_TFLOPS = 300.0  # a row stops after --speed-seconds of steps at this rate, or at its time limit
-GAN_SPEED_QUICK = ((32, 16, 8, False, "off"), (32, 16, 8, True, "off"))
+GAN_SPEED_QUICK = (("dcgan", 32, 16, 8, False, "off"), ("dcgan", 32, 16, 8, True, "off"),
+                   ("stylegan2", 32, 16, 8, True, "off"))
 CYCLEGAN_VARIANTS = {  # generator width, batch, residual blocks, discriminator width
     "b64x16": {"base": 64, "batch_size": 16, "n_blocks": 6, "d_base": 64},
     "b64x4": {"base": 64, "batch_size": 4, "n_blocks": 6, "d_base": 64},
@@ -143,15 +148,18 @@ def stage_gan_speed(args) -> dict:
     peak = _peak(name)
     result = {"device": name, "bf16_peak_tflops": peak, "torch": torch.__version__, "configs": []}
     configs = GAN_SPEED_QUICK if args.quick else GAN_SPEED
-    for size, base, batch, pad, mode in configs:
-        label = f"gan-speed-{size}px-b{base}-x{batch}{'-pad' if pad else ''}{'' if mode == 'off' else '-' + mode}"
-        row = {"size": size, "base": base, "batch_size": batch, "pad_channels": pad, "compile": mode}
-        flops = _train_flops(GANConfig(size=size, cond=("class", "target"), g_base=base, d_base=base, aux_class=1.0))
+    for arch, size, base, batch, pad, mode in configs:
+        label = (f"gan-speed-{arch}-{size}px-b{base}-x{batch}{'-pad' if pad else ''}"
+                 f"{'' if mode == 'off' else '-' + mode}")
+        row = {"arch": arch, "size": size, "base": base, "batch_size": batch, "pad_channels": pad, "compile": mode}
+        flops = _train_flops(GANConfig(size=size, cond=("class", "target"), g_base=base, d_base=base, aux_class=1.0,
+                                       arch=arch))
         steps = max(40, int(args.speed_seconds * SPEED_CAP_TFLOPS * 1e12 / (flops * batch)))
         steps, limit = (8, 5.0) if args.quick else (steps, args.speed_seconds + 10)
         if mode != "off":  # as many steady-state steps as the uncompiled twin ran, after the compilation
-            twin = [r for r in result["configs"] if (r["size"], r["base"], r["batch_size"], r["pad_channels"],
-                                                     r["compile"]) == (size, base, batch, pad, "off")]
+            twin = [r for r in result["configs"] if (r["arch"], r["size"], r["base"], r["batch_size"],
+                                                     r["pad_channels"], r["compile"]) == (arch, size, base, batch,
+                                                                                          pad, "off")]
             ips = twin[0].get("images_per_s") if twin else None
             steps = max(20, int(ips * args.speed_seconds / batch)) if ips else 200
             limit = args.speed_seconds + args.compile_seconds
@@ -165,7 +173,7 @@ def stage_gan_speed(args) -> dict:
                                 checkpoint_every=10_000_000, progress=False, tensorboard=False, time_limit_s=limit,
                                 compile=mode, checkpoints=False)
             s = train_gan(args.data, train, ("class", "target"), size=size, g_base=base, d_base=base,
-                          limit=max(2 * batch, 64 if args.quick else 1024), pad_channels=pad)
+                          limit=max(2 * batch, 64 if args.quick else 1024), pad_channels=pad, arch=arch)
             rates = _logged_rates(Path(args.out) / "runs" / label)
             ips = statistics.median(rates) if rates else s["images_per_s"]
             tflops = ips * s["train_flops_per_image"] / 1e12 if ips else None
