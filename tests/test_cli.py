@@ -118,11 +118,12 @@ def test_bench_env_quick_json_keys():
     ceilings = figures["per_repeat"]["parallel_ceiling_2_processes"]
     assert len(ceilings) == 2
     assert figures["parallel_ceiling_2_processes"] == pytest.approx(statistics.median(ceilings), rel=1e-9, abs=0)
-    # plausible ranges: an env runs no faster than the bare physics it steps (3: the noise of one quick pair on a
-    # machine busy with other jobs, where 1.7 has been seen; an inverted ratio would be 10 or more), nor 100 times
+    # plausible ranges: an env runs no faster than the bare physics it steps (5: the noise of one quick pair on a
+    # machine busy with other jobs, where 3.5 has been seen with two trainings beside the test workers; an inverted
+    # ratio would be 10 or more), nor 100 times
     # slower; 2 workers or processes at most about twice one, and not 20 times slower (spawn, pipes)
     for key in ratio_keys - {"vs_panda_gym"}:
-        low, high = (0.05, 2.5) if key.startswith("subproc2_vs_1") else (0.01, 3.0)
+        low, high = (0.05, 2.5) if key.startswith("subproc2_vs_1") else (0.01, 5.0)
         assert low < figures[key] < high, (key, figures[key])
     assert 0.05 < figures["parallel_ceiling_2_processes"] < 2.5
     if has_panda_gym:
