@@ -368,7 +368,7 @@ def _latent(args: argparse.Namespace) -> int:
 def _ada(args: argparse.Namespace) -> int:
     import math
 
-    from generative.gan.ada import p_report, read_p_log
+    from generative.gan.ada import SETTLED_RANGE, p_report, read_p_log
 
     if not (math.isfinite(args.window) and 0.0 < args.window <= 1.0):
         raise UsageError(f"--window must be a share of the steps in (0, 1], got {args.window}.")
@@ -390,6 +390,8 @@ def _ada(args: argparse.Namespace) -> int:
     print(f"from step {r['from_step']}: p {r['p_min']:.2f}-{r['p_max']:.2f} (mean {r['p_mean']:.2f}, sd "
           f"{r['p_sd']:.3f}, trend {r['p_trend']:+.3f}), r_t {r['rt_min']:.2f}-{r['rt_max']:.2f} (mean "
           f"{r['rt_mean']:.2f}): " + ("settled" if r["settled"] else "not settled") + f"; plot {plot}")
+    print(f"p has stayed within {SETTLED_RANGE:g} since step {r['band_from']} "
+          f"(the last {r['steps'] - r['band_from']} steps)")
     if args.json:
         emit_json(r)
     return 0
@@ -404,6 +406,7 @@ def _plot_p(rows: list[dict], r: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from generative.gan.ada import SETTLED_RANGE
     from robot_env.io.atomic import atomic_write_bytes
 
     steps = [x["step"] for x in rows]
@@ -412,6 +415,8 @@ def _plot_p(rows: list[dict], r: dict, path: Path) -> None:
     ax.plot(steps, [x["ada_rt"] for x in rows], label="r_t = E[sign D(real)]", color="C1", alpha=0.7)
     ax.axvspan(r["from_step"], r["steps"], color="0.9", zorder=0,
                label="judged: " + ("settled" if r["settled"] else "not settled"))
+    ax.axvline(r["band_from"], color="C0", ls=":", lw=1,
+               label=f"p within {SETTLED_RANGE:g} from step {r['band_from']}")
     ax.set_xlabel("step")
     ax.set_ylim(-0.05, 1.05)
     ax.grid(alpha=0.3)

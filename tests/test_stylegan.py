@@ -135,6 +135,9 @@ def test_ada_p_rises_when_d_overfits_a_tiny_set_and_stays_0_without_ada(dataset,
     a = s["ada"]  # how p moved, from log.csv: its peak, and the last quarter of the steps
     assert a["steps"] == 24 and a["p_peak"] == max(ps) and a["p_last"] == ps[-1] and a["from_step"] == 18
     assert a["p_min"] == min(ps[17:]) and a["p_max"] == max(ps[17:])
+    held = ps[a["band_from"] - 1:]  # one row per step here: p has stayed within 0.1 from band_from on, not before
+    assert max(held) - min(held) <= 0.1 + 1e-9 and (a["band_from"] == 1 or max(ps[a["band_from"] - 2:])
+                                                    - min(ps[a["band_from"] - 2:]) > 0.1)
     assert main(["gan", "ada", "--run", str(tmp_path / "ada"), "--json"]) == 0  # the report and its plot
     assert cv2.imread(str(tmp_path / "ada" / "ada.png")).shape[2] == 3
     off = fit(data, tmp_path / "off", 4, arch="stylegan2", limit=8)
@@ -153,9 +156,11 @@ def test_p_report_tells_a_settled_p_from_a_drifting_one():
     r = p_report(rows(overshoot))
     assert r["settled"] and r["p_peak"] == 0.8 and r["p_peak_step"] == 50 * 17
     assert abs(r["p_trend"]) < 0.01 and 0.22 <= r["p_min"] < r["p_max"] <= 0.28 and r["from_step"] == 50 * 54
+    assert r["band_from"] == 50 * 31  # within 0.1 from the 0.30 on the way down (with 0.22-0.28), not from 0.35
     drifting = overshoot[:32] + [0.25 - 0.004 * i for i in range(40)]  # still falling by 0.16 over its last 40
     d = p_report(rows(drifting))
     assert not d["settled"] and d["p_trend"] < -0.03 and d["p_max"] - d["p_min"] < 0.1  # the trend decides
+    assert d["band_from"] > 50 * 32 and d["band_from"] == 50 * 47  # 0.25 - 0.004 * 14 = 0.194 is the last 0.1 away
     assert not p_report(rows(overshoot[:24]))["settled"]  # on the way up and down
     assert p_report(rows(overshoot), window=1.0)["from_step"] == 50 and not p_report(rows(overshoot), 1.0)["settled"]
     shuffled = rows(overshoot)[::-1]

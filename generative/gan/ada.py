@@ -172,7 +172,9 @@ def p_report(rows: Iterable[Mapping[str, float]], window: float = SETTLED_WINDOW
     Returns ``steps`` (the last logged step), ``p_last``, ``p_peak`` and ``p_peak_step``, and over the last
     ``window`` of the steps (``from_step`` on): ``p_mean``, ``p_sd``, ``p_min``, ``p_max``, ``p_trend`` (the
     least-squares slope times the window's length: how far p moved across it), ``rt_mean``, ``rt_min``, ``rt_max``
-    and ``settled`` (range <= ``SETTLED_RANGE`` and ``|p_trend|`` <= ``SETTLED_TREND``, with at least 3 rows).
+    and ``settled`` (range <= ``SETTLED_RANGE`` and ``|p_trend|`` <= ``SETTLED_TREND``, with at least 3 rows); and,
+    whatever the window, ``band_from``: the earliest logged step from which p stays within ``SETTLED_RANGE`` to the
+    end (how long p has held its level).
     """
     if not 0.0 < window <= 1.0:
         raise ValueError(f"window must be in (0, 1], got {window}")
@@ -194,9 +196,16 @@ def p_report(rows: Iterable[Mapping[str, float]], window: float = SETTLED_WINDOW
     slope = sum((t - ms) * (p - mean) for t, p in zip(steps, ps)) / sxx if sxx > 0 else 0.0
     trend = slope * (steps[-1] - steps[0])
     peak = max(rows, key=lambda r: r["ada_p"])
+    lo = hi = rows[-1]["ada_p"]
+    band_from = rows[-1]["step"]
+    for r in reversed(rows):  # the earliest step from which p stays within SETTLED_RANGE to the end
+        lo, hi = min(lo, r["ada_p"]), max(hi, r["ada_p"])
+        if hi - lo > SETTLED_RANGE + 1e-9:
+            break
+        band_from = r["step"]
     return {
         "steps": last, "p_last": rows[-1]["ada_p"], "p_peak": peak["ada_p"], "p_peak_step": peak["step"],
         "window": window, "from_step": steps[0], "p_mean": mean, "p_sd": sd, "p_min": min(ps), "p_max": max(ps),
-        "p_trend": trend, "rt_mean": sum(rts) / n, "rt_min": min(rts), "rt_max": max(rts),
+        "p_trend": trend, "rt_mean": sum(rts) / n, "rt_min": min(rts), "rt_max": max(rts), "band_from": band_from,
         "settled": bool(n >= 3 and max(ps) - min(ps) <= SETTLED_RANGE + 1e-9 and abs(trend) <= SETTLED_TREND),
     }
