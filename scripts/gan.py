@@ -80,6 +80,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--ada-target", type=float, default=0.6, help="ADA: the target of r_t (default 0.6)")
     t.add_argument("--ada-kimg", type=float, default=500.0,
                    help="ADA: thousands of images for p to go from 0 to 1 (default 500)")
+    t.add_argument("--ada-pipeline", default="basic", choices=("basic", "full"),
+                   help="ADA: basic (translation, isotropic scaling, colour, cutout; default) or full (also "
+                        "horizontal flips, rotations and anisotropic scaling, the target's position moving with "
+                        "the image); a resumed run must give its own")
     t.add_argument("--phase-steps", type=int, default=1000,
                    help="progan: steps per resolution phase, 8 -> 16 -> 32 -> 64 px (default 1000; the first half of "
                         "each later phase fades the new layers in)")
@@ -169,6 +173,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="share of the steps, at the end, over which p is judged (default 0.25); p has settled when "
                         "over it p stays within 0.1 and its fitted trend moves it by at most 0.05")
     a.add_argument("--plot", default=None, metavar="PNG", help="where to write the plot (default RUN/ada.png)")
+    a.add_argument("--strength", default=None, metavar="DATA",
+                   help="stylegan2: also measure r = E[sign D(aug(x))] of the run's last D on its training frames of "
+                        "DATA and on frames it never saw, per pipeline (basic, full) at each --p: how strongly each "
+                        "pipeline holds D back, and how much better D knows its training frames")
+    a.add_argument("--p", default="0,0.25,0.5,0.75,1", help="with --strength: the p to measure at (default "
+                                                             "0,0.25,0.5,0.75,1)")
     a.add_argument("--json", action="store_true", help="print the report as one JSON object on the last line")
     a.set_defaults(gan_func=_ada)
 
@@ -252,7 +262,8 @@ def _arch_options(args: argparse.Namespace) -> dict:
     opts = {"arch": arch}
     if arch in ("stylegan2", "progan"):
         opts.update(w_dim=args.w_dim, map_depth=args.map_depth, r1_gamma=args.r1_gamma, ada=args.ada,
-                    ada_target=args.ada_target, ada_kimg=args.ada_kimg, phase_steps=args.phase_steps)
+                    ada_target=args.ada_target, ada_kimg=args.ada_kimg, ada_pipeline=args.ada_pipeline,
+                    phase_steps=args.phase_steps)
     return opts
 
 
@@ -372,6 +383,7 @@ def _ada(args: argparse.Namespace) -> int:
 
     if not (math.isfinite(args.window) and 0.0 < args.window <= 1.0):
         raise UsageError(f"--window must be a share of the steps in (0, 1], got {args.window}.")
+    ps = _parse_p(args.p)
     run = Path(args.run)
     if not run.is_dir():
         raise UsageError(f"run folder {args.run!r} does not exist.")
@@ -382,6 +394,7 @@ def _ada(args: argparse.Namespace) -> int:
         r = p_report(rows, window=args.window)
     except ValueError as exc:
         raise UsageError(f"{exc}.") from None
+    strength = _strength(args, ps) if args.strength else None  # before anything is written
     plot = Path(args.plot) if args.plot else run / "ada.png"
     _plot_p(rows, r, plot)
     r["plot"] = str(plot)
@@ -392,9 +405,43 @@ def _ada(args: argparse.Namespace) -> int:
           f"{r['rt_mean']:.2f}): " + ("settled" if r["settled"] else "not settled") + f"; plot {plot}")
     print(f"p has stayed within {SETTLED_RANGE:g} since step {r['band_from']} "
           f"(the last {r['steps'] - r['band_from']} steps)")
+    if strength is not None:
+        _print_strength(strength)
+        r["strength"] = strength
     if args.json:
         emit_json(r)
     return 0
+
+
+def _parse_p(text: str) -> list[float]:
+    try:
+        ps = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        ps = []
+    if not ps or any(not 0.0 <= v <= 1.0 for v in ps):
+        raise UsageError(f"--p must be comma-separated numbers in [0, 1], got {text!r}.")
+    return ps
+
+
+def _strength(args: argparse.Namespace, ps: list[float]) -> dict:
+    from generative.gan.ada_probe import ada_strength
+
+    try:
+        return ada_strength(args.run, args.strength, ps)
+    except ValueError as exc:
+        raise UsageError(f"{exc}.") from None
+
+
+def _print_strength(s: dict) -> None:
+    print(f"D at step {s['steps']} (p {s['p_run']:.2f}, pipeline {s['pipeline_run']}): r = E[sign D(aug(x))], "
+          f"target {s['target']:g}")
+    for name, n in (("train", s["n_train"]), ("unseen", s["n_unseen"])):
+        for pipe, rs in s["r"].get(name, {}).items():
+            lg = s["logit"][name][pipe]
+            print(f"  {name:6s} ({n} frames) {pipe:5s} " + "  ".join(f"p {k}: r {v:+.3f} (logit {lg[k]:+.2f})"
+                                                                     for k, v in rs.items()))
+    print("(at equal p, a lower r on the training frames is a stronger pipeline; r of one checkpoint is not the "
+          "logged r_t, which D's drift between steps moves)")
 
 
 def _plot_p(rows: list[dict], r: dict, path: Path) -> None:

@@ -49,6 +49,8 @@ def world(tmp_path_factory, tiny_dataset):
     (w / "run_noada" / "log.csv").write_text("step,d_loss\n50,0.5\n")
     (w / "run_tornada").mkdir()
     (w / "run_tornada" / "log.csv").write_text("step,ada_p,ada_rt\n50,nan,0.5\n100,0.")
+    (w / "run_logonly").mkdir()  # a readable ADA log but no checkpoint
+    (w / "run_logonly" / "log.csv").write_text("step,ada_p,ada_rt\n50,0.1,0.7\n100,0.2,0.6\n")
     # RL runs: one with a config.yml that is not YAML, one whose model.zip is truncated
     rl = w / "rl"
     (rl / "sac" / "ReachSignalFixed-v0_1").mkdir(parents=True)
@@ -160,6 +162,8 @@ CASES = [
     ("gan train", ["--data", "{ds}", "--out", "{w}/out/gan", "--steps", "1", "--size", "16", "--arch", "stylegan2",
                    "--ada", "--ada-kimg", "0"], "--ada-kimg"),
     ("gan train", ["--data", "{ds}", "--out", "{w}/out/gan", "--steps", "1", "--size", "16", "--arch", "stylegan2",
+                   "--ada", "--ada-pipeline", "fancy"], "--ada-pipeline"),
+    ("gan train", ["--data", "{ds}", "--out", "{w}/out/gan", "--steps", "1", "--size", "16", "--arch", "stylegan2",
                    "--r1-gamma", "-1"], "--r1-gamma"),
     ("gan train", ["--data", "{ds}", "--out", "{w}/out/gan", "--steps", "1", "--size", "16", "--arch", "progan",
                    "--augment", "color"], "--augment"),
@@ -170,6 +174,9 @@ CASES = [
     ("gan ada", ["--run", "{w}/run_tornada"], "no logged ADA steps"),
     ("gan ada", ["--run", "{w}/run_tornada", "--window", "0"], "--window"),
     ("gan ada", ["--run", "{w}/run_tornada", "--window", "nan"], "--window"),
+    ("gan ada", ["--run", "{w}/run_tornada", "--strength", "{ds}", "--p", "2"], "--p"),
+    ("gan ada", ["--run", "{w}/run_tornada", "--strength", "{ds}", "--p", "nan"], "--p"),
+    ("gan ada", ["--run", "{w}/run_logonly", "--strength", "{ds}"], "checkpoint"),  # a log, no checkpoint
     ("gan latent", ["--run", M, "--out", "{w}/out/gl"], "no/such/thing"),
     ("gan latent", ["--run", F, "--out", "{w}/out/gl"], "file.txt"),
     ("gan latent", ["--run", "{w}/run_empty", "--out", "{w}/out/gl"], "run_empty"),

@@ -14,6 +14,7 @@ import torch
 from armlab_scripts.cli import main
 from generative.gan import TRAIN_DEFAULTS, GANConfig, load_generator, run_config, sample, train_gan
 from generative.gan.ada import AdaController, ada_augment, p_report, read_p_log
+from generative.gan.ada_probe import ada_strength
 from generative.gan.model import build_generator
 from generative.gan.progan import progress
 from generative.training import TrainConfig, load_checkpoint
@@ -89,25 +90,58 @@ def test_noise_inputs_are_per_layer_and_learned():
 
 
 # ------------------------------------------------------------------------------------------------------------ ADA
-def test_ada_moves_the_target_with_the_image_and_is_differentiable():
+@pytest.mark.parametrize("pipeline, spread", [("basic", 0.5), ("full", 0.2)])
+def test_ada_moves_the_target_with_the_image_and_is_differentiable(pipeline, spread):
     torch.manual_seed(0)
     n, size = 32, 32
     x = torch.full((n, 3, size, size), -1.0)
-    t = torch.rand(n, 2) * 0.5 + 0.25
+    t = torch.rand(n, 2) * spread + 0.5 - spread / 2  # full: near the centre, so a rotation keeps it in the image
     for i in range(n):  # a bright 2 x 2 blob at each target
         r, col = int(t[i, 1] * size), int(t[i, 0] * size)
         x[i, :, r : r + 2, col : col + 2] = 1.0
     x.requires_grad_(True)
-    y, t2 = ada_augment(x, t, 1.0)
+    torch.manual_seed(5)
+    y, t2 = ada_augment(x, t, 1.0, pipeline)
     y.sum().backward()
     assert x.grad is not None and (t2 != t).any()
-    for i in range(n):  # the brightest pixel after augmentation is where the moved label says (colour changes aside)
-        g = y[i].detach().mean(0)
+    torch.manual_seed(5)  # the same draws on the background alone: what differs is the moved blob
+    bg, _ = ada_augment(torch.full_like(x, -1.0), t, 1.0, pipeline)
+    for i in range(n):  # the blob's brightest pixel after augmentation is where the moved label says
+        g = (y[i] - bg[i]).detach().mean(0)
         r, col = divmod(int(g.argmax()), size)
         assert abs((col + 1) / size - float(t2[i, 0])) <= 3.5 / size
         assert abs((r + 1) / size - float(t2[i, 1])) <= 3.5 / size
-    same, tc = ada_augment(x, t, 0.0)
+    same, tc = ada_augment(x, t, 0.0, pipeline)
     assert same is x and tc is t
+
+
+def test_the_full_ada_pipeline_flips_and_rotates_and_keeps_the_basic_one_as_it_was():
+    torch.manual_seed(1)
+    n = 256
+    x = torch.rand(n, 3, 16, 16) * 2 - 1
+    a = torch.rand(n) * 6.283  # targets on a ring 0.3 image widths from the centre
+    t = 0.5 + 0.3 * torch.stack([torch.cos(a), torch.sin(a)], 1)
+    torch.manual_seed(3)
+    _, full = ada_augment(x, t, 1.0, "full")
+    torch.manual_seed(3)
+    _, basic = ada_augment(x, t, 1.0, "basic")
+    def turn(a):  # the angle by which each target's offset from the centre turned, in degrees
+        u, v = t - 0.5, a - 0.5
+        return torch.rad2deg(torch.atan2(u[:, 0] * v[:, 1] - u[:, 1] * v[:, 0], (u * v).sum(1))).abs()
+    # basic: translation and isotropic scaling only, so offsets turn little; full: mirrored and rotated all round
+    assert float(turn(basic).median()) < 20 and float(turn(full).median()) > 60
+    assert float((turn(full) > 135).float().mean()) > 0.15
+    # the 'basic' pipeline draws exactly what ada_augment drew before pipelines existed (default argument)
+    torch.manual_seed(3)
+    y0, c0 = ada_augment(x, t, 0.7)
+    torch.manual_seed(3)
+    y1, c1 = ada_augment(x, t, 0.7, "basic")
+    assert torch.equal(y0, y1) and torch.equal(c0, c1)
+    with pytest.raises(ValueError, match="pipeline"):
+        ada_augment(x, t, 0.5, "fancy")
+    with pytest.raises(ValueError, match="ada_pipeline"):
+        GANConfig(arch="stylegan2", ada=True, ada_pipeline="fancy")
+    assert GANConfig.from_dict({"arch": "stylegan2", "ada": True}).ada_pipeline == "basic"  # runs saved before it
 
 
 def test_ada_controller_steps_p_towards_the_target():
@@ -140,6 +174,16 @@ def test_ada_p_rises_when_d_overfits_a_tiny_set_and_stays_0_without_ada(dataset,
                                                     - min(ps[a["band_from"] - 2:]) > 0.1)
     assert main(["gan", "ada", "--run", str(tmp_path / "ada"), "--json"]) == 0  # the report and its plot
     assert cv2.imread(str(tmp_path / "ada" / "ada.png")).shape[2] == 3
+    # how strongly each pipeline holds this D back, on its 8 training frames and the 16 it never saw
+    st = ada_strength(tmp_path / "ada", data, ps=(1.0, 0.0), draws=1)
+    assert st["n_train"] == 8 and st["n_unseen"] == 16 and st["ps"] == [0.0, 1.0] and st["p_run"] == s["ada_p"]
+    r, lg = st["r"], st["logit"]
+    assert r["train"]["basic"]["0"] == r["train"]["full"]["0"]  # p = 0: no augmentation, the same reals
+    assert lg["unseen"]["basic"]["0"] == lg["unseen"]["full"]["0"] and set(r) == set(lg) == {"train", "unseen"}
+    for pipe in ("basic", "full"):  # augmenting hides what D learnt: r and its logits fall with p
+        assert r["train"][pipe]["1"] < r["train"][pipe]["0"] and lg["train"][pipe]["1"] < lg["train"][pipe]["0"]
+    assert lg["train"]["full"]["1"] < lg["train"]["basic"]["1"]  # flips and rotations hold D back further
+    assert main(["gan", "ada", "--run", str(tmp_path / "ada"), "--strength", str(data), "--p", "0,1"]) == 0
     off = fit(data, tmp_path / "off", 4, arch="stylegan2", limit=8)
     assert "ada_p" not in off and "ada_p" not in _log(tmp_path / "off")[0]
     assert off["aux_augment"] and off["aux_fake"]  # a new stylegan2 run's local classifier: random views, K + 1
@@ -204,7 +248,8 @@ def test_progan_grows_with_alpha_0_to_1_and_stays_finite(dataset, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------------- all archs
-@pytest.mark.parametrize("arch, kw", [("stylegan2", {"ada": True, "ada_kimg": 0.5}), ("progan", {"phase_steps": 3})])
+@pytest.mark.parametrize("arch, kw", [("stylegan2", {"ada": True, "ada_kimg": 0.5, "ada_pipeline": "full"}),
+                                      ("progan", {"phase_steps": 3})])
 def test_each_arch_trains_finite_and_a_resumed_run_equals_a_straight_one(dataset, tmp_path, arch, kw):
     a = fit(dataset, tmp_path / "a", 5, arch=arch, r1_every=2, **kw)  # a checkpoint mid-phase and mid-ADA-window
     a = fit(dataset, tmp_path / "a", 9, arch=arch, r1_every=2, **kw)
@@ -222,6 +267,9 @@ def test_each_arch_trains_finite_and_a_resumed_run_equals_a_straight_one(dataset
     assert G.z_dim == 16
     with pytest.raises(ValueError, match="arch"):
         fit(dataset, tmp_path / "a", 10, arch="dcgan")
+    if kw.get("ada"):  # a resumed ADA run keeps its own pipeline
+        with pytest.raises(ValueError, match="ada_pipeline"):
+            fit(dataset, tmp_path / "a", 10, arch=arch, r1_every=2, **{**kw, "ada_pipeline": "basic"})
 
 
 def test_a_dcgan_run_keeps_its_settings_file_and_old_runs_load_as_dcgan(dataset, tmp_path):

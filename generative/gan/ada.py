@@ -1,13 +1,24 @@
 """Adaptive discriminator augmentation (ADA, Karras et al. 2020): a differentiable augmentation of every image D
 sees, each transform applied with probability ``p``, and the controller that steers ``p`` by D's overfitting.
 
-Transforms (each drawn per image with probability ``p``, in this order): integer translation by up to 1/8 of the
-image (reflect padding; the target-position condition moves with the image), isotropic scaling by ``2^N(0, 0.2)``
-about the image centre (the target moves with it), brightness (``+ N(0, 0.2)``), contrast (``x lognormal(0,
-0.5 ln 2)``), saturation (``lognormal(0, ln 2)`` about each pixel's grey) and cutout of a quarter-image square that
-never covers the target (a square drawn onto it is moved half an image away). No rotations or flips: they would
-break the position label. Random numbers come from torch's global RNG (the trainer seeds it per step), so a run
-is repeatable and a resumed run draws what a straight one would.
+Two pipelines (``PIPELINES``; a run's ``ada_pipeline``), each transform drawn per image with probability ``p``:
+
+- ``basic`` (what every run before ``ada_pipeline`` existed used): integer translation by up to 1/8 of the image
+  (reflect padding; the target-position condition moves with the image), isotropic scaling by ``2^N(0, 0.2)`` about
+  the image centre (the target moves with it), brightness (``+ N(0, 0.2)``), contrast (``x lognormal(0,
+  0.5 ln 2)``), saturation (``lognormal(0, ln 2)`` about each pixel's grey) and cutout of a quarter-image square that
+  never covers the target (a square drawn onto it is moved half an image away).
+- ``full``, nearer the paper's geometric set: a horizontal flip first (the target's x becomes ``1 - x``), then the
+  integer translation, and one affine warp of isotropic scaling, a rotation by an angle uniform in (-180, 180]
+  degrees and anisotropic scaling (``2^N(0, 0.2)`` on one axis, its inverse on the other, along a random
+  direction); the target moves with every one of them. Then the same colour transforms and cutout. The rotation
+  and the anisotropic scaling are drawn with probability ``1 - sqrt(1 - p)`` each, as in the paper, so that the
+  warp as a whole stays near p. The paper's luma flip and hue rotation are left out here: they change the
+  target's colour, which is part of its class.
+
+A horizontal flip or a rotation keeps the labels true because the target position moves with the image; the class
+(shape and colour) is not touched by any transform. Random numbers come from torch's global RNG (the trainer seeds
+it per step), so a run is repeatable and a resumed run draws what a straight one would.
 
 The controller: ``r_t = E[sign(D(real))]`` over the last 4 steps; ``p += sign(r_t - target) * (images in those
 steps) / (ada_kimg * 1000)``, clipped to ``[0, 1]``, so that p can go from 0 to 1 in ``ada_kimg`` thousand images.
@@ -30,7 +41,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-__all__ = ["AdaController", "ada_augment", "p_report", "read_p_log"]
+from generative.gan.config import ADA_PIPELINES as PIPELINES  # the augmentation pipelines (module docstring)
+
+__all__ = ["PIPELINES", "AdaController", "ada_augment", "p_report", "read_p_log"]
 
 ADJUST_EVERY = 4  #: steps between adjustments of p
 SETTLED_WINDOW = 0.25  #: the share of the steps, at the end, over which p is judged
@@ -70,6 +83,44 @@ def _scale(x: torch.Tensor, c: torch.Tensor | None, on: torch.Tensor) -> tuple[t
     return x, c
 
 
+def _flip(x: torch.Tensor, c: torch.Tensor | None, on: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    x = torch.where(on.view(-1, 1, 1, 1), x.flip(3), x)
+    if c is not None:
+        c = torch.stack([torch.where(on, 1.0 - c[:, 0], c[:, 0]), c[:, 1]], 1)
+    return x, c
+
+
+def _warp(x: torch.Tensor, c: torch.Tensor | None, p: float) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The full pipeline's affine warp about the image centre: isotropic scaling (probability p), rotation and
+    anisotropic scaling (probability ``1 - sqrt(1 - p)`` each); the target moves with the image."""
+    n, _, h, w = x.shape
+    dev = x.device
+    q = 1.0 - math.sqrt(max(0.0, 1.0 - p))
+    iso = torch.where(_gate(p, n, dev), torch.exp2(torch.randn(n, device=dev) * 0.2), torch.ones(n, device=dev))
+    ang = torch.where(_gate(q, n, dev), (torch.rand(n, device=dev) * 2 - 1) * math.pi, torch.zeros(n, device=dev))
+    an = torch.where(_gate(q, n, dev), torch.exp2(torch.randn(n, device=dev) * 0.2), torch.ones(n, device=dev))
+    phi = torch.rand(n, device=dev) * math.pi  # the direction of the anisotropic stretch
+
+    def rot(a: torch.Tensor) -> torch.Tensor:
+        cos, sin = torch.cos(a), torch.sin(a)
+        return torch.stack([torch.stack([cos, -sin], 1), torch.stack([sin, cos], 1)], 1)
+
+    stretch = torch.diag_embed(torch.stack([an, 1.0 / an], 1))
+    # M maps an offset from the centre in pixels, input -> output: scale, then rotate, then stretch along phi
+    m = rot(phi) @ stretch @ rot(-phi) @ rot(ang) * iso.view(n, 1, 1)
+    half = torch.tensor([w / 2.0, h / 2.0], device=dev)
+    theta = torch.zeros(n, 2, 3, device=dev, dtype=torch.float32)
+    # grid_sample reads the input at theta @ (output position), in [-1, 1] units: theta = D^-1 M^-1 D
+    theta[:, :, :2] = torch.diag(1.0 / half) @ torch.linalg.inv(m) @ torch.diag(half)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="reflection", align_corners=False).to(x.dtype)
+    if c is not None:
+        size = torch.tensor([float(w), float(h)], device=dev)
+        off = ((c.float() - 0.5) * size).unsqueeze(2)  # (N, 2, 1) pixels from the centre
+        c = (0.5 + (m @ off).squeeze(2) / size).to(c.dtype)
+    return x, c
+
+
 def _colour(x: torch.Tensor, p: float) -> torch.Tensor:
     n, dev = x.shape[0], x.device
     shape = (n, 1, 1, 1)
@@ -98,15 +149,24 @@ def _cutout(x: torch.Tensor, c: torch.Tensor | None, on: torch.Tensor, size: flo
     return x * (~cut).to(x.dtype)
 
 
-def ada_augment(x: torch.Tensor, c: torch.Tensor | None, p: float) -> tuple[torch.Tensor, torch.Tensor | None]:
+def ada_augment(x: torch.Tensor, c: torch.Tensor | None, p: float,
+                pipeline: str = "basic") -> tuple[torch.Tensor, torch.Tensor | None]:
     """Images ``x`` in ``[-1, 1]`` (N, C, H, W) and their target positions ``c`` (``(N, 2)`` pixel_norm, or None)
-    augmented as the module docstring says, each transform with probability ``p`` per image; differentiable in
-    ``x``. With ``p == 0`` the input comes back unchanged (and no random numbers are drawn)."""
+    augmented by ``pipeline`` (``basic`` or ``full``, see the module docstring), each transform with probability
+    ``p`` per image; differentiable in ``x``. With ``p == 0`` the input comes back unchanged (and no random numbers
+    are drawn)."""
+    if pipeline not in PIPELINES:
+        raise ValueError(f"unknown ADA pipeline {pipeline!r}: one of {', '.join(PIPELINES)}")
     if p <= 0:
         return x, c
     n, dev = x.shape[0], x.device
+    if pipeline == "full":
+        x, c = _flip(x, c, _gate(p, n, dev))
     x, c = _translate(x, c, _gate(p, n, dev))
-    x, c = _scale(x, c, _gate(p, n, dev))
+    if pipeline == "full":
+        x, c = _warp(x, c, p)
+    else:
+        x, c = _scale(x, c, _gate(p, n, dev))
     x = _colour(x, p)
     x = _cutout(x, c, _gate(p, n, dev))
     return x.contiguous(), c

@@ -12,8 +12,8 @@ from generative import conditions
 from robot_env.io.dataset_format import CLASSES
 from robot_env.io.errors import ConfigError, ParamError
 
-__all__ = ["ARCHS", "AUGMENTATIONS", "CONDITIONS", "DEFAULT_AUX_AUGMENT", "DEFAULT_AUX_CLASS", "DEFAULT_AUX_FAKE",
-           "LOSSES", "GANConfig", "arch_defaults", "check_size", "parse_augment", "parse_cond"]
+__all__ = ["ADA_PIPELINES", "ARCHS", "AUGMENTATIONS", "CONDITIONS", "DEFAULT_AUX_AUGMENT", "DEFAULT_AUX_CLASS",
+           "DEFAULT_AUX_FAKE", "LOSSES", "GANConfig", "arch_defaults", "check_size", "parse_augment", "parse_cond"]
 
 ARCHS = ("dcgan", "stylegan2", "progan")
 CONDITIONS = ("class", "target")
@@ -33,8 +33,11 @@ DEFAULT_AUX_FAKE = {"dcgan": False, "stylegan2": True, "progan": False}
 #: The settings of the StyleGAN2 / ProGAN architectures and ADA (absent from a dcgan run's config: its config.json
 #: stays as it was). ``w_dim`` / ``map_depth``: the mapping network; ``r1_gamma`` / ``r1_every``: lazy R1;
 #: ``ada``: adaptive augmentation with target ``ada_target`` for r_t and a speed of ``ada_kimg`` thousand images
-#: for p to go from 0 to 1; ``phase_steps``: ProGAN's steps per resolution phase.
-ARCH_FIELDS = ("arch", "w_dim", "map_depth", "r1_gamma", "r1_every", "ada", "ada_target", "ada_kimg", "phase_steps")
+#: for p to go from 0 to 1, through the transforms of ``ada_pipeline`` (``basic`` or ``full``; configs saved before
+#: it existed load with ``basic``, what they were trained with); ``phase_steps``: ProGAN's steps per resolution phase.
+ARCH_FIELDS = ("arch", "w_dim", "map_depth", "r1_gamma", "r1_every", "ada", "ada_target", "ada_kimg", "ada_pipeline",
+               "phase_steps")
+ADA_PIPELINES = ("basic", "full")  #: ADA's augmentation pipelines (generative.gan.ada's docstring)
 
 #: Adam's learning rate and betas per architecture (``armlab gan train`` without ``--lr``).
 _ARCH_OPT = {"dcgan": (2e-4, 0.5, 0.999), "stylegan2": (2e-3, 0.0, 0.99), "progan": (1e-3, 0.0, 0.99)}
@@ -119,6 +122,7 @@ class GANConfig:
     ada: bool = False
     ada_target: float = 0.6
     ada_kimg: float = 500.0
+    ada_pipeline: str = "basic"
     phase_steps: int = 1000
 
     def __post_init__(self) -> None:
@@ -162,6 +166,9 @@ class GANConfig:
             raise ParamError("ada_target", f"{{name}} must be in (0, 1), got {self.ada_target!r}")
         if not (math.isfinite(self.ada_kimg) and self.ada_kimg > 0):
             raise ParamError("ada_kimg", f"{{name}} must be a positive number, got {self.ada_kimg!r}")
+        if self.ada_pipeline not in ADA_PIPELINES:
+            raise ParamError("ada_pipeline", f"{{name}} must be one of {', '.join(ADA_PIPELINES)}, got "
+                                             f"{self.ada_pipeline!r}")
         if not isinstance(self.phase_steps, int) or self.phase_steps < 1:
             raise ParamError("phase_steps", f"{{name}} must be a whole number >= 1, got {self.phase_steps!r}")
         if self.arch == "progan" and self.size < 8:

@@ -48,8 +48,8 @@ def style_step(task: GANTask, batch: dict[str, torch.Tensor], step: int) -> dict
     with task.autocast():
         fake = task.net("G")(z, y, c, **kw)
     p = task.ada.p if task.ada is not None else 0.0
-    real_d, c_real = ada_augment(real, c, p)
-    fake_d, c_fake = ada_augment(fake, c, p)
+    real_d, c_real = ada_augment(real, c, p, cfg.ada_pipeline)
+    fake_d, c_fake = ada_augment(fake, c, p, cfg.ada_pipeline)
     # -- D step: real and fake in one forward pass (one DDP forward per backward), R1 on the same pass's reals
     r1_step = cfg.r1_gamma > 0 and step % cfg.r1_every == 0
     x_real = real_d.detach().requires_grad_(r1_step)

@@ -107,11 +107,11 @@ def train_gan(
 
     ``arch``: ``dcgan`` (the conditional GAN above; the default, and what a resumed run without it keeps),
     ``stylegan2`` or ``progan``; ``arch_options`` are their :class:`GANConfig` settings (``w_dim``, ``map_depth``,
-    ``r1_gamma``, ``r1_every``, ``ada``, ``ada_target``, ``ada_kimg``, ``phase_steps``). ``lr`` / ``beta1`` default
-    to the architecture's (:func:`~generative.gan.config.arch_defaults`). Their summaries add ``arch``, for ADA
-    ``ada_p`` and ``ada_rt`` (the last) and ``ada`` (:func:`~generative.gan.ada.p_report`: p's peak, and its level,
-    spread, trend and whether it settled over the last quarter of the steps), and for progan ``phases`` (per
-    phase: resolution, steps, mean D accuracy, the last alpha).
+    ``r1_gamma``, ``r1_every``, ``ada``, ``ada_target``, ``ada_kimg``, ``ada_pipeline``, ``phase_steps``). ``lr`` /
+    ``beta1`` default to the architecture's (:func:`~generative.gan.config.arch_defaults`). Their summaries add
+    ``arch``, for ADA ``ada_p`` and ``ada_rt`` (the last) and ``ada`` (:func:`~generative.gan.ada.p_report`: p's
+    peak, and its level, spread, trend and whether it settled over the last quarter of the steps), and for progan
+    ``phases`` (per phase: resolution, steps, mean D accuracy, the last alpha).
     """
     if int(train.steps) < 1:
         raise ParamError("steps", f"{{name}} must be at least 1, got {train.steps}")
