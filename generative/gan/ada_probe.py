@@ -68,7 +68,7 @@ def ada_strength(run_dir: str | Path, data_dir: str | Path, ps: Sequence[float] 
     Compare pipelines and frame sets with each other, at one D: r of a frozen D is not the r_t the controller
     logged. Between two steps D's outputs drift as a whole (a D step moves every logit, and r counts signs), so the
     r_t of training, measured step by step on a D that moves, reads higher or lower than the r of one checkpoint
-    (session 26: 0.47 for a checkpoint whose next twenty steps logged 0.51-0.71).
+    (session 26: 0.47 for a checkpoint whose next forty steps logged 0.51-0.71).
     A ValueError in one sentence for a run that is not a stylegan2 ADA run, a dataset that is not the run's, or a
     p outside [0, 1]."""
     ps = [float(p) for p in ps]
