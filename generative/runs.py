@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from generative.training import CHECKPOINT, load_checkpoint
+from generative.training import CHECKPOINT, load_checkpoint, slim_checkpoint
 from generative.training.util import pick_device
 from robot_env.io.atomic import atomic_write_bytes
 from robot_env.io.errors import ConfigError, DataError, MissingPathError, PathError
@@ -130,13 +130,7 @@ def export_weights(run_dir: str | Path, out_dir: str | Path, keep: tuple[str, ..
     if missing:
         raise DataError(f"run {str(run)!r} has no module {missing[0]!r} to export")
 
-    def cast(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {k: v.half() if half and v.is_floating_point() else v for k, v in state.items()}
-
-    slim = {key: ckpt[key] for key in ("format", "version", "step", "task_config", "extra") if key in ckpt}
-    slim["modules"] = {k: cast(ema.get(k) or modules[k]) for k in keep}
-    slim["ema"] = {}
-    slim["exported"] = True
+    slim = slim_checkpoint(ckpt, {k: ema.get(k) or modules[k] for k in keep}, half=half)
     buf = io.BytesIO()
     torch.save(slim, buf)
     data = buf.getvalue()

@@ -1,7 +1,8 @@
 """The trainer's flags, defined once for `armlab gan train`, `armlab diffusion train` and `armlab cyclegan train`.
 
 `add_trainer_arguments` adds them (``--steps``, ``--batch-size``, ``--seed``, ``--device``, optionally
-``--ema-decay``, ``--time-limit``, ``--sample-every``, ``--checkpoint-every``, ``--log-every``, ``--threads``,
+``--ema-decay``, ``--time-limit``, ``--sample-every``, ``--checkpoint-every``, optionally ``--snapshot-every``,
+``--log-every``, ``--threads``,
 ``--no-progress``) with a model's defaults (its ``TRAIN_DEFAULTS``, read from the torch-free
 `generative.trainer_defaults`); `trainer_config` checks them and builds the
 :class:`generative.training.TrainConfig` the model's ``train_*`` function takes; `use_threads` applies ``--threads``.
@@ -27,16 +28,20 @@ _HELP = {
                   "continues (a wall-clock budget for a queue or a lent GPU)",
     "sample_every": "sample grid every N steps (default 500)",
     "checkpoint_every": "checkpoint every N steps (default 500)",
+    "snapshot_every": "also keep the sampling weights (the EMA copy) every N steps in snapshots/step-NNNNNN/, a run "
+                      "folder of its own that `eval`, `sample` and `latent` read, e.g. to find the best step "
+                      "(default 0: none)",
     "log_every": "log losses every N steps (default 50)",
     "threads": "torch CPU threads (default: torch's choice)",
 }
 
 
 def add_trainer_arguments(p: argparse.ArgumentParser, defaults: dict[str, Any], ema: bool = False,
-                          help: dict[str, str] | None = None) -> None:
+                          help: dict[str, str] | None = None, snapshots: bool = False) -> None:
     """Add the trainer's flags to ``p`` with the model's ``defaults`` (``batch_size``, and ``ema_decay`` with ``ema``,
     which adds ``--ema-decay``; the rest are :class:`~generative.training.TrainConfig`'s); ``help`` rewords flags (by
-    destination), ``{batch_size}`` / ``{ema_decay}`` standing for their defaults."""
+    destination), ``{batch_size}`` / ``{ema_decay}`` standing for their defaults. ``snapshots`` adds
+    ``--snapshot-every`` (for models whose loaders read a snapshot folder)."""
     values = {"batch_size": defaults["batch_size"], "ema_decay": defaults.get("ema_decay")}
     text = {k: v.format(**values) for k, v in {**_HELP, **(help or {})}.items()}
     p.add_argument("--steps", type=int, required=True, help=text["steps"])
@@ -48,6 +53,8 @@ def add_trainer_arguments(p: argparse.ArgumentParser, defaults: dict[str, Any], 
     p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS", help=text["time_limit"])
     p.add_argument("--sample-every", type=int, default=500, help=text["sample_every"])
     p.add_argument("--checkpoint-every", type=int, default=500, help=text["checkpoint_every"])
+    if snapshots:
+        p.add_argument("--snapshot-every", type=int, default=0, metavar="N", help=text["snapshot_every"])
     p.add_argument("--log-every", type=int, default=50, help=text["log_every"])
     p.add_argument("--threads", type=int, default=None, help=text["threads"])
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -67,6 +74,8 @@ def trainer_config(args: argparse.Namespace, defaults: dict[str, Any], tty_progr
         raise UsageError(f"--time-limit must be > 0 seconds, got {args.time_limit}.")
     if min(args.sample_every, args.checkpoint_every, args.log_every) < 1:
         raise UsageError("--sample-every, --checkpoint-every and --log-every must be at least 1.")
+    if getattr(args, "snapshot_every", 0) < 0:
+        raise UsageError(f"--snapshot-every must be at least 0 (0: no snapshots), got {args.snapshot_every}.")
     if hasattr(args, "ema_decay") and not 0.0 <= args.ema_decay < 1.0:
         raise UsageError(f"--ema-decay must be in [0, 1), got {args.ema_decay}.")
     flags = {"out": args.out, "steps": args.steps, "batch_size": args.batch_size, "seed": args.seed,
@@ -75,6 +84,8 @@ def trainer_config(args: argparse.Namespace, defaults: dict[str, Any], tty_progr
              "progress": not args.no_progress and (sys.stderr.isatty() or not tty_progress)}
     if hasattr(args, "ema_decay"):
         flags["ema_decay"] = args.ema_decay
+    if hasattr(args, "snapshot_every"):
+        flags["snapshot_every"] = args.snapshot_every
     return TrainConfig(**{**defaults, **flags})
 
 

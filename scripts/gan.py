@@ -107,7 +107,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "classifier), so G's object must look like a real one of the requested class "
                         "(default: on for a new stylegan2 run, off for the others; a resumed run keeps its own)")
     t.add_argument("--limit", type=int, default=None, help="use only the first N frames")
-    add_trainer_arguments(t, TRAIN_DEFAULTS)
+    add_trainer_arguments(t, TRAIN_DEFAULTS, snapshots=True)
     t.add_argument("--json", action="store_true", help="print the summary as one JSON object on the last line")
     t.set_defaults(gan_func=_train)
 
@@ -148,6 +148,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=PSI_HELP)
     e.add_argument("--device", default="cpu", help="cpu (default), cuda, auto")
     e.add_argument("--no-ema", action="store_true", help="evaluate the trained generator, not its EMA copy")
+    e.add_argument("--snapshots", action="store_true", help="evaluate every snapshot the run kept (train "
+                   "--snapshot-every) on the same frames and noise, and name the step of the lowest fid_custom")
     e.add_argument("--json", action="store_true", help="print the metrics as one JSON object on the last line")
     e.set_defaults(gan_func=_eval)
 
@@ -343,8 +345,20 @@ def _eval(args: argparse.Namespace) -> int:
     _check_psi(args.psi)
     if args.probe_steps is not None and args.probe_steps < 1:
         raise UsageError(f"--probe-steps must be at least 1, got {args.probe_steps}.")
-    r = evaluate_gan(args.run, args.data, quick=args.quick, n=args.n, seed=args.seed, device=args.device,
-                     probe_steps=args.probe_steps, ema=not args.no_ema, psi=args.psi)
+    kw = {"quick": args.quick, "n": args.n, "seed": args.seed, "device": args.device,
+          "probe_steps": args.probe_steps, "ema": not args.no_ema, "psi": args.psi}
+    if args.snapshots:
+        from generative.gan.evaluate import SNAPSHOT_KEYS, evaluate_snapshots
+
+        r = evaluate_snapshots(args.run, args.data, **kw)
+        print(f"{args.run}: {len(r['rows'])} steps against {args.data}\n  step  fid_custom  class  position  diversity")
+        for row in r["rows"]:
+            print(f"{row['step']:6d}  " + "  ".join(fmt(row[k], ".3f") for k in SNAPSHOT_KEYS))
+        print(f"lowest fid_custom {r['best']['fid_custom']:.3f} at step {r['best']['step']} ({r['best']['source']})")
+        if args.json:
+            emit_json(r)
+        return 0
+    r = evaluate_gan(args.run, args.data, **kw)
     print_report(r, title=f"{args.run} (step {r['steps']}, cond {','.join(r['cond']) or 'none'}) against {args.data}")
     if args.json:
         emit_json(r)

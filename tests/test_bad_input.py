@@ -135,6 +135,8 @@ CASES = [
     ("gan train", ["--data", "{ds}", "--out", "{w}/out/gan", "--steps", "1", "--cond", "colour"], "colour"),
     ("gan train", ["--data", "{ds}", "--out", "{w}/out/gan", "--steps", "1", "--loss", "l7"], "l7"),
     ("gan train", ["--data", "{ds}", "--out", "{w}/out/gan", "--steps", "1", "--device", "cuda:7"], "cuda"),
+    ("gan train", ["--data", "{ds}", "--out", "{w}/out/gan", "--steps", "1", "--snapshot-every", "-2"],
+     "--snapshot-every"),
     ("gan sample", ["--run", M, "--out", "{w}/out/s"], "no/such/thing"),
     ("gan sample", ["--run", F, "--out", "{w}/out/s"], "file.txt"),
     ("gan sample", ["--run", "{w}/run_empty", "--out", "{w}/out/s"], "run_empty"),
@@ -147,6 +149,8 @@ CASES = [
     ("gan eval", ["--run", "{w}/run_truncated", "--data", "{ds}"], "checkpoint"),
     ("gan eval", ["--run", "{w}/run_truncated", "--data", "{ds}", "--psi", "1.5"], "--psi"),
     ("gan eval", ["--run", "{w}/run_empty", "--data", M], "run_empty"),  # the run is checked first
+    ("gan eval", ["--run", "{w}/run_truncated", "--data", "{ds}", "--snapshots"], "snapshot-every"),
+    ("gan eval", ["--run", M, "--data", "{ds}", "--snapshots"], "no/such/thing"),
     ("gan export", ["--run", M, "--data", "{ds}", "--out", "{w}/out/gx"], "no/such/thing"),
     ("gan export", ["--run", "{w}/run_truncated", "--data", "{ds}", "--out", "{w}/out/gx"], "checkpoint"),
     ("gan train", ["--data", "{ds}", "--out", "{w}/out/gan", "--steps", "1", "--arch", "biggan"], "biggan"),

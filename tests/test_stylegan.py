@@ -12,12 +12,21 @@ import pytest
 import torch
 
 from armlab_scripts.cli import main
-from generative.gan import TRAIN_DEFAULTS, GANConfig, load_generator, run_config, sample, train_gan
+from generative.gan import (
+    TRAIN_DEFAULTS,
+    GANConfig,
+    evaluate_gan,
+    evaluate_snapshots,
+    load_generator,
+    run_config,
+    sample,
+    train_gan,
+)
 from generative.gan.ada import AdaController, ada_augment, p_report, read_p_log
 from generative.gan.ada_probe import ada_strength
 from generative.gan.model import build_generator
 from generative.gan.progan import progress
-from generative.training import TrainConfig, load_checkpoint
+from generative.training import SNAPSHOTS, TrainConfig, load_checkpoint, snapshot_dir
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -251,6 +260,7 @@ def test_progan_grows_with_alpha_0_to_1_and_stays_finite(dataset, tmp_path):
 @pytest.mark.parametrize("arch, kw", [("stylegan2", {"ada": True, "ada_kimg": 0.5, "ada_pipeline": "full"}),
                                       ("progan", {"phase_steps": 3})])
 def test_each_arch_trains_finite_and_a_resumed_run_equals_a_straight_one(dataset, tmp_path, arch, kw):
+    kw = {**kw, "snapshot_every": 3}
     a = fit(dataset, tmp_path / "a", 5, arch=arch, r1_every=2, **kw)  # a checkpoint mid-phase and mid-ADA-window
     a = fit(dataset, tmp_path / "a", 9, arch=arch, r1_every=2, **kw)
     b = fit(dataset, tmp_path / "b", 9, arch=arch, r1_every=2, **kw)
@@ -270,6 +280,24 @@ def test_each_arch_trains_finite_and_a_resumed_run_equals_a_straight_one(dataset
     if kw.get("ada"):  # a resumed ADA run keeps its own pipeline
         with pytest.raises(ValueError, match="ada_pipeline"):
             fit(dataset, tmp_path / "a", 10, arch=arch, r1_every=2, **{**kw, "ada_pipeline": "basic"})
+    # snapshots: the EMA generator at steps 3, 6 and 9, the same in the resumed run as in the straight one
+    snaps = {r: sorted(p.name for p in (tmp_path / r / SNAPSHOTS).iterdir()) for r in ("a", "b")}
+    assert snaps["a"] == snaps["b"] == ["step-000003", "step-000006", "step-000009"]
+    g = {(r, st): load_checkpoint(snapshot_dir(tmp_path / r, st) / "checkpoint.pt")["modules"]["G"]
+         for r in ("a", "b") for st in (3, 6, 9)}
+    for st in (3, 6, 9):
+        assert all(torch.equal(g["a", st][k], v) for k, v in g["b", st].items())
+    assert all(torch.equal(g["a", 9][k], v) for k, v in ca["ema"]["G"].items())  # the last one is the run's EMA G
+    assert not all(torch.equal(g["a", 3][k], v) for k, v in g["a", 9].items())
+    assert (sample(snapshot_dir(tmp_path / "a", 9), 4, seed=1)[0] == sample(tmp_path / "a", 4, seed=1)[0]).all()
+    with pytest.raises(ValueError, match="exported"):  # a snapshot samples and evaluates but is not resumed
+        fit(dataset, snapshot_dir(tmp_path / "a", 9), 12, arch=arch, r1_every=2, **kw)
+    if arch == "stylegan2":  # each snapshot evaluated on the same frames and noise; the best is the lowest fid
+        r = evaluate_snapshots(tmp_path / "a", dataset, n=16, probe_steps=5)
+        assert [row["step"] for row in r["rows"]] == [3, 6, 9] and r["last"]["step"] == 9
+        assert r["best"]["fid_custom"] == min(row["fid_custom"] for row in r["rows"])
+        assert len({row["fid_custom"] for row in r["rows"]}) == 3
+        assert r["rows"][-1]["fid_custom"] == evaluate_gan(tmp_path / "a", dataset, n=16, probe_steps=5)["fid_custom"]
 
 
 def test_a_dcgan_run_keeps_its_settings_file_and_old_runs_load_as_dcgan(dataset, tmp_path):
@@ -295,7 +323,7 @@ def test_cli_trains_samples_exports_and_evaluates_each_arch(dataset, tmp_path, c
     run, w = tmp_path / "run", tmp_path / "weights"
     assert main(["gan", "train", "--arch", arch, "--data", str(dataset), "--out", str(run), "--steps", "3", "--size",
                  str(SIZE), "--base", "8", "--batch-size", "8", "--w-dim", "16", "--phase-steps", "2", "--cond",
-                 "class,target", "--no-progress", "--json"]) == 0
+                 "class,target", "--snapshot-every", "2", "--no-progress", "--json"]) == 0
     s = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert s["arch"] == arch and s["steps"] == 3
     a = sample(run, 6, {"class_id": 1}, seed=3)[0].astype(int)
@@ -308,6 +336,12 @@ def test_cli_trains_samples_exports_and_evaluates_each_arch(dataset, tmp_path, c
                  "--json"]) == 0
     r = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert r["fid_custom"] >= 0 and r["class_acc_ratio"] is not None
+    assert main(["gan", "eval", "--run", str(run), "--data", str(dataset), "--n", "16", "--probe-steps", "5",
+                 "--snapshots", "--json"]) == 0  # the snapshot at step 2 and the checkpoint at step 3
+    out = capsys.readouterr().out.strip().splitlines()
+    rs = json.loads(out[-1])
+    assert [row["step"] for row in rs["rows"]] == [2, 3] and rs["rows"][1]["fid_custom"] == r["fid_custom"]
+    assert f"at step {rs['best']['step']}" in out[-2]
 
 
 def _ddp_worker(rank, port, data, root):

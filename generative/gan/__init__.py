@@ -62,7 +62,8 @@ API
   starts from.
 * :func:`load_generator`, :func:`sample` - rebuild G from a run folder and draw images with given or
   data-distributed conditions.
-* :func:`evaluate_gan` - probe metrics (:func:`generative.metrics.generation_report`) against a dataset.
+* :func:`evaluate_gan` - probe metrics (:func:`generative.metrics.generation_report`) against a dataset;
+  :func:`evaluate_snapshots` - of every snapshot a run kept (``--snapshot-every``), and the best step.
 
 A run folder holds ``config.json`` (the training and model settings), ``checkpoint.pt``, ``log.csv``, ``tb/``,
 ``samples/step_NNNNNN.png`` (grids: one class per row, the target sweeping left to right) and ``summary.json``.
@@ -82,7 +83,7 @@ from generative.gan.config import (
     parse_augment,
     parse_cond,
 )
-from generative.gan.evaluate import evaluate_gan
+from generative.gan.evaluate import evaluate_gan, evaluate_snapshots
 from generative.gan.model import (
     Discriminator,
     LocalClassifier,
@@ -119,6 +120,7 @@ __all__ = [
     "check_size",
     "diff_augment",
     "evaluate_gan",
+    "evaluate_snapshots",
     "load_generator",
     "parse_augment",
     "parse_cond",

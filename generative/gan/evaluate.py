@@ -11,10 +11,10 @@ import torch
 from generative.data.labelled import real_sample
 from generative.gan.sample import _generate, _generator_from, _load_run, check_psi
 from generative.runs import pick_device, read_summary
-from generative.training import CHECKPOINT
-from robot_env.io.errors import ParamError
+from generative.training import CHECKPOINT, SNAPSHOTS
+from robot_env.io.errors import MissingPathError, ParamError
 
-__all__ = ["evaluate_gan"]
+__all__ = ["evaluate_gan", "evaluate_snapshots"]
 
 
 def evaluate_gan(
@@ -76,3 +76,29 @@ def evaluate_gan(
         "eval_seconds": time.perf_counter() - t0,
     })
     return report
+
+
+SNAPSHOT_KEYS = ("fid_custom", "class_acc_ratio", "pos_err_ratio", "diversity_ratio")
+
+
+def evaluate_snapshots(run_dir: str | Path, data_dir: str | Path, **kwargs: Any) -> dict[str, Any]:
+    """:func:`evaluate_gan` (same ``kwargs``: the same frames, noise and probe for each) of every snapshot of the run
+    (``train --snapshot-every``) and of its checkpoint when that is at a later step. Returns ``run``, ``rows`` (per
+    step: ``step``, ``source`` (the folder), :data:`SNAPSHOT_KEYS`), ``best`` (the row of the lowest ``fid_custom``)
+    and ``last``; a MissingPathError in one sentence for a run without snapshots."""
+    run = Path(run_dir)
+    folders = sorted(p for p in (run / SNAPSHOTS).glob("step-*") if (p / CHECKPOINT).is_file())
+    if not folders:
+        raise MissingPathError(f"run folder {str(run)!r} holds no snapshots ({SNAPSHOTS}/step-*): train it with "
+                               "--snapshot-every N")
+    rows = []
+    for folder in folders + [run]:
+        if folder == run and not (run / CHECKPOINT).is_file():
+            continue
+        r = evaluate_gan(folder, data_dir, **kwargs)
+        if folder == run and rows and r["steps"] <= rows[-1]["step"]:
+            continue  # the checkpoint is at the last snapshot's step
+        rows.append({"step": r["steps"], "source": str(folder), **{k: r.get(k) for k in SNAPSHOT_KEYS}})
+    rows.sort(key=lambda row: row["step"])
+    best = min(rows, key=lambda row: row["fid_custom"])
+    return {"run": str(run), "rows": rows, "best": best, "last": rows[-1]}

@@ -46,7 +46,7 @@ gradients are not wanted in a step (the discriminator in a generator step) shoul
 rank 0 samples.
 """
 
-from generative.training.checkpoint import CHECKPOINT, load_checkpoint
+from generative.training.checkpoint import CHECKPOINT, SNAPSHOTS, load_checkpoint, slim_checkpoint, snapshot_dir
 from generative.training.config import COMPILE_MODES, DATA_ON_DEVICE_LIMIT, EMA, TrainConfig
 from generative.training.task import TrainTask
 from generative.training.trainer import Trainer
@@ -64,6 +64,7 @@ __all__ = [
     "COMPILE_MODES",
     "DATA_ON_DEVICE_LIMIT",
     "EMA",
+    "SNAPSHOTS",
     "TrainConfig",
     "TrainTask",
     "Trainer",
@@ -72,6 +73,8 @@ __all__ = [
     "is_main_process",
     "load_checkpoint",
     "make_grid",
+    "slim_checkpoint",
+    "snapshot_dir",
     "to_device",
     "to_model_range",
 ]

@@ -15,9 +15,10 @@ import torch
 from robot_env.io.atomic import atomic_write_bytes
 from robot_env.io.errors import DataError
 
-__all__ = ["CHECKPOINT", "load_checkpoint"]
+__all__ = ["CHECKPOINT", "SNAPSHOTS", "load_checkpoint", "slim_checkpoint", "snapshot_dir"]
 
 CHECKPOINT = "checkpoint.pt"
+SNAPSHOTS = "snapshots"  #: the run folder's sub-folder of ``TrainConfig.snapshot_every``'s snapshots
 _FORMAT = "armlab-train-checkpoint"
 _VERSION = 1
 
@@ -61,6 +62,24 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if ckpt.get("version") != _VERSION:
         raise DataError(f"checkpoint {path} has format version {ckpt.get('version')}, this code reads {_VERSION}")
     return ckpt
+
+
+def slim_checkpoint(ckpt: dict[str, Any], modules: dict[str, dict[str, torch.Tensor]], half: bool = False
+                    ) -> dict[str, Any]:
+    """Inference weights in checkpoint form: ``ckpt``'s ``format``, ``version``, ``step``, ``task_config`` and
+    ``extra`` with the state dicts ``modules`` (float tensors in float16 with ``half``), no EMA, optimizer, scheduler
+    or RNG state, marked ``exported`` (the run loaders read it; a trainer refuses to resume from it)."""
+    def cast(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {k: v.half() if half and v.is_floating_point() else v for k, v in state.items()}
+
+    slim = {key: ckpt[key] for key in ("format", "version", "step", "task_config", "extra") if key in ckpt}
+    slim.update(modules={k: cast(v) for k, v in modules.items()}, ema={}, exported=True)
+    return slim
+
+
+def snapshot_dir(out: str | os.PathLike, step: int) -> Path:
+    """The folder of the run ``out``'s snapshot at ``step``: ``out/snapshots/step-NNNNNN``."""
+    return Path(out) / SNAPSHOTS / f"step-{int(step):06d}"
 
 
 class _CsvLog:

@@ -31,7 +31,11 @@ class TrainConfig:
     (always) or ``"off"``. ``channels_last``: ``"auto"`` (on CUDA only), ``"on"`` or ``"off"``. ``n_samples`` images
     per sample grid. ``time_limit_s``: stop after the first step that ends this many seconds after ``fit()`` began
     (checked at every ``log_every`` steps in a distributed run, where the ranks agree), checkpoint there and return;
-    the same call again continues the run (a wall-clock budget for a job queue or a lent GPU).
+    the same call again continues the run (a wall-clock budget for a job queue or a lent GPU). ``snapshot_every``
+    N > 0 also writes the sampling weights (each :meth:`TrainTask.ema_modules` module's EMA copy, or every module
+    without EMA) every N steps to ``out/snapshots/step-NNNNNN/`` (:func:`~generative.training.snapshot_dir`), a
+    folder the run loaders read like the run (``config.json`` and a slim ``checkpoint.pt``; not resumable): the
+    model at each step, for the step of the best metric; 0 (default): none.
 
     Speed options, none of which changes what is computed:
 
@@ -57,6 +61,7 @@ class TrainConfig:
     log_every: int = 50
     sample_every: int = 500
     checkpoint_every: int = 500
+    snapshot_every: int = 0
     ema_decay: float = 0.999
     amp: str = "auto"
     channels_last: str = "auto"
@@ -82,6 +87,8 @@ class TrainConfig:
             raise ConfigError(f"steps must be >= 0 and batch_size >= 1, got {self.steps} and {self.batch_size}")
         if min(self.log_every, self.sample_every, self.checkpoint_every) < 1:
             raise ConfigError("log_every, sample_every and checkpoint_every must be >= 1")
+        if self.snapshot_every < 0:
+            raise ConfigError(f"snapshot_every must be >= 0 (0: no snapshots), got {self.snapshot_every}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.amp not in ("auto", "bf16", "off"):

@@ -26,6 +26,8 @@ from generative.training.checkpoint import (
     _rng_state,
     _set_rng_state,
     load_checkpoint,
+    slim_checkpoint,
+    snapshot_dir,
 )
 from generative.training.config import DATA_ON_DEVICE_LIMIT, EMA, TrainConfig
 from generative.training.task import TrainTask
@@ -202,6 +204,23 @@ class Trainer:
             torch.save(self.state_dict(step), buf)
             atomic_write_bytes(self.checkpoint_path, buf.getvalue(), durable=True)
         self._barrier()
+
+    def save_snapshot(self, step: int) -> Path:
+        """Write the sampling weights (the EMA copies of the task's ``ema_modules``, or every module without EMA) at
+        ``step`` to ``out/snapshots/step-NNNNNN/`` (``checkpoint.pt``, slim, in float32, and ``config.json``); returns
+        the folder."""
+        names = [k for k in self.task.ema_modules() if k in self.ema] or list(self.modules)
+        states = {k: (self.ema[k] if k in self.ema else self.modules[k]).state_dict() for k in names}
+        full = {"format": _FORMAT, "version": _VERSION, "step": step, "task_config": self.task.config(),
+                "extra": self.task.extra_state()}
+        buf = io.BytesIO()
+        torch.save(slim_checkpoint(full, states), buf)
+        folder = snapshot_dir(self.cfg.out, step)
+        make_dirs(folder)
+        atomic_write_bytes(folder / CHECKPOINT, buf.getvalue(), durable=True)
+        if (self.cfg.out / "config.json").is_file():
+            atomic_write_bytes(folder / "config.json", (self.cfg.out / "config.json").read_bytes())
+        return folder
 
     def load_checkpoint(self, path: Path | None = None) -> int:
         """Restore the state saved in ``path`` (default ``out/checkpoint.pt``); returns its step. A ValueError naming
@@ -384,6 +403,8 @@ class Trainer:
                         t_steps_end = time.perf_counter()
                     if self.is_main and (done % cfg.sample_every == 0 or done == cfg.steps or out_of_time):
                         self.write_samples(done, writer)
+                    if cfg.snapshot_every and done % cfg.snapshot_every == 0 and self.is_main:
+                        self.save_snapshot(done)  # before the checkpoint: a resume after a kill writes it again
                     if cfg.checkpoints and (done % cfg.checkpoint_every == 0 or done == cfg.steps or out_of_time):
                         self.save_checkpoint(done)
                     self.step = done
