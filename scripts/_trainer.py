@@ -29,8 +29,8 @@ _HELP = {
     "sample_every": "sample grid every N steps (default 500)",
     "checkpoint_every": "checkpoint every N steps (default 500)",
     "snapshot_every": "also keep the sampling weights (the EMA copy) every N steps in snapshots/step-NNNNNN/, a run "
-                      "folder of its own that `eval`, `sample` and `latent` read, e.g. to find the best step "
-                      "(default 0: none)",
+                      "folder of its own that `sample`, `eval`, `latent` and `export` read, e.g. to find the best "
+                      "step (default 0: none)",
     "log_every": "log losses every N steps (default 50)",
     "threads": "torch CPU threads (default: torch's choice)",
 }

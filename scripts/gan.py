@@ -12,6 +12,7 @@
     armlab gan train --arch progan --phase-steps 500 --data data/sim64 --out runs/gan/pg --steps 2000 --cond target
     armlab gan latent --run runs/gan/sg2 --out runs/gan/sg2-latent --project frame.png
     armlab gan ada --run runs/gan/sg2 --json               # p's peak, level and whether it settled; RUN/ada.png
+    armlab gan eval --run runs/gan/sg2 --data data/sim64 --snapshots   # each --snapshot-every step, and the best
 
 --cond: class (the target object's shape: cube, cylinder, sphere), target (where the target is in the image,
 pixel_norm in [0, 1]) or class,target; leave it out for an unconditional DCGAN. The generator is a DCGAN
