@@ -150,7 +150,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     e.add_argument("--device", default="cpu", help="cpu (default), cuda, auto")
     e.add_argument("--no-ema", action="store_true", help="evaluate the trained generator, not its EMA copy")
     e.add_argument("--snapshots", action="store_true", help="evaluate every snapshot the run kept (train "
-                   "--snapshot-every) on the same frames and noise, and name the step of the lowest fid_custom")
+                   "--snapshot-every) on the same frames and noise, name the step of the lowest fid_custom and plot "
+                   "them (RUN/snapshots.png)")
     e.add_argument("--json", action="store_true", help="print the metrics as one JSON object on the last line")
     e.set_defaults(gan_func=_eval)
 
@@ -355,7 +356,11 @@ def _eval(args: argparse.Namespace) -> int:
         print(f"{args.run}: {len(r['rows'])} steps against {args.data}\n  step  fid_custom  class  position  diversity")
         for row in r["rows"]:
             print(f"{row['step']:6d}  " + "  ".join(fmt(row[k], ".3f") for k in SNAPSHOT_KEYS))
-        print(f"lowest fid_custom {r['best']['fid_custom']:.3f} at step {r['best']['step']} ({r['best']['source']})")
+        from armlab_scripts._gan_plots import plot_snapshots
+
+        r["plot"] = plot_snapshots(r, Path(args.run) / "snapshots.png")
+        print(f"lowest fid_custom {r['best']['fid_custom']:.3f} at step {r['best']['step']} ({r['best']['source']}); "
+              f"plot {r['plot']}")
         if args.json:
             emit_json(r)
         return 0
@@ -411,7 +416,9 @@ def _ada(args: argparse.Namespace) -> int:
         raise UsageError(f"{exc}.") from None
     strength = _strength(args, ps) if args.strength else None  # before anything is written
     plot = Path(args.plot) if args.plot else run / "ada.png"
-    _plot_p(rows, r, plot)
+    from armlab_scripts._gan_plots import plot_p
+
+    plot_p(rows, r, plot)
     r["plot"] = str(plot)
     print(f"ADA in {args.run}, {r['steps']} steps: p peaked at {r['p_peak']:.2f} (step {r['p_peak_step']}), "
           f"last {r['p_last']:.2f}")
@@ -457,40 +464,6 @@ def _print_strength(s: dict) -> None:
                                                                      for k, v in rs.items()))
     print("(at equal p, a lower r on the training frames is a stronger pipeline; r of one checkpoint is not the "
           "logged r_t, which D's drift between steps moves)")
-
-
-def _plot_p(rows: list[dict], r: dict, path: Path) -> None:
-    """p and r_t against the step, the judged window shaded, written atomically as a PNG."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from generative.gan.ada import SETTLED_RANGE
-    from robot_env.io.atomic import atomic_write_bytes
-
-    steps = [x["step"] for x in rows]
-    fig, ax = plt.subplots(figsize=(7, 3.6))
-    ax.plot(steps, [x["ada_p"] for x in rows], label="p (augmentation probability)", color="C0")
-    ax.plot(steps, [x["ada_rt"] for x in rows], label="r_t = E[sign D(real)]", color="C1", alpha=0.7)
-    ax.axvspan(r["from_step"], r["steps"], color="0.9", zorder=0,
-               label="judged: " + ("settled" if r["settled"] else "not settled"))
-    ax.axvline(r["band_from"], color="C0", ls=":", lw=1,
-               label=f"p within {SETTLED_RANGE:g} from step {r['band_from']}")
-    ax.set_xlabel("step")
-    ax.set_ylim(-0.05, 1.05)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
-    ax.set_title(f"ADA: p peaked at {r['p_peak']:.2f}; from step {r['from_step']} it stays in "
-                 f"{r['p_min']:.2f}-{r['p_max']:.2f}")
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, buf.getvalue())
 
 
 def _export(args: argparse.Namespace) -> int:

@@ -342,6 +342,7 @@ def test_cli_trains_samples_exports_and_evaluates_each_arch(dataset, tmp_path, c
     rs = json.loads(out[-1])
     assert [row["step"] for row in rs["rows"]] == [2, 3] and rs["rows"][1]["fid_custom"] == r["fid_custom"]
     assert f"at step {rs['best']['step']}" in out[-2]
+    assert cv2.imread(rs["plot"]) is not None and rs["plot"] == str(run / "snapshots.png")
 
 
 def _ddp_worker(rank, port, data, root):
