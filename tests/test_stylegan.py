@@ -300,6 +300,23 @@ def test_each_arch_trains_finite_and_a_resumed_run_equals_a_straight_one(dataset
         assert r["rows"][-1]["fid_custom"] == evaluate_gan(tmp_path / "a", dataset, n=16, probe_steps=5)["fid_custom"]
 
 
+def test_stylegan2_compiles_through_lazy_r1_and_trains_what_the_eager_run_trains(dataset, tmp_path):
+    """torch.compile (its aot_eager backend on the CPU: graphs captured as on a GPU) cannot run R1's double backward,
+    so R1's passes run D eagerly: a compiled run with R1 at every step trains, and to the same weights as eager."""
+    kw = dict(arch="stylegan2", r1_every=1, pad_channels=True)
+    eager = fit(dataset, tmp_path / "eager", 3, **kw)
+    compiled = fit(dataset, tmp_path / "compiled", 3, compile="aot_eager", **kw)
+    assert compiled["compile"] == "aot_eager" and eager["compile"] == "off"
+    a = load_checkpoint(tmp_path / "eager" / "checkpoint.pt")["modules"]
+    b = load_checkpoint(tmp_path / "compiled" / "checkpoint.pt")["modules"]
+    assert a.keys() == b.keys() and {"G", "D"} <= a.keys()
+    for net in a:
+        for k in a[net]:
+            assert torch.allclose(a[net][k].float(), b[net][k].float(), rtol=1e-4, atol=1e-5), (net, k)
+    assert [float(r["r1"]) for r in _log(tmp_path / "compiled")] == pytest.approx(
+        [float(r["r1"]) for r in _log(tmp_path / "eager")], rel=1e-4)
+
+
 def test_a_dcgan_run_keeps_its_settings_file_and_old_runs_load_as_dcgan(dataset, tmp_path):
     fit(dataset, tmp_path / "d", 1, g_base=4, d_base=4)
     saved = load_checkpoint(tmp_path / "d" / "checkpoint.pt")["task_config"]

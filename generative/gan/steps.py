@@ -13,6 +13,8 @@ on the reals steer ``p``. For progan the step first sets G's and D's level and a
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 
@@ -57,7 +59,8 @@ def style_step(task: GANTask, batch: dict[str, torch.Tensor], step: int) -> dict
     y_all = torch.cat([y, y]) if y is not None else None
     c_all = torch.cat([c_real, c_fake]) if c is not None else None
     task.D.requires_grad_(True)
-    with task.autocast():
+    # R1's double backward does not go through torch.compile's graphs: that pass runs D eagerly (1 step in r1_every)
+    with task.autocast(), torch.compiler.set_stance("force_eager") if r1_step else contextlib.nullcontext():
         logits = task.net("D")(x_all, y_all, c_all).float()
     d_real, d_fake = logits[:n], logits[n:]
     d_loss = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()

@@ -70,6 +70,8 @@ GAN_SPEED = (
     ("stylegan2", 128, 128, 64, True, "off"),
     ("stylegan2", 128, 256, 64, True, "off"),
     ("stylegan2", 128, 256, 128, True, "off"),
+    ("stylegan2", 128, 256, 256, True, "off"),
+    ("stylegan2", 128, 256, 128, True, "default"),
     ("dcgan", 128, 128, 128, False, "off"),
     ("dcgan", 128, 128, 512, True, "off"),
     ("dcgan", 128, 256, 128, True, "off"),
@@ -79,7 +81,7 @@ GAN_SPEED = (
 )
 SPEED_CAP_TFLOPS = 300.0  # a row stops after --speed-seconds of steps at this rate, or at its time limit
 GAN_SPEED_QUICK = (("dcgan", 32, 16, 8, False, "off"), ("dcgan", 32, 16, 8, True, "off"),
-                   ("stylegan2", 32, 16, 8, True, "off"))
+                   ("stylegan2", 32, 16, 8, True, "off"), ("stylegan2", 32, 16, 8, True, "aot_eager"))
 CYCLEGAN_VARIANTS = {  # generator width, batch, residual blocks, discriminator width
     "b64x16": {"base": 64, "batch_size": 16, "n_blocks": 6, "d_base": 64},
     "b64x4": {"base": 64, "batch_size": 4, "n_blocks": 6, "d_base": 64},
@@ -147,7 +149,8 @@ def stage_gan_speed(args) -> dict:
     name = torch.cuda.get_device_name(dev) if cuda else "cpu"
     peak = _peak(name)
     result = {"device": name, "bf16_peak_tflops": peak, "torch": torch.__version__, "configs": []}
-    configs = GAN_SPEED_QUICK if args.quick else GAN_SPEED
+    archs = [a for a in args.speed_archs.split(",") if a]
+    configs = [r for r in (GAN_SPEED_QUICK if args.quick else GAN_SPEED) if r[0] in archs]
     for arch, size, base, batch, pad, mode in configs:
         label = (f"gan-speed-{arch}-{size}px-b{base}-x{batch}{'-pad' if pad else ''}"
                  f"{'' if mode == 'off' else '-' + mode}")
@@ -351,6 +354,8 @@ def main(argv: list[str] | None = None) -> int:
                         "after the start, whatever the stages before it took (instead of --cyclegan-budget)")
     p.add_argument("--speed-seconds", type=float, default=6.0, help="measuring seconds per gan-speed row")
     p.add_argument("--speed-budget", type=float, default=180.0, help="deadline of the gan-speed stage (seconds)")
+    p.add_argument("--speed-archs", default="stylegan2,dcgan",
+                   help="comma list of the architectures whose gan-speed rows run (default stylegan2,dcgan)")
     p.add_argument("--compile-seconds", type=float, default=120.0,
                    help="seconds a compiled gan-speed row may spend compiling")
     p.add_argument("--threads", type=int, default=4, help="CPU threads per cyclegan process")
@@ -364,6 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     variants = [v for v in args.cyclegan_variants.split(",") if v]
     bad = [s for s in stages if s not in STAGES]
     bad_v = [v for v in variants if v not in CYCLEGAN_VARIANTS]
+    bad_a = [a for a in args.speed_archs.split(",") if a not in {r[0] for r in GAN_SPEED}]
     error = (f"unknown stage {bad[0]!r}" if bad
              else "--budget, --cyclegan-budget and --total must be > 0"
              if not (args.budget > 0 and args.cyclegan_budget > 0 and (args.total is None or args.total > 0))
@@ -372,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
              else "the cyclegan stage needs --real, an armlab dataset (real style)"
              if "cyclegan" in stages and not (args.real and (Path(args.real) / "manifest.json").is_file())
              else f"unknown cyclegan variant {bad_v[0]!r}" if bad_v or ("cyclegan" in stages and not variants)
+             else f"unknown --speed-archs entry {bad_a[0]!r} (stylegan2 or dcgan)" if bad_a
              else None)
     if error:
         print(f"error: {error}", file=sys.stderr)
