@@ -480,10 +480,14 @@ def test_gpu_check_generative_runs_its_stages_on_cpu(dataset, tmp_path, capsys):
     from armlab_scripts.bench import gpu_generative as check
 
     out = tmp_path / "gpu"
-    argv = ["--data", str(dataset), "--out", str(out), "--device", "cpu", "--quick", "--stages", "matmul,gan-speed"]
+    argv = ["--data", str(dataset), "--out", str(out), "--device", "cpu", "--quick", "--stages", "matmul,r1,gan-speed"]
     assert check.main(argv) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["matmul"]["matmul_tflops"] > 0 and result["matmul"]["device"] == "cpu"
+    r1 = result["r1"]  # D's main pass, and R1's passes, timed; R1 (a double backward) costs more than the main pass
+    assert len(r1["ms"]) == 6 and all(isinstance(v, float) and v > 0 for v in r1["ms"].values())
+    assert r1["ms"]["r1_joint_bf16"] > r1["ms"]["main_pass_bf16"]
+    assert any("ConvolutionBackwardBackward" in e["name"] for e in r1["top"])
     rows = result["gan-speed"]["configs"]
     assert [(row["arch"], row["pad_channels"], row["compile"]) for row in rows] == [
         ("dcgan", False, "off"), ("dcgan", True, "off"), ("stylegan2", True, "off"), ("stylegan2", True, "aot_eager")]
@@ -496,6 +500,8 @@ def test_gpu_check_generative_runs_its_stages_on_cpu(dataset, tmp_path, capsys):
     assert "unknown stage 'warp'" in capsys.readouterr().err
     assert check.main([*argv, "--speed-archs", "stylegan3"]) == 2
     assert "unknown --speed-archs entry 'stylegan3'" in capsys.readouterr().err
+    assert check.main([*argv, "--speed-rows", "2,99"]) == 2
+    assert "--speed-rows entry '99' is not a row" in capsys.readouterr().err
     assert check.main([*argv[:6], "--quick", "--stages", "gan-speed", "--speed-archs", "dcgan"]) == 0
     assert {row["arch"] for row in json.loads(capsys.readouterr().out.strip().splitlines()[-1])["gan-speed"][
         "configs"]} == {"dcgan"}

@@ -54,19 +54,29 @@ def style_step(task: GANTask, batch: dict[str, torch.Tensor], step: int) -> dict
     fake_d, c_fake = ada_augment(fake, c, p, cfg.ada_pipeline)
     # -- D step: real and fake in one forward pass (one DDP forward per backward), R1 on the same pass's reals
     r1_step = cfg.r1_gamma > 0 and step % cfg.r1_every == 0
-    x_real = real_d.detach().requires_grad_(r1_step)
+    # R1's double backward does not go through torch.compile's graphs: a compiled D runs R1 in a second, eager pass
+    # on the reals alone (the main pass stays in the compiled graph; DDP, which wants one forward per backward, keeps
+    # the joint pass, eager on R1's steps); an eager D takes R1 from the main pass
+    trainer = task.trainer
+    compiled = trainer is not None and trainer.cfg.compile != "off"
+    separate = r1_step and compiled and "D" not in trainer.wrapped
+    x_real = real_d.detach().requires_grad_(r1_step and not separate)
     x_all = torch.cat([x_real, fake_d.detach().to(x_real.dtype)])
     y_all = torch.cat([y, y]) if y is not None else None
     c_all = torch.cat([c_real, c_fake]) if c is not None else None
     task.D.requires_grad_(True)
-    # R1's double backward does not go through torch.compile's graphs: that pass runs D eagerly (1 step in r1_every)
-    with task.autocast(), torch.compiler.set_stance("force_eager") if r1_step else contextlib.nullcontext():
+    eager = r1_step and compiled and not separate
+    with task.autocast(), torch.compiler.set_stance("force_eager") if eager else contextlib.nullcontext():
         logits = task.net("D")(x_all, y_all, c_all).float()
     d_real, d_fake = logits[:n], logits[n:]
     d_loss = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
     loss = d_loss
+    if separate:  # the minibatch deviation's groups of consecutive reals are the main pass's own
+        x_real = real_d.detach().requires_grad_(True)
+        with task.autocast(), torch.compiler.set_stance("force_eager"):
+            d_r1 = task.D(x_real, y, c_real).float()
     if r1_step:
-        r1 = r1_penalty(d_real, x_real)
+        r1 = r1_penalty(d_r1 if separate else d_real, x_real)
         loss = loss + 0.5 * cfg.r1_gamma * cfg.r1_every * r1
         task.last_r1 = float(r1.detach())
     _check_finite(loss, "discriminator", cfg.arch, step)

@@ -60,6 +60,7 @@ import sys
 import time
 from pathlib import Path
 
+from armlab_scripts.bench.gpu_r1 import stage_r1
 from robot_env.io.atomic import atomic_write_text
 
 # Dense bf16 tensor-core peak (TFLOP/s) by card name, from the vendors' data sheets (SXM parts, no sparsity).
@@ -72,6 +73,7 @@ GAN_SPEED = (
     ("stylegan2", 128, 256, 128, True, "off"),
     ("stylegan2", 128, 256, 256, True, "off"),
     ("stylegan2", 128, 256, 128, True, "default"),
+    ("stylegan2", 128, 256, 256, True, "default"),
     ("dcgan", 128, 128, 128, False, "off"),
     ("dcgan", 128, 128, 512, True, "off"),
     ("dcgan", 128, 256, 128, True, "off"),
@@ -88,7 +90,7 @@ CYCLEGAN_VARIANTS = {  # generator width, batch, residual blocks, discriminator 
     "b32x8": {"base": 32, "batch_size": 8, "n_blocks": 6, "d_base": 64},
 }
 CYCLEGAN_QUICK = {"base": 8, "batch_size": 2, "n_blocks": 2, "d_base": 8}
-STAGES = ("matmul", "gan-speed", "diffusion-speed", "gan", "diffusion", "cyclegan")
+STAGES = ("matmul", "r1", "gan-speed", "diffusion-speed", "gan", "diffusion", "cyclegan")
 
 
 def _peak(name: str) -> float | None:
@@ -133,6 +135,17 @@ def _logged_rates(run: Path) -> list[float]:
         return []
 
 
+def _steady_rate(rates: list[float], arch: str) -> float | None:
+    """Images/s over the logged intervals after the first (whose step compiles or autotunes): all images over all
+    the time, so that StyleGAN2's slower R1 steps count; for StyleGAN2 an even number of 8-step intervals (whole
+    16-step R1 periods). DCGAN rows have no periodic step: the median interval, as before."""
+    if arch != "stylegan2":
+        return statistics.median(rates) if rates else None
+    rest = rates[1:]
+    rest = rest[: len(rest) - len(rest) % 2]
+    return len(rest) / sum(1.0 / r for r in rest) if rest and all(r > 0 for r in rest) else None
+
+
 def _write(args, name: str, result: dict) -> None:
     atomic_write_text(Path(args.out) / f"{name}.json", json.dumps(result, indent=1, default=str) + "\n")
 
@@ -150,7 +163,9 @@ def stage_gan_speed(args) -> dict:
     peak = _peak(name)
     result = {"device": name, "bf16_peak_tflops": peak, "torch": torch.__version__, "configs": []}
     archs = [a for a in args.speed_archs.split(",") if a]
-    configs = [r for r in (GAN_SPEED_QUICK if args.quick else GAN_SPEED) if r[0] in archs]
+    table = GAN_SPEED_QUICK if args.quick else GAN_SPEED
+    order = [int(i) for i in args.speed_rows.split(",")] if args.speed_rows else range(len(table))
+    configs = [table[i] for i in order if i < len(table) and table[i][0] in archs]
     for arch, size, base, batch, pad, mode in configs:
         label = (f"gan-speed-{arch}-{size}px-b{base}-x{batch}{'-pad' if pad else ''}"
                  f"{'' if mode == 'off' else '-' + mode}")
@@ -158,13 +173,17 @@ def stage_gan_speed(args) -> dict:
         flops = _train_flops(GANConfig(size=size, cond=("class", "target"), g_base=base, d_base=base, aux_class=1.0,
                                        arch=arch))
         steps = max(40, int(args.speed_seconds * SPEED_CAP_TFLOPS * 1e12 / (flops * batch)))
-        steps, limit = (8, 5.0) if args.quick else (steps, args.speed_seconds + 10)
+        steps, limit = (8, 5.0) if args.quick else (steps, args.speed_seconds + args.warmup_seconds)
+        # StyleGAN2 logs every 8 steps: its lazy R1 (every 16th step) falls in every other interval
+        log_every = 2 if args.quick else 8 if arch == "stylegan2" else 10
         if mode != "off":  # as many steady-state steps as the uncompiled twin ran, after the compilation
             twin = [r for r in result["configs"] if (r["arch"], r["size"], r["base"], r["batch_size"],
                                                      r["pad_channels"], r["compile"]) == (arch, size, base, batch,
                                                                                           pad, "off")]
             ips = twin[0].get("images_per_s") if twin else None
             steps = max(20, int(ips * args.speed_seconds / batch)) if ips else 200
+            if arch == "stylegan2":  # six R1 periods at least
+                steps = max(steps, 6 * 16 + 8)
             limit = args.speed_seconds + args.compile_seconds
         t = time.perf_counter()
         try:
@@ -172,16 +191,17 @@ def stage_gan_speed(args) -> dict:
                 torch.cuda.reset_peak_memory_stats(dev)
             train = TrainConfig(out=Path(args.out) / "runs" / label, steps=steps,
                                 **{**TRAIN_DEFAULTS, "batch_size": batch}, device=dev,
-                                log_every=2 if args.quick else 10, sample_every=10_000_000,
+                                log_every=log_every, sample_every=10_000_000,
                                 checkpoint_every=10_000_000, progress=False, tensorboard=False, time_limit_s=limit,
                                 compile=mode, checkpoints=False)
             s = train_gan(args.data, train, ("class", "target"), size=size, g_base=base, d_base=base,
                           limit=max(2 * batch, 64 if args.quick else 1024), pad_channels=pad, arch=arch)
             rates = _logged_rates(Path(args.out) / "runs" / label)
-            ips = statistics.median(rates) if rates else s["images_per_s"]
+            ips = _steady_rate(rates, arch) or s["images_per_s"]
             tflops = ips * s["train_flops_per_image"] / 1e12 if ips else None
             row.update({
                 "steps": s["steps"], "images_per_s": ips, "images_per_s_incl_first_step": s["images_per_s"],
+                "median_interval_images_per_s": statistics.median(rates) if rates else None,
                 "logged_rates": [round(r, 1) for r in rates], "train_gflop_per_image": s["train_flops_per_image"] / 1e9,
                 "achieved_tflops": tflops, "fraction_of_bf16_peak": tflops / peak if tflops and peak else None,
                 "params_g": s["params_g"], "params_d": s["params_d"], "wall_s": time.perf_counter() - t,
@@ -354,6 +374,13 @@ def main(argv: list[str] | None = None) -> int:
                         "after the start, whatever the stages before it took (instead of --cyclegan-budget)")
     p.add_argument("--speed-seconds", type=float, default=6.0, help="measuring seconds per gan-speed row")
     p.add_argument("--speed-budget", type=float, default=180.0, help="deadline of the gan-speed stage (seconds)")
+    p.add_argument("--warmup-seconds", type=float, default=10.0,
+                   help="seconds an uncompiled gan-speed row may take beyond --speed-seconds (cuDNN's autotuning)")
+    p.add_argument("--speed-rows", default=None,
+                   help="comma list of GAN_SPEED's rows to run, in this order (0-based; default all): "
+                        + "; ".join(f"{i}: {a} {z} px base {b} batch {n}{' padded' if pad else ''}"
+                                    f"{'' if m == 'off' else ' compiled'}"
+                                    for i, (a, z, b, n, pad, m) in enumerate(GAN_SPEED)))
     p.add_argument("--speed-archs", default="stylegan2,dcgan",
                    help="comma list of the architectures whose gan-speed rows run (default stylegan2,dcgan)")
     p.add_argument("--compile-seconds", type=float, default=120.0,
@@ -370,6 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     bad = [s for s in stages if s not in STAGES]
     bad_v = [v for v in variants if v not in CYCLEGAN_VARIANTS]
     bad_a = [a for a in args.speed_archs.split(",") if a not in {r[0] for r in GAN_SPEED}]
+    bad_r = [r for r in (args.speed_rows or "").split(",") if r and not (r.isdigit() and int(r) < len(GAN_SPEED))]
     error = (f"unknown stage {bad[0]!r}" if bad
              else "--budget, --cyclegan-budget and --total must be > 0"
              if not (args.budget > 0 and args.cyclegan_budget > 0 and (args.total is None or args.total > 0))
@@ -379,6 +407,7 @@ def main(argv: list[str] | None = None) -> int:
              if "cyclegan" in stages and not (args.real and (Path(args.real) / "manifest.json").is_file())
              else f"unknown cyclegan variant {bad_v[0]!r}" if bad_v or ("cyclegan" in stages and not variants)
              else f"unknown --speed-archs entry {bad_a[0]!r} (stylegan2 or dcgan)" if bad_a
+             else f"--speed-rows entry {bad_r[0]!r} is not a row of GAN_SPEED (0 to {len(GAN_SPEED) - 1})" if bad_r
              else None)
     if error:
         print(f"error: {error}", file=sys.stderr)
@@ -388,8 +417,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.stage:  # one stage, in this process
         t = time.perf_counter()
-        fn = {"matmul": stage_matmul, "gan-speed": stage_gan_speed, "diffusion-speed": stage_diffusion_speed,
-              "gan": stage_gan, "diffusion": stage_diffusion, "cyclegan": stage_cyclegan}[args.stage]
+        fn = {"matmul": stage_matmul, "r1": stage_r1, "gan-speed": stage_gan_speed,
+              "diffusion-speed": stage_diffusion_speed, "gan": stage_gan, "diffusion": stage_diffusion,
+              "cyclegan": stage_cyclegan}[args.stage]
         if args.stage == "cyclegan" and (args.variant is None or args.train_until is None):
             args.variant = args.variant or variants[0]
             args.train_until = args.train_until or time.time() + args.cyclegan_budget
@@ -401,8 +431,8 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.time()
     slack = 60.0 if not args.quick else 120.0
-    limits = {"matmul": 60 + slack, "gan-speed": args.speed_budget, "diffusion-speed": 120 + slack}
-    for name in ("matmul", "gan-speed", "diffusion-speed"):  # alone on the card: clean timings
+    limits = {"matmul": 60 + slack, "r1": 60 + slack, "gan-speed": args.speed_budget, "diffusion-speed": 120 + slack}
+    for name in ("matmul", "r1", "gan-speed", "diffusion-speed"):  # alone on the card: clean timings
         if name in stages:
             _wait(name, _run_stage(name, args, argv), time.time() + limits[name])
     side = [n for n in ("gan", "diffusion") if n in stages]
