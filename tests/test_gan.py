@@ -490,11 +490,10 @@ def test_gpu_check_generative_runs_its_stages_on_cpu(dataset, tmp_path, capsys):
     assert any("ConvolutionBackwardBackward" in e["name"] for e in r1["top"])
     rows = result["gan-speed"]["configs"]
     assert [(row["arch"], row["pad_channels"], row["compile"]) for row in rows] == [
-        ("dcgan", False, "off"), ("dcgan", True, "off"), ("stylegan2", True, "off"), ("stylegan2", True, "aot_eager")]
+        ("dcgan", False, "off"), ("dcgan", True, "off"), ("stylegan2", True, "off")]
     for row in rows:
         assert row["steps"] >= 2 and row["images_per_s"] > 0 and row["achieved_tflops"] > 0 and "error" not in row
     assert rows[0]["train_gflop_per_image"] == rows[1]["train_gflop_per_image"] != rows[2]["train_gflop_per_image"]
-    assert rows[3]["steps"] >= 20  # the compiled twin runs through lazy R1's steps (every 16th)
     assert (out / "gan-speed.json").is_file() and not list((out / "runs").rglob("checkpoint.pt"))  # no checkpoints
     assert check.main([*argv[:4], "--stages", "matmul,warp"]) == 2
     assert "unknown stage 'warp'" in capsys.readouterr().err
@@ -502,9 +501,11 @@ def test_gpu_check_generative_runs_its_stages_on_cpu(dataset, tmp_path, capsys):
     assert "unknown --speed-archs entry 'stylegan3'" in capsys.readouterr().err
     assert check.main([*argv, "--speed-rows", "2,99"]) == 2
     assert "--speed-rows entry '99' is not a row" in capsys.readouterr().err
-    assert check.main([*argv[:6], "--quick", "--stages", "gan-speed", "--speed-archs", "dcgan"]) == 0
-    assert {row["arch"] for row in json.loads(capsys.readouterr().out.strip().splitlines()[-1])["gan-speed"][
-        "configs"]} == {"dcgan"}
+    assert check.main([*argv[:6], "--quick", "--stages", "gan-speed", "--speed-archs", "stylegan2,dcgan",
+                       "--speed-rows", "2,0"]) == 0  # the rows asked for, in that order
+    assert [(row["arch"], row["pad_channels"]) for row in json.loads(
+        capsys.readouterr().out.strip().splitlines()[-1])["gan-speed"]["configs"]] == [("stylegan2", True),
+                                                                                       ("dcgan", False)]
 
 
 def test_shipped_weights_match_their_provenance_and_sample():
