@@ -17,11 +17,16 @@ that one failure leaves the others' figures, each writing ``OUT/<stage>.json``:
                convolutions and linear layers) as a fraction of the card's dense bf16 peak, for each row of
                ``GAN_SPEED`` (arch, size, base width, batch, ``pad_channels``, ``compile``), with bf16 autocast and
                channels-last (the trainer's CUDA defaults). Each row trains with no checkpoint for
-               ``--speed-seconds`` at ``SPEED_CAP_TFLOPS`` worth of steps or for ``--speed-seconds`` + 10 s,
-               whichever comes first; images/s is the median of the logged 10-step intervals (steady state: the
-               first step, with cuDNN's autotuning or compilation, excluded). A compiled row runs as many steps as
-               its uncompiled twin ran in ``--speed-seconds``, after up to ``--compile-seconds`` of compilation.
-               ``gan-speed.json`` is rewritten after every row, so a stage stopped at its deadline keeps its rows;
+               ``--speed-seconds`` at ``SPEED_CAP_TFLOPS`` worth of steps or for ``--speed-seconds`` +
+               ``--warmup-seconds``, whichever comes first. The first logged interval (cuDNN's autotuning or
+               compilation) is left out; images/s is then the median of the DCGAN's 10-step intervals, and for
+               StyleGAN2 all images over all the time of whole 16-step R1 periods (8-step intervals), so that its
+               slower R1 steps count. A compiled row runs as many steps as its uncompiled twin ran in
+               ``--speed-seconds`` (StyleGAN2: at least 104), after up to ``--compile-seconds`` of compilation.
+               ``--speed-rows`` picks rows and their order. ``gan-speed.json`` is rewritten after every row, so a
+               stage stopped at its deadline keeps its rows;
+``r1``         StyleGAN2's discriminator at 128 px: its main pass and R1's passes timed, and the top kernels
+               (``armlab_scripts.bench.gpu_r1``);
 ``diffusion-speed``  ``armlab bench gpu-diffusion`` (diffusers UNet on synthetic shapes: training images/s,
                TFLOP/s, DDIM-50 guided sampling images/s);
 ``gan``        ``armlab gan train --cond class,target`` for ``--budget`` seconds (``--time-limit``), then
