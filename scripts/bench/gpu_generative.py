@@ -187,8 +187,8 @@ def stage_gan_speed(args) -> dict:
                                                                                           pad, "off")]
             ips = twin[0].get("images_per_s") if twin else None
             steps = max(20, int(ips * args.speed_seconds / batch)) if ips else 200
-            if arch == "stylegan2":  # six R1 periods at least (quick: through the R1 step at 16, for a compiled row)
-                steps = 20 if args.quick else max(steps, 6 * 16 + 8)
+            if arch == "stylegan2":  # six R1 periods at least
+                steps = max(steps, 6 * 16 + 8)
             limit = args.speed_seconds + args.compile_seconds
         t = time.perf_counter()
         try:

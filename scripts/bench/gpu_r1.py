@@ -3,34 +3,24 @@ pass on the card, and which kernels take that time."""
 
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
-
-from robot_env.io.atomic import atomic_write_text
-
-
-def _sync(dev: str) -> None:
-    import torch
-
-    if dev.startswith("cuda"):
-        torch.cuda.synchronize(dev)
 
 
 def stage_r1(args) -> dict:
     """StyleGAN2's discriminator pass with and without R1 (eager, as the trainer runs R1 next to a compiled D), timed
-    with CUDA events: the main pass (reals and fakes, forward and backward), R1 on that joint pass, R1 in a separate
-    pass on the reals alone (bf16 autocast, float32, float32 without channels-last), and the CUDA kernels that take
-    the most time in the separate bf16 pass (torch.profiler)."""
+    by the wall clock between CUDA synchronisations: the main pass (reals and fakes, forward and backward), R1 on that
+    joint pass, R1 in a separate pass on the reals alone (bf16 autocast, float32, either without channels-last), and
+    the kernels that take the most time in the separate bf16 pass (torch.profiler)."""
     import copy
 
     import torch
 
+    from armlab_scripts.bench.gpu_generative import _device, _sync, _write  # here: that module imports this one
     from generative.gan import GANConfig
     from generative.gan.layers import r1_penalty
     from generative.gan.model import build_discriminator
 
-    dev = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    dev = _device(args.device)
     cuda = dev.startswith("cuda")
     size, base, n = (32, 16, 8) if args.quick else (128, 256, 128)
     cfg = GANConfig(size=size, cond=("class", "target"), g_base=base, d_base=base, aux_class=1.0, arch="stylegan2")
@@ -77,7 +67,7 @@ def stage_r1(args) -> dict:
         except Exception as exc:  # noqa: BLE001 - one variant's failure keeps the others
             result["ms"][name] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
         print(name, result["ms"][name], flush=True)
-        atomic_write_text(Path(args.out) / "r1.json", json.dumps(result, indent=1, default=str) + "\n")
+        _write(args, "r1", result)
     try:
         from torch.profiler import ProfilerActivity, profile
 
