@@ -152,6 +152,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     e.add_argument("--snapshots", action="store_true", help="evaluate every snapshot the run kept (train "
                    "--snapshot-every) on the same frames and noise, name the step of the lowest fid_custom and plot "
                    "them (RUN/snapshots.png)")
+    e.add_argument("--frames", choices=("all", "train", "heldout"), default="all",  # generative.gan.evaluate.FRAMES
+                   help="which real frames to draw: all (default), train (those the run trained on: the first "
+                   "--limit frames of its dataset) or heldout (the rest); train against heldout at the same --n "
+                   "shows whether the generator learned its frames or the scenes")
     e.add_argument("--json", action="store_true", help="print the metrics as one JSON object on the last line")
     e.set_defaults(gan_func=_eval)
 
@@ -348,24 +352,29 @@ def _eval(args: argparse.Namespace) -> int:
     if args.probe_steps is not None and args.probe_steps < 1:
         raise UsageError(f"--probe-steps must be at least 1, got {args.probe_steps}.")
     kw = {"quick": args.quick, "n": args.n, "seed": args.seed, "device": args.device,
-          "probe_steps": args.probe_steps, "ema": not args.no_ema, "psi": args.psi}
+          "probe_steps": args.probe_steps, "ema": not args.no_ema, "psi": args.psi, "frames": args.frames}
     if args.snapshots:
         from generative.gan.evaluate import SNAPSHOT_KEYS, evaluate_snapshots
 
         r = evaluate_snapshots(args.run, args.data, **kw)
-        print(f"{args.run}: {len(r['rows'])} steps against {args.data}\n  step  fid_custom  class  position  diversity")
+        which = "" if args.frames == "all" else f" ({args.frames} frames)"
+        print(f"{args.run}: {len(r['rows'])} steps against {args.data}{which}\n"
+              "  step  fid_custom  class  position  diversity")
         for row in r["rows"]:
             print(f"{row['step']:6d}  " + "  ".join(fmt(row[k], ".3f") for k in SNAPSHOT_KEYS))
         from armlab_scripts._gan_plots import plot_snapshots
 
-        r["plot"] = plot_snapshots(r, Path(args.run) / "snapshots.png")
+        name = "snapshots.png" if args.frames == "all" else f"snapshots-{args.frames}.png"
+        r["plot"] = plot_snapshots(r, Path(args.run) / name)
         print(f"lowest fid_custom {r['best']['fid_custom']:.3f} at step {r['best']['step']} ({r['best']['source']}); "
               f"plot {r['plot']}")
         if args.json:
             emit_json(r)
         return 0
     r = evaluate_gan(args.run, args.data, **kw)
-    print_report(r, title=f"{args.run} (step {r['steps']}, cond {','.join(r['cond']) or 'none'}) against {args.data}")
+    which = "" if args.frames == "all" else f" ({args.frames} frames {r['pool'][0]}-)"
+    print_report(r, title=f"{args.run} (step {r['steps']}, cond {','.join(r['cond']) or 'none'}) against "
+                 f"{args.data}{which}")
     if args.json:
         emit_json(r)
     return 0

@@ -412,6 +412,62 @@ def test_unconditional_eval_has_no_conditioning_figures(dataset, tmp_path):
     assert r["diversity_ratio"] is not None and r["fid_custom"] >= 0 and r["modes_covered"] >= 1
 
 
+def test_eval_frames_draws_the_training_frames_or_the_heldout_ones(dataset, data, tmp_path, capsys):
+    """`gan eval --frames train|heldout`: the first --limit frames the run trained on, or the frames after them,
+    and only on the run's own dataset."""
+    import shutil
+
+    from generative.data.labelled import real_sample
+    from generative.gan.evaluate import FRAMES, frame_pool
+
+    run = tmp_path / "run"
+    fit(dataset, run, 2, ("class", "target"), size=SIZE, batch_size=8, limit=40, **TINY)
+    cfg = json.loads((run / "config.json").read_text())["task"]["data"]
+    assert frame_pool(cfg, dataset, "train") == (0, 40) and frame_pool(cfg, dataset, "heldout") == (40, None)
+    assert frame_pool(cfg, dataset, "all") is None
+    held, _ = real_sample(dataset, SIZE, 100, seed=1, pool=(40, None))  # all 24 frames after the 40, in order
+    assert torch.equal(held["image"], data["image"][40:]) and torch.equal(held["target"], data["target"][40:])
+    some, _ = real_sample(dataset, SIZE, 10, seed=1, pool=(0, 40))
+    pos = [next(i for i in range(40) if torch.equal(data["image"][i], im)) for im in some["image"]]
+    assert len(pos) == 10 and pos == sorted(set(pos))  # ten different training frames, in file order
+    everything, _ = real_sample(dataset, SIZE, 10, seed=1)  # no pool: the draw of old (frames 40-63 included)
+    assert torch.equal(everything["image"], real_sample(dataset, SIZE, 10, seed=1, pool=(0, None))[0]["image"])
+    train = evaluate_gan(run, dataset, n=24, probe_steps=20, frames="train")
+    heldout = evaluate_gan(run, dataset, n=24, probe_steps=20, frames="heldout")
+    assert train["pool"] == [0, 40] and heldout["pool"] == [40, None] and train["frames"] == "train"
+    assert train["fid_custom"] != heldout["fid_custom"]
+    assert evaluate_gan(run, dataset, n=24, probe_steps=20)["pool"] is None
+    other = tmp_path / "other"  # the same frames under another manifest: not the run's dataset
+    shutil.copytree(dataset, other)
+    (other / "manifest.json").write_text((other / "manifest.json").read_text() + " ")
+    with pytest.raises(ConfigError, match="trained on"):
+        evaluate_gan(run, other, n=24, probe_steps=20, frames="heldout")
+    evaluate_gan(run, other, n=24, probe_steps=20)  # every frame: any dataset
+    with pytest.raises(ConfigError, match="one of"):
+        frame_pool(cfg, dataset, "test")
+    fit(dataset, tmp_path / "every", 1, ("class", "target"), size=SIZE, batch_size=8, **TINY)
+    from generative.data.images import DataError
+
+    with pytest.raises(DataError, match="none from frame 64"):  # a run that trained on every frame
+        evaluate_gan(tmp_path / "every", dataset, n=24, probe_steps=20, frames="heldout")
+    capsys.readouterr()
+    assert armlab("gan", "eval", "--run", str(run), "--data", str(other), "--frames", "train") == 2
+    err = capsys.readouterr().err.strip()
+    assert "--frames train needs the dataset the run trained on" in err and len(err.splitlines()) == 1
+    assert armlab("gan", "eval", "--run", str(run), "--data", str(dataset), "--n", "24", "--probe-steps", "20",
+                  "--frames", "heldout", "--json") == 0
+    r = last_json(capsys.readouterr().out)
+    assert r["pool"] == [40, None] and r["fid_custom"] == heldout["fid_custom"]
+    import argparse
+
+    from armlab_scripts import gan as gan_cli  # the command line's choices are the library's
+
+    parser = argparse.ArgumentParser()
+    gan_cli.add_arguments(parser)
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["eval"]
+    assert tuple(next(a for a in sub._actions if a.dest == "frames").choices) == FRAMES
+
+
 def test_bench_gan_runs_on_a_given_dataset(dataset, tmp_path, capsys):
     assert armlab("bench", "gan", "--data", str(dataset), "--out", str(tmp_path / "bench"), "--size", str(SIZE),
                   "--steps", "3", "--batch-size", "8", "--base", "8", "--n", "24", "--probe-steps", "20",

@@ -51,11 +51,13 @@ def labelled_tensors(data_dir: str | Path, size: int, cond: tuple[str, ...], mod
     return ds, data, classes
 
 
-def real_sample(data_dir: str | Path, size: int, n: int, seed: int,
-                progress: bool = False) -> tuple[dict[str, torch.Tensor], torch.Generator]:
+def real_sample(data_dir: str | Path, size: int, n: int, seed: int, progress: bool = False,
+                pool: tuple[int, int | None] | None = None) -> tuple[dict[str, torch.Tensor], torch.Generator]:
     """The tensors of ``n`` frames (at most all) of the armlab dataset at ``data_dir``, drawn with ``seed`` and
-    kept in file order: the real images a generative model's samples are measured against. Also returns the
-    seeded generator after the draw, which the caller goes on to draw the model's samples with."""
+    kept in file order: the real images a generative model's samples are measured against. ``pool``
+    (``(first, end)`` frame indices in file order, end None for the last frame; all frames when None) limits the
+    draw to those frames, e.g. the ones a model did not train on. Also returns the seeded generator after the
+    draw, which the caller goes on to draw the model's samples with."""
     root = Path(data_dir)
     if not root.exists():
         raise DataError(f"dataset folder {str(root)!r} does not exist")
@@ -63,6 +65,9 @@ def real_sample(data_dir: str | Path, size: int, n: int, seed: int,
         raise DataError(f"{str(root)!r} is not an armlab dataset: no manifest.json (the probe needs its labels)")
     ds = open_images(root, size)
     gen = torch.Generator().manual_seed(int(seed))
-    n_use = min(int(n), len(ds))
-    idx = torch.randperm(len(ds), generator=gen)[:n_use].sort().values.tolist()
+    frames = range(len(ds)) if pool is None else range(len(ds))[pool[0]:pool[1]]
+    if len(frames) == 0:
+        raise DataError(f"dataset {str(root)!r} has {len(ds)} frames, none from frame {pool[0]} on to draw from")
+    n_use = min(int(n), len(frames))
+    idx = [frames[i] for i in torch.randperm(len(frames), generator=gen)[:n_use].sort().values.tolist()]
     return load_tensors(Subset(ds, idx), progress=progress), gen

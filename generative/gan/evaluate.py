@@ -12,9 +12,32 @@ from generative.data.labelled import real_sample
 from generative.gan.sample import _generate, _generator_from, _load_run, check_psi
 from generative.runs import pick_device, read_summary
 from generative.training import CHECKPOINT, SNAPSHOTS
+from robot_env.io.dataset_format import MANIFEST
 from robot_env.io.errors import MissingPathError, ParamError
+from robot_env.io.hashing import sha256_file
 
-__all__ = ["evaluate_gan", "evaluate_snapshots"]
+__all__ = ["FRAMES", "evaluate_gan", "evaluate_snapshots", "frame_pool"]
+
+FRAMES = ("all", "train", "heldout")  #: which real frames ``evaluate_gan`` draws
+
+
+def frame_pool(data: dict[str, Any] | None, root: Path, frames: str) -> tuple[int, int | None] | None:
+    """The frames ``(first, end)`` (file order; end None: to the last frame) that ``frames`` (:data:`FRAMES`)
+    names for a run whose configuration describes its training data as ``data`` (``path``, ``frames``,
+    ``manifest_sha256``), evaluated on the dataset at ``root``; None for ``all``. A ParamError in one sentence
+    when ``train`` or ``heldout`` is asked of another dataset than the run's. (A run that trained on every frame
+    leaves none held out: :func:`~generative.data.labelled.real_sample` then says so.)"""
+    if frames not in FRAMES:
+        raise ParamError("frames", f"{{name}} must be one of {', '.join(FRAMES)}, got {frames!r}")
+    if frames == "all":
+        return None
+    manifest = root / MANIFEST
+    if not data or data.get("manifest_sha256") is None or not manifest.is_file() \
+            or sha256_file(manifest) != data["manifest_sha256"]:
+        raise ParamError("frames", f"{{name}} {frames} needs the dataset the run trained on "
+                         f"({(data or {}).get('path', 'not recorded')}); {str(root)!r} is another one")
+    n_train = int(data["frames"])
+    return (0, n_train) if frames == "train" else (n_train, None)
 
 
 def evaluate_gan(
@@ -28,6 +51,7 @@ def evaluate_gan(
     ema: bool = True,
     progress: bool = False,
     psi: float = 1.0,
+    frames: str = "all",
 ) -> dict[str, Any]:
     """Probe metrics of the run's generator against the armlab dataset at ``data_dir``.
 
@@ -39,6 +63,13 @@ def evaluate_gan(
     model does not take) plus ``cond``, ``steps`` (the checkpoint's), ``train_images_per_s`` (from the run's
     summary, if recorded), ``probe_from_cache``, ``psi`` and ``eval_seconds``. ``psi`` < 1 samples the fakes with
     the truncation trick (:func:`generative.gan.sample.truncate`; 1, the default, is plain sampling).
+
+    ``frames`` says which real frames are drawn (:data:`FRAMES`): ``all`` (the default), ``train`` (the frames the
+    run trained on: the first ``data.frames`` of its dataset, in file order, as ``train --limit`` takes them) or
+    ``heldout`` (the frames after those). ``train`` and ``heldout`` need the run's own dataset (the same
+    manifest); comparing the two at the same ``n`` shows how far the generator has learned its training frames
+    rather than the scenes they come from. The report adds ``frames`` and ``pool`` (``[first, end]``, end None
+    for the dataset's last frame; None for ``all``).
     """
     from generative.metrics import generation_report, probe_for
 
@@ -50,7 +81,8 @@ def evaluate_gan(
     cfg, ckpt = _load_run(run_dir, dev)
     G = _generator_from(cfg, ckpt, Path(run_dir) / CHECKPOINT, dev, ema)
     root = Path(data_dir)
-    real, gen = real_sample(root, cfg.size, n, seed, progress=progress)
+    pool = frame_pool(cfg.data, root, frames)
+    real, gen = real_sample(root, cfg.size, n, seed, progress=progress, pool=pool)
     n_use = len(real["image"])
     probe = probe_for(root, cfg.size, quick=quick, steps=probe_steps, device=dev, progress=progress)
     y = real["class_id"].clone() if cfg.n_classes else None
@@ -72,7 +104,8 @@ def evaluate_gan(
     report.update({
         "cond": list(cfg.cond), "steps": int(ckpt.get("step", 0)), "size": cfg.size,
         "train_images_per_s": summary.get("images_per_s"),
-        "probe_from_cache": bool(getattr(probe, "from_cache", False)), "psi": psi,
+        "probe_from_cache": bool(getattr(probe, "from_cache", False)), "psi": psi, "frames": frames,
+        "pool": None if pool is None else list(pool),
         "eval_seconds": time.perf_counter() - t0,
     })
     return report
