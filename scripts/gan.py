@@ -372,7 +372,11 @@ def _eval(args: argparse.Namespace) -> int:
             emit_json(r)
         return 0
     r = evaluate_gan(args.run, args.data, **kw)
-    which = "" if args.frames == "all" else f" ({args.frames} frames {r['pool'][0]}-)"
+    which = ""
+    if r["pool"] is not None:
+        first, end = r["pool"]
+        span = f"{first}-{end - 1}" if end is not None else f"{first} on"
+        which = f" ({args.frames} frames {span})"
     print_report(r, title=f"{args.run} (step {r['steps']}, cond {','.join(r['cond']) or 'none'}) against "
                  f"{args.data}{which}")
     if args.json:
